@@ -1,0 +1,1 @@
+"""The beat schedule and the periodic maintenance tasks."""

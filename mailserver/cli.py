@@ -1,0 +1,109 @@
+"""The ``mailscan`` command. Bad arguments and unreachable services end in one clear line
+on standard error and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+from kombu.exceptions import OperationalError
+
+from tasks.errors import MailscanError
+from tasks.settings import Settings, load_settings
+
+# Exit codes, as virus scanners use them so scripts can branch: found something = 1.
+CLEAN, FOUND, FAILED = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.command in ("serve", "up") else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.run(load_settings(), args) or 0)
+    except (MailscanError, redis.RedisError, OperationalError) as err:
+        print(f"mailscan: {err}", file=sys.stderr)
+        return FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mailscan",
+        description="Mail scanning: SMTP front, ClamAV and SpamAssassin in isolated pools.",
+        epilog="Settings come from MAILSCAN_* environment variables; see the README.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _command(sub, "up", _up, "run the whole system locally in the foreground (Ctrl-C stops it)")
+    _command(sub, "serve", _serve, "run only the SMTP front (the workers run elsewhere)")
+    scan = _command(sub, "scan", _scan, "scan one message through the real pools")
+    scan.add_argument("file", type=Path, help="the message, as an .eml file")
+    scan.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+    scan.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
+    status = _command(sub, "status", _status, "pools, workers, concurrency and queue depths")
+    status.add_argument("--json", action="store_true", help="print as JSON")
+    _command(sub, "check-config", _check_config, "validate the settings and exit")
+    return parser
+
+
+def _command(
+    sub: Any, name: str, run: Callable[[Settings, argparse.Namespace], int | None], text: str
+) -> argparse.ArgumentParser:
+    command = sub.add_parser(name, help=text, description=text)
+    command.set_defaults(run=run)
+    return command
+
+
+def _up(settings: Settings, _: argparse.Namespace) -> int:
+    from mailserver.up import run_up
+
+    return run_up(settings)
+
+
+def _serve(settings: Settings, _: argparse.Namespace) -> int:
+    from mailserver.server import serve
+
+    asyncio.run(serve(settings))
+    return CLEAN
+
+
+def _scan(settings: Settings, args: argparse.Namespace) -> int:
+    from mailserver.scanfile import scan_file, verdict_lines
+
+    results = scan_file(settings, args.file, args.timeout)
+    print(json.dumps(results, indent=2) if args.json else "\n".join(verdict_lines(results)))
+    statuses = {r["status"] if r else "error" for r in results.values()}
+    if statuses & {"infected", "spam"}:
+        return FOUND
+    return FAILED if "error" in statuses else CLEAN
+
+
+def _status(settings: Settings, args: argparse.Namespace) -> int:
+    from mailserver.status import collect, status_lines
+
+    report = collect(settings)
+    print(json.dumps(report, indent=2) if args.json else "\n".join(status_lines(report)))
+    return CLEAN
+
+
+def _check_config(settings: Settings, _: argparse.Namespace) -> int:
+    from tasks import plugins
+
+    plugins.validate(settings)
+    print("configuration is valid")
+    return CLEAN
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Where accepted mail goes: a local Maildir, or the next-hop SMTP host behind us.
+
+Maildir delivery is idempotent: the file is named after the spool id, so a message that is
+re-driven after a crash between delivery and spool removal is not delivered twice.
+"""
+
+from __future__ import annotations
+
+import os
+import smtplib
+from pathlib import Path
+from typing import Protocol
+
+from mailserver.spool import Envelope
+from tasks.errors import MailscanError
+from tasks.settings import Settings
+
+
+class DeliveryError(MailscanError):
+    """The message could not be handed on. ``permanent`` tells a 5xx from a 4xx."""
+
+    def __init__(self, message: str, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class Delivery(Protocol):
+    def deliver(self, entry_id: str, envelope: Envelope, message: bytes) -> None: ...
+
+
+class MaildirDelivery:
+    """One Maildir for all recipients: the stand-in for the mailbox server behind us."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        for sub in ("tmp", "new", "cur"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+
+    def delivered(self, entry_id: str) -> bool:
+        name = f"{entry_id}.mailscan"
+        return (self.root / "new" / name).exists() or any((self.root / "cur").glob(name + ":*"))
+
+    def deliver(self, entry_id: str, envelope: Envelope, message: bytes) -> None:
+        if self.delivered(entry_id):
+            return
+        name = f"{entry_id}.mailscan"
+        staging = self.root / "tmp" / name
+        with open(staging, "wb") as handle:
+            handle.write(f"Return-Path: <{envelope.mail_from}>\n".encode())
+            handle.write(message.replace(b"\r\n", b"\n"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(staging, self.root / "new" / name)
+
+
+class RelayDelivery:
+    """Hands the message to the next hop over SMTP, as a content filter behind an MTA does."""
+
+    def __init__(self, host: str, port: int, timeout_s: float = 60.0) -> None:
+        self.host, self.port, self.timeout_s = host, port, timeout_s
+
+    def deliver(self, entry_id: str, envelope: Envelope, message: bytes) -> None:
+        try:
+            with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as client:
+                refused = client.sendmail(envelope.mail_from, list(envelope.rcpt_tos), message)
+        except smtplib.SMTPResponseException as err:
+            raise DeliveryError(f"next hop said {err.smtp_code}", err.smtp_code >= 500) from err
+        except smtplib.SMTPRecipientsRefused as err:
+            codes = [code for code, _ in err.recipients.values()]
+            raise DeliveryError("next hop refused every recipient", min(codes) >= 500) from err
+        except (TimeoutError, OSError, smtplib.SMTPException) as err:
+            raise DeliveryError(f"next hop {self.host}:{self.port} unreachable: {err}") from err
+        if refused:
+            # Some recipients were refused: the rest have it; say so, but do not resend.
+            raise DeliveryError(f"next hop refused {len(refused)} recipients", permanent=True)
+
+
+def delivery_for(settings: Settings) -> Delivery:
+    if settings.delivery == "relay":
+        return RelayDelivery(settings.relay.host, settings.relay.port)
+    return MaildirDelivery(settings.maildir)

@@ -1,0 +1,127 @@
+"""One message from spool to outcome: store once, enqueue both scans, await both verdicts,
+decide, act, and only then remove the spool entry."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+from redis import Redis
+
+from mailserver import headers, policy
+from mailserver.delivery import Delivery, DeliveryError
+from mailserver.policy import Decision
+from mailserver.quarantine import Quarantine
+from mailserver.spool import Spool, SpoolEntry
+from mailserver.verdicts import VerdictWaiter
+from tasks.constants import POOLS
+from tasks.settings import Settings
+from tasks.submit import submit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to a message: ``action`` as decided, ``reply`` for a waiting client.
+    ``final`` is false when the message stays in the spool to be tried again."""
+
+    action: str
+    reply: str
+    reason: str
+    final: bool = True
+
+
+class Pipeline:
+    """Everything between a committed spool entry and its final outcome."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        app: Celery,
+        spool: Spool,
+        redis: Redis,
+        waiter: VerdictWaiter,
+        delivery: Delivery,
+        quarantine: Quarantine,
+    ) -> None:
+        self.settings, self.app, self.spool = settings, app, spool
+        self.redis, self.waiter = redis, waiter
+        self.delivery, self.quarantine = delivery, quarantine
+
+    async def process(self, entry: SpoolEntry, client_waiting: bool) -> Outcome:
+        results = await self.scan(entry, self.settings.scan_deadline_s)
+        decision = policy.decide(results["av"], results["spam"], self.settings, client_waiting)
+        outcome = await asyncio.to_thread(self._act, entry, decision, results, client_waiting)
+        log.info("message %s: %s (%s)", entry.id, outcome.action, outcome.reason)
+        return outcome
+
+    async def scan(self, entry: SpoolEntry, deadline_s: float) -> dict[str, Any]:
+        """Both pool verdicts, or None for a pool that did not answer by the deadline."""
+        scan_copy = headers.prepend(
+            entry.content, [headers.return_path(entry), self._received(entry)]
+        )
+        task_ids = await asyncio.to_thread(self._enqueue, entry.id, scan_copy)
+        deadline = time.monotonic() + deadline_s
+        waits = [self._await(task_ids[pool], deadline) for pool in POOLS]
+        return dict(zip(POOLS, await asyncio.gather(*waits), strict=True))
+
+    def _enqueue(self, entry_id: str, scan_copy: bytes) -> dict[str, str]:
+        return submit(self.app, self.redis, entry_id, scan_copy, self.settings.blob_ttl_s)
+
+    async def _await(self, task_id: str, deadline: float) -> dict[str, Any] | None:
+        try:
+            meta = await self.waiter.wait(task_id, max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            return None
+        if meta.get("status") != "SUCCESS":
+            log.warning("scan job %s ended %s: %s", task_id, meta.get("status"), meta.get("result"))
+            return None
+        return meta["result"]
+
+    def _act(
+        self, entry: SpoolEntry, decision: Decision, results: dict[str, Any], client_waiting: bool
+    ) -> Outcome:
+        if decision.action == "tempfail" and not client_waiting:
+            return Outcome("tempfail", decision.reply, decision.reason, final=False)
+        try:
+            self._carry_out(entry, decision, results)
+        except DeliveryError as err:
+            return self._delivery_failed(entry, results, err, client_waiting)
+        self.spool.finish(entry.id)
+        return Outcome(decision.action, decision.reply, decision.reason)
+
+    def _carry_out(self, entry: SpoolEntry, decision: Decision, results: dict[str, Any]) -> None:
+        if decision.action not in ("deliver", "quarantine"):
+            return  # reject or tempfail to a waiting client: the sender keeps the message
+        message = headers.prepend(entry.content, [*decision.header_lines, self._received(entry)])
+        if decision.tag_subject:
+            message = headers.tag_subject(message, self.settings.spam_subject_tag)
+        if decision.action == "quarantine":
+            self.quarantine.put(entry, message, decision.reason, results)
+        else:
+            self.delivery.deliver(entry.id, entry.envelope, message)
+
+    def _delivery_failed(
+        self, entry: SpoolEntry, results: dict[str, Any], err: DeliveryError, waiting: bool
+    ) -> Outcome:
+        log.warning("message %s: delivery failed: %s", entry.id, err)
+        if waiting:
+            # The client hears the failure and keeps the message; we must not keep a copy.
+            self.spool.finish(entry.id)
+            if err.permanent:
+                return Outcome("reject", "550 5.0.0 Next hop refused the message", str(err))
+            return Outcome("tempfail", "451 4.4.1 Next hop unavailable, try again later", str(err))
+        if err.permanent:
+            # Nobody to tell and the next hop will never take it: keep it where an admin looks.
+            self.quarantine.put(entry, entry.content, f"next hop refused: {err}", results)
+            self.spool.finish(entry.id)
+            return Outcome("quarantine", "", str(err))
+        return Outcome("tempfail", "", str(err), final=False)
+
+    def _received(self, entry: SpoolEntry) -> str:
+        return headers.received(entry, self.settings.hostname)

@@ -1,0 +1,70 @@
+"""From two pool verdicts to one decision. Pure: no I/O, so every branch is unit-tested.
+
+A pool result is the dict a scan task returns (``status``: clean / infected / ham / spam /
+skipped / error), or None when no verdict arrived before the deadline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mailserver import headers
+from tasks.settings import Settings
+
+Action = Literal["deliver", "quarantine", "reject", "tempfail"]
+PoolResult = dict[str, Any] | None
+
+TEMPFAIL_REPLY = "451 4.7.1 Content scan could not finish, try again later"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with a message, the SMTP reply a waiting client gets, and why."""
+
+    action: Action
+    reply: str
+    reason: str
+    header_lines: list[str] = field(default_factory=list)
+    tag_subject: bool = False
+
+
+def decide(av: PoolResult, spam: PoolResult, settings: Settings, client_waiting: bool) -> Decision:
+    """``client_waiting`` is true in pre-queue mode: a virus can then be refused outright."""
+    lines = headers.virus_headers(av) + headers.spam_headers(spam)
+    if av is not None and av["status"] == "infected":
+        return _virus(av, lines, client_waiting)
+    if av is None or av["status"] == "error":
+        failed = _failure(settings.av_failure_policy, "virus scan failed", lines)
+        if failed.action != "deliver":
+            return failed
+    if spam is None or spam["status"] == "error":
+        return _failure(settings.spam_failure_policy, "spam scan failed", lines)
+    return _spam(spam, lines, settings)
+
+
+def _virus(av: dict[str, Any], lines: list[str], client_waiting: bool) -> Decision:
+    name = headers.virus_name(av)
+    reason = f"virus {name}"
+    if client_waiting:
+        return Decision("reject", f"550 5.7.1 Message refused: virus found ({name})", reason)
+    return Decision("quarantine", "250 2.0.0 Ok: quarantined", reason, lines)
+
+
+def _failure(policy: str, reason: str, lines: list[str]) -> Decision:
+    if policy == "quarantine":
+        return Decision("quarantine", "250 2.0.0 Ok: quarantined", reason, lines)
+    if policy == "deliver-tagged":
+        return Decision("deliver", "250 2.0.0 Ok: delivered", reason, lines)
+    return Decision("tempfail", TEMPFAIL_REPLY, reason, lines)
+
+
+def _spam(spam: dict[str, Any], lines: list[str], settings: Settings) -> Decision:
+    if spam["status"] != "spam":
+        return Decision("deliver", "250 2.0.0 Ok: delivered", "clean", lines)
+    score = spam["verdicts"][0].get("score") or 0.0
+    limit = settings.spam_quarantine_score
+    if limit is not None and score >= limit:
+        return Decision("quarantine", "250 2.0.0 Ok: quarantined", f"spam score {score:.1f}", lines)
+    tag = bool(settings.spam_subject_tag)
+    return Decision("deliver", "250 2.0.0 Ok: delivered", "spam, tagged", lines, tag)

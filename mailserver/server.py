@@ -1,0 +1,94 @@
+"""The mailserver process: the SMTP front, the verdict subscriber and the redriver on one
+event loop. Start-up checks the configuration and Redis and fails with one clear line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import redis
+from aiosmtpd.smtp import SMTP
+
+from mailserver.delivery import delivery_for
+from mailserver.pipeline import Pipeline
+from mailserver.quarantine import Quarantine
+from mailserver.redrive import Redriver
+from mailserver.smtp import ScanHandler
+from mailserver.spool import Spool
+from mailserver.verdicts import VerdictWaiter
+from tasks import plugins
+from tasks.celeryapp import app
+from tasks.errors import ConfigError
+from tasks.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def check_redis(settings: Settings) -> redis.Redis:
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as err:
+        raise ConfigError(f"cannot reach Redis at {settings.redis_url}: {err}") from err
+    return client
+
+
+def build_pipeline(settings: Settings, client: redis.Redis) -> tuple[Pipeline, VerdictWaiter]:
+    waiter = VerdictWaiter(settings.redis_url, app.backend.decode_result)
+    pipeline = Pipeline(
+        settings,
+        app,
+        Spool(settings.spool_dir),
+        client,
+        waiter,
+        delivery_for(settings),
+        Quarantine(settings.quarantine_dir),
+    )
+    return pipeline, waiter
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT. Spooled mail not yet finished stays for the next start."""
+    plugins.validate(settings)
+    pipeline, waiter = build_pipeline(settings, check_redis(settings))
+    await waiter.start()
+    redriver = Redriver(pipeline.spool, pipeline, settings.redrive_interval_s)
+    handler = ScanHandler(pipeline, pipeline.spool, redriver, settings.mode == "post-queue")
+    server = await _listen(settings, handler)
+    redrive = asyncio.create_task(redriver.run(), name="redriver")
+    log.info(
+        "SMTP front listening on %s:%s (%s)", settings.smtp_host, settings.smtp_port, settings.mode
+    )
+    try:
+        await _until_stopped()
+    finally:
+        server.close()
+        redrive.cancel()
+        await waiter.close()
+
+
+async def _listen(settings: Settings, handler: ScanHandler) -> asyncio.Server:
+    def factory() -> SMTP:
+        return SMTP(
+            handler,
+            data_size_limit=settings.max_message_bytes,
+            enable_SMTPUTF8=True,
+            hostname=settings.hostname,
+            ident="mailscan ESMTP",
+        )
+
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.create_server(factory, host=settings.smtp_host, port=settings.smtp_port)
+    except OSError as err:
+        where = f"{settings.smtp_host}:{settings.smtp_port}"
+        raise ConfigError(f"cannot listen for SMTP on {where}: {err.strerror}") from err
+
+
+async def _until_stopped() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

@@ -1,0 +1,71 @@
+"""The SMTP front: translates the protocol into a spool entry and a scan, and back into a
+reply code. Nothing here blocks the event loop; no exception text ever reaches a client."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
+
+from mailserver.pipeline import Pipeline
+from mailserver.redrive import Redriver
+from mailserver.spool import Envelope as SpoolEnvelope
+from mailserver.spool import Spool, SpoolEntry
+
+log = logging.getLogger(__name__)
+
+SPOOL_FAILED = "451 4.3.0 Could not store the message, try again later"
+BROKER_AWAY = "451 4.3.0 Scanner queue unavailable, try again later"
+INTERNAL_ERROR = "451 4.3.0 Temporary server error, try again later"
+
+
+class ScanHandler:
+    """aiosmtpd handler: spool first, then scan (pre-queue) or hand to the redriver (post)."""
+
+    def __init__(self, pipeline: Pipeline, spool: Spool, redriver: Redriver, post_queue: bool):
+        self.pipeline, self.spool, self.redriver = pipeline, spool, redriver
+        self.post_queue = post_queue
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        spool_envelope = SpoolEnvelope(
+            mail_from=envelope.mail_from or "",
+            rcpt_tos=tuple(envelope.rcpt_tos),
+            peer_ip=str(session.peer[0]) if session.peer else "",
+            helo=session.host_name or "",
+            received_at=time.time(),
+        )
+        try:
+            entry = await asyncio.to_thread(self.spool.commit, spool_envelope, _bytes(envelope))
+        except OSError:
+            log.exception("could not write the spool")
+            return SPOOL_FAILED
+        if self.post_queue:
+            self.redriver.submit(entry.id)
+            return f"250 2.0.0 Ok: queued as {entry.id}"
+        return await self._scan_while_client_waits(entry)
+
+    async def _scan_while_client_waits(self, entry: SpoolEntry) -> str:
+        self.redriver.hold(entry.id)
+        try:
+            outcome = await self.pipeline.process(entry, client_waiting=True)
+        except (RedisError, OperationalError, OSError) as err:
+            log.warning("message %s: broker unavailable (%s); answering 451", entry.id, err)
+            await asyncio.to_thread(self.spool.finish, entry.id)
+            return BROKER_AWAY
+        finally:
+            self.redriver.release(entry.id)
+        return outcome.reply
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.error("SMTP session failed", exc_info=error)
+        return INTERNAL_ERROR
+
+
+def _bytes(envelope: Envelope) -> bytes:
+    content: Any = envelope.original_content or envelope.content or b""
+    return content if isinstance(content, bytes) else content.encode("utf-8", "surrogateescape")

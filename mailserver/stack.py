@@ -1,0 +1,321 @@
+"""The whole system on one machine, without Docker: Redis, clamd, spamd, both worker pools,
+beat, Flower and the SMTP front, each a child process on loopback with its own log.
+
+``mailscan up`` and the integration tests start services through this one module, so what
+the tests exercise is what an administrator runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import redis
+
+from tasks.constants import AV_POOL, SPAM_POOL
+from tasks.errors import MailscanError
+from tasks.plugins.clamav import ClamavPlugin
+from tasks.plugins.spamassassin import SpamassassinPlugin
+from tasks.settings import Endpoint, Settings
+
+SIGNATURES = Path(__file__).resolve().parent.parent / "tasks" / "signatures"
+OFFICIAL_CLAMAV_DB = Path("/var/lib/clamav")
+ORDER = ("redis", "clamd", "spamd", "av-worker", "spam-worker", "beat", "flower", "mailserver")
+STOP_GRACE_S = 15.0
+
+
+class StackError(MailscanError):
+    """A service could not start: the message says which and why (with its log's tail)."""
+
+
+@dataclass
+class Service:
+    """One child process: how to start it and how to know it is ready."""
+
+    name: str
+    argv: list[str]
+    ready: Callable[[], bool]
+    port: int | None = None
+    ready_timeout_s: float = 60.0
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+
+class Stack:
+    """Starts services in order, waits until each is ready, stops them in reverse."""
+
+    def __init__(self, settings: Settings, env: dict[str, str] | None = None) -> None:
+        self.settings = settings
+        self.env = dict(os.environ if env is None else env)
+        self.log_dir = settings.var_dir / "log"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.services = {s.name: s for s in _services(settings)}
+        self.started: list[str] = []
+
+    def start(self, names: Iterable[str] = ORDER, progress: Callable[[str], None] = print) -> None:
+        for name in names:
+            service = self.services[name]
+            if service.port and _port_open(service.port):
+                raise StackError(f"{name}: port {service.port} is already in use on 127.0.0.1")
+            started = time.monotonic()
+            self._spawn(service)
+            self._await_ready(service)
+            progress(f"  {name:<12} ready in {time.monotonic() - started:4.1f} s")
+
+    def _spawn(self, service: Service) -> None:
+        log = open(self.log_dir / f"{service.name}.log", "ab")  # noqa: SIM115 - owned by the child
+        # Own session: Ctrl-C in the terminal reaches only `mailscan up`, which then stops
+        # the children in order instead of all of them dying at once.
+        service.process = subprocess.Popen(
+            service.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+        )
+        log.close()
+        if service.name not in self.started:
+            self.started.append(service.name)
+
+    def _await_ready(self, service: Service) -> None:
+        deadline = time.monotonic() + service.ready_timeout_s
+        while time.monotonic() < deadline:
+            if service.process and service.process.poll() is not None:
+                raise StackError(f"{service.name} exited at start:\n{self.log_tail(service.name)}")
+            if _safely(service.ready):
+                return
+            time.sleep(0.2)
+        raise StackError(f"{service.name} not ready after {service.ready_timeout_s:.0f} s")
+
+    def log_tail(self, name: str, lines: int = 15) -> str:
+        path = self.log_dir / f"{name}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def pid(self, name: str) -> int:
+        process = self.services[name].process
+        assert process is not None, f"{name} is not running"
+        return process.pid
+
+    def stop(self, names: Iterable[str] | None = None) -> None:
+        for name in reversed([n for n in self.started if names is None or n in names]):
+            _terminate(self.services[name].process)
+            self.services[name].process = None
+
+    def restart(self, name: str) -> None:
+        self.stop([name])
+        service = self.services[name]
+        self._spawn(service)
+        self._await_ready(service)
+
+    def exited(self) -> list[str]:
+        """Services that were started and have died since."""
+        return [
+            n
+            for n in self.started
+            if self.services[n].process and self.services[n].process.poll() is not None
+        ]
+
+
+def _terminate(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    # Each service leads its own process group: the group holds its pool children too.
+    _signal_group(process.pid, signal.SIGTERM)
+    try:
+        process.wait(STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        _signal_group(process.pid, signal.SIGKILL)
+        process.wait(5)
+    else:
+        _signal_group(process.pid, signal.SIGKILL)  # anything the leader left behind
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+def _safely(check: Callable[[], bool]) -> bool:
+    try:
+        return check()
+    except (OSError, MailscanError, redis.RedisError):
+        return False
+
+
+def _port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def binary(name: str, package: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin")
+    if not found:
+        raise StackError(f"{name} not found: install the Debian package {package} (make run does)")
+    return found
+
+
+def _services(settings: Settings) -> list[Service]:
+    return [
+        _redis(settings),
+        _clamd(settings),
+        _spamd(settings),
+        _worker(settings, AV_POOL, settings.av_concurrency),
+        _worker(settings, SPAM_POOL, settings.spam_concurrency),
+        _beat(settings),
+        _flower(settings),
+        _mailserver(settings),
+    ]
+
+
+def _redis(settings: Settings) -> Service:
+    url = urlsplit(settings.redis_url)
+    data = settings.var_dir / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    argv = [
+        binary("redis-server", "redis-server"),
+        "--bind", "127.0.0.1", "--port", str(url.port or 6379), "--dir", str(data.resolve()),
+        # Queued jobs and crashdumps live in Redis: it must keep them across a restart and
+        # never evict them to make room.
+        "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+        "--maxmemory-policy", "noeviction", "--daemonize", "no",
+    ]  # fmt: skip
+    if url.password:
+        argv += ["--requirepass", url.password]
+
+    def ready() -> bool:
+        return bool(redis.Redis.from_url(settings.redis_url, socket_timeout=1).ping())
+
+    return Service("redis", argv, ready, port=url.port or 6379)
+
+
+def prepare_clamd(settings: Settings) -> Path:
+    """Write clamd.conf and a database folder: our test signatures, plus the official
+    database when this machine has one (there is no network here for freshclam)."""
+    folder = (settings.var_dir / "clamd").resolve()
+    database = folder / "db"
+    database.mkdir(parents=True, exist_ok=True)
+    for signature in SIGNATURES.iterdir():
+        shutil.copy(signature, database / signature.name)
+    for official in _official_databases():
+        link = database / official.name
+        if not link.exists():
+            link.symlink_to(official)
+    conf = folder / "clamd.conf"
+    conf.write_text(_clamd_conf(settings.clamd, database))
+    return conf
+
+
+def _official_databases() -> list[Path]:
+    if not OFFICIAL_CLAMAV_DB.is_dir():
+        return []
+    return [p for p in OFFICIAL_CLAMAV_DB.iterdir() if p.suffix in (".cvd", ".cld", ".cud")]
+
+
+def _clamd_conf(endpoint: Endpoint, database: Path) -> str:
+    listen = (
+        f"LocalSocket {endpoint.socket_path}\n"
+        if endpoint.socket_path
+        else f"TCPSocket {endpoint.port}\nTCPAddr {endpoint.host}\n"
+    )
+    return (
+        "Foreground yes\n"
+        f"DatabaseDirectory {database}\n"
+        "LogFile /dev/stdout\nLogTime yes\n"
+        # Mail can be large; refuse only what the SMTP front would refuse anyway.
+        "StreamMaxLength 64M\nMaxScanSize 200M\nMaxFileSize 64M\n"
+        f"{listen}"
+    )
+
+
+def _clamd(settings: Settings) -> Service:
+    argv = [binary("clamd", "clamav-daemon"), "-c", str(prepare_clamd(settings))]
+    timeout = 240.0 if _official_databases() else 60.0  # the official database loads slowly
+
+    def ready() -> bool:
+        return bool(ClamavPlugin(settings=settings).health())
+
+    return Service("clamd", argv, ready, port=settings.clamd.port or None, ready_timeout_s=timeout)
+
+
+def _spamd(settings: Settings) -> Service:
+    endpoint = settings.spamd
+    listen = (
+        [f"--socketpath={endpoint.socket_path}"]
+        if endpoint.socket_path
+        else [f"--listen={endpoint.host}:{endpoint.port}"]
+    )
+    children = str(settings.spam_concurrency)
+    argv = [
+        binary("spamd", "spamd"), "--local", "--nouser-config", "--syslog=stderr",
+        f"--max-children={children}", f"--min-children={children}",
+        f"--pidfile={(settings.var_dir / 'spamd.pid').resolve()}", *listen,
+    ]  # fmt: skip
+    if os.geteuid() == 0:
+        argv.append("--username=nobody")  # spamd will not scan as root
+
+    def ready() -> bool:
+        return bool(SpamassassinPlugin(settings=settings, pool=SPAM_POOL).health())
+
+    return Service("spamd", argv, ready, port=endpoint.port or None, ready_timeout_s=120.0)
+
+
+def celery_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "tasks", *args]
+
+
+def node_name(pool: str, settings: Settings) -> str:
+    return f"{pool}@{settings.hostname}"
+
+
+def _worker(settings: Settings, pool: str, concurrency: int) -> Service:
+    argv = celery_argv(
+        "worker", "-Q", pool, "-n", node_name(pool, settings), "-c", str(concurrency),
+        "--pool", "prefork", "-E", "-l", "INFO",
+    )  # fmt: skip
+
+    def ready() -> bool:
+        from tasks.celeryapp import app
+
+        return bool(app.control.ping(destination=[node_name(pool, settings)], timeout=0.5))
+
+    return Service(f"{pool}-worker", argv, ready, ready_timeout_s=60.0)
+
+
+def _beat(settings: Settings) -> Service:
+    folder = settings.var_dir / "beat"
+    folder.mkdir(parents=True, exist_ok=True)
+    argv = celery_argv("beat", "-s", str(folder / "schedule"), "-l", "INFO")
+    # beat answers nothing; a beat that cannot start exits at once, which _await_ready sees.
+    return Service("beat", argv, lambda: True)
+
+
+def _flower(settings: Settings) -> Service:
+    port = settings.flower_port
+    argv = celery_argv("flower", "--address=127.0.0.1", f"--port={port}")
+
+    def ready() -> bool:
+        url = f"http://127.0.0.1:{port}/healthcheck"
+        with urllib.request.urlopen(url, timeout=1) as answer:
+            return answer.status == 200
+
+    return Service("flower", argv, ready, port=port)
+
+
+def _mailserver(settings: Settings) -> Service:
+    argv = [sys.executable, "-m", "mailserver.cli", "serve"]
+
+    def ready() -> bool:
+        with socket.create_connection((settings.smtp_host, settings.smtp_port), timeout=1) as s:
+            return s.recv(3) == b"220"
+
+    return Service("mailserver", argv, ready, port=settings.smtp_port)

@@ -1,0 +1,87 @@
+"""Waiting for verdicts without polling: one shared Redis subscriber for every SMTP session.
+
+Celery's Redis result backend stores each result under ``celery-task-meta-<id>`` and publishes
+it on a channel of the same name. We subscribe to the pattern once, register a future per
+job, and read the key after registering, which closes the race with a result that arrived
+first. After a lost connection every waiting key is read again, since messages published
+meanwhile are gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from celery import states
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from tasks.constants import RESULT_KEY_PREFIX
+
+log = logging.getLogger(__name__)
+RECONNECT_DELAY_S = 0.5
+
+
+class VerdictWaiter:
+    """``await waiter.wait(task_id, timeout_s)`` returns the result meta of a finished job."""
+
+    def __init__(self, redis_url: str, decode: Callable[[bytes], dict[str, Any]]) -> None:
+        self._redis = aioredis.Redis.from_url(redis_url)
+        self._decode = decode
+        self._futures: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._reader = asyncio.create_task(self._read_forever(), name="verdict-reader")
+
+    async def close(self) -> None:
+        if self._reader:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self._redis.aclose()
+
+    async def wait(self, task_id: str, timeout_s: float) -> dict[str, Any]:
+        """Raise TimeoutError when the job has no final state within ``timeout_s``."""
+        future = asyncio.get_running_loop().create_future()
+        self._futures[task_id] = future
+        try:
+            await self._check_stored(task_id)
+            return await asyncio.wait_for(future, timeout_s)
+        finally:
+            self._futures.pop(task_id, None)
+
+    async def _check_stored(self, task_id: str) -> None:
+        stored = await self._redis.get(RESULT_KEY_PREFIX + task_id)
+        if stored is not None:
+            self._resolve(task_id, stored)
+
+    def _resolve(self, task_id: str, payload: bytes) -> None:
+        future = self._futures.get(task_id)
+        if future is None or future.done():
+            return
+        meta = self._decode(payload)
+        if meta.get("status") in states.READY_STATES:
+            future.set_result(meta)
+
+    async def _read_forever(self) -> None:
+        while True:
+            try:
+                await self._listen()
+            except (RedisConnectionError, RedisTimeoutError, OSError) as err:
+                log.warning("verdict subscriber lost Redis (%s); reconnecting", err)
+                await asyncio.sleep(RECONNECT_DELAY_S)
+
+    async def _listen(self) -> None:
+        async with self._redis.pubsub() as pubsub:
+            await pubsub.psubscribe(RESULT_KEY_PREFIX + "*")
+            for task_id in list(self._futures):
+                await self._check_stored(task_id)
+            async for message in pubsub.listen():
+                if message["type"] == "pmessage":
+                    channel = message["channel"].decode()
+                    self._resolve(channel.removeprefix(RESULT_KEY_PREFIX), message["data"])

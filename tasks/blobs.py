@@ -1,0 +1,61 @@
+"""The message bytes, stored once in Redis for both pools; jobs carry only a reference.
+
+A reference is ``{"blob": id, "size": bytes, "digest": sha256 hex}``: no address, no subject,
+nothing Flower's task list should not show.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from typing import Any, TypedDict
+
+from tasks.constants import BLOB_KEY
+from tasks.errors import BlobMissing
+
+# Compression pays for text-heavy mail; below this size the CPU costs more than the bytes saved.
+COMPRESS_FROM_BYTES = 8 * 1024
+RAW, ZLIB = b"R", b"Z"
+
+
+class BlobRef(TypedDict):
+    blob: str
+    size: int
+    digest: str
+
+
+def encode(data: bytes) -> bytes:
+    if len(data) >= COMPRESS_FROM_BYTES:
+        packed = zlib.compress(data, 1)
+        if len(packed) < len(data) * 0.9:
+            return ZLIB + packed
+    return RAW + data
+
+
+def decode(stored: bytes) -> bytes:
+    marker, body = stored[:1], stored[1:]
+    return zlib.decompress(body) if marker == ZLIB else body
+
+
+def reference(blob_id: str, data: bytes) -> BlobRef:
+    return BlobRef(blob=blob_id, size=len(data), digest=hashlib.sha256(data).hexdigest())
+
+
+def key(blob_id: str) -> str:
+    return BLOB_KEY.format(blob_id=blob_id)
+
+
+def put(redis: Any, blob_id: str, data: bytes, ttl_s: int) -> BlobRef:
+    """Store the bytes (synchronous client); return the reference the jobs carry."""
+    redis.set(key(blob_id), encode(data), ex=ttl_s)
+    return reference(blob_id, data)
+
+
+def get(redis: Any, ref: BlobRef) -> bytes:
+    stored = redis.get(key(ref["blob"]))
+    if stored is None:
+        raise BlobMissing(f"message {ref['blob']} is no longer in Redis")
+    data = decode(stored)
+    if hashlib.sha256(data).hexdigest() != ref["digest"]:
+        raise BlobMissing(f"message {ref['blob']} does not match its digest")
+    return data

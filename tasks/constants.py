@@ -1,0 +1,16 @@
+"""Every Redis key, queue and task name mailscan uses, in one place."""
+
+AV_POOL = "av"
+SPAM_POOL = "spam"
+POOLS = (AV_POOL, SPAM_POOL)
+
+SCAN_TASKS = {AV_POOL: "tasks.scan.av", SPAM_POOL: "tasks.scan.spam"}
+HEALTH_TASKS = {AV_POOL: "tasks.health.av", SPAM_POOL: "tasks.health.spam"}
+
+BLOB_KEY = "mailscan:blob:{blob_id}"
+HEALTH_KEY = "mailscan:health"
+# Celery's Redis result backend stores each result under this prefix and publishes it on a
+# channel of the same name; the mailserver waits on that channel instead of polling.
+RESULT_KEY_PREFIX = "celery-task-meta-"
+
+ENV_PREFIX = "MAILSCAN_"

@@ -1,0 +1,35 @@
+"""The error tree of mailscan, drawn once.
+
+    MailscanError
+    ├── ConfigError            bad or missing configuration; raised at start, never mid-scan
+    ├── BlobMissing            the message bytes are gone from Redis (expired or never stored)
+    └── ScanError              a plugin could not produce a verdict
+        ├── BackendUnavailable the daemon behind a plugin refused, dropped or timed out
+        └── BackendProtocol    the daemon answered something we cannot read
+
+Celery's ``SoftTimeLimitExceeded`` is not part of this tree and is always re-raised.
+"""
+
+
+class MailscanError(Exception):
+    """Base of every error mailscan raises on purpose."""
+
+
+class ConfigError(MailscanError):
+    """Configuration is invalid; the message names the variable and what is wrong."""
+
+
+class BlobMissing(MailscanError):
+    """The stored copy of a message could not be found or failed its digest check."""
+
+
+class ScanError(MailscanError):
+    """A plugin could not produce a verdict for a message."""
+
+
+class BackendUnavailable(ScanError):
+    """The scanner daemon refused the connection, dropped it, or did not answer in time."""
+
+
+class BackendProtocol(ScanError):
+    """The scanner daemon answered, but not in a form we understand."""

@@ -1,0 +1,41 @@
+"""Health probes, sent by beat through each pool: an answer proves the pool and its backends."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+from celery import Task
+
+from tasks.celeryapp import app
+from tasks.constants import AV_POOL, HEALTH_KEY, HEALTH_TASKS, SPAM_POOL
+from tasks.errors import MailscanError
+from tasks.plugins import load_plugin, plugin_names
+from tasks.settings import current_settings
+
+
+def probe(pool: str, hostname: str) -> dict[str, Any]:
+    settings = current_settings()
+    report = {}
+    for name in plugin_names(pool, settings):
+        try:
+            report[name] = {"ok": True, "version": load_plugin(name, pool, settings).health()}
+        except MailscanError as err:
+            report[name] = {"ok": False, "error": str(err)}
+    record = {"pool": pool, "worker": hostname, "at": time.time(), "plugins": report}
+    client = redis.Redis.from_url(settings.redis_url)
+    client.hset(HEALTH_KEY, pool, json.dumps(record))
+    client.close()
+    return record
+
+
+@app.task(name=HEALTH_TASKS[AV_POOL], bind=True)
+def health_av(self: Task) -> dict[str, Any]:
+    return probe(AV_POOL, self.request.hostname)
+
+
+@app.task(name=HEALTH_TASKS[SPAM_POOL], bind=True)
+def health_spam(self: Task) -> dict[str, Any]:
+    return probe(SPAM_POOL, self.request.hostname)

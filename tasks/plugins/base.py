@@ -1,0 +1,64 @@
+"""The one narrow interface every scanner plugin implements, and the verdict it returns."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Literal
+
+from tasks.settings import Settings
+
+Status = Literal["clean", "infected", "ham", "spam", "skipped", "error"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one engine said about one message."""
+
+    engine: str
+    status: Status
+    virus: str | None = None
+    score: float | None = None
+    threshold: float | None = None
+    rules: tuple[str, ...] = ()
+    detail: str = ""
+    elapsed_ms: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rules"] = list(self.rules)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Verdict:
+        return cls(**{**data, "rules": tuple(data.get("rules", ()))})
+
+
+@dataclass
+class Plugin(ABC):
+    """A scanner. ``scan`` returns a Verdict or raises ScanError; it never swallows
+    Celery's SoftTimeLimitExceeded. ``health`` raises BackendUnavailable when the backend
+    does not answer and returns its version otherwise."""
+
+    name: ClassVar[str]
+    pools: ClassVar[tuple[str, ...]]
+    settings: Settings
+    pool: str = "av"
+
+    @abstractmethod
+    def scan(self, message: bytes) -> Verdict: ...
+
+    def health(self) -> str:
+        return "ok"
+
+    def reset(self) -> None:  # noqa: B027 - most plugins hold no connection to drop
+        """Drop connections and caches; called after a failure so the next scan starts clean."""
+
+    def describe(self) -> dict[str, Any]:
+        """Name, version and configuration without secrets, for status pages and crashdumps."""
+        return {"name": self.name, "pool": self.pool}
+
+    def verdict(self, status: Status, started: float, **details: Any) -> Verdict:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        return Verdict(engine=self.name, status=status, elapsed_ms=round(elapsed_ms, 3), **details)

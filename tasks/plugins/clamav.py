@@ -1,0 +1,59 @@
+"""ClamAV through clamd's INSTREAM command, over TCP or a Unix socket."""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from clamav_client.clamd import (
+    BufferTooLongError,
+    ClamdNetworkSocket,
+    ClamdUnixSocket,
+    CommunicationError,
+    ResponseError,
+)
+
+from tasks.errors import BackendProtocol, BackendUnavailable, ScanError
+from tasks.plugins.base import Plugin, Verdict
+
+
+@dataclass
+class ClamavPlugin(Plugin):
+    """Scans the whole message with clamd, which unpacks MIME, archives and documents itself."""
+
+    name: ClassVar[str] = "clamav"
+    pools: ClassVar[tuple[str, ...]] = ("av",)
+
+    def _client(self) -> ClamdNetworkSocket:
+        endpoint, timeout = self.settings.clamd, self.settings.clamd_timeout_s
+        if endpoint.socket_path:
+            return ClamdUnixSocket(str(endpoint.socket_path), timeout=timeout)
+        return ClamdNetworkSocket(endpoint.host, endpoint.port, timeout=timeout)
+
+    def scan(self, message: bytes) -> Verdict:
+        started = time.perf_counter()
+        try:
+            reply = self._client().instream(io.BytesIO(message))
+        except CommunicationError as err:
+            raise BackendUnavailable(f"clamd at {self.settings.clamd}: {err}") from err
+        except BufferTooLongError as err:
+            raise ScanError(f"clamd refused the message as too large: {err}") from err
+        except ResponseError as err:
+            raise BackendProtocol(f"clamd answered an error: {err}") from err
+        status, virus = reply.get("stream", ("", None))
+        if status == "FOUND":
+            return self.verdict("infected", started, virus=virus)
+        if status == "OK":
+            return self.verdict("clean", started)
+        raise BackendProtocol(f"clamd answered {reply!r}")
+
+    def health(self) -> str:
+        try:
+            return self._client().version()
+        except (CommunicationError, OSError) as err:
+            raise BackendUnavailable(f"clamd at {self.settings.clamd}: {err}") from err
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "clamd": str(self.settings.clamd)}

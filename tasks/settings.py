@@ -1,0 +1,233 @@
+"""Typed settings, read once from ``MAILSCAN_*`` environment variables and validated at start.
+
+Every problem found is reported in one ``ConfigError`` that names the variable, the value and
+what would be accepted, so an administrator fixes a bad configuration in one round.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from tasks.constants import ENV_PREFIX
+from tasks.errors import ConfigError
+
+Mode = Literal["pre-queue", "post-queue"]
+FailurePolicy = Literal["tempfail", "quarantine", "deliver-tagged"]
+MODES = ("pre-queue", "post-queue")
+FAILURE_POLICIES = ("tempfail", "quarantine", "deliver-tagged")
+DELIVERIES = ("maildir", "relay")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a daemon listens: a TCP host and port, or a Unix socket path."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    socket_path: Path | None = None
+
+    def __str__(self) -> str:
+        return f"unix:{self.socket_path}" if self.socket_path else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything mailscan can be told, with units in the names."""
+
+    redis_url: str = "redis://127.0.0.1:6390/0"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    max_message_bytes: int = 25 * 1024 * 1024
+    mode: Mode = "pre-queue"
+    scan_deadline_s: float = 60.0
+    av_plugins: tuple[str, ...] = ("clamav",)
+    spam_plugins: tuple[str, ...] = ("spamassassin",)
+    av_concurrency: int = 2
+    spam_concurrency: int = 2
+    av_failure_policy: FailurePolicy = "tempfail"
+    spam_failure_policy: FailurePolicy = "deliver-tagged"
+    clamd: Endpoint = Endpoint(port=3320)
+    clamd_timeout_s: float = 30.0
+    spamd: Endpoint = Endpoint(port=7830)
+    spamd_timeout_s: float = 30.0
+    spam_max_bytes: int = 1024 * 1024
+    spam_quarantine_score: float | None = None
+    spam_subject_tag: str = ""
+    command_scanner: tuple[str, ...] = ()
+    command_clean_codes: frozenset[int] = frozenset({0})
+    command_infected_codes: frozenset[int] = frozenset({1})
+    command_virus_pattern: str = r"(?P<name>[\w.\-/]+)\s+FOUND"
+    command_timeout_s: float = 60.0
+    builtin_rules_dir: Path = field(default_factory=lambda: Path(__file__).parent / "rules")
+    var_dir: Path = Path("var")
+    spool_dir: Path = Path("var/spool")
+    maildir: Path = Path("var/maildir")
+    quarantine_dir: Path = Path("var/quarantine")
+    delivery: Literal["maildir", "relay"] = "maildir"
+    relay: Endpoint = Endpoint(port=25)
+    blob_ttl_s: int = 24 * 3600
+    redrive_interval_s: float = 30.0
+    flower_port: int = 5555
+    hostname: str = field(default_factory=lambda: os.uname().nodename)
+
+
+# name -> (parser, field). Parsers raise ValueError with a sentence saying what is accepted.
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError("must be a whole number above 0")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 < value < 65536:
+        raise ValueError("must be a port number from 1 to 65535")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError("must be a number of seconds above 0")
+    return value
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return text
+
+    return parse
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise ValueError("must name at least one plugin")
+    return names
+
+
+def _codes(text: str) -> frozenset[int]:
+    return frozenset(int(c) for c in text.split(",") if c.strip())
+
+
+def _regex(text: str) -> str:
+    if "name" not in re.compile(text).groupindex:
+        raise ValueError("must contain a group named 'name' for the virus name")
+    return text
+
+
+def _endpoint(text: str) -> Endpoint:
+    if text.startswith("unix:"):
+        return Endpoint(socket_path=Path(text.removeprefix("unix:")))
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError("must be HOST:PORT or unix:/path/to/socket")
+    return Endpoint(host=host.strip("[]"), port=_port(port))
+
+
+def _redis_url(text: str) -> str:
+    if urlsplit(text).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return text
+
+
+def _optional_score(text: str) -> float | None:
+    return float(text) if text.strip() else None
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "redis_url": _redis_url,
+    "smtp_host": str,
+    "smtp_port": _port,
+    "max_message_bytes": _positive_int,
+    "mode": _choice(*MODES),
+    "scan_deadline_s": _seconds,
+    "av_plugins": _names,
+    "spam_plugins": _names,
+    "av_concurrency": _positive_int,
+    "spam_concurrency": _positive_int,
+    "av_failure_policy": _choice(*FAILURE_POLICIES),
+    "spam_failure_policy": _choice(*FAILURE_POLICIES),
+    "clamd": _endpoint,
+    "clamd_timeout_s": _seconds,
+    "spamd": _endpoint,
+    "spamd_timeout_s": _seconds,
+    "spam_max_bytes": _positive_int,
+    "spam_quarantine_score": _optional_score,
+    "spam_subject_tag": str,
+    "command_scanner": lambda text: tuple(shlex.split(text)),
+    "command_clean_codes": _codes,
+    "command_infected_codes": _codes,
+    "command_virus_pattern": _regex,
+    "command_timeout_s": _seconds,
+    "builtin_rules_dir": Path,
+    "var_dir": Path,
+    "spool_dir": Path,
+    "maildir": Path,
+    "quarantine_dir": Path,
+    "delivery": _choice(*DELIVERIES),
+    "relay": _endpoint,
+    "blob_ttl_s": _positive_int,
+    "redrive_interval_s": _seconds,
+    "flower_port": _port,
+    "hostname": str,
+}
+
+# Folders that follow MAILSCAN_VAR_DIR unless set on their own.
+_UNDER_VAR = {"spool_dir": "spool", "maildir": "maildir", "quarantine_dir": "quarantine"}
+
+
+def env_name(field_name: str) -> str:
+    return ENV_PREFIX + field_name.upper()
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from the environment; raise ConfigError listing every bad value."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, parse in _PARSERS.items():
+        raw = environ.get(env_name(name))
+        if raw is None:
+            continue
+        try:
+            values[name] = parse(raw)
+        except (ValueError, re.error) as err:
+            problems.append(f"{env_name(name)}={raw!r}: {err}")
+    unknown = sorted(k for k in environ if k.startswith(ENV_PREFIX) and not _known(k))
+    problems += [f"{k}: unknown setting" for k in unknown]
+    if problems:
+        raise ConfigError("; ".join(problems))
+    _place_under_var(values)
+    return Settings(**values)
+
+
+def _known(variable: str) -> bool:
+    return variable.removeprefix(ENV_PREFIX).lower() in _PARSERS or variable in _EXTRA_KNOWN
+
+
+# Variables read by other parts (tests, benchmarks) that must not trip the unknown check.
+_EXTRA_KNOWN = {"MAILSCAN_TEST_KEEP_VAR"}
+
+
+def _place_under_var(values: dict[str, Any]) -> None:
+    var_dir = values.get("var_dir", Path("var"))
+    for name, leaf in _UNDER_VAR.items():
+        values.setdefault(name, var_dir / leaf)
+
+
+@functools.cache
+def current_settings() -> Settings:
+    """The settings of this process, read on first use (never at import time)."""
+    return load_settings()
