@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.command in ("serve", "up") else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # aiosmtpd logs every SMTP command at INFO; one line per outcome (ours) is enough.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     try:
         return int(args.run(load_settings(), args) or 0)
     except (MailscanError, redis.RedisError, OperationalError) as err:

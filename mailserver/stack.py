@@ -230,7 +230,7 @@ def _clamd_conf(endpoint: Endpoint, database: Path) -> str:
     return (
         "Foreground yes\n"
         f"DatabaseDirectory {database}\n"
-        "LogFile /dev/stdout\nLogTime yes\n"
+        "LogTime yes\n"
         # Mail can be large; refuse only what the SMTP front would refuse anyway.
         "StreamMaxLength 64M\nMaxScanSize 200M\nMaxFileSize 64M\n"
         f"{listen}"

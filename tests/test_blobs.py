@@ -1,0 +1,45 @@
+"""Message bytes stored once; jobs carry a reference with no address in it."""
+
+import pytest
+
+from tasks import blobs
+from tasks.errors import BlobMissing
+
+
+class DictRedis:
+    """The two calls blobs makes, on a dict: enough to test our own encoding logic."""
+
+    def __init__(self):
+        self.data = {}
+
+    def set(self, key, value, ex=None):
+        self.data[key] = value
+
+    def get(self, key):
+        return self.data.get(key)
+
+
+def test_round_trip_small_and_large_and_compression_pays():
+    redis = DictRedis()
+    small = b"Subject: hi\r\n\r\nhello\r\n"
+    large = b"Subject: report\r\n\r\n" + b"the same line of text again\r\n" * 5000
+    for blob_id, data in (("s", small), ("l", large)):
+        ref = blobs.put(redis, blob_id, data, ttl_s=60)
+        assert blobs.get(redis, ref) == data
+    assert len(redis.data[blobs.key("l")]) < len(large) / 10
+
+
+def test_reference_carries_no_address():
+    ref = blobs.put(DictRedis(), "id1", b"From: alice@example.test\r\n\r\nx", ttl_s=60)
+    assert set(ref) == {"blob", "size", "digest"}
+    assert "@" not in repr(ref)
+
+
+def test_expired_or_tampered_blob_is_reported():
+    redis = DictRedis()
+    ref = blobs.put(redis, "id1", b"original", ttl_s=60)
+    redis.data[blobs.key("id1")] = blobs.encode(b"changed")
+    with pytest.raises(BlobMissing, match="digest"):
+        blobs.get(redis, ref)
+    with pytest.raises(BlobMissing, match="no longer"):
+        blobs.get(DictRedis(), ref)

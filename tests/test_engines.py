@@ -1,0 +1,77 @@
+"""Each engine on its own, against the real daemon or program behind it."""
+
+import io
+import zipfile
+from dataclasses import replace
+
+import pytest
+
+from tasks.errors import BackendUnavailable
+from tasks.plugins import load_plugin
+from tests.conftest import CORPUS, EICAR, GTUBE, make_message
+
+pytestmark = pytest.mark.integration
+
+MARKER = b"MAILSCAN-TEST-SIGNATURE-7f3a9c"
+
+
+def zipped(name: str, data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("engine", ["clamav", "builtin", "command"])
+def test_each_engine_finds_eicar_in_an_attachment(stack, settings, engine):
+    plugin = load_plugin(engine, "av", settings)
+    infected = plugin.scan(make_message(attachment=EICAR).as_bytes())
+    clean = plugin.scan(make_message().as_bytes())
+    assert infected.status == "infected"
+    assert "EICAR" in (infected.virus or "")
+    assert clean.status == "clean"
+
+
+@pytest.mark.parametrize("engine", ["clamav", "builtin"])
+def test_engines_look_inside_zip_attachments(stack, settings, engine):
+    message = make_message(attachment=zipped("readme.com", EICAR)).as_bytes()
+    assert load_plugin(engine, "av", settings).scan(message).status == "infected"
+
+
+def test_shipped_test_signature_is_found_by_clamd_and_the_builtin_engine(stack, settings):
+    message = make_message(body=f"text {MARKER.decode()} text").as_bytes()
+    for engine in ("clamav", "builtin"):
+        verdict = load_plugin(engine, "av", settings).scan(message)
+        assert verdict.virus
+        assert "Marker" in verdict.virus
+
+
+def test_spamassassin_scores_gtube_and_names_the_rule(stack, settings):
+    plugin = load_plugin("spamassassin", "spam", settings)
+    verdict = plugin.scan(make_message(body=GTUBE).as_bytes())
+    assert verdict.status == "spam"
+    assert verdict.score
+    assert verdict.score >= 1000
+    assert verdict.threshold == 5.0
+    assert "GTUBE" in verdict.rules
+
+
+def test_spamassassin_on_real_ham_from_the_corpus(stack, settings):
+    verdict = load_plugin("spamassassin", "spam", settings).scan(
+        (CORPUS / "nice" / "001.eml").read_bytes()
+    )
+    assert verdict.status == "ham"
+    assert verdict.score is not None
+    assert verdict.score < 5.0
+
+
+def test_unreachable_clamd_is_a_backend_failure_not_a_verdict(settings):
+    plugin = load_plugin("clamav", "av", replace(settings, clamd=replace(settings.clamd, port=1)))
+    with pytest.raises(BackendUnavailable, match="clamd"):
+        plugin.scan(b"Subject: x\r\n\r\nx\r\n")
+
+
+def test_missing_scanner_command_is_a_backend_failure(settings):
+    broken = replace(settings, command_scanner=("/nonexistent/scanner", "-"))
+    with pytest.raises(BackendUnavailable, match="not found"):
+        load_plugin("command", "av", broken).scan(b"x")

@@ -1,0 +1,162 @@
+"""End to end: real SMTP in, real pools and daemons, Maildir or quarantine out."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mailserver.stack import Stack
+from tests.conftest import (
+    EICAR,
+    GTUBE,
+    find_delivered,
+    make_message,
+    send,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def header_block(message: bytes) -> str:
+    return message.split(b"\n\n", 1)[0].decode()
+
+
+def test_clean_mail_is_delivered_with_the_scan_headers(stack, settings):
+    reply = send(make_message(subject="clean one", X_Test_Id="clean-1"), settings.smtp_port)
+    assert reply.code == 250
+    [delivered] = find_delivered(settings.maildir, b"X-Test-Id: clean-1")
+    head = header_block(delivered)
+    assert "X-Spam-Flag: NO" in head
+    assert "X-Virus-Status: Clean" in head
+    assert "X-Virus-Scanned: mailscan; clamav=clean builtin=clean command=clean" in head
+    assert "by " + settings.hostname + " (mailscan) with ESMTP" in head
+    assert head.startswith("Return-Path: <alice@example.test>")
+
+
+def test_gtube_is_delivered_tagged_as_spam(stack, settings):
+    reply = send(make_message(body=GTUBE, X_Test_Id="gtube-1"), settings.smtp_port)
+    assert reply.code == 250
+    [delivered] = find_delivered(settings.maildir, b"X-Test-Id: gtube-1")
+    head = header_block(delivered)
+    assert "X-Spam-Flag: YES" in head
+    score = float(head.split("X-Spam-Score: ")[1].split()[0])
+    assert score > 5.0
+    assert "GTUBE" in head.split("X-Spam-Status:")[1]
+
+
+def test_eicar_is_refused_with_the_virus_name_in_pre_queue_mode(stack, settings):
+    reply = send(make_message(attachment=EICAR, X_Test_Id="eicar-1"), settings.smtp_port)
+    assert reply.code == 550
+    assert "5.7.1" in reply.text
+    assert "EICAR" in reply.text
+    assert find_delivered(settings.maildir, b"X-Test-Id: eicar-1") == []
+
+
+def test_av_and_spam_jobs_run_in_different_pools(stack, settings):
+    from mailserver.scanfile import scan_file
+
+    path = settings.var_dir / "pools.eml"
+    path.write_bytes(make_message().as_bytes())
+    results = scan_file(settings, path, timeout_s=30)
+    # The worker's own name, written by the worker that ran the job.
+    assert results["av"]["worker"] == f"av@{settings.hostname}"
+    assert results["spam"]["worker"] == f"spam@{settings.hostname}"
+
+
+@pytest.fixture(scope="module")
+def post_queue(stack, settings):
+    """A second SMTP front in post-queue mode, sharing Redis and the pools."""
+    var = settings.var_dir / "post-queue"
+    env = {
+        **os.environ,
+        "MAILSCAN_MODE": "post-queue",
+        "MAILSCAN_SMTP_PORT": str(settings.smtp_port + 1),
+        "MAILSCAN_VAR_DIR": str(var),
+    }
+    from tasks.settings import load_settings
+
+    front_settings = load_settings(env)
+    front = Stack(front_settings, env)
+    front.start(["mailserver"], progress=lambda _: None)
+    yield front_settings
+    front.stop()
+
+
+def test_eicar_is_quarantined_in_post_queue_mode(post_queue):
+    settings = post_queue
+    reply = send(make_message(attachment=EICAR, X_Test_Id="eicar-post"), settings.smtp_port)
+    assert reply.code == 250
+    wait_for(lambda: any(settings.quarantine_dir.glob("*.json")), 30, "the quarantine entry")
+    [meta_path] = settings.quarantine_dir.glob("*.json")
+    meta = json.loads(meta_path.read_text())
+    assert "EICAR" in meta["reason"]
+    assert meta["verdicts"]["av"]["status"] == "infected"
+    quarantined = meta_path.with_suffix(".eml").read_bytes()
+    assert b"X-Test-Id: eicar-post" in quarantined
+    assert b"X-Virus-Status: Infected" in quarantined
+    assert find_delivered(settings.maildir, b"eicar-post") == []
+
+
+def test_post_queue_clean_mail_is_delivered_after_the_250(post_queue):
+    settings = post_queue
+    reply = send(make_message(X_Test_Id="clean-post"), settings.smtp_port)
+    assert reply.code == 250
+    assert "queued as" in reply.text
+    wait_for(lambda: find_delivered(settings.maildir, b"clean-post"), 30, "delivery")
+    wait_for(lambda: not list((settings.spool_dir / "queue").iterdir()), 10, "empty spool")
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mailserver.cli", *args],
+        capture_output=True, text=True, timeout=90, env=env or dict(os.environ),
+    )  # fmt: skip
+
+
+def test_scan_command_on_eicar_and_gtube(stack, settings, tmp_path):
+    eicar = tmp_path / "eicar.eml"
+    eicar.write_bytes(make_message(attachment=EICAR).as_bytes())
+    gtube = tmp_path / "gtube.eml"
+    gtube.write_bytes(make_message(body=GTUBE).as_bytes())
+    virus = run_cli("scan", str(eicar))
+    spam = run_cli("scan", "--json", str(gtube))
+    assert virus.returncode == 1
+    assert "infected" in virus.stdout
+    assert "EICAR" in virus.stdout
+    verdicts = json.loads(spam.stdout)
+    assert spam.returncode == 1
+    assert verdicts["spam"]["status"] == "spam"
+    assert "GTUBE" in verdicts["spam"]["verdicts"][0]["rules"]
+    assert verdicts["av"]["status"] == "clean"
+
+
+def test_status_reports_both_pools_from_the_workers(stack, settings):
+    status = run_cli("status", "--json")
+    report = json.loads(status.stdout)
+    for pool in ("av", "spam"):
+        workers = report["pools"][pool]["workers"]
+        assert workers[f"{pool}@{settings.hostname}"]["concurrency"] == 2
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("MAILSCAN_AV_PLUGINS", "clamav,norton", "unknown plugin 'norton'"),
+        ("MAILSCAN_REDIS_URL", "redis://127.0.0.1:1/0", "cannot reach Redis"),
+        ("MAILSCAN_SMTP_PORT", "70000", "MAILSCAN_SMTP_PORT='70000'"),
+    ],
+)
+def test_bad_configuration_stops_start_up_with_one_clear_line(variable, value, says):
+    result = run_cli("serve", env={**os.environ, variable: value})
+    assert result.returncode == 2
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_port_in_use_stops_start_up_clearly(stack, settings):
+    result = run_cli("serve")  # the session's front already holds the port
+    assert result.returncode == 2
+    assert f"cannot listen for SMTP on 127.0.0.1:{settings.smtp_port}" in result.stderr

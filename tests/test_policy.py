@@ -1,0 +1,73 @@
+"""The decision table: what a sender and a recipient see for each pair of verdicts."""
+
+from dataclasses import replace
+
+from mailserver.policy import decide
+from tasks.settings import load_settings
+
+SETTINGS = load_settings({})
+
+
+def av(status, virus=None):
+    return {"pool": "av", "status": status, "verdicts": [
+        {"engine": "clamav", "status": status, "virus": virus}
+    ]}  # fmt: skip
+
+
+def spam(status, score=1.0):
+    return {"pool": "spam", "status": status, "verdicts": [
+        {"engine": "spamassassin", "status": status, "score": score, "threshold": 5.0,
+         "rules": ["GTUBE"] if status == "spam" else []}
+    ]}  # fmt: skip
+
+
+def test_clean_mail_is_delivered_with_scan_headers():
+    decision = decide(av("clean"), spam("ham"), SETTINGS, client_waiting=True)
+    assert decision.action == "deliver"
+    assert decision.reply.startswith("250")
+    assert "X-Spam-Flag: NO" in decision.header_lines
+    assert "X-Virus-Status: Clean" in decision.header_lines
+
+
+def test_virus_is_refused_to_a_waiting_client_with_its_name():
+    decision = decide(av("infected", "Eicar-Test"), spam("ham"), SETTINGS, client_waiting=True)
+    assert decision.action == "reject"
+    assert decision.reply.startswith("550 5.7.1")
+    assert "Eicar-Test" in decision.reply
+
+
+def test_virus_is_quarantined_when_nobody_waits():
+    decision = decide(av("infected", "Eicar-Test"), spam("ham"), SETTINGS, client_waiting=False)
+    assert decision.action == "quarantine"
+    assert "X-Virus-Name: Eicar-Test" in decision.header_lines
+
+
+def test_a_failed_virus_scan_never_delivers_by_default():
+    for result in (None, av("error")):
+        decision = decide(result, spam("ham"), SETTINGS, client_waiting=True)
+        assert decision.action == "tempfail"
+        assert decision.reply.startswith("451")
+
+
+def test_failed_virus_scan_with_deliver_tagged_says_so_in_a_header():
+    settings = replace(SETTINGS, av_failure_policy="deliver-tagged")
+    decision = decide(None, spam("ham"), settings, client_waiting=True)
+    assert decision.action == "deliver"
+    assert any("failed" in line for line in decision.header_lines)
+
+
+def test_failed_spam_scan_is_delivered_tagged_by_default():
+    decision = decide(av("clean"), None, SETTINGS, client_waiting=True)
+    assert decision.action == "deliver"
+    assert "X-Spam-Status: Unknown, scan failed" in decision.header_lines
+
+
+def test_spam_is_tagged_and_quarantined_above_the_level():
+    tagged = decide(av("clean"), spam("spam", 7.0), replace(SETTINGS, spam_subject_tag="[SPAM]"),
+                    client_waiting=True)  # fmt: skip
+    assert tagged.action == "deliver"
+    assert tagged.tag_subject
+    assert "X-Spam-Flag: YES" in tagged.header_lines
+    held = decide(av("clean"), spam("spam", 12.0), replace(SETTINGS, spam_quarantine_score=10.0),
+                  client_waiting=True)  # fmt: skip
+    assert held.action == "quarantine"

@@ -1,0 +1,73 @@
+"""Settings: defaults a user can rely on, and one clear message naming every bad value."""
+
+from pathlib import Path
+
+import pytest
+
+from tasks.errors import ConfigError
+from tasks.plugins import validate
+from tasks.settings import Endpoint, load_settings
+
+
+def test_defaults_are_loopback_and_fail_closed():
+    settings = load_settings({})
+    assert settings.smtp_host == "127.0.0.1"
+    assert settings.smtp_port == 2525
+    assert settings.mode == "pre-queue"
+    assert settings.av_failure_policy == "tempfail"
+    assert settings.maildir == Path("var/maildir")
+
+
+def test_var_dir_moves_the_folders_that_are_not_set_on_their_own():
+    settings = load_settings({"MAILSCAN_VAR_DIR": "/srv/ms", "MAILSCAN_MAILDIR": "/mail"})
+    assert settings.spool_dir == Path("/srv/ms/spool")
+    assert settings.quarantine_dir == Path("/srv/ms/quarantine")
+    assert settings.maildir == Path("/mail")
+
+
+def test_every_bad_value_is_named_in_one_error():
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            {
+                "MAILSCAN_SMTP_PORT": "99999",
+                "MAILSCAN_MODE": "sometimes",
+                "MAILSCAN_CLAMD": "nohost",
+                "MAILSCAN_SCAN_DEADLINE_S": "-1",
+            }
+        )
+    text = str(caught.value)
+    for name in ("SMTP_PORT", "MODE", "CLAMD", "SCAN_DEADLINE_S"):
+        assert f"MAILSCAN_{name}" in text
+    assert "pre-queue, post-queue" in text
+
+
+def test_a_misspelt_setting_is_not_silently_ignored():
+    with pytest.raises(ConfigError, match="MAILSCAN_SMTP_PROT: unknown setting"):
+        load_settings({"MAILSCAN_SMTP_PROT": "25"})
+
+
+def test_endpoints_take_tcp_and_unix_sockets():
+    tcp = load_settings({"MAILSCAN_CLAMD": "[::1]:3310"}).clamd
+    unix = load_settings({"MAILSCAN_SPAMD": "unix:/run/spamd.sock"}).spamd
+    assert tcp == Endpoint(host="::1", port=3310)
+    assert unix.socket_path == Path("/run/spamd.sock")
+
+
+def test_unknown_plugin_is_refused_at_start():
+    with pytest.raises(ConfigError, match="unknown plugin 'clamav2'"):
+        validate(load_settings({"MAILSCAN_AV_PLUGINS": "clamav2"}))
+
+
+def test_a_plugin_in_the_wrong_pool_is_refused():
+    with pytest.raises(ConfigError, match="cannot run in the av pool"):
+        validate(load_settings({"MAILSCAN_AV_PLUGINS": "spamassassin"}))
+
+
+def test_command_plugin_without_a_command_is_refused():
+    with pytest.raises(ConfigError, match="MAILSCAN_COMMAND_SCANNER"):
+        validate(load_settings({"MAILSCAN_AV_PLUGINS": "command", "MAILSCAN_COMMAND_SCANNER": ""}))
+
+
+def test_virus_pattern_must_capture_the_name():
+    with pytest.raises(ConfigError, match="group named 'name'"):
+        load_settings({"MAILSCAN_COMMAND_VIRUS_PATTERN": r"(\S+) FOUND"})

@@ -1,0 +1,35 @@
+"""The spool keeps every accepted message until it has a final outcome."""
+
+import pytest
+
+from mailserver.spool import Envelope, Spool
+
+
+def test_committed_message_survives_a_new_spool_object(tmp_path):
+    envelope = Envelope("a@example.test", ("b@example.test", "c@example.test"), "127.0.0.1", "h")
+    entry = Spool(tmp_path).commit(envelope, b"Subject: x\r\n\r\nbody\r\n")
+    reopened = Spool(tmp_path)
+    assert reopened.pending() == [entry.id]
+    loaded = reopened.load(entry.id)
+    assert loaded.envelope == envelope
+    assert loaded.content == b"Subject: x\r\n\r\nbody\r\n"
+
+
+def test_finish_forgets_and_leaves_nothing_behind(tmp_path):
+    spool = Spool(tmp_path)
+    entry = spool.commit(Envelope("a@x", ("b@x",)), b"x")
+    spool.finish(entry.id)
+    assert spool.pending() == []
+    assert list(spool.tmp.iterdir()) == []
+
+
+def test_pending_is_oldest_first_and_ignores_stray_files(tmp_path):
+    spool = Spool(tmp_path)
+    ids = [spool.commit(Envelope("a@x", ("b@x",)), b"%d" % n).id for n in range(5)]
+    (spool.queue / "README").write_text("not a message")
+    assert spool.pending() == sorted(ids)
+
+
+def test_ids_that_try_to_leave_the_spool_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="not a spool id"):
+        Spool(tmp_path).load("../../etc/passwd")
