@@ -4,6 +4,7 @@ decide, act, and only then remove the spool entry."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -65,13 +66,14 @@ class Pipeline:
         scan_copy = headers.prepend(
             entry.content, [headers.return_path(entry), self._received(entry)]
         )
-        task_ids = await asyncio.to_thread(self._enqueue, entry.id, scan_copy)
+        task_ids = await asyncio.to_thread(self._enqueue, entry, scan_copy)
         deadline = time.monotonic() + deadline_s
         waits = [self._await(task_ids[pool], deadline) for pool in POOLS]
         return dict(zip(POOLS, await asyncio.gather(*waits), strict=True))
 
-    def _enqueue(self, entry_id: str, scan_copy: bytes) -> dict[str, str]:
-        return submit(self.app, self.redis, entry_id, scan_copy, self.settings.blob_ttl_s)
+    def _enqueue(self, entry: SpoolEntry, scan_copy: bytes) -> dict[str, str]:
+        origin = hashlib.sha256(entry.content).hexdigest()
+        return submit(self.app, self.redis, entry.id, scan_copy, self.settings.blob_ttl_s, origin)
 
     async def _await(self, task_id: str, deadline: float) -> dict[str, Any] | None:
         try:

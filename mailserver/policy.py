@@ -34,6 +34,9 @@ def decide(av: PoolResult, spam: PoolResult, settings: Settings, client_waiting:
     lines = headers.virus_headers(av) + headers.spam_headers(spam)
     if av is not None and av["status"] == "infected":
         return _virus(av, lines, client_waiting)
+    if not client_waiting and _unscannable(av, spam):
+        # Nobody to answer and retrying cannot help: an administrator has to look at it.
+        return Decision("quarantine", "250 2.0.0 Ok: quarantined", "unscannable", lines)
     if av is None or av["status"] == "error":
         failed = _failure(settings.av_failure_policy, "virus scan failed", lines)
         if failed.action != "deliver":
@@ -51,11 +54,16 @@ def _virus(av: dict[str, Any], lines: list[str], client_waiting: bool) -> Decisi
     return Decision("quarantine", "250 2.0.0 Ok: quarantined", reason, lines)
 
 
+def _unscannable(*results: PoolResult) -> bool:
+    return any(result and result.get("unscannable") for result in results)
+
+
 def _failure(policy: str, reason: str, lines: list[str]) -> Decision:
     if policy == "quarantine":
         return Decision("quarantine", "250 2.0.0 Ok: quarantined", reason, lines)
     if policy == "deliver-tagged":
         return Decision("deliver", "250 2.0.0 Ok: delivered", reason, lines)
+    # tempfail, and backup-engine whose backup could not answer either
     return Decision("tempfail", TEMPFAIL_REPLY, reason, lines)
 
 

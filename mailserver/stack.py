@@ -169,8 +169,8 @@ def _services(settings: Settings) -> list[Service]:
         _redis(settings),
         _clamd(settings),
         _spamd(settings),
-        _worker(settings, AV_POOL, settings.av_concurrency),
-        _worker(settings, SPAM_POOL, settings.spam_concurrency),
+        _worker(settings, AV_POOL),
+        _worker(settings, SPAM_POOL),
         _beat(settings),
         _flower(settings),
         _mailserver(settings),
@@ -277,11 +277,20 @@ def node_name(pool: str, settings: Settings) -> str:
     return f"{pool}@{settings.hostname}"
 
 
-def _worker(settings: Settings, pool: str, concurrency: int) -> Service:
-    argv = celery_argv(
+def worker_argv(settings: Settings, pool: str) -> list[str]:
+    """The command line of one pool's worker; compose and the docs use the same flags."""
+    concurrency = getattr(settings, f"{pool}_concurrency")
+    max_tasks = getattr(settings, f"{pool}_max_tasks_per_child")
+    max_memory_kb = getattr(settings, f"{pool}_max_memory_per_child_mb") * 1024
+    return celery_argv(
         "worker", "-Q", pool, "-n", node_name(pool, settings), "-c", str(concurrency),
         "--pool", "prefork", "-E", "-l", "INFO",
+        f"--max-tasks-per-child={max_tasks}", f"--max-memory-per-child={max_memory_kb}",
     )  # fmt: skip
+
+
+def _worker(settings: Settings, pool: str) -> Service:
+    argv = worker_argv(settings, pool)
 
     def ready() -> bool:
         from tasks.celeryapp import app

@@ -18,10 +18,13 @@ COMPRESS_FROM_BYTES = 8 * 1024
 RAW, ZLIB = b"R", b"Z"
 
 
-class BlobRef(TypedDict):
+class BlobRef(TypedDict, total=False):
     blob: str
     size: int
     digest: str
+    # Digest of the message as the client sent it, before our headers: the same message sent
+    # again has the same one, which lets the poison guard recognise it.
+    origin: str
 
 
 def encode(data: bytes) -> bytes:
@@ -37,18 +40,21 @@ def decode(stored: bytes) -> bytes:
     return zlib.decompress(body) if marker == ZLIB else body
 
 
-def reference(blob_id: str, data: bytes) -> BlobRef:
-    return BlobRef(blob=blob_id, size=len(data), digest=hashlib.sha256(data).hexdigest())
+def reference(blob_id: str, data: bytes, origin: str = "") -> BlobRef:
+    ref = BlobRef(blob=blob_id, size=len(data), digest=hashlib.sha256(data).hexdigest())
+    if origin:
+        ref["origin"] = origin
+    return ref
 
 
 def key(blob_id: str) -> str:
     return BLOB_KEY.format(blob_id=blob_id)
 
 
-def put(redis: Any, blob_id: str, data: bytes, ttl_s: int) -> BlobRef:
+def put(redis: Any, blob_id: str, data: bytes, ttl_s: int, origin: str = "") -> BlobRef:
     """Store the bytes (synchronous client); return the reference the jobs carry."""
     redis.set(key(blob_id), encode(data), ex=ttl_s)
-    return reference(blob_id, data)
+    return reference(blob_id, data, origin)
 
 
 def get(redis: Any, ref: BlobRef) -> bytes:

@@ -31,13 +31,41 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": "av",
         "worker_send_task_events": True,
         "task_send_sent_event": True,
+        "task_annotations": _time_limits(settings),
+        # A job is acknowledged only when it ends; if its pool process dies, the job goes back
+        # to the queue at once. The poison guard (tasks/guards/attempts.py) bounds the loop
+        # that would make of a message that kills its process every time.
         "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        "result_expires": 3600,
+        # An unacknowledged job comes back after this; it must be far above any hard limit or
+        # a slow job would run twice.
+        "broker_transport_options": {"visibility_timeout": _visibility_timeout_s(settings)},
+        # After a lost broker connection the running jobs are redelivered; cancel the old
+        # copies rather than run every job twice.
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
         "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": 30,
+        "result_expires": 3600,
         "worker_hijack_root_logger": False,
         "beat_schedule": _beat_schedule(settings),
     }
+
+
+def _time_limits(settings: Settings) -> dict[str, dict[str, float]]:
+    return {
+        SCAN_TASKS[pool]: {
+            "soft_time_limit": getattr(settings, f"{pool}_soft_limit_s"),
+            "time_limit": getattr(settings, f"{pool}_hard_limit_s"),
+        }
+        for pool in POOLS
+    }
+
+
+def _visibility_timeout_s(settings: Settings) -> int:
+    return int(max(3600.0, 10 * max(settings.av_hard_limit_s, settings.spam_hard_limit_s)))
 
 
 def _beat_schedule(settings: Settings) -> dict[str, Any]:

@@ -14,3 +14,16 @@ HEALTH_KEY = "mailscan:health"
 RESULT_KEY_PREFIX = "celery-task-meta-"
 
 ENV_PREFIX = "MAILSCAN_"
+
+# Isolation: poison-message attempts (hash: plugin -> attempts) and circuit breakers.
+ATTEMPTS_KEY = "mailscan:attempts:{message}"
+BREAKER_FAILURES_KEY = "mailscan:breaker:{plugin}:failures"
+BREAKER_OPEN_KEY = "mailscan:breaker:{plugin}:open"
+BREAKER_PROBE_KEY = "mailscan:breaker:{plugin}:probe"
+
+# Crashdumps: one JSON record per key, indexes by time, groups by signature.
+CRASHDUMP_KEY = "mailscan:crashdump:{id}"
+CRASHDUMP_INDEX = "mailscan:crashdumps"
+CRASHGROUP_KEY = "mailscan:crashgroup:{signature}"
+CRASHGROUP_INDEX = "mailscan:crashgroups"
+CRASHDUMP_ONCE_KEY = "mailscan:crashdump:once:{job_id}:{pid}"

@@ -1,8 +1,9 @@
 """Runs a pool's plugins over one message and combines their verdicts.
 
-The runner only orchestrates: it fetches the bytes, asks each engine, and folds the answers.
-A plugin that fails becomes an ``error`` verdict for that engine, never an exception that
-would take the job down (Celery's SoftTimeLimitExceeded excepted: it must reach Celery).
+The runner only orchestrates: it fetches the bytes, asks each engine through the guards
+(tasks/guards/), and folds the answers. A plugin that fails becomes an ``error`` verdict for
+that engine, never an exception that takes the job down; Celery's SoftTimeLimitExceeded
+is the one exception that goes on, so Celery can end the job.
 """
 
 from __future__ import annotations
@@ -18,57 +19,116 @@ from celery.exceptions import SoftTimeLimitExceeded
 from tasks import blobs
 from tasks.blobs import BlobRef
 from tasks.constants import AV_POOL
+from tasks.crashstore import CrashStore
 from tasks.errors import ScanError
-from tasks.plugins import Plugin, Verdict, load_plugin, plugin_names
+from tasks.guards import Guard, JobContext, ScanContext, default_guards
+from tasks.guards.base import safely
+from tasks.plugins import Verdict, load_plugin, plugin_names
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Plugins and the Redis client belong to one pool process: built on first use after the fork,
-# rebuilt if the process id changes (a forked child must not share its parent's sockets).
+# Plugins, guards and the Redis client belong to one pool process: built on first use after
+# the fork, rebuilt if the process id changes (a child must not share its parent's sockets).
 _process_state: dict[str, Any] = {}
 
 
-def _state(pool: str, settings: Settings) -> dict[str, Any]:
+def _state(settings: Settings) -> dict[str, Any]:
     if _process_state.get("pid") != os.getpid():
         _process_state.clear()
-        _process_state["pid"] = os.getpid()
-        _process_state["redis"] = redis.Redis.from_url(settings.redis_url)
-    plugins = _process_state.setdefault("plugins", {})
-    if pool not in plugins:
-        plugins[pool] = [load_plugin(n, pool, settings) for n in plugin_names(pool, settings)]
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+        _process_state.update(
+            pid=os.getpid(),
+            redis=client,
+            crashes=CrashStore(client, settings.crashdump_dir),
+            guards=default_guards(),
+            plugins={},
+        )
     return _process_state
 
 
-def scan(pool: str, ref: BlobRef, settings: Settings) -> dict[str, Any]:
+def _plugins(state: dict[str, Any], pool: str, names: tuple[str, ...], settings: Settings):
+    key = (pool, names)
+    if key not in state["plugins"]:
+        state["plugins"][key] = [load_plugin(n, pool, settings) for n in names]
+    return state["plugins"][key]
+
+
+def scan(pool: str, ref: BlobRef, settings: Settings, job_id: str, hostname: str) -> dict[str, Any]:
     """Scan the referenced message with every plugin of the pool; return the pool verdict."""
-    state = _state(pool, settings)
+    state = _state(settings)
+    job = JobContext(pool, job_id, ref, hostname, settings, state["redis"], state["crashes"])
+    guards: list[Guard] = state["guards"]
     started = time.perf_counter()
-    message = blobs.get(state["redis"], ref)
-    verdicts = [_ask(plugin, message) for plugin in state["plugins"][pool]]
+    for guard in guards:
+        safely(guard.before_job, job)
+    try:
+        message = blobs.get(job.redis, ref)
+        verdicts = _scan_with(state, job, plugin_names(pool, settings), message)
+        status = combine(pool, verdicts)
+        if status == "error" and _backup_allowed(pool, settings):
+            backup = _scan_with(state, job, settings.av_backup_plugins, message)
+            verdicts, status = verdicts + backup, combine(pool, backup)
+    finally:
+        for guard in reversed(guards):
+            safely(guard.after_job, job)
     return {
         "pool": pool,
-        "status": combine(pool, verdicts),
+        "status": status,
         "verdicts": [v.as_dict() for v in verdicts],
+        "unscannable": any(v.unscannable for v in verdicts),
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
     }
 
 
-def _ask(plugin: Plugin, message: bytes) -> Verdict:
+def _scan_with(
+    state: dict[str, Any], job: JobContext, names: tuple[str, ...], message: bytes
+) -> list[Verdict]:
+    plugins = _plugins(state, job.pool, names, job.settings)
+    return [_ask(ScanContext(job, plugin), state["guards"], message) for plugin in plugins]
+
+
+def _backup_allowed(pool: str, settings: Settings) -> bool:
+    """backup-engine: when the main engines could not answer, the backup engines scan."""
+    return pool == AV_POOL and settings.av_failure_policy == "backup-engine"
+
+
+def _ask(scan: ScanContext, guards: list[Guard], message: bytes) -> Verdict:
+    for guard in guards:
+        skipped = safely(guard.before_scan, scan)
+        if skipped is not None:
+            return skipped
     started = time.perf_counter()
     try:
-        return plugin.scan(message)
-    except SoftTimeLimitExceeded:
-        plugin.reset()
+        verdict = scan.plugin.scan(message)
+    except SoftTimeLimitExceeded as frozen:
+        _failed(scan, guards, frozen)
         raise
-    except ScanError as err:
-        log.warning("plugin %s failed: %s", plugin.name, err)
-        plugin.reset()
-        return plugin.verdict("error", started, detail=str(err))
+    except Exception as error:
+        # MemoryError too: raised out of a task it would shut the whole worker down.
+        _failed(scan, guards, error)
+        return scan.plugin.verdict("error", started, detail=_describe(error))
+    for guard in reversed(guards):
+        safely(guard.after_scan, scan, verdict)
+    return verdict
+
+
+def _failed(scan: ScanContext, guards: list[Guard], error: BaseException) -> None:
+    log.warning("plugin %s failed: %s", scan.plugin.name, _describe(error))
+    for guard in reversed(guards):
+        safely(guard.on_failure, scan, error)
+    safely(scan.plugin.reset)
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, ScanError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"[:500]
 
 
 def combine(pool: str, verdicts: list[Verdict]) -> str:
-    """A message is infected (or spam) if any engine says so; unknown if any engine failed."""
+    """Infected (or spam) if any engine says so; unknown if any engine failed and none found
+    anything: one engine's "clean" does not vouch for another that could not look."""
     statuses = {v.status for v in verdicts}
     positive = "infected" if pool == AV_POOL else "spam"
     if positive in statuses:

@@ -20,9 +20,12 @@ from tasks.constants import ENV_PREFIX
 from tasks.errors import ConfigError
 
 Mode = Literal["pre-queue", "post-queue"]
-FailurePolicy = Literal["tempfail", "quarantine", "deliver-tagged"]
+FailurePolicy = Literal["tempfail", "quarantine", "deliver-tagged", "backup-engine"]
 MODES = ("pre-queue", "post-queue")
 FAILURE_POLICIES = ("tempfail", "quarantine", "deliver-tagged")
+CHAOS_ACTIONS = (
+    "freeze-python", "freeze-c", "segfault", "abort", "exit", "leak", "raise", "drop-connection",
+)  # fmt: skip
 DELIVERIES = ("maildir", "relay")
 
 
@@ -54,6 +57,22 @@ class Settings:
     spam_concurrency: int = 2
     av_failure_policy: FailurePolicy = "tempfail"
     spam_failure_policy: FailurePolicy = "deliver-tagged"
+    av_backup_plugins: tuple[str, ...] = ()
+    # Isolation. The soft limit raises inside the plugin; the hard one kills the pool process.
+    av_soft_limit_s: float = 60.0
+    av_hard_limit_s: float = 90.0
+    spam_soft_limit_s: float = 60.0
+    spam_hard_limit_s: float = 90.0
+    av_max_tasks_per_child: int = 1000
+    spam_max_tasks_per_child: int = 1000
+    av_max_memory_per_child_mb: int = 1024
+    spam_max_memory_per_child_mb: int = 1024
+    max_attempts: int = 3
+    breaker_failures: int = 5
+    breaker_window_s: float = 30.0
+    breaker_cooldown_s: float = 15.0
+    crashdump_dir: Path = Path("var/crashdumps")
+    chaos: tuple[tuple[str, str], ...] = tuple((action, "marker") for action in CHAOS_ACTIONS)
     clamd: Endpoint = Endpoint(port=3320)
     clamd_timeout_s: float = 30.0
     spamd: Endpoint = Endpoint(port=7830)
@@ -146,6 +165,25 @@ def _optional_score(text: str) -> float | None:
     return float(text) if text.strip() else None
 
 
+def _optional_names(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+def _chaos(text: str) -> tuple[tuple[str, str], ...]:
+    """``action@trigger,...``: trigger is ``marker`` (the message holds MAILSCAN-CHAOS-ACTION)
+    or a fraction of messages such as ``0.05``."""
+    faults = []
+    for item in _optional_names(text):
+        action, _, trigger = item.partition("@")
+        if action not in CHAOS_ACTIONS:
+            raise ValueError(f"unknown chaos action {action!r} (known: {', '.join(CHAOS_ACTIONS)})")
+        trigger = trigger or "marker"
+        if trigger != "marker" and not 0.0 <= float(trigger) <= 1.0:
+            raise ValueError(f"{item}: the trigger is 'marker' or a fraction from 0 to 1")
+        faults.append((action, trigger))
+    return tuple(faults)
+
+
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "redis_url": _redis_url,
     "smtp_host": str,
@@ -157,7 +195,22 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "spam_plugins": _names,
     "av_concurrency": _positive_int,
     "spam_concurrency": _positive_int,
-    "av_failure_policy": _choice(*FAILURE_POLICIES),
+    "av_failure_policy": _choice(*FAILURE_POLICIES, "backup-engine"),
+    "av_backup_plugins": _optional_names,
+    "av_soft_limit_s": _seconds,
+    "av_hard_limit_s": _seconds,
+    "spam_soft_limit_s": _seconds,
+    "spam_hard_limit_s": _seconds,
+    "av_max_tasks_per_child": _positive_int,
+    "spam_max_tasks_per_child": _positive_int,
+    "av_max_memory_per_child_mb": _positive_int,
+    "spam_max_memory_per_child_mb": _positive_int,
+    "max_attempts": _positive_int,
+    "breaker_failures": _positive_int,
+    "breaker_window_s": _seconds,
+    "breaker_cooldown_s": _seconds,
+    "crashdump_dir": Path,
+    "chaos": _chaos,
     "spam_failure_policy": _choice(*FAILURE_POLICIES),
     "clamd": _endpoint,
     "clamd_timeout_s": _seconds,
@@ -185,7 +238,12 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
 }
 
 # Folders that follow MAILSCAN_VAR_DIR unless set on their own.
-_UNDER_VAR = {"spool_dir": "spool", "maildir": "maildir", "quarantine_dir": "quarantine"}
+_UNDER_VAR = {
+    "spool_dir": "spool",
+    "maildir": "maildir",
+    "quarantine_dir": "quarantine",
+    "crashdump_dir": "crashdumps",
+}
 
 
 def env_name(field_name: str) -> str:
@@ -210,7 +268,27 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if problems:
         raise ConfigError("; ".join(problems))
     _place_under_var(values)
-    return Settings(**values)
+    settings = Settings(**values)
+    _check_consistency(settings)
+    return settings
+
+
+def _check_consistency(settings: Settings) -> None:
+    problems = []
+    for pool in ("av", "spam"):
+        soft, hard = (
+            getattr(settings, f"{pool}_soft_limit_s"),
+            getattr(settings, f"{pool}_hard_limit_s"),
+        )
+        if soft >= hard:
+            problems.append(
+                f"{env_name(pool + '_soft_limit_s')} ({soft:g}) must be below "
+                f"{env_name(pool + '_hard_limit_s')} ({hard:g})"
+            )
+    if settings.av_failure_policy == "backup-engine" and not settings.av_backup_plugins:
+        problems.append("MAILSCAN_AV_FAILURE_POLICY=backup-engine needs MAILSCAN_AV_BACKUP_PLUGINS")
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def _known(variable: str) -> bool:

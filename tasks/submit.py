@@ -12,10 +12,12 @@ from tasks import blobs
 from tasks.constants import POOLS, SCAN_TASKS
 
 
-def submit(app: Celery, redis: Any, blob_id: str, data: bytes, ttl_s: int) -> dict[str, str]:
+def submit(
+    app: Celery, redis: Any, blob_id: str, data: bytes, ttl_s: int, origin: str = ""
+) -> dict[str, str]:
     """Return the job id per pool. Ids start with the blob id so Flower shows which message a
     job belongs to; the suffix keeps a re-driven message's new jobs apart from the old ones."""
-    ref = blobs.put(redis, blob_id, data, ttl_s)
+    ref = blobs.put(redis, blob_id, data, ttl_s, origin)
     suffix = f"{time.time_ns():x}"
     task_ids = {pool: f"{blob_id}-{pool}-{suffix}" for pool in POOLS}
     for pool in POOLS:

@@ -18,6 +18,7 @@ REGISTRY = {
     "builtin": "tasks.plugins.builtin:BuiltinPlugin",
     "spamassassin": "tasks.plugins.spamassassin:SpamassassinPlugin",
     "stub": "tasks.plugins.stub:StubPlugin",
+    "chaos": "tasks.plugins.chaos:ChaosPlugin",
 }
 
 __all__ = ["REGISTRY", "Plugin", "Verdict", "load_plugin", "plugin_names", "validate"]

@@ -24,6 +24,8 @@ class Verdict:
     rules: tuple[str, ...] = ()
     detail: str = ""
     elapsed_ms: float = 0.0
+    # Set when the message was given up after killing or freezing this engine too often.
+    unscannable: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)

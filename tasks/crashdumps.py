@@ -1,0 +1,132 @@
+"""Crashdump records: what a plugin failure leaves behind for the administrator and the vendor.
+
+A record never holds the message body: only its spool id, size and digest. Its signature
+(plugin, kind, exception type and the top frames) groups repeats of the same failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import re
+import sys
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Kind = Literal["freeze", "crash", "exception", "connection", "poison"]
+KINDS = ("freeze", "crash", "exception", "connection", "poison")
+# Frames in these files say nothing about the failure; the signature skips them.
+_PLUMBING = ("celery/", "billiard/", "kombu/", "tasks/runner.py", "tasks/guards/", "threading.py")
+
+
+@dataclass
+class Incident:
+    """The facts known where a failure is seen; ``record`` turns them into a crashdump."""
+
+    kind: Kind
+    pool: str
+    plugin: dict[str, Any]
+    job_id: str
+    message: dict[str, Any]
+    worker_host: str = ""
+    worker_pid: int = field(default_factory=os.getpid)
+    exception_type: str = ""
+    exception_message: str = ""
+    traceback: str = ""
+    threads: str = ""
+    faulthandler: str = ""
+    signal: str | None = None
+    exit_status: int | None = None
+    note: str = ""
+    backend_version: str = ""
+
+
+def from_exception(incident: Incident, error: BaseException) -> Incident:
+    incident.exception_type = type(error).__name__
+    incident.exception_message = str(error)[:2000]
+    incident.traceback = "".join(traceback.format_exception(error))[-20000:]
+    return incident
+
+
+def all_thread_stacks() -> str:
+    """Python stacks of every thread of this process (call with the GIL held)."""
+    names = {t.ident: t.name for t in threading.enumerate()}
+    parts = []
+    for ident, frame in sys._current_frames().items():
+        stack = "".join(traceback.format_stack(frame))
+        parts.append(f"Thread {names.get(ident, ident)}:\n{stack}")
+    return "\n".join(parts)
+
+
+def record(incident: Incident) -> dict[str, Any]:
+    """The crashdump as stored and shown: plain JSON types only."""
+    now = time.time()
+    return {
+        "id": uuid.uuid4().hex,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+        "ts": now,
+        "kind": incident.kind,
+        "pool": incident.pool,
+        "plugin": incident.plugin,
+        "worker": {"host": incident.worker_host, "pid": incident.worker_pid},
+        "job_id": incident.job_id,
+        "message": incident.message,
+        "exception": {"type": incident.exception_type, "message": incident.exception_message},
+        "traceback": incident.traceback,
+        "threads": incident.threads,
+        "faulthandler": incident.faulthandler,
+        "signal": incident.signal,
+        "exit_status": incident.exit_status,
+        "note": incident.note,
+        "versions": versions(incident.backend_version),
+        "signature": signature(incident),
+    }
+
+
+def versions(backend: str = "") -> dict[str, str]:
+    import celery
+
+    return {
+        "python": platform.python_version(),
+        "celery": celery.__version__,
+        "mailscan": _mailscan_version(),
+        "backend": backend,
+        "platform": platform.platform(),
+    }
+
+
+def _mailscan_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mailscan")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def signature(incident: Incident) -> str:
+    frames = top_frames(incident.traceback or incident.faulthandler or incident.threads)
+    parts = [incident.plugin.get("name", "?"), incident.kind, incident.exception_type, *frames]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+_FRAME = re.compile(r'File "([^"]+)", line \d+, in (\S+)|File "([^"]+)", line \d+ in (\S+)')
+
+
+def top_frames(text: str, count: int = 3) -> list[str]:
+    """The innermost frames outside the plumbing, without line numbers (so a small edit
+    elsewhere in a file does not split a group)."""
+    frames = []
+    for match in _FRAME.finditer(text):
+        path, function = match[1] or match[3], match[2] or match[4]
+        if not any(p in path for p in _PLUMBING):
+            frames.append(f"{os.path.basename(path)}:{function}")
+    # Python tracebacks list the innermost frame last; faulthandler lists it first.
+    innermost_last = "Traceback" in text
+    ordered = list(reversed(frames)) if innermost_last else frames
+    return ordered[:count]

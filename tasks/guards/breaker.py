@@ -1,0 +1,67 @@
+"""A circuit breaker per plugin, shared by every worker through Redis.
+
+After ``breaker_failures`` connection failures within ``breaker_window_s`` the breaker opens
+for ``breaker_cooldown_s``: workers skip the plugin (the failure policy applies) instead of
+each waiting for its own timeout. One worker at a time probes the backend while it is open
+and closes the breaker as soon as the backend answers; when the cooldown ends, the next
+scan tries for real.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from redis import Redis
+
+from tasks.constants import BREAKER_FAILURES_KEY, BREAKER_OPEN_KEY, BREAKER_PROBE_KEY
+from tasks.errors import BackendProtocol, BackendUnavailable, MailscanError
+from tasks.guards.base import Guard, ScanContext
+from tasks.plugins.base import Verdict
+
+log = logging.getLogger(__name__)
+PROBE_EVERY_S = 2
+
+
+class BreakerGuard(Guard):
+    def before_scan(self, scan: ScanContext) -> Verdict | None:
+        name, redis = scan.plugin.name, scan.job.redis
+        if not redis.exists(BREAKER_OPEN_KEY.format(plugin=name)):
+            return None
+        if self._probe(scan):
+            return None
+        return Verdict(engine=name, status="error", detail="circuit breaker open: backend down")
+
+    def _probe(self, scan: ScanContext) -> bool:
+        name, redis = scan.plugin.name, scan.job.redis
+        if not redis.set(BREAKER_PROBE_KEY.format(plugin=name), 1, nx=True, ex=PROBE_EVERY_S):
+            return False  # another worker is probing
+        try:
+            scan.plugin.health()
+        except MailscanError:
+            return False
+        close(redis, name)
+        log.warning("breaker for %s closed: the backend answers again", name)
+        return True
+
+    def on_failure(self, scan: ScanContext, error: BaseException) -> None:
+        if not isinstance(error, BackendUnavailable | BackendProtocol):
+            return
+        settings, redis, name = scan.job.settings, scan.job.redis, scan.plugin.name
+        failures_key = BREAKER_FAILURES_KEY.format(plugin=name)
+        window_s = int(settings.breaker_window_s)
+        with redis.pipeline(transaction=False) as pipe:
+            failures = pipe.incr(failures_key).expire(failures_key, window_s, nx=True).execute()[0]
+        if failures < settings.breaker_failures:
+            return
+        cooldown_s = int(settings.breaker_cooldown_s)
+        if redis.set(BREAKER_OPEN_KEY.format(plugin=name), 1, nx=True, ex=cooldown_s):
+            log.error("breaker for %s opened after %d failures", name, failures)
+
+
+def close(redis: Redis, plugin: str) -> None:
+    """Close the breaker of ``plugin`` (also used by the health probes)."""
+    redis.delete(BREAKER_OPEN_KEY.format(plugin=plugin), BREAKER_FAILURES_KEY.format(plugin=plugin))
+
+
+def is_open(redis: Redis, plugin: str) -> bool:
+    return bool(redis.exists(BREAKER_OPEN_KEY.format(plugin=plugin)))

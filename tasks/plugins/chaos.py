@@ -1,0 +1,109 @@
+"""Fault injection, for tests and drills only: enabled only when a pool lists ``chaos`` among
+its plugins. Each fault fires on messages holding ``MAILSCAN-CHAOS-<ACTION>`` (upper case)
+or on a chosen fraction of messages, as ``MAILSCAN_CHAOS`` says (default: every action, on
+its marker). Without a fault to fire it answers clean (av) or ham (spam)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import random
+import signal
+import socket
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar, NoReturn
+
+from tasks.errors import BackendUnavailable
+from tasks.plugins.base import Plugin, Verdict
+
+LEAK_MB = 64
+_leaked: list[bytearray] = []
+
+
+def marker(action: str) -> bytes:
+    return b"MAILSCAN-CHAOS-" + action.upper().encode()
+
+
+@dataclass
+class ChaosPlugin(Plugin):
+    """Freezes, crashes, leaks or fails on purpose, so isolation can be shown for real."""
+
+    name: ClassVar[str] = "chaos"
+    pools: ClassVar[tuple[str, ...]] = ("av", "spam")
+
+    def scan(self, message: bytes) -> Verdict:
+        started = time.perf_counter()
+        for action, trigger in self.settings.chaos:
+            if _fires(trigger, action, message):
+                FAULTS[action](self)
+        return self.verdict("clean" if self.pool == "av" else "ham", started)
+
+
+def _fires(trigger: str, action: str, message: bytes) -> bool:
+    if trigger == "marker":
+        return marker(action) in message
+    return random.random() < float(trigger)
+
+
+def freeze_python(_: ChaosPlugin) -> None:
+    while True:  # a busy loop in Python: the soft time limit can interrupt it
+        time.sleep(0.05)
+
+
+def freeze_c(_: ChaosPlugin) -> None:
+    # Blocks every signal in this thread, then sleeps inside libc through PyDLL, which keeps
+    # the GIL: no Python signal handler can run, so only the hard time limit ends it.
+    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    ctypes.PyDLL(None).sleep(3600)
+
+
+def segfault(_: ChaosPlugin) -> NoReturn:
+    ctypes.string_at(0)  # reads address 0: a real SIGSEGV
+    raise AssertionError("unreachable")
+
+
+def abort(_: ChaosPlugin) -> NoReturn:
+    os.abort()
+
+
+def exit_abruptly(_: ChaosPlugin) -> NoReturn:
+    os._exit(3)
+
+
+def leak(_: ChaosPlugin) -> None:
+    block = bytearray(LEAK_MB * 1024 * 1024)
+    block[::4096] = b"x" * len(block[::4096])  # touch every page so it counts in RSS
+    _leaked.append(block)
+
+
+def fail(_: ChaosPlugin) -> NoReturn:
+    raise RuntimeError("chaos: injected plugin failure")
+
+
+def drop_connection(plugin: ChaosPlugin) -> NoReturn:
+    """Starts an INSTREAM to clamd and resets the connection mid-request, as a broken
+    network or a dying daemon would; the plugin then reports a connection failure."""
+    endpoint = plugin.settings.clamd
+    try:
+        with socket.create_connection((endpoint.host, endpoint.port), timeout=5) as sock:
+            sock.sendall(b"nINSTREAM\n" + struct.pack("!L", 4) + b"half")
+            # Linger 0: close sends a RST instead of an orderly FIN.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError as err:
+        raise BackendUnavailable(f"chaos: connection failed: {err}") from err
+    raise BackendUnavailable("chaos: connection to clamd reset mid-request")
+
+
+FAULTS: dict[str, Callable[[ChaosPlugin], None]] = {
+    "freeze-python": freeze_python,
+    "freeze-c": freeze_c,
+    "segfault": segfault,
+    "abort": abort,
+    "exit": exit_abruptly,
+    "leak": leak,
+    "raise": fail,
+    "drop-connection": drop_connection,
+}
