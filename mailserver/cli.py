@@ -56,7 +56,18 @@ def _parser() -> argparse.ArgumentParser:
     status = _command(sub, "status", _status, "pools, workers, concurrency and queue depths")
     status.add_argument("--json", action="store_true", help="print as JSON")
     _command(sub, "check-config", _check_config, "validate the settings and exit")
+    _crashdump_commands(sub)
     return parser
+
+
+def _crashdump_commands(sub: Any) -> None:
+    crashdumps = sub.add_parser("crashdumps", help="list and show crashdump records")
+    crash_sub = crashdumps.add_subparsers(dest="crash_command", required=True, metavar="ACTION")
+    listing = _command(crash_sub, "list", _crash_list, "crashdumps, newest first, and groups")
+    listing.add_argument("--json", action="store_true", help="print as JSON")
+    show = _command(crash_sub, "show", _crash_show, "everything one crashdump holds")
+    show.add_argument("id", help="the crashdump id, from 'mailscan crashdumps list'")
+    show.add_argument("--json", action="store_true", help="print as JSON")
 
 
 def _command(
@@ -96,6 +107,26 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
 
     report = collect(settings)
     print(json.dumps(report, indent=2) if args.json else "\n".join(status_lines(report)))
+    return CLEAN
+
+
+def _crash_list(settings: Settings, args: argparse.Namespace) -> int:
+    from mailserver.crashview import list_lines, store
+
+    crashes = store(settings)
+    records, groups = crashes.records(), crashes.groups()
+    if args.json:
+        print(json.dumps({"crashdumps": records, "groups": groups}, indent=2))
+    else:
+        print("\n".join(list_lines(records, groups)))
+    return CLEAN
+
+
+def _crash_show(settings: Settings, args: argparse.Namespace) -> int:
+    from mailserver.crashview import show, show_lines
+
+    dump = show(settings, args.id)
+    print(json.dumps(dump, indent=2) if args.json else "\n".join(show_lines(dump)))
     return CLEAN
 
 

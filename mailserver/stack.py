@@ -8,6 +8,7 @@ the tests exercise is what an administrator runs.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -22,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import redis
+from celery import Celery
 
 from tasks.constants import AV_POOL, SPAM_POOL
 from tasks.errors import MailscanError
@@ -113,6 +115,15 @@ class Stack:
         service = self.services[name]
         self._spawn(service)
         self._await_ready(service)
+
+    def revive(self) -> list[str]:
+        """Restart every service that died; return their names. ``mailscan up`` calls this
+        every few seconds; it is also how a worker comes back after the known kombu failure
+        that ends a worker when Redis goes away while it restores unacknowledged jobs."""
+        dead = self.exited()
+        for name in dead:
+            self.restart(name)
+        return dead
 
     def exited(self) -> list[str]:
         """Services that were started and have died since."""
@@ -293,11 +304,20 @@ def _worker(settings: Settings, pool: str) -> Service:
     argv = worker_argv(settings, pool)
 
     def ready() -> bool:
-        from tasks.celeryapp import app
-
-        return bool(app.control.ping(destination=[node_name(pool, settings)], timeout=0.5))
+        control = _control_app(settings).control
+        return bool(control.ping(destination=[node_name(pool, settings)], timeout=0.5))
 
     return Service(f"{pool}-worker", argv, ready, ready_timeout_s=60.0)
+
+
+@functools.cache
+def _control_app(settings: Settings) -> Celery:
+    """An app bound to this stack's Redis (a process may watch several stacks)."""
+    from tasks.celeryapp import celery_config
+
+    app = Celery("mailscan-control", set_as_current=False)
+    app.config_from_object(celery_config(settings))
+    return app
 
 
 def _beat(settings: Settings) -> Service:

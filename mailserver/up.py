@@ -68,4 +68,4 @@ def _supervise(stack: Stack, stopping: threading.Event) -> None:
             if restarts[name] > MAX_RESTARTS_PER_SERVICE:
                 raise StackError(f"{name} keeps dying; last log lines:\n{stack.log_tail(name)}")
             print(f"{time.strftime('%H:%M:%S')} {name} exited; restarting")
-            stack.restart(name)
+        stack.revive()

@@ -17,6 +17,7 @@ ENV_PREFIX = "MAILSCAN_"
 
 # Isolation: poison-message attempts (hash: plugin -> attempts) and circuit breakers.
 ATTEMPTS_KEY = "mailscan:attempts:{message}"
+POISON_KEY = "mailscan:poison:{origin}"
 BREAKER_FAILURES_KEY = "mailscan:breaker:{plugin}:failures"
 BREAKER_OPEN_KEY = "mailscan:breaker:{plugin}:open"
 BREAKER_PROBE_KEY = "mailscan:breaker:{plugin}:probe"

@@ -53,12 +53,17 @@ def from_exception(incident: Incident, error: BaseException) -> Incident:
     return incident
 
 
-def all_thread_stacks() -> str:
-    """Python stacks of every thread of this process (call with the GIL held)."""
+def all_thread_stacks(error: BaseException | None = None) -> str:
+    """Python stacks of every thread of this process. For the thread handling ``error``, the
+    stack where the error was raised: that is where it was at the moment of failure."""
     names = {t.ident: t.name for t in threading.enumerate()}
+    current = threading.get_ident()
     parts = []
     for ident, frame in sys._current_frames().items():
-        stack = "".join(traceback.format_stack(frame))
+        if ident == current and error is not None:
+            stack = "".join(traceback.format_tb(error.__traceback__))
+        else:
+            stack = "".join(traceback.format_stack(frame))
         parts.append(f"Thread {names.get(ident, ident)}:\n{stack}")
     return "\n".join(parts)
 

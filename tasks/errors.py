@@ -28,7 +28,12 @@ class ScanError(MailscanError):
 
 
 class BackendUnavailable(ScanError):
-    """The scanner daemon refused the connection, dropped it, or did not answer in time."""
+    """The scanner daemon refused the connection, dropped it, or did not answer in time.
+    ``timed_out`` tells the last apart: waiting again would only double the delay."""
+
+    def __init__(self, message: str, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 class BackendProtocol(ScanError):

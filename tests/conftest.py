@@ -62,12 +62,29 @@ def settings() -> Settings:
 @pytest.fixture(scope="session")
 def stack(settings: Settings) -> Iterator[Stack]:
     """Redis, clamd, spamd, both pools and the SMTP front, for the whole session."""
-    running = Stack(settings, dict(os.environ))
+    yield from running_stack(settings, dict(os.environ))
+
+
+def running_stack(settings: Settings, env: dict[str, str]) -> Iterator[Stack]:
+    running = Stack(settings, env)
     try:
         running.start([*BACKENDS, *POOLS, "mailserver"], progress=lambda _: None)
         yield running
     finally:
         running.stop()
+
+
+def stack_env(name: str, port_offset: int, **overrides: str) -> dict[str, str]:
+    """The environment of a further stack of its own: ports shifted, its own folders."""
+    env = {**os.environ, **TEST_ENV, "MAILSCAN_VAR_DIR": str(_VAR / name)}
+    env["MAILSCAN_REDIS_URL"] = f"redis://127.0.0.1:{16390 + port_offset}/0"
+    env["MAILSCAN_CLAMD"] = f"127.0.0.1:{13320 + port_offset}"
+    env["MAILSCAN_SPAMD"] = f"127.0.0.1:{17830 + port_offset}"
+    env["MAILSCAN_SMTP_PORT"] = str(12525 + 10 * port_offset)
+    env["MAILSCAN_FLOWER_PORT"] = str(15555 + port_offset)
+    env["MAILSCAN_COMMAND_SCANNER"] = f"clamscan --no-summary -d {_VAR / name / 'clamd' / 'db'} -"
+    env.update({f"MAILSCAN_{key.upper()}": value for key, value in overrides.items()})
+    return env
 
 
 @dataclass

@@ -10,6 +10,7 @@ scan tries for real.
 from __future__ import annotations
 
 import logging
+import threading
 
 from redis import Redis
 
@@ -27,21 +28,11 @@ class BreakerGuard(Guard):
         name, redis = scan.plugin.name, scan.job.redis
         if not redis.exists(BREAKER_OPEN_KEY.format(plugin=name)):
             return None
-        if self._probe(scan):
-            return None
+        if redis.set(BREAKER_PROBE_KEY.format(plugin=name), 1, nx=True, ex=PROBE_EVERY_S):
+            # Probe beside the scan, not in its way: a frozen backend would hold this message
+            # for a whole timeout otherwise.
+            threading.Thread(target=_probe, args=(scan,), daemon=True).start()
         return Verdict(engine=name, status="error", detail="circuit breaker open: backend down")
-
-    def _probe(self, scan: ScanContext) -> bool:
-        name, redis = scan.plugin.name, scan.job.redis
-        if not redis.set(BREAKER_PROBE_KEY.format(plugin=name), 1, nx=True, ex=PROBE_EVERY_S):
-            return False  # another worker is probing
-        try:
-            scan.plugin.health()
-        except MailscanError:
-            return False
-        close(redis, name)
-        log.warning("breaker for %s closed: the backend answers again", name)
-        return True
 
     def on_failure(self, scan: ScanContext, error: BaseException) -> None:
         if not isinstance(error, BackendUnavailable | BackendProtocol):
@@ -56,6 +47,15 @@ class BreakerGuard(Guard):
         cooldown_s = int(settings.breaker_cooldown_s)
         if redis.set(BREAKER_OPEN_KEY.format(plugin=name), 1, nx=True, ex=cooldown_s):
             log.error("breaker for %s opened after %d failures", name, failures)
+
+
+def _probe(scan: ScanContext) -> None:
+    try:
+        scan.plugin.health()
+    except MailscanError:
+        return
+    close(scan.job.redis, scan.plugin.name)
+    log.warning("breaker for %s closed: the backend answers again", scan.plugin.name)
 
 
 def close(redis: Redis, plugin: str) -> None:

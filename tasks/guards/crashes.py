@@ -39,7 +39,7 @@ def report(scan: ScanContext, kind: Kind, error: BaseException | None, note: str
     if error is not None:
         crashdumps.from_exception(incident, error)
     if kind == "freeze":
-        incident.threads = crashdumps.all_thread_stacks()
+        incident.threads = crashdumps.all_thread_stacks(error)
     dump = crashdumps.record(incident)
     where = job.crashes.save(dump)
     log.warning("crashdump %s (%s, plugin %s) -> %s", dump["id"], kind, scan.plugin.name, where)

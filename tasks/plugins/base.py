@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
+from tasks.errors import BackendUnavailable
 from tasks.settings import Settings
+
+T = TypeVar("T")
+# A daemon restarting (clamd reloading, spamd respawning) refuses for a moment: two quick
+# tries more cover it, and stay far inside any soft time limit.
+RECONNECT_DELAYS_S = (0.1, 0.4)
 
 Status = Literal["clean", "infected", "ham", "spam", "skipped", "error"]
 
@@ -60,6 +67,17 @@ class Plugin(ABC):
     def describe(self) -> dict[str, Any]:
         """Name, version and configuration without secrets, for status pages and crashdumps."""
         return {"name": self.name, "pool": self.pool}
+
+    def reconnecting(self, call: Callable[[], T]) -> T:
+        """Run ``call``; after a refused or dropped connection, try again with backoff."""
+        for delay_s in (*RECONNECT_DELAYS_S, None):
+            try:
+                return call()
+            except BackendUnavailable as err:
+                if delay_s is None or err.timed_out:
+                    raise
+                time.sleep(delay_s)
+        raise AssertionError("unreachable")
 
     def verdict(self, status: Status, started: float, **details: Any) -> Verdict:
         elapsed_ms = (time.perf_counter() - started) * 1000

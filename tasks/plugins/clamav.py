@@ -34,20 +34,24 @@ class ClamavPlugin(Plugin):
 
     def scan(self, message: bytes) -> Verdict:
         started = time.perf_counter()
-        try:
-            reply = self._client().instream(io.BytesIO(message))
-        except CommunicationError as err:
-            raise BackendUnavailable(f"clamd at {self.settings.clamd}: {err}") from err
-        except BufferTooLongError as err:
-            raise ScanError(f"clamd refused the message as too large: {err}") from err
-        except ResponseError as err:
-            raise BackendProtocol(f"clamd answered an error: {err}") from err
+        reply = self.reconnecting(lambda: self._instream(message))
         status, virus = reply.get("stream", ("", None))
         if status == "FOUND":
             return self.verdict("infected", started, virus=virus)
         if status == "OK":
             return self.verdict("clean", started)
         raise BackendProtocol(f"clamd answered {reply!r}")
+
+    def _instream(self, message: bytes) -> dict[str, Any]:
+        try:
+            return self._client().instream(io.BytesIO(message))
+        except CommunicationError as err:
+            timed_out = "timed out" in str(err)
+            raise BackendUnavailable(f"clamd at {self.settings.clamd}: {err}", timed_out) from err
+        except BufferTooLongError as err:
+            raise ScanError(f"clamd refused the message as too large: {err}") from err
+        except ResponseError as err:
+            raise BackendProtocol(f"clamd answered an error: {err}") from err
 
     def health(self) -> str:
         try:

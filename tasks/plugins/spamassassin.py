@@ -35,9 +35,14 @@ class SpamassassinPlugin(Plugin):
         return {"host": endpoint.host, "port": endpoint.port, "timeout": timeout}
 
     def _call(self, request: Any, *args: Any) -> Any:
+        return self.reconnecting(lambda: self._call_once(request, *args))
+
+    def _call_once(self, request: Any, *args: Any) -> Any:
         try:
             return asyncio.run(request(*args, **self._connection()))
-        except (AIOSpamcConnectionFailed, ClientTimeoutException, OSError) as err:
+        except (ClientTimeoutException, TimeoutError) as err:
+            raise BackendUnavailable(f"spamd at {self.settings.spamd} timed out", True) from err
+        except (AIOSpamcConnectionFailed, OSError) as err:
             raise BackendUnavailable(f"spamd at {self.settings.spamd}: {err!r}") from err
 
     def scan(self, message: bytes) -> Verdict:

@@ -1,0 +1,270 @@
+"""Isolation, shown on a stack of its own with the chaos plugin in the av pool: a plugin that
+freezes, crashes, leaks or loses its backend never stops mail, nothing is lost or delivered
+twice, and the crashdump points at the failing plugin code."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from mailserver.stack import Stack
+from tasks.crashstore import CrashStore
+from tasks.plugins.chaos import marker
+from tasks.settings import Settings, load_settings
+from tests.conftest import (
+    find_delivered,
+    make_message,
+    running_stack,
+    send,
+    stack_env,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+SOFT_S, HARD_S = 4.0, 10.0
+FAULT_SETTINGS = {
+    "av_plugins": "chaos,clamav",
+    "av_soft_limit_s": str(SOFT_S),
+    "av_hard_limit_s": str(HARD_S),
+    "spam_soft_limit_s": "6",
+    "spam_hard_limit_s": "10",
+    "spamd_timeout_s": "3",
+    "clamd_timeout_s": "3",
+    "scan_deadline_s": "60",
+    "max_attempts": "3",
+    "breaker_failures": "3",
+    "breaker_cooldown_s": "30",
+    "av_max_memory_per_child_mb": "240",
+}
+
+
+@pytest.fixture(scope="module")
+def fault_env() -> dict[str, str]:
+    return stack_env("faults", 1, **FAULT_SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def fs(fault_env) -> Settings:
+    return load_settings(fault_env)
+
+
+@pytest.fixture(scope="module")
+def faults(fs, fault_env) -> Iterator[Stack]:
+    yield from running_stack(fs, fault_env)
+
+
+@pytest.fixture
+def crashes(faults, fs) -> CrashStore:
+    client = redis.Redis.from_url(fs.redis_url)
+    for key in client.scan_iter("mailscan:crash*"):
+        client.delete(key)
+    return CrashStore(client, fs.crashdump_dir)
+
+
+def chaos_message(action: str, test_id: str):
+    return make_message(body=f"Please look: {marker(action).decode()} thanks.", X_Test_Id=test_id)
+
+
+def dumps_of(store: CrashStore, kind: str, count: int = 1, timeout_s: float = 30) -> list[dict]:
+    def found() -> list[dict]:
+        return [d for d in store.records() if d["kind"] == kind]
+
+    wait_for(lambda: len(found()) >= count, timeout_s, f"{count} crashdump(s) of kind {kind}")
+    return found()
+
+
+def pool_processes(stack: Stack, name: str = "av-worker") -> set[int]:
+    pid = stack.pid(name)
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return {int(c) for c in children}
+
+
+def assert_mail_flows(settings: Settings, test_id: str) -> float:
+    """A clean message goes through; returns how long it took."""
+    started = time.monotonic()
+    reply = send(make_message(X_Test_Id=test_id), settings.smtp_port)
+    assert reply.code == 250, reply
+    assert len(find_delivered(settings.maildir, test_id.encode())) == 1
+    return time.monotonic() - started
+
+
+def test_freeze_in_python_is_cut_by_the_soft_limit(faults, fs, crashes):
+    started = time.monotonic()
+    reply = send(chaos_message("freeze-python", "freeze-py"), fs.smtp_port)
+    waited = time.monotonic() - started
+    assert reply.code == 451  # av failure policy: tempfail, the sender keeps the message
+    assert SOFT_S <= waited < HARD_S
+    [dump] = dumps_of(crashes, "freeze")
+    assert dump["plugin"]["name"] == "chaos"
+    assert dump["exception"]["type"] == "SoftTimeLimitExceeded"
+    assert "in freeze_python" in dump["traceback"]
+    assert "chaos.py" in dump["threads"]
+    assert "freeze-py" not in json.dumps(dump)  # never the message body or headers
+    assert dump["message"]["size"] > 0
+    assert find_delivered(fs.maildir, b"freeze-py") == []
+    assert_mail_flows(fs, "after-freeze-py")
+
+
+def test_freeze_in_c_holding_the_gil_is_killed_at_the_hard_limit(faults, fs, crashes):
+    before = pool_processes(faults)
+    started = time.monotonic()
+    reply = send(chaos_message("freeze-c", "freeze-c"), fs.smtp_port)
+    assert reply.code == 451
+    assert time.monotonic() - started >= HARD_S
+    [dump] = dumps_of(crashes, "freeze")
+    assert dump["exception"]["type"] == "TimeLimitExceeded"
+    # Written by faulthandler's watchdog thread while the plugin held the GIL.
+    assert "chaos.py" in dump["faulthandler"]
+    assert "freeze_c" in dump["faulthandler"]
+    assert dump["worker"]["pid"] in before
+    frozen = dump["worker"]["pid"]
+    wait_for(lambda: frozen not in pool_processes(faults), 20, "the frozen process gone")
+    wait_for(lambda: len(pool_processes(faults)) == len(before), 20, "a new pool process")
+    assert_mail_flows(fs, "after-freeze-c")
+
+
+@pytest.mark.parametrize(
+    ("action", "signal_name", "exit_status"),
+    [("segfault", "SIGSEGV", None), ("abort", "SIGABRT", None), ("exit", None, 3)],
+)
+def test_a_message_that_kills_the_plugin_every_time_is_given_up(
+    faults, fs, crashes, action, signal_name, exit_status
+):
+    poison = chaos_message(action, f"poison-{action}")
+    reply = send(poison, fs.smtp_port)
+    assert reply.code == 451
+    deaths = dumps_of(crashes, "crash", count=3)
+    assert len(deaths) == fs.max_attempts  # bounded: never a loop
+    for dump in deaths:
+        assert dump["signal"] == signal_name
+        assert dump["exit_status"] == exit_status
+        assert dump["plugin"]["name"] == "chaos"
+    if signal_name:
+        assert "chaos.py" in deaths[0]["faulthandler"]
+        assert f"in {action}" in deaths[0]["faulthandler"]
+    [given_up] = dumps_of(crashes, "poison")
+    assert "unscannable" in given_up["note"]
+    # The same message again is recognised and given up at once, killing nothing.
+    started = time.monotonic()
+    assert send(poison, fs.smtp_port).code == 451
+    assert time.monotonic() - started < SOFT_S
+    assert len([d for d in crashes.records() if d["kind"] == "crash"]) == fs.max_attempts
+    assert find_delivered(fs.maildir, f"poison-{action}".encode()) == []
+    assert_mail_flows(fs, f"after-{action}")
+
+
+def test_a_leaking_plugin_is_recycled_without_crashdump_or_lost_mail(faults, fs, crashes):
+    before = pool_processes(faults)
+    for n in range(6):
+        assert send(chaos_message("leak", f"leak-{n}"), fs.smtp_port).code == 250
+    for n in range(6):
+        assert len(find_delivered(fs.maildir, f"leak-{n}".encode())) == 1
+    # 6 x 64 MB over two processes: at least one passes the 240 MB ceiling and is replaced.
+    wait_for(lambda: before - pool_processes(faults), 20, "a recycled pool process")
+    assert "recycled" in faults.log_tail("av-worker", 200)
+    assert crashes.records() == []
+
+
+@pytest.mark.parametrize(
+    ("action", "kind"), [("raise", "exception"), ("drop-connection", "connection")]
+)
+def test_plugin_exceptions_and_dropped_connections_become_crashdumps(
+    faults, fs, crashes, action, kind
+):
+    assert send(chaos_message(action, f"fail-{action}"), fs.smtp_port).code == 451
+    [dump] = dumps_of(crashes, kind)
+    assert "chaos.py" in dump["traceback"]
+    assert dump["versions"]["python"]
+    assert_mail_flows(fs, f"after-{action}")
+
+
+def test_spamd_frozen_past_the_hard_limit_then_resumed(faults, fs, crashes):
+    spamd = faults.pid("spamd")
+    stopped = time.monotonic()
+    os.killpg(spamd, signal.SIGSTOP)
+    try:
+        for n in range(5):
+            assert send(make_message(X_Test_Id=f"spamd-down-{n}"), fs.smtp_port).code == 250
+        # The breaker opened after 3 failures: the last messages did not wait for spamd.
+        quick = time.monotonic()
+        assert send(make_message(X_Test_Id="spamd-down-quick"), fs.smtp_port).code == 250
+        assert time.monotonic() - quick < 2.0
+        time.sleep(max(0.0, HARD_S + 1 - (time.monotonic() - stopped)))
+    finally:
+        os.killpg(spamd, signal.SIGCONT)
+    for n in range(5):
+        [delivered] = find_delivered(fs.maildir, f"spamd-down-{n}".encode())
+        assert b"X-Spam-Status: Unknown, scan failed" in delivered
+    assert dumps_of(crashes, "connection")[0]["plugin"]["name"] == "spamassassin"
+
+    def scored_again() -> bool:
+        send(make_message(X_Test_Id="spamd-back"), fs.smtp_port)
+        return any(b"X-Spam-Score:" in m for m in find_delivered(fs.maildir, b"spamd-back"))
+
+    wait_for(scored_again, 30, "spam scores after spamd resumed")
+
+
+def test_clamd_killed_and_restarted(faults, fs, crashes):
+    os.killpg(faults.pid("clamd"), signal.SIGKILL)
+    reply = send(make_message(X_Test_Id="clamd-down"), fs.smtp_port)
+    assert reply.code == 451  # never delivered unscanned
+    assert find_delivered(fs.maildir, b"clamd-down") == []
+    assert dumps_of(crashes, "connection")[0]["plugin"]["name"] == "clamav"
+    faults.restart("clamd")
+
+    def flows() -> bool:
+        return send(make_message(X_Test_Id="clamd-back"), fs.smtp_port).code == 250
+
+    wait_for(flows, 30, "mail flowing after clamd came back")
+    assert len(find_delivered(fs.maildir, b"clamd-back")) == 1
+
+
+def test_redis_restarted_in_a_stream_loses_and_duplicates_nothing(faults, fs):
+    replies: dict[str, int] = {}
+
+    def stream() -> None:
+        for n in range(30):
+            test_id = f"redis-stream-{n:02d}"
+            try:
+                replies[test_id] = send(make_message(X_Test_Id=test_id), fs.smtp_port).code
+            except OSError:
+                replies[test_id] = 0
+            time.sleep(0.1)
+
+    sender = threading.Thread(target=stream)
+    sender.start()
+    wait_for(lambda: len(replies) >= 8, 60, "the stream to start")
+    faults.restart("redis")
+    deadline = time.monotonic() + 180
+    while sender.is_alive() and time.monotonic() < deadline:
+        faults.revive()  # as `mailscan up` and compose's restart policy do
+        sender.join(1.0)
+    assert len(replies) == 30
+    for test_id, code in replies.items():
+        delivered = len(find_delivered(fs.maildir, test_id.encode()))
+        assert delivered == (1 if code == 250 else 0), (test_id, code, delivered)
+        assert code in (250, 451), (test_id, code)
+    assert replies["redis-stream-29"] == 250  # flowing again by the end
+
+
+def test_crashdump_is_kept_locally_while_redis_is_away_and_moved_later(fs, crashes, tmp_path):
+    from tasks import crashdumps
+
+    incident = crashdumps.Incident("exception", "av", {"name": "chaos"}, "job-1", {"blob": "x"})
+    dump = crashdumps.record(incident)
+    away = CrashStore(redis.Redis.from_url("redis://127.0.0.1:1/0"), tmp_path)
+    assert away.save(dump) == "spooled"
+    assert crashes.get(dump["id"]) is None
+    back = CrashStore(crashes.redis, tmp_path)
+    assert back.drain() == 1
+    assert back.get(dump["id"])["job_id"] == "job-1"
+    assert list((tmp_path / "pending").iterdir()) == []
