@@ -1,0 +1,16 @@
+#!/bin/sh
+# Fetch the current SpamAssassin rules (unless SA_UPDATE=no), then run spamd in the foreground
+# with the options given as arguments. Without network the rules shipped in the package are used.
+set -eu
+
+if [ "${SA_UPDATE:-yes}" != no ]; then
+    # 0: new rules installed, 1: already current, anything else: keep what we have.
+    status=0
+    runuser -u debian-spamd -- sa-update || status=$?
+    if [ "$status" -gt 1 ]; then
+        echo "spamd: sa-update failed (exit $status); using the rules already installed" >&2
+    fi
+fi
+
+# spamd binds as root, then serves as debian-spamd (--username): it refuses to scan as root.
+exec spamd "$@"

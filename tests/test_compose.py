@@ -1,0 +1,243 @@
+"""compose.yaml is what an administrator starts with ``docker compose up``: check, without a
+Docker engine, that it holds together and agrees with the settings mailscan accepts."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tasks import settings as mailscan_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "compose.yaml"
+SERVICES = {"redis", "clamd", "spamd", "mailserver", "av-worker", "spam-worker", "beat", "flower"}
+MAILSCAN_SERVICES = {"mailserver", "av-worker", "spam-worker", "beat", "flower"}
+WORKERS = {"av-worker": ("av", "clamd"), "spam-worker": ("spam", "spamd")}
+MAILSERVER_FOLDERS = ("spool_dir", "maildir", "quarantine_dir")
+
+# ${VAR}, ${VAR:-default}, ${VAR-default} and $$, as compose interpolates them.
+_VARIABLE = re.compile(r"\$\$|\$\{(?P<name>\w+)(?::?-(?P<default>[^}]*))?\}")
+
+
+def interpolate(value: Any) -> Any:
+    """What compose makes of a value when none of the variables is set: their defaults."""
+    if isinstance(value, str):
+        return _VARIABLE.sub(lambda m: "$" if m[0] == "$$" else (m["default"] or ""), value)
+    if isinstance(value, list):
+        return [interpolate(v) for v in value]
+    if isinstance(value, dict):
+        return {k: interpolate(v) for k, v in value.items()}
+    return value
+
+
+@pytest.fixture(scope="module")
+def text() -> str:
+    return COMPOSE.read_text()
+
+
+@pytest.fixture(scope="module")
+def compose(text: str) -> dict[str, Any]:
+    parsed = yaml.safe_load(text)
+    assert isinstance(parsed, dict), "compose.yaml is not a YAML mapping"
+    return interpolate(parsed)
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+def argv(service: dict[str, Any]) -> list[str]:
+    command = service.get("command", [])
+    return shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
+
+
+def option(args: list[str], name: str) -> str | None:
+    """The value after ``name`` in an argument list, or None."""
+    return args[args.index(name) + 1] if name in args[:-1] else None
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    if isinstance(env, list):
+        env = dict(item.partition("=")[::2] for item in env)
+    return {k: str(v) for k, v in env.items()}
+
+
+def settings_of(service: dict[str, Any]) -> mailscan_settings.Settings:
+    return mailscan_settings.load_settings(environment(service))
+
+
+def mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Mount target -> source, from the short ("src:/target[:ro]") or the long syntax."""
+    found = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            found[volume["target"]] = volume.get("source", "")
+        else:
+            source, _, rest = volume.partition(":")
+            found[rest.split(":")[0]] = source
+    return found
+
+
+def compose_plugin() -> str | None:
+    docker = shutil.which("docker")
+    if docker is None:
+        return None
+    answer = subprocess.run(
+        [docker, "compose", "version"], capture_output=True, check=False, timeout=30
+    )
+    return docker if answer.returncode == 0 else None
+
+
+def test_docker_compose_accepts_the_file() -> None:
+    docker = compose_plugin()
+    if docker is None:
+        pytest.skip("the `docker compose` plugin is not installed here")
+    result = subprocess.run(
+        [docker, "compose", "-f", str(COMPOSE), "config", "-q"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 0, f"docker compose rejects compose.yaml:\n{result.stderr}"
+
+
+def test_all_services_are_defined(services: dict[str, Any]) -> None:
+    assert services.keys() >= SERVICES, f"missing services: {SERVICES - services.keys()}"
+
+
+def test_no_fixed_container_names_so_services_scale(services: dict[str, Any]) -> None:
+    named = [name for name, service in services.items() if "container_name" in service]
+    assert not named, f"container_name prevents --scale: {named}"
+
+
+def test_every_service_has_a_healthcheck_and_restarts(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        check = service.get("healthcheck", {})
+        assert check.get("test"), f"{name}: no healthcheck"
+        assert not check.get("disable"), f"{name}: healthcheck disabled"
+        assert service.get("restart") == "unless-stopped", f"{name}: restart policy"
+
+
+def test_build_contexts_have_a_dockerfile(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        build = service.get("build")
+        if build is None:
+            continue
+        context = build if isinstance(build, str) else build.get("context", ".")
+        dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "")
+        assert (ROOT / context / (dockerfile or "Dockerfile")).is_file(), f"{name}: {build}"
+
+
+@pytest.mark.parametrize("name", sorted(WORKERS))
+def test_each_worker_serves_its_own_queue(services: dict[str, Any], name: str) -> None:
+    pool, scanner = WORKERS[name]
+    args = argv(services[name])
+    assert args[:4] == ["celery", "-A", "tasks", "worker"], f"{name}: {args}"
+    assert option(args, "-Q") == pool, f"{name} must consume only the {pool} queue: {args}"
+    assert option(args, "-n") == f"{pool}@%h", f"{name}: node name must be {pool}@%h: {args}"
+    depends = services[name].get("depends_on", {})
+    assert depends.get("redis", {}).get("condition") == "service_healthy", name
+    assert scanner in depends, f"{name} must wait for {scanner}"
+
+
+@pytest.mark.parametrize("name", sorted(WORKERS))
+def test_workers_run_like_the_local_stack(services: dict[str, Any], name: str) -> None:
+    """Same flags as ``mailscan up`` (concurrency, pool process limits), one node per host."""
+    from mailserver.stack import worker_argv
+
+    pool, _ = WORKERS[name]
+    settings = settings_of(services[name])
+    expected = worker_argv(settings, pool)
+    expected = expected[expected.index("celery") :]
+    expected[expected.index("-n") + 1] = f"{pool}@%h"
+    args = argv(services[name])
+    assert sorted(args) == sorted(expected), f"{name}: {args}\nmailscan up: {expected}"
+
+
+def test_redis_needs_a_password_and_keeps_the_queue(services: dict[str, Any]) -> None:
+    args = argv(services["redis"])
+    password = option(args, "--requirepass")
+    assert password, f"redis runs without a password: {args}"
+    assert option(args, "--appendonly") == "yes", f"redis loses queued jobs on restart: {args}"
+    assert option(args, "--maxmemory-policy") == "noeviction", f"redis may evict jobs: {args}"
+    assert any(target == "/data" for target in mounts(services["redis"])), "redis data volume"
+    assert "ports" not in services["redis"], "redis must not be published on the host"
+
+
+@pytest.mark.parametrize("name", sorted(MAILSCAN_SERVICES))
+def test_mailscan_services_accept_their_settings(services: dict[str, Any], name: str) -> None:
+    settings = settings_of(services[name])  # raises ConfigError as the service would at start
+    redis_url = re.match(r"rediss?://:(?P<password>[^@]+)@(?P<host>[^:/]+)", settings.redis_url)
+    assert redis_url, f"{name}: the Redis URL carries no password: {settings.redis_url}"
+    assert redis_url["password"] == option(argv(services["redis"]), "--requirepass"), name
+    assert redis_url["host"] in services, f"{name}: no service {redis_url['host']}"
+    assert settings.clamd.host in services, f"{name}: MAILSCAN_CLAMD={settings.clamd}"
+    assert settings.spamd.host in services, f"{name}: MAILSCAN_SPAMD={settings.spamd}"
+
+
+def test_every_mailscan_variable_is_a_known_setting(text: str) -> None:
+    known = {mailscan_settings.env_name(name) for name in mailscan_settings._PARSERS}
+    used = set(re.findall(r"MAILSCAN_[A-Z0-9_]+", text))
+    assert used, "compose.yaml sets no MAILSCAN_* variable"
+    assert used <= known, f"unknown settings stop mailscan at start: {sorted(used - known)}"
+
+
+def test_mailserver_listens_where_it_is_published(services: dict[str, Any]) -> None:
+    settings = settings_of(services["mailserver"])
+    assert settings.smtp_host == "0.0.0.0", "a front on loopback is unreachable through the port"
+    published = [str(p) for p in services["mailserver"].get("ports", [])]
+    assert f"2525:{settings.smtp_port}" in published, published
+
+
+def test_flower_is_published_on_loopback_only(services: dict[str, Any]) -> None:
+    published = [str(p) for p in services["flower"].get("ports", [])]
+    assert published, "flower is not published"
+    assert all(p.startswith("127.0.0.1:") for p in published), f"flower is exposed: {published}"
+
+
+def test_mail_folders_live_on_named_volumes(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    declared = set(compose.get("volumes") or {})
+    mailserver = mounts(services["mailserver"])
+    settings = settings_of(services["mailserver"])
+    for folder in MAILSERVER_FOLDERS:
+        target = str(getattr(settings, folder))
+        assert target in mailserver, f"{folder} ({target}) is not mounted: mail is lost"
+        assert mailserver[target] in declared, f"{folder}: volume {mailserver[target]} undeclared"
+
+
+@pytest.mark.parametrize("name", sorted(WORKERS))
+def test_workers_mount_the_crashdump_spool(
+    compose: dict[str, Any], services: dict[str, Any], name: str
+) -> None:
+    declared = set(compose.get("volumes") or {})
+    settings = settings_of(services[name])
+    crashdumps = {t: s for t, s in mounts(services[name]).items() if "crashdump" in s}
+    assert crashdumps, f"{name}: no crashdump volume"
+    for target, source in crashdumps.items():
+        assert source in declared, f"{name}: volume {source} undeclared"
+        assert target.startswith(f"{settings.var_dir}/"), f"{name}: {target} not under var dir"
+    assert str(settings.crashdump_dir) in crashdumps, f"{name}: {settings.crashdump_dir}"
+
+
+@pytest.mark.parametrize("name", sorted(WORKERS))
+def test_per_process_crash_files_are_not_shared(services: dict[str, Any], name: str) -> None:
+    """They are named by pid, and every container numbers its processes from 1."""
+    from tasks import procfiles
+
+    folder = str(procfiles.folder(settings_of(services[name]).crashdump_dir))
+    tmpfs = services[name].get("tmpfs", [])
+    tmpfs = [tmpfs] if isinstance(tmpfs, str) else tmpfs
+    assert folder in [t.split(":")[0] for t in tmpfs], f"{name}: {folder} must be per container"
