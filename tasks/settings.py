@@ -292,11 +292,7 @@ def _check_consistency(settings: Settings) -> None:
 
 
 def _known(variable: str) -> bool:
-    return variable.removeprefix(ENV_PREFIX).lower() in _PARSERS or variable in _EXTRA_KNOWN
-
-
-# Variables read by other parts (tests, benchmarks) that must not trip the unknown check.
-_EXTRA_KNOWN = {"MAILSCAN_TEST_KEEP_VAR"}
+    return variable.removeprefix(ENV_PREFIX).lower() in _PARSERS
 
 
 def _place_under_var(values: dict[str, Any]) -> None:

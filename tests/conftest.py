@@ -50,7 +50,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if not os.environ.get("MAILSCAN_TEST_KEEP_VAR"):
+    if not os.environ.get("KEEP_TEST_VAR"):
         shutil.rmtree(_VAR, ignore_errors=True)
 
 
