@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import redis
 from celery import Celery
 
-from tasks.constants import AV_POOL, SPAM_POOL
+from tasks.constants import AV_POOL, OPS_QUEUE, SPAM_POOL
 from tasks.errors import MailscanError
 from tasks.plugins.clamav import ClamavPlugin
 from tasks.plugins.spamassassin import SpamassassinPlugin
@@ -33,7 +33,10 @@ from tasks.settings import Endpoint, Settings
 
 SIGNATURES = Path(__file__).resolve().parent.parent / "tasks" / "signatures"
 OFFICIAL_CLAMAV_DB = Path("/var/lib/clamav")
-ORDER = ("redis", "clamd", "spamd", "av-worker", "spam-worker", "beat", "flower", "mailserver")
+ORDER = (
+    "redis", "clamd", "spamd", "av-worker", "spam-worker", "ops-worker", "beat", "flower",
+    "mailserver",
+)  # fmt: skip
 STOP_GRACE_S = 15.0
 
 
@@ -182,6 +185,7 @@ def _services(settings: Settings) -> list[Service]:
         _spamd(settings),
         _worker(settings, AV_POOL),
         _worker(settings, SPAM_POOL),
+        _worker(settings, OPS_QUEUE),
         _beat(settings),
         _flower(settings),
         _mailserver(settings),
@@ -290,6 +294,11 @@ def node_name(pool: str, settings: Settings) -> str:
 
 def worker_argv(settings: Settings, pool: str) -> list[str]:
     """The command line of one pool's worker; compose and the docs use the same flags."""
+    if pool == OPS_QUEUE:
+        return celery_argv(
+            "worker", "-Q", OPS_QUEUE, "-n", node_name(OPS_QUEUE, settings), "-c", "1",
+            "--pool", "prefork", "-E", "-l", "INFO",
+        )  # fmt: skip
     concurrency = getattr(settings, f"{pool}_concurrency")
     max_tasks = getattr(settings, f"{pool}_max_tasks_per_child")
     max_memory_kb = getattr(settings, f"{pool}_max_memory_per_child_mb") * 1024

@@ -6,7 +6,7 @@ from typing import Any
 
 from mailserver.server import check_redis
 from tasks.celeryapp import app
-from tasks.constants import POOLS
+from tasks.constants import QUEUES
 from tasks.settings import Settings
 
 
@@ -14,7 +14,7 @@ def collect(settings: Settings) -> dict[str, Any]:
     client = check_redis(settings)
     stats = app.control.inspect(timeout=1.0).stats() or {}
     pools: dict[str, Any] = {
-        pool: {"queue_depth": client.llen(pool), "workers": {}} for pool in POOLS
+        pool: {"queue_depth": client.llen(pool), "workers": {}} for pool in QUEUES
     }
     for worker, info in sorted(stats.items()):
         pool = worker.split("@", 1)[0]

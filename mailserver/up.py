@@ -51,6 +51,7 @@ def summary(settings: Settings, stack: Stack) -> list[str]:
         f"plugins {','.join(settings.av_plugins)}",
         f"  spam pool    {node_name('spam', settings)}, concurrency {settings.spam_concurrency}, "
         f"plugins {','.join(settings.spam_plugins)}",
+        f"  ops worker   {node_name('ops', settings)} (beat's tasks, crash report uploads)",
         f"  Maildir      {settings.maildir}",
         f"  quarantine   {settings.quarantine_dir}",
         f"  logs         {stack.log_dir}",

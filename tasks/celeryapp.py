@@ -8,7 +8,7 @@ from typing import Any
 from celery import Celery
 from kombu import Queue
 
-from tasks.constants import HEALTH_TASKS, POOLS, SCAN_TASKS
+from tasks.constants import HEALTH_TASKS, OPS_QUEUE, POOLS, QUEUES, SCAN_TASKS
 from tasks.settings import Settings, current_settings
 
 app = Celery("mailscan", include=["tasks.scan", "tasks.health"])
@@ -17,6 +17,7 @@ app = Celery("mailscan", include=["tasks.scan", "tasks.health"])
 def celery_config(settings: Settings) -> dict[str, Any]:
     routes = {SCAN_TASKS[pool]: {"queue": pool} for pool in POOLS}
     routes |= {HEALTH_TASKS[pool]: {"queue": pool} for pool in POOLS}
+    routes |= {"tasks.ops.*": {"queue": OPS_QUEUE}, "beat.*": {"queue": OPS_QUEUE}}
     return {
         "broker_url": settings.redis_url,
         "result_backend": settings.redis_url,
@@ -25,7 +26,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_serializer": "msgpack",
         "accept_content": ["msgpack"],
         "result_accept_content": ["msgpack"],
-        "task_queues": [Queue(pool, routing_key=pool) for pool in POOLS],
+        "task_queues": [Queue(queue, routing_key=queue) for queue in QUEUES],
         "task_routes": routes,
         "task_create_missing_queues": False,
         "task_default_queue": "av",

@@ -3,6 +3,10 @@
 AV_POOL = "av"
 SPAM_POOL = "spam"
 POOLS = (AV_POOL, SPAM_POOL)
+# Maintenance (beat's periodic tasks, crash report uploads) has a small worker of its own,
+# so it never takes a slot from scanning and scanning never delays it.
+OPS_QUEUE = "ops"
+QUEUES = (*POOLS, OPS_QUEUE)
 
 SCAN_TASKS = {AV_POOL: "tasks.scan.av", SPAM_POOL: "tasks.scan.spam"}
 HEALTH_TASKS = {AV_POOL: "tasks.health.av", SPAM_POOL: "tasks.health.spam"}
