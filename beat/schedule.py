@@ -7,17 +7,24 @@ from typing import Any
 from tasks.constants import HEALTH_TASKS, POOLS
 from tasks.settings import Settings
 
-HEALTH_PROBE_EVERY_S = 30.0
+
+def _every(task: str, seconds: float) -> dict[str, Any]:
+    # A run that waits longer than its period is stale; let the next one speak.
+    return {"task": task, "schedule": seconds, "options": {"expires": seconds}}
 
 
 def schedule(settings: Settings) -> dict[str, Any]:
-    """Health probes go through each pool, so an answer proves the pool and its backends."""
-    return {
-        f"health-{pool}": {
-            "task": HEALTH_TASKS[pool],
-            "schedule": HEALTH_PROBE_EVERY_S,
-            # A probe that waits longer than its period is stale; let the next one speak.
-            "options": {"expires": HEALTH_PROBE_EVERY_S},
-        }
+    """Health probes go through each pool, so an answer proves the pool and its backends;
+    maintenance runs on the ops worker."""
+    probes = {
+        f"health-{pool}": _every(HEALTH_TASKS[pool], settings.health_probe_every_s)
         for pool in POOLS
+    }
+    stats_s = settings.stats_every_s
+    return {
+        **probes,
+        "queue-stats": _every("beat.tasks.queue_stats", stats_s),
+        "autoscale": _every("beat.tasks.autoscale", stats_s),
+        "check-spools": _every("beat.tasks.check_spools", stats_s),
+        "crashdump-retention": _every("beat.tasks.crashdump_retention", 3600.0),
     }

@@ -56,8 +56,46 @@ def _parser() -> argparse.ArgumentParser:
     status = _command(sub, "status", _status, "pools, workers, concurrency and queue depths")
     status.add_argument("--json", action="store_true", help="print as JSON")
     _command(sub, "check-config", _check_config, "validate the settings and exit")
+    scale = _command(sub, "scale", _scale, "set the number of processes of a pool's workers")
+    scale.add_argument("pool", choices=["av", "spam"], help="which pool")
+    scale.add_argument("processes", nargs="?", type=int, help="processes per worker")
+    scale.add_argument("--autoscale", metavar="MAX,MIN", help="range of Celery's autoscaler")
     _crashdump_commands(sub)
+    _console_commands(sub)
     return parser
+
+
+def _console_commands(sub: Any) -> None:
+    console = sub.add_parser("console", help="the admin console (web) and its administrators")
+    console_sub = console.add_subparsers(dest="console_command", required=True, metavar="ACTION")
+    _command(console_sub, "serve", _console_serve, "run the admin console in the foreground")
+    adduser = _command(console_sub, "adduser", _console_adduser, "add or change an administrator")
+    adduser.add_argument("name", help="the administrator's login name")
+    adduser.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    _command(sub, "assist", _assist, "answer waiting crash reports in the terminal")
+
+
+def _console_serve(settings: Settings, _: argparse.Namespace) -> int:
+    from mailserver.console.app import serve
+
+    serve(settings)
+    return CLEAN
+
+
+def _console_adduser(settings: Settings, args: argparse.Namespace) -> int:
+    from mailserver.console.commands import add_user
+
+    print(add_user(settings, args.name, args.password_stdin))
+    return CLEAN
+
+
+def _assist(settings: Settings, _: argparse.Namespace) -> int:
+    from mailserver.console.commands import open_assist, run_assist
+
+    run_assist(open_assist(settings))
+    return CLEAN
 
 
 def _crashdump_commands(sub: Any) -> None:
@@ -127,6 +165,23 @@ def _crash_show(settings: Settings, args: argparse.Namespace) -> int:
 
     dump = show(settings, args.id)
     print(json.dumps(dump, indent=2) if args.json else "\n".join(show_lines(dump)))
+    return CLEAN
+
+
+def _scale(settings: Settings, args: argparse.Namespace) -> int:
+    from mailserver import scale
+
+    if args.autoscale:
+        most, _, least = args.autoscale.partition(",")
+        if not (most.isdigit() and least.isdigit()):
+            raise MailscanError("--autoscale takes MAX,MIN, e.g. --autoscale 8,2")
+        answers = scale.autoscale(settings, args.pool, int(most), int(least))
+        print("\n".join(f"{name}: {reply.get('ok')}" for name, reply in answers.items()))
+        return CLEAN
+    if args.processes is None or args.processes < 1:
+        raise MailscanError("give the number of processes (1 or more), or --autoscale MAX,MIN")
+    sizes = scale.scale(settings, args.pool, args.processes)
+    print("\n".join(f"{name}: {size} processes" for name, size in sizes.items()))
     return CLEAN
 
 

@@ -13,8 +13,9 @@ from typing import Any
 from celery import Celery
 from redis import Redis
 
-from mailserver import headers, policy
+from mailserver import headers, outcomes, policy
 from mailserver.delivery import Delivery, DeliveryError
+from mailserver.metrics import MESSAGES
 from mailserver.policy import Decision
 from mailserver.quarantine import Quarantine
 from mailserver.spool import Spool, SpoolEntry
@@ -57,8 +58,11 @@ class Pipeline:
     async def process(self, entry: SpoolEntry, client_waiting: bool) -> Outcome:
         results = await self.scan(entry, self.settings.scan_deadline_s)
         decision = policy.decide(results["av"], results["spam"], self.settings, client_waiting)
-        outcome = await asyncio.to_thread(self._act, entry, decision, results, client_waiting)
+        outcome = await asyncio.to_thread(
+            self._act_and_record, entry, decision, results, client_waiting
+        )
         log.info("message %s: %s (%s)", entry.id, outcome.action, outcome.reason)
+        MESSAGES.labels(outcome.action).inc()
         return outcome
 
     async def scan(self, entry: SpoolEntry, deadline_s: float) -> dict[str, Any]:
@@ -84,6 +88,13 @@ class Pipeline:
             log.warning("scan job %s ended %s: %s", task_id, meta.get("status"), meta.get("result"))
             return None
         return meta["result"]
+
+    def _act_and_record(
+        self, entry: SpoolEntry, decision: Decision, results: dict[str, Any], client_waiting: bool
+    ) -> Outcome:
+        outcome = self._act(entry, decision, results, client_waiting)
+        outcomes.record(self.redis, entry, outcome)  # for the console; never raises
+        return outcome
 
     def _act(
         self, entry: SpoolEntry, decision: Decision, results: dict[str, Any], client_waiting: bool

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
@@ -43,11 +44,15 @@ class Redriver:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def run(self) -> None:
-        """Every interval, pick up whatever the spool holds that nobody is working on."""
+    async def run(self, report: Callable[[list[str]], None] | None = None) -> None:
+        """Every interval, pick up whatever the spool holds that nobody is working on, and
+        tell ``report`` what the spool holds (for the spool alarm and the metrics)."""
         while True:
-            for entry_id in await asyncio.to_thread(self.spool.pending):
+            pending = await asyncio.to_thread(self.spool.pending)
+            for entry_id in pending:
                 self.submit(entry_id)
+            if report:
+                await asyncio.to_thread(report, pending)
             await asyncio.sleep(self.interval_s)
 
     async def _drive(self, entry_id: str) -> None:

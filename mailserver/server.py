@@ -11,11 +11,13 @@ import redis
 from aiosmtpd.smtp import SMTP
 
 from mailserver.delivery import delivery_for
+from mailserver.metrics import serve_metrics
 from mailserver.pipeline import Pipeline
 from mailserver.quarantine import Quarantine
 from mailserver.redrive import Redriver
 from mailserver.smtp import ScanHandler
 from mailserver.spool import Spool
+from mailserver.spoolreport import SpoolReporter
 from mailserver.verdicts import VerdictWaiter
 from tasks import plugins
 from tasks.celeryapp import app
@@ -56,7 +58,9 @@ async def serve(settings: Settings) -> None:
     redriver = Redriver(pipeline.spool, pipeline, settings.redrive_interval_s)
     handler = ScanHandler(pipeline, pipeline.spool, redriver, settings.mode == "post-queue")
     server = await _listen(settings, handler)
-    redrive = asyncio.create_task(redriver.run(), name="redriver")
+    reporter = SpoolReporter(pipeline.redis, settings.hostname, settings.spool_alarm_age_s)
+    _serve_metrics(pipeline.redis, settings, reporter)
+    redrive = asyncio.create_task(redriver.run(reporter), name="redriver")
     log.info(
         "SMTP front listening on %s:%s (%s)", settings.smtp_host, settings.smtp_port, settings.mode
     )
@@ -66,6 +70,14 @@ async def serve(settings: Settings) -> None:
         server.close()
         redrive.cancel()
         await waiter.close()
+
+
+def _serve_metrics(client: redis.Redis, settings: Settings, reporter: SpoolReporter) -> None:
+    try:
+        serve_metrics(client, settings, reporter)
+    except OSError as err:
+        where = f"{settings.metrics_host}:{settings.metrics_port}"
+        raise ConfigError(f"cannot serve metrics on {where}: {err.strerror}") from err
 
 
 class LenientSMTP(SMTP):

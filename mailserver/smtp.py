@@ -59,6 +59,8 @@ class ScanHandler:
             return BROKER_AWAY
         finally:
             self.redriver.release(entry.id)
+        if outcome.reply.startswith("250"):
+            return f"{outcome.reply} as {entry.id}"  # the id finds it in logs and in Flower
         return outcome.reply
 
     async def handle_exception(self, error: Exception) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -35,7 +36,7 @@ SIGNATURES = Path(__file__).resolve().parent.parent / "tasks" / "signatures"
 OFFICIAL_CLAMAV_DB = Path("/var/lib/clamav")
 ORDER = (
     "redis", "clamd", "spamd", "av-worker", "spam-worker", "ops-worker", "beat", "flower",
-    "mailserver",
+    "mailserver", "console",
 )  # fmt: skip
 STOP_GRACE_S = 15.0
 
@@ -53,6 +54,7 @@ class Service:
     ready: Callable[[], bool]
     port: int | None = None
     ready_timeout_s: float = 60.0
+    env: dict[str, str] = field(default_factory=dict, repr=False)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
 
@@ -82,7 +84,11 @@ class Stack:
         # Own session: Ctrl-C in the terminal reaches only `mailscan up`, which then stops
         # the children in order instead of all of them dying at once.
         service.process = subprocess.Popen(
-            service.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            service.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**self.env, **service.env},
+            start_new_session=True,
         )
         log.close()
         if service.name not in self.started:
@@ -189,6 +195,7 @@ def _services(settings: Settings) -> list[Service]:
         _beat(settings),
         _flower(settings),
         _mailserver(settings),
+        _console(settings),
     ]
 
 
@@ -302,8 +309,12 @@ def worker_argv(settings: Settings, pool: str) -> list[str]:
     concurrency = getattr(settings, f"{pool}_concurrency")
     max_tasks = getattr(settings, f"{pool}_max_tasks_per_child")
     max_memory_kb = getattr(settings, f"{pool}_max_memory_per_child_mb") * 1024
+    # One mechanism per pool: Celery's autoscaler, or a fixed size that `mailscan scale` and
+    # the backlog autoscaler change (Celery refuses pool_grow while its autoscaler runs).
+    autoscale = getattr(settings, f"{pool}_autoscale")
+    size = f"--autoscale={autoscale}" if autoscale else f"--concurrency={concurrency}"
     return celery_argv(
-        "worker", "-Q", pool, "-n", node_name(pool, settings), "-c", str(concurrency),
+        "worker", "-Q", pool, "-n", node_name(pool, settings), size,
         "--pool", "prefork", "-E", "-l", "INFO",
         f"--max-tasks-per-child={max_tasks}", f"--max-memory-per-child={max_memory_kb}",
     )  # fmt: skip
@@ -313,14 +324,14 @@ def _worker(settings: Settings, pool: str) -> Service:
     argv = worker_argv(settings, pool)
 
     def ready() -> bool:
-        control = _control_app(settings).control
+        control = control_app(settings).control
         return bool(control.ping(destination=[node_name(pool, settings)], timeout=0.5))
 
     return Service(f"{pool}-worker", argv, ready, ready_timeout_s=60.0)
 
 
 @functools.cache
-def _control_app(settings: Settings) -> Celery:
+def control_app(settings: Settings) -> Celery:
     """An app bound to this stack's Redis (a process may watch several stacks)."""
     from tasks.celeryapp import celery_config
 
@@ -332,21 +343,40 @@ def _control_app(settings: Settings) -> Celery:
 def _beat(settings: Settings) -> Service:
     folder = settings.var_dir / "beat"
     folder.mkdir(parents=True, exist_ok=True)
-    argv = celery_argv("beat", "-s", str(folder / "schedule"), "-l", "INFO")
+    argv = celery_argv(
+        "beat", "-S", "beat.scheduler:LockedScheduler", "-s", str(folder / "schedule"), "-l", "INFO"
+    )
     # beat answers nothing; a beat that cannot start exits at once, which _await_ready sees.
     return Service("beat", argv, lambda: True)
 
 
+def flower_credentials(settings: Settings) -> tuple[str, str]:
+    """The configured user and password, or a password made once and kept under var/."""
+    if settings.flower_password:
+        return settings.flower_user, settings.flower_password
+    path = settings.var_dir / "flower" / "password"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(18))
+    return settings.flower_user, path.read_text().strip()
+
+
 def _flower(settings: Settings) -> Service:
     port = settings.flower_port
+    user, password = flower_credentials(settings)
+    # Flower answers /metrics and /healthcheck without credentials even with basic auth:
+    # it listens on loopback only; put a proxy in front to reach it from elsewhere.
     argv = celery_argv("flower", "--address=127.0.0.1", f"--port={port}")
+    # Through the environment, not the command line, which every local user can read.
+    secret_env = {"FLOWER_BASIC_AUTH": f"{user}:{password}"}
 
     def ready() -> bool:
         url = f"http://127.0.0.1:{port}/healthcheck"
         with urllib.request.urlopen(url, timeout=1) as answer:
             return answer.status == 200
 
-    return Service("flower", argv, ready, port=port)
+    return Service("flower", argv, ready, port=port, env=secret_env)
 
 
 def _mailserver(settings: Settings) -> Service:
@@ -357,3 +387,15 @@ def _mailserver(settings: Settings) -> Service:
             return s.recv(3) == b"220"
 
     return Service("mailserver", argv, ready, port=settings.smtp_port)
+
+
+def _console(settings: Settings) -> Service:
+    argv = [sys.executable, "-m", "mailserver.cli", "console", "serve"]
+    host = "127.0.0.1" if settings.console_host in ("0.0.0.0", "::") else settings.console_host
+
+    def ready() -> bool:
+        url = f"http://{host}:{settings.console_port}/healthz"
+        with urllib.request.urlopen(url, timeout=1) as answer:
+            return answer.status == 200
+
+    return Service("console", argv, ready, port=settings.console_port)

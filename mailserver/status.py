@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from beat.autoscaler import pool_size
 from mailserver.server import check_redis
 from tasks.celeryapp import app
 from tasks.constants import QUEUES
@@ -20,7 +21,7 @@ def collect(settings: Settings) -> dict[str, Any]:
         pool = worker.split("@", 1)[0]
         if pool in pools:
             pools[pool]["workers"][worker] = {
-                "concurrency": info.get("pool", {}).get("max-concurrency"),
+                "concurrency": pool_size(info),
                 "processes": info.get("pool", {}).get("processes", []),
                 "tasks_done": sum(info.get("total", {}).values()),
             }

@@ -44,6 +44,8 @@ def summary(settings: Settings, stack: Stack) -> list[str]:
         "mailscan is up:",
         f"  SMTP front   {settings.smtp_host}:{settings.smtp_port} ({settings.mode})",
         f"  Flower       http://127.0.0.1:{settings.flower_port}/",
+        f"  console      http://{settings.console_host}:{settings.console_port}/ "
+        "(add an administrator: mailscan console adduser NAME)",
         f"  Redis        {settings.redis_url}",
         f"  clamd        {settings.clamd}",
         f"  spamd        {settings.spamd}",

@@ -11,7 +11,7 @@ from kombu import Queue
 from tasks.constants import HEALTH_TASKS, OPS_QUEUE, POOLS, QUEUES, SCAN_TASKS
 from tasks.settings import Settings, current_settings
 
-app = Celery("mailscan", include=["tasks.scan", "tasks.health"])
+app = Celery("mailscan", include=["tasks.scan", "tasks.health", "tasks.ops", "beat.tasks"])
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

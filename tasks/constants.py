@@ -31,4 +31,25 @@ CRASHDUMP_KEY = "mailscan:crashdump:{id}"
 CRASHDUMP_INDEX = "mailscan:crashdumps"
 CRASHGROUP_KEY = "mailscan:crashgroup:{signature}"
 CRASHGROUP_INDEX = "mailscan:crashgroups"
+AVCACHE_KEY = "mailscan:avcache:{engine}:{content}"
+BEAT_LOCK_KEY = "mailscan:beat:lock"
+# Observability: per-plugin counters and latency buckets, queue snapshots, spool reports.
+METRICS_SCANS_KEY = "mailscan:metrics:scans"
+METRICS_LATENCY_KEY = "mailscan:metrics:latency:{plugin}"
+STATS_KEY = "mailscan:stats:{queue}"
+SPOOL_REPORT_KEY = "mailscan:spool"
+ALARMS_KEY = "mailscan:alarms"
+AUTOSCALE_KEY = "mailscan:autoscale"
 CRASHDUMP_ONCE_KEY = "mailscan:crashdump:once:{job_id}:{pid}"
+
+# Outcomes of messages for the console: a capped list of the latest (JSON, newest first) and
+# per-minute counters by verdict (hash: verdict -> count), kept two hours.
+OUTCOMES_KEY = "mailscan:outcomes"
+OUTCOMES_MINUTE_KEY = "mailscan:outcomes:minute:{minute}"
+
+# Crash reports: the decision on each crashdump (hash: id -> JSON), the remembered choice per
+# signature (hash: signature -> always | never), and the audit log of decisions and uploads.
+ASSIST_STATE_KEY = "mailscan:assist:state"
+ASSIST_CHOICE_KEY = "mailscan:assist:choice"
+ASSIST_AUDIT_KEY = "mailscan:assist:audit"
+UPLOAD_TASK = "tasks.ops.upload_crash_report"

@@ -3,6 +3,7 @@
     MailscanError
     ├── ConfigError            bad or missing configuration; raised at start, never mid-scan
     ├── BlobMissing            the message bytes are gone from Redis (expired or never stored)
+    ├── UploadFailed           a crash report did not reach the vendor's endpoint
     └── ScanError              a plugin could not produce a verdict
         ├── BackendUnavailable the daemon behind a plugin refused, dropped or timed out
         └── BackendProtocol    the daemon answered something we cannot read
@@ -38,3 +39,12 @@ class BackendUnavailable(ScanError):
 
 class BackendProtocol(ScanError):
     """The scanner daemon answered, but not in a form we understand."""
+
+
+class UploadFailed(MailscanError):
+    """The crash report endpoint refused the report or could not be reached. ``retryable``
+    is false when trying again cannot help (a 4xx answer other than 408 or 429)."""
+
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable

@@ -57,13 +57,15 @@ def _plugins(state: dict[str, Any], pool: str, names: tuple[str, ...], settings:
 def scan(pool: str, ref: BlobRef, settings: Settings, job_id: str, hostname: str) -> dict[str, Any]:
     """Scan the referenced message with every plugin of the pool; return the pool verdict."""
     state = _state(settings)
-    job = JobContext(pool, job_id, ref, hostname, settings, state["redis"], state["crashes"])
-    guards: list[Guard] = state["guards"]
     started = time.perf_counter()
+    message = blobs.get(state["redis"], ref)
+    job = JobContext(
+        pool, job_id, ref, hostname, settings, state["redis"], state["crashes"], message
+    )
+    guards: list[Guard] = state["guards"]
     for guard in guards:
         safely(guard.before_job, job)
     try:
-        message = blobs.get(job.redis, ref)
         verdicts = _scan_with(state, job, plugin_names(pool, settings), message)
         status = combine(pool, verdicts)
         if status == "error" and _backup_allowed(pool, settings):

@@ -10,8 +10,10 @@ import functools
 import os
 import re
 import shlex
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -27,6 +29,7 @@ CHAOS_ACTIONS = (
     "freeze-python", "freeze-c", "segfault", "abort", "exit", "leak", "raise", "drop-connection",
 )  # fmt: skip
 DELIVERIES = ("maildir", "relay")
+ASSIST_PROMPTS = ("immediate", "next-start")
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,35 @@ class Settings:
     blob_ttl_s: int = 24 * 3600
     redrive_interval_s: float = 30.0
     flower_port: int = 5555
+    flower_user: str = "admin"
+    # Empty: `mailscan up` makes one and keeps it in <var>/flower/password.
+    flower_password: str = ""
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9125
+    # Periodic work (beat).
+    health_probe_every_s: float = 30.0
+    stats_every_s: float = 60.0
+    crashdump_max_age_days: int = 90
+    crashdump_max_count: int = 10000
+    spool_alarm_age_s: float = 900.0
+    # Scaling: Celery's own autoscaler at worker start ("MAX,MIN"), or ours from the backlog.
+    av_autoscale: str = ""
+    spam_autoscale: str = ""
+    backlog_autoscaler: bool = False
+    av_scale_min: int = 1
+    av_scale_max: int = 8
+    spam_scale_min: int = 1
+    spam_scale_max: int = 8
+    backlog_per_process: int = 4
+    # Admin console and the crash-report assist dialog.
+    console_host: str = "127.0.0.1"
+    console_port: int = 8025
+    console_users_file: Path = Path("var/console/users.json")
+    # Empty: generated once into <var>/console/secret (mode 600).
+    console_secret: str = ""
+    assist_prompt: str = field(default_factory=lambda: platform_assist_prompt(sys.platform))
+    assist_url: str = ""
+    assist_token: str = ""
     hostname: str = field(default_factory=lambda: os.uname().nodename)
 
 
@@ -163,6 +195,57 @@ def _redis_url(text: str) -> str:
 
 def _optional_score(text: str) -> float | None:
     return float(text) if text.strip() else None
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() in ("1", "yes", "true", "on"):
+        return True
+    if text.lower() in ("0", "no", "false", "off", ""):
+        return False
+    raise ValueError("must be yes or no")
+
+
+def _autoscale(text: str) -> str:
+    """Celery's ``--autoscale`` value, MAX,MIN."""
+    if not text:
+        return ""
+    most, _, least = text.partition(",")
+    if not (most.isdigit() and least.isdigit() and 0 < int(least) <= int(most)):
+        raise ValueError("must be MAX,MIN with 0 < MIN <= MAX, e.g. 8,2")
+    return text
+
+
+def platform_assist_prompt(platform: str) -> str:
+    """When the original product asks about a crash: at the next console start on macOS,
+    at once in every open console elsewhere (Windows)."""
+    return "next-start" if platform == "darwin" else "immediate"
+
+
+def _assist_url(text: str) -> str:
+    """Reports leave the server: https only, except to a receiver on this very host."""
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    if parts.scheme == "https" and parts.hostname:
+        return text
+    if parts.scheme == "http" and _is_loopback(parts.hostname or ""):
+        return text
+    raise ValueError("must be an https:// URL (http:// only for a loopback host)")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _secret(text: str) -> str:
+    if text and len(text) < 32:
+        raise ValueError("must be at least 32 characters (e.g. the output of openssl rand -hex 32)")
+    return text
 
 
 def _optional_names(text: str) -> tuple[str, ...]:
@@ -234,6 +317,30 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "blob_ttl_s": _positive_int,
     "redrive_interval_s": _seconds,
     "flower_port": _port,
+    "flower_user": str,
+    "flower_password": str,
+    "metrics_host": str,
+    "metrics_port": _port,
+    "health_probe_every_s": _seconds,
+    "stats_every_s": _seconds,
+    "crashdump_max_age_days": _positive_int,
+    "crashdump_max_count": _positive_int,
+    "spool_alarm_age_s": _seconds,
+    "av_autoscale": _autoscale,
+    "spam_autoscale": _autoscale,
+    "backlog_autoscaler": _boolean,
+    "av_scale_min": _positive_int,
+    "av_scale_max": _positive_int,
+    "spam_scale_min": _positive_int,
+    "spam_scale_max": _positive_int,
+    "backlog_per_process": _positive_int,
+    "console_host": str,
+    "console_port": _port,
+    "console_users_file": Path,
+    "console_secret": _secret,
+    "assist_prompt": _choice(*ASSIST_PROMPTS),
+    "assist_url": _assist_url,
+    "assist_token": str,
     "hostname": str,
 }
 
@@ -243,6 +350,7 @@ _UNDER_VAR = {
     "maildir": "maildir",
     "quarantine_dir": "quarantine",
     "crashdump_dir": "crashdumps",
+    "console_users_file": "console/users.json",
 }
 
 
@@ -285,6 +393,10 @@ def _check_consistency(settings: Settings) -> None:
                 f"{env_name(pool + '_soft_limit_s')} ({soft:g}) must be below "
                 f"{env_name(pool + '_hard_limit_s')} ({hard:g})"
             )
+    for pool in ("av", "spam"):
+        low, high = getattr(settings, f"{pool}_scale_min"), getattr(settings, f"{pool}_scale_max")
+        if low > high:
+            problems.append(f"{env_name(pool + '_scale_min')} ({low}) is above the max ({high})")
     if settings.av_failure_policy == "backup-engine" and not settings.av_backup_plugins:
         problems.append("MAILSCAN_AV_FAILURE_POLICY=backup-engine needs MAILSCAN_AV_BACKUP_PLUGINS")
     if problems:

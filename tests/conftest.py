@@ -33,6 +33,7 @@ TEST_ENV = {
     "MAILSCAN_SPAMD": "127.0.0.1:17830",
     "MAILSCAN_SMTP_PORT": "12525",
     "MAILSCAN_FLOWER_PORT": "15555",
+    "MAILSCAN_METRICS_PORT": "19125",
     "MAILSCAN_AV_PLUGINS": "clamav,builtin,command",
     # The command engine is clamscan with the project's own signatures (prepared for clamd).
     "MAILSCAN_COMMAND_SCANNER": f"clamscan --no-summary -d {_VAR / 'var' / 'clamd' / 'db'} -",
@@ -82,6 +83,7 @@ def stack_env(name: str, port_offset: int, **overrides: str) -> dict[str, str]:
     env["MAILSCAN_SPAMD"] = f"127.0.0.1:{17830 + port_offset}"
     env["MAILSCAN_SMTP_PORT"] = str(12525 + 10 * port_offset)
     env["MAILSCAN_FLOWER_PORT"] = str(15555 + port_offset)
+    env["MAILSCAN_METRICS_PORT"] = str(19125 + port_offset)
     env["MAILSCAN_COMMAND_SCANNER"] = f"clamscan --no-summary -d {_VAR / name / 'clamd' / 'db'} -"
     env.update({f"MAILSCAN_{key.upper()}": value for key, value in overrides.items()})
     return env
@@ -106,9 +108,9 @@ def send(message: EmailMessage | bytes, port: int, rcpts: list[str] | None = Non
         return Reply(code, text.decode())
 
 
-def make_message(
-    body: str = "Hello, this is a normal message.", attachment: bytes | None = None, **headers: str
-) -> EmailMessage:
+def make_message(body: str = "", attachment: bytes | None = None, **headers: str) -> EmailMessage:
+    # Unique content by default: identical content would be answered from the verdict cache.
+    body = body or f"Hello, this is a normal message ({time.time_ns()})."
     message = EmailMessage()
     message["From"] = "Alice <alice@example.test>"
     message["To"] = "Bob <bob@example.test>"
@@ -141,3 +143,38 @@ def wait_for(check: Callable[[], bool], timeout_s: float = 60.0, what: str = "co
 
 def find_delivered(root: Path, marker: bytes) -> list[bytes]:
     return [m for m in maildir_messages(root) if marker in m]
+
+
+# The fault stack: chaos in the av pool, short limits, shared by the isolation and
+# operations tests.
+SOFT_S, HARD_S = 4.0, 10.0
+FAULT_SETTINGS = {
+    "av_plugins": "chaos,clamav",
+    "av_soft_limit_s": str(SOFT_S),
+    "av_hard_limit_s": str(HARD_S),
+    "spam_soft_limit_s": "6",
+    "spam_hard_limit_s": "10",
+    "spamd_timeout_s": "3",
+    "clamd_timeout_s": "3",
+    "scan_deadline_s": "60",
+    "max_attempts": "3",
+    "breaker_failures": "3",
+    "breaker_cooldown_s": "30",
+    "av_max_memory_per_child_mb": "240",
+}
+
+
+@pytest.fixture(scope="session")
+def fault_env() -> dict[str, str]:
+    return stack_env("faults", 1, **FAULT_SETTINGS)
+
+
+@pytest.fixture(scope="session")
+def fs(fault_env) -> Settings:
+    return load_settings(fault_env)
+
+
+@pytest.fixture(scope="session")
+def faults(fs, fault_env) -> Iterator[Stack]:
+    """A stack of its own with the chaos plugin in the av pool and short time limits."""
+    yield from running_stack(fs, fault_env)

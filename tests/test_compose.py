@@ -3,6 +3,7 @@ Docker engine, that it holds together and agrees with the settings mailscan acce
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -17,8 +18,13 @@ from tasks import settings as mailscan_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "compose.yaml"
-SERVICES = {"redis", "clamd", "spamd", "mailserver", "av-worker", "spam-worker", "beat", "flower"}
-MAILSCAN_SERVICES = {"mailserver", "av-worker", "spam-worker", "beat", "flower"}
+SERVICES = {
+    "redis", "clamd", "spamd", "mailserver", "av-worker", "spam-worker", "ops-worker", "beat",
+    "flower", "console",
+}  # fmt: skip
+MAILSCAN_SERVICES = {
+    "mailserver", "av-worker", "spam-worker", "ops-worker", "beat", "flower", "console",
+}  # fmt: skip
 WORKERS = {"av-worker": ("av", "clamd"), "spam-worker": ("spam", "spamd")}
 MAILSERVER_FOLDERS = ("spool_dir", "maildir", "quarantine_dir")
 
@@ -110,6 +116,8 @@ def test_docker_compose_accepts_the_file() -> None:
         check=False,
         cwd=ROOT,
         timeout=60,
+        # What an administrator puts in .env: the file refuses to start Flower without it.
+        env={**os.environ, "FLOWER_PASSWORD": "from-dot-env"},
     )
     assert result.returncode == 0, f"docker compose rejects compose.yaml:\n{result.stderr}"
 
@@ -206,6 +214,18 @@ def test_flower_is_published_on_loopback_only(services: dict[str, Any]) -> None:
     published = [str(p) for p in services["flower"].get("ports", [])]
     assert published, "flower is not published"
     assert all(p.startswith("127.0.0.1:") for p in published), f"flower is exposed: {published}"
+
+
+def test_console_is_published_on_loopback_only_and_keeps_its_users(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    settings = settings_of(services["console"])
+    published = [str(p) for p in services["console"].get("ports", [])]
+    assert published == [f"127.0.0.1:8025:{settings.console_port}"], published
+    assert settings.console_host == "0.0.0.0", "a console on loopback is unreachable"
+    console = mounts(services["console"])
+    assert console.get(str(settings.console_users_file.parent)) in set(compose["volumes"])
+    assert str(settings.quarantine_dir) in console, "the console cannot release quarantined mail"
 
 
 def test_mail_folders_live_on_named_volumes(

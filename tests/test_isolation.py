@@ -20,49 +20,18 @@ import redis
 from mailserver.stack import Stack
 from tasks.crashstore import CrashStore
 from tasks.plugins.chaos import marker
-from tasks.settings import Settings, load_settings
+from tasks.settings import Settings
 from tests.conftest import (
     CORPUS,
+    HARD_S,
+    SOFT_S,
     find_delivered,
     make_message,
-    running_stack,
     send,
-    stack_env,
     wait_for,
 )
 
 pytestmark = pytest.mark.integration
-
-SOFT_S, HARD_S = 4.0, 10.0
-FAULT_SETTINGS = {
-    "av_plugins": "chaos,clamav",
-    "av_soft_limit_s": str(SOFT_S),
-    "av_hard_limit_s": str(HARD_S),
-    "spam_soft_limit_s": "6",
-    "spam_hard_limit_s": "10",
-    "spamd_timeout_s": "3",
-    "clamd_timeout_s": "3",
-    "scan_deadline_s": "60",
-    "max_attempts": "3",
-    "breaker_failures": "3",
-    "breaker_cooldown_s": "30",
-    "av_max_memory_per_child_mb": "240",
-}
-
-
-@pytest.fixture(scope="module")
-def fault_env() -> dict[str, str]:
-    return stack_env("faults", 1, **FAULT_SETTINGS)
-
-
-@pytest.fixture(scope="module")
-def fs(fault_env) -> Settings:
-    return load_settings(fault_env)
-
-
-@pytest.fixture(scope="module")
-def faults(fs, fault_env) -> Iterator[Stack]:
-    yield from running_stack(fs, fault_env)
 
 
 @pytest.fixture

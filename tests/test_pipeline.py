@@ -74,6 +74,7 @@ def post_queue(stack, settings):
         **os.environ,
         "MAILSCAN_MODE": "post-queue",
         "MAILSCAN_SMTP_PORT": str(settings.smtp_port + 1),
+        "MAILSCAN_METRICS_PORT": str(settings.metrics_port + 9),
         "MAILSCAN_VAR_DIR": str(var),
     }
     from tasks.settings import load_settings

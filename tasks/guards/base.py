@@ -29,6 +29,7 @@ class JobContext:
     settings: Settings
     redis: Redis
     crashes: CrashStore
+    message: bytes = b""
 
 
 @dataclass
@@ -72,9 +73,15 @@ def safely(hook: Callable[..., Any], *args: Any) -> Any:
 def default_guards() -> list[Guard]:
     from tasks.guards.attempts import AttemptsGuard
     from tasks.guards.breaker import BreakerGuard
+    from tasks.guards.cache import VerdictCacheGuard
     from tasks.guards.crashes import CrashGuard
+    from tasks.guards.metrics import MetricsGuard
     from tasks.guards.watchdog import WatchdogGuard
 
-    # Order matters: the watchdog arms first and disarms last; the breaker is asked before
-    # an attempt is counted, so a skipped plugin does not count against a message.
-    return [WatchdogGuard(), BreakerGuard(), AttemptsGuard(), CrashGuard()]
+    # Order matters: the watchdog arms first and disarms last; a cached verdict needs no
+    # backend; the breaker is asked before an attempt is counted, so a skipped plugin does
+    # not count against a message.
+    return [
+        WatchdogGuard(), MetricsGuard(), VerdictCacheGuard(), BreakerGuard(), AttemptsGuard(),
+        CrashGuard(),
+    ]  # fmt: skip

@@ -61,6 +61,11 @@ class Plugin(ABC):
     def health(self) -> str:
         return "ok"
 
+    def cache_identity(self) -> str | None:
+        """Name and signature version, when this engine's verdicts may be cached by content
+        (the same bytes, the same signatures, the same answer); None never caches."""
+        return None
+
     def reset(self) -> None:  # noqa: B027 - most plugins hold no connection to drop
         """Drop connections and caches; called after a failure so the next scan starts clean."""
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import email
 import email.policy
+import hashlib
 import io
 import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import yara
@@ -29,12 +31,17 @@ class BuiltinPlugin(Plugin):
     name: ClassVar[str] = "builtin"
     pools: ClassVar[tuple[str, ...]] = ("av",)
     _rules: Any = field(default=None, init=False, repr=False)
+    _rules_digest: str = field(default="", init=False, repr=False)
 
     def __post_init__(self) -> None:
         folder = self.settings.builtin_rules_dir
         sources = {p.stem: str(p) for p in sorted(folder.glob("*.yar"))}
         if not sources:
             raise ConfigError(f"no YARA rules (*.yar) in MAILSCAN_BUILTIN_RULES_DIR={folder}")
+        digest = hashlib.sha256()
+        for path in sources.values():
+            digest.update(Path(path).read_bytes())
+        self._rules_digest = digest.hexdigest()
         try:
             self._rules = yara.compile(filepaths=sources)
         except yara.Error as err:
@@ -50,6 +57,9 @@ class BuiltinPlugin(Plugin):
 
     def health(self) -> str:
         return f"yara {yara.__version__}"
+
+    def cache_identity(self) -> str | None:
+        return f"builtin yara {yara.__version__} rules {self._rules_digest}"
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "rules_dir": str(self.settings.builtin_rules_dir)}

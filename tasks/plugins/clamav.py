@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from clamav_client.clamd import (
@@ -18,6 +18,8 @@ from clamav_client.clamd import (
 from tasks.errors import BackendProtocol, BackendUnavailable, ScanError
 from tasks.plugins.base import Plugin, Verdict
 
+IDENTITY_EVERY_S = 60.0
+
 
 @dataclass
 class ClamavPlugin(Plugin):
@@ -25,6 +27,8 @@ class ClamavPlugin(Plugin):
 
     name: ClassVar[str] = "clamav"
     pools: ClassVar[tuple[str, ...]] = ("av",)
+    _identity: str = field(default="", init=False, repr=False)
+    _identity_at: float = field(default=-IDENTITY_EVERY_S, init=False, repr=False)
 
     def _client(self) -> ClamdNetworkSocket:
         endpoint, timeout = self.settings.clamd, self.settings.clamd_timeout_s
@@ -58,6 +62,18 @@ class ClamavPlugin(Plugin):
             return self._client().version()
         except (CommunicationError, OSError) as err:
             raise BackendUnavailable(f"clamd at {self.settings.clamd}: {err}") from err
+
+    def cache_identity(self) -> str | None:
+        # clamd's VERSION names the signature database ("ClamAV 1.4.6/27512/..."): asked
+        # once a minute, so a signature update starts a new cache within a minute.
+        now = time.monotonic()
+        if now - self._identity_at > IDENTITY_EVERY_S:
+            try:
+                self._identity = f"clamav {self.health()}"
+            except BackendUnavailable:
+                return None
+            self._identity_at = now
+        return self._identity
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "clamd": str(self.settings.clamd)}

@@ -1,0 +1,53 @@
+"""A beat scheduler that runs only while it holds a lock in Redis.
+
+Compose runs one beat; if a second one is started anyway (a second host, a stray `mailscan
+up`), it waits instead of doubling every periodic task. The holder renews its lock at every
+tick; if it dies, another takes over when the lock expires.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import redis
+from celery.beat import PersistentScheduler
+
+from tasks.constants import BEAT_LOCK_KEY
+from tasks.settings import current_settings
+
+log = logging.getLogger(__name__)
+# A holder renews far more often than this; a dead holder is replaced within it.
+LOCK_TTL_S = 30
+WAIT_S = 5.0
+
+
+class LockedScheduler(PersistentScheduler):
+    """celery beat -S beat.scheduler:LockedScheduler"""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._redis = redis.Redis.from_url(current_settings().redis_url, socket_timeout=5)
+        self._lock = self._redis.lock(BEAT_LOCK_KEY, timeout=LOCK_TTL_S, thread_local=False)
+        self._leading = False
+        super().__init__(*args, **kwargs)
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        if not self._hold():
+            return WAIT_S
+        # Never sleep past the lock's lifetime, or another beat would take over meanwhile.
+        return min(super().tick(*args, **kwargs), LOCK_TTL_S / 3)
+
+    def _hold(self) -> bool:
+        try:
+            if self._leading:
+                held = self._lock.reacquire()
+            else:
+                held = self._lock.acquire(blocking=False, token=uuid.uuid4().hex)
+        except (redis.RedisError, redis.exceptions.LockError) as err:
+            held = False
+            log.warning("beat lock: %s", err)
+        if held != self._leading:
+            log.warning("beat %s the schedule", "now runs" if held else "stands by; another runs")
+        self._leading = bool(held)
+        return self._leading

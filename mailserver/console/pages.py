@@ -1,0 +1,117 @@
+"""The console's pages: dashboard, crashdumps, quarantine and the audit log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from mailserver.console import dashboard, quarantined
+from mailserver.console.access import user
+from mailserver.console.assist import DUMP_ID
+from mailserver.console.site import console_of, render
+from mailserver.delivery import DeliveryError
+from tasks import crashreports
+
+
+async def home(request: Request) -> Response:
+    console = console_of(request)
+    live = await dashboard.live(console.redis, console.settings, console.status)
+    return await render(request, "dashboard.html", {"live": live})
+
+
+async def home_live(request: Request) -> Response:
+    """The part of the dashboard the page's script refreshes."""
+    console = console_of(request)
+    live = await dashboard.live(console.redis, console.settings, console.status)
+    return console.templates.TemplateResponse(request, "_live.html", {"live": live})
+
+
+async def crashdump_list(request: Request) -> Response:
+    console = console_of(request)
+    records, groups = await asyncio.to_thread(_crashdumps, console.crashes, console.assist)
+    return await render(request, "crashdumps.html", {"records": records, "groups": groups})
+
+
+def _crashdumps(crashes: Any, assist: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    records = crashes.records()
+    decided = assist.states([r["id"] for r in records])
+    choices = assist.choices()
+    for record in records:
+        record["decision"] = decided[record["id"]]
+    groups = crashes.groups()
+    for group in groups:
+        group["choice"] = choices.get(group["signature"], "ask")
+        states = [r["decision"]["state"] for r in records if r["signature"] == group["signature"]]
+        group["states"] = {s: states.count(s) for s in sorted(set(states))}
+    return records, groups
+
+
+async def crashdump_page(request: Request) -> Response:
+    console = console_of(request)
+    dump_id = request.path_params["dump_id"]
+    dump = await asyncio.to_thread(console.crashes.get, dump_id) if DUMP_ID.match(dump_id) else None
+    if dump is None:
+        raise HTTPException(404, "No such crashdump.")
+    decision = (await asyncio.to_thread(console.assist.states, [dump_id]))[dump_id]
+    context = {"dump": dump, "decision": decision, "raw": json.dumps(dump, indent=2)}
+    return await render(request, "crashdump.html", context)
+
+
+async def quarantine_list(request: Request) -> Response:
+    console = console_of(request)
+    entries = await asyncio.to_thread(quarantined.listing, console.quarantine)
+    return await render(request, "quarantine.html", {"entries": entries})
+
+
+async def quarantine_page(request: Request) -> Response:
+    console, entry_id = console_of(request), request.path_params["entry_id"]
+    try:
+        meta = await asyncio.to_thread(quarantined.metadata, console.quarantine, entry_id)
+        headers = await asyncio.to_thread(quarantined.headers, console.quarantine, entry_id)
+    except (quarantined.NotQuarantined, FileNotFoundError):
+        raise HTTPException(404, "No such message in the quarantine.") from None
+    return await render(request, "quarantined.html", {"meta": meta, "headers": headers})
+
+
+async def quarantine_release(request: Request, _: FormData) -> Response:
+    console, entry_id = console_of(request), request.path_params["entry_id"]
+    try:
+        await asyncio.to_thread(quarantined.release, console.quarantine, console.delivery, entry_id)
+    except (quarantined.NotQuarantined, FileNotFoundError):
+        raise HTTPException(404, "No such message in the quarantine.") from None
+    except DeliveryError as err:
+        return _back(request, "/quarantine", f"Not released: delivery failed: {err}")
+    await asyncio.to_thread(_audit, request, "release", entry_id)
+    return _back(request, "/quarantine", f"Message {entry_id} released and delivered.")
+
+
+async def quarantine_delete(request: Request, _: FormData) -> Response:
+    console, entry_id = console_of(request), request.path_params["entry_id"]
+    try:
+        await asyncio.to_thread(quarantined.remove, console.quarantine, entry_id)
+    except quarantined.NotQuarantined:
+        raise HTTPException(404, "No such message in the quarantine.") from None
+    await asyncio.to_thread(_audit, request, "delete", entry_id)
+    return _back(request, "/quarantine", f"Message {entry_id} deleted.")
+
+
+def _audit(request: Request, what: str, entry_id: str) -> None:
+    crashreports.audit(console_of(request).redis, f"quarantine {what}", user(request) or "?",
+                       message=entry_id)  # fmt: skip
+
+
+async def audit_page(request: Request) -> Response:
+    console = console_of(request)
+    entries = await asyncio.to_thread(crashreports.audit_log, console.redis)
+    return await render(request, "audit.html", {"entries": entries})
+
+
+def _back(request: Request, target: str, text: str) -> Response:
+    request.session["flash"] = {"text": text}
+    return RedirectResponse(target, status_code=303)

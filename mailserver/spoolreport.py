@@ -1,0 +1,37 @@
+"""What this mailserver's spool holds, published to Redis for the spool alarm (beat) and
+kept for the metrics endpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+from redis import Redis, RedisError
+
+from mailserver.spool import Spool
+from tasks.constants import SPOOL_REPORT_KEY
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SpoolReporter:
+    """Called by the redriver each interval with the pending spool ids."""
+
+    redis: Redis
+    hostname: str
+    alarm_age_s: float
+    latest: dict[str, float] = field(default_factory=lambda: {"count": 0, "oldest_age_s": 0.0})
+
+    def __call__(self, pending: list[str]) -> None:
+        oldest = Spool.age_s(pending[0]) if pending else 0.0
+        self.latest = {"count": len(pending), "oldest_age_s": oldest, "at": time.time()}
+        if oldest > self.alarm_age_s:
+            log.error("spool alarm: %d message(s), the oldest %.0f s without an outcome",
+                      len(pending), oldest)  # fmt: skip
+        try:
+            self.redis.hset(SPOOL_REPORT_KEY, self.hostname, json.dumps(self.latest))
+        except RedisError as err:
+            log.warning("could not publish the spool report: %s", err)

@@ -1,0 +1,53 @@
+"""Scan metrics, kept in Redis so every worker on every host adds to the same numbers:
+scans per plugin and status, and a latency histogram per plugin. One pipelined round trip
+per job, after the job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks.constants import METRICS_LATENCY_KEY, METRICS_SCANS_KEY
+from tasks.guards.base import Guard, JobContext, ScanContext
+from tasks.plugins.base import Verdict
+
+# Seconds. From a clamd cache hit (milliseconds) to a spamd scan of a large message.
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def bucket_of(seconds: float) -> str:
+    for bound in LATENCY_BUCKETS_S:
+        if seconds <= bound:
+            return str(bound)
+    return "+Inf"
+
+
+class MetricsGuard(Guard):
+    def __init__(self) -> None:
+        self._verdicts: list[tuple[str, str, float]] = []
+
+    def before_job(self, job: JobContext) -> None:
+        self._verdicts.clear()
+
+    def after_scan(self, scan: ScanContext, verdict: Verdict) -> None:
+        self._verdicts.append((scan.plugin.name, verdict.status, verdict.elapsed_ms / 1000))
+
+    def on_failure(self, scan: ScanContext, error: BaseException) -> None:
+        self._verdicts.append((scan.plugin.name, "error", 0.0))
+
+    def after_job(self, job: JobContext) -> None:
+        if not self._verdicts:
+            return
+        with job.redis.pipeline(transaction=False) as pipe:
+            for plugin, status, seconds in self._verdicts:
+                _count(pipe, job.pool, plugin, status, seconds)
+            pipe.execute()
+        self._verdicts.clear()
+
+
+def _count(pipe: Any, pool: str, plugin: str, status: str, seconds: float) -> None:
+    pipe.hincrby(METRICS_SCANS_KEY, f"{pool}|{plugin}|{status}", 1)
+    if status != "error":
+        latency = METRICS_LATENCY_KEY.format(plugin=plugin)
+        pipe.hincrby(latency, bucket_of(seconds), 1)
+        pipe.hincrbyfloat(latency, "sum", seconds)
+        pipe.hincrby(latency, "count", 1)

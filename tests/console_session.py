@@ -1,0 +1,38 @@
+"""What the console tests share: adding an administrator with the real command, and an HTTP
+client logged in through the real login form."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import httpx
+
+ADMIN, PASSWORD = "admin", "correct horse battery"
+_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def add_admin(env: dict[str, str], name: str = ADMIN, password: str = PASSWORD) -> str:
+    """``mailscan console adduser NAME --password-stdin``; returns what it printed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "mailserver.cli", "console", "adduser", name, "--password-stdin"],
+        input=password + "\n", capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def csrf_token(html: str) -> str:
+    found = _TOKEN.search(html)
+    assert found, "the page has no form with a CSRF token"
+    return found[1]
+
+
+def logged_in(base_url: str, name: str = ADMIN, password: str = PASSWORD) -> httpx.Client:
+    client = httpx.Client(base_url=base_url, timeout=30, follow_redirects=True)
+    token = csrf_token(client.get("/login").text)
+    form = {"name": name, "password": password, "csrf_token": token}
+    answer = client.post("/login", data=form, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    return client

@@ -1,0 +1,130 @@
+"""Crash report uploads and the outcome record, without a stack: a real HTTP receiver on
+loopback for the upload, a Redis that is not there for the outcome record."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import redis
+
+from mailserver import outcomes
+from mailserver.spool import Envelope, SpoolEntry
+from tasks.errors import ConfigError, UploadFailed
+from tasks.ops import backoff_s, post_report
+from tasks.settings import load_settings, platform_assist_prompt
+
+
+class Answering(ThreadingHTTPServer):
+    """Answers every POST with ``status`` and keeps what it was sent."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.status = 200
+        self.seen: list[dict[str, Any]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/reports"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.seen.append({"auth": self.headers.get("Authorization"), "json": body})
+        self.send_response(self.server.status)
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def endpoint() -> Iterator[Answering]:
+    server = Answering()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+def settings_for(url: str, token: str = "") -> Any:
+    return load_settings({"MAILSCAN_ASSIST_URL": url, "MAILSCAN_ASSIST_TOKEN": token})
+
+
+def test_the_report_is_posted_as_json_with_the_bearer_token(endpoint):
+    report = {"format": "mailscan-crash-report/1", "crashdumps": [{"id": "a" * 32}]}
+    assert post_report(settings_for(endpoint.url, "s3cret"), report) == 200
+    assert endpoint.seen == [{"auth": "Bearer s3cret", "json": report}]
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable"), [(503, True), (429, True), (408, True), (400, False), (401, False)]
+)
+def test_server_errors_are_retried_and_refusals_are_not(endpoint, status, retryable):
+    endpoint.status = status
+    with pytest.raises(UploadFailed) as failed:
+        post_report(settings_for(endpoint.url), {"crashdumps": []})
+    assert failed.value.retryable is retryable
+    assert f"HTTP {status}" in str(failed.value)
+
+
+def test_an_absent_endpoint_is_retried_with_growing_pauses():
+    with pytest.raises(UploadFailed) as failed:
+        post_report(settings_for("http://127.0.0.1:1/reports"), {"crashdumps": []})
+    assert failed.value.retryable
+    assert [backoff_s(n) for n in range(8)] == [5, 10, 20, 40, 80, 160, 300, 300]
+
+
+def test_reports_leave_the_host_only_over_https():
+    with pytest.raises(ConfigError, match="MAILSCAN_ASSIST_URL"):
+        settings_for("http://reports.example.com/crash")
+    assert settings_for("https://reports.example.com/crash").assist_url
+    assert settings_for("http://[::1]:9000/crash").assist_url
+    assert settings_for("http://localhost:9000/crash").assist_url
+
+
+def test_the_dialog_follows_the_platform_unless_told():
+    assert platform_assist_prompt("darwin") == "next-start"
+    assert platform_assist_prompt("win32") == "immediate"
+    assert platform_assist_prompt("linux") == "immediate"
+    told = load_settings({"MAILSCAN_ASSIST_PROMPT": "next-start"})
+    assert told.assist_prompt == "next-start"
+    with pytest.raises(ConfigError, match="MAILSCAN_ASSIST_PROMPT"):
+        load_settings({"MAILSCAN_ASSIST_PROMPT": "sometimes"})
+
+
+class Outcome:
+    def __init__(self, action: str, reason: str) -> None:
+        self.action, self.reason = action, reason
+
+
+def test_recording_an_outcome_never_fails_the_mail_flow_when_redis_is_away(caplog):
+    entry = SpoolEntry("0" * 24, Envelope("a@example.test", ("b@example.test",)), b"Subject: x\n\n")
+    away = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    outcomes.record(away, entry, Outcome("deliver", "clean"))  # no exception
+    assert "not recorded for the console" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("action", "reason", "verdict"),
+    [
+        ("deliver", "clean", "clean"),
+        ("deliver", "spam, tagged", "spam"),
+        ("quarantine", "spam score 9.0", "spam"),
+        ("reject", "virus Eicar-Signature", "virus"),
+        ("deliver", "spam scan failed", "failed"),
+        ("quarantine", "unscannable", "failed"),
+        ("tempfail", "virus scan failed", "tempfail"),
+    ],
+)
+def test_each_outcome_counts_under_the_verdict_a_person_expects(action, reason, verdict):
+    assert outcomes.verdict_of(action, reason) == verdict
+
+
+def test_the_subject_is_recorded_decoded():
+    raw = b"From: a@example.test\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n\r\nbody"
+    assert outcomes.subject_of(raw) == "Grüße"

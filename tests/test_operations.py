@@ -1,0 +1,173 @@
+"""Operating the system: Flower, the metrics endpoint, scaling the pools, beat."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+import redis
+from prometheus_client.parser import text_string_to_metric_families
+
+from beat import autoscaler
+from mailserver.stack import Stack, control_app, flower_credentials
+from tasks.constants import SPOOL_REPORT_KEY
+from tasks.plugins.chaos import marker
+from tasks.settings import Settings, load_settings
+from tasks.submit import submit
+from tests.conftest import make_message, send, stack_env, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def get(url: str, auth: tuple[str, str] | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url)  # noqa: S310 - our own loopback URLs
+    if auth:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, ""
+
+
+@pytest.fixture(scope="module")
+def flower(stack: Stack, settings: Settings) -> Iterator[str]:
+    stack.start(["flower"], progress=lambda _: None)
+    yield f"http://127.0.0.1:{settings.flower_port}"
+    stack.stop(["flower"])
+
+
+def test_flower_shows_both_pools_and_the_jobs_of_a_message(flower, settings):
+    auth = flower_credentials(settings)
+    assert get(f"{flower}/api/workers")[0] == 401
+    pools = {f"av@{settings.hostname}", f"spam@{settings.hostname}"}
+
+    def listed() -> bool:
+        status, body = get(f"{flower}/api/workers?refresh=1", auth)
+        return status == 200 and pools <= set(json.loads(body))
+
+    wait_for(listed, 20, "both pools in Flower's worker list")
+    reply = send(make_message(X_Test_Id="flower-1"), settings.smtp_port)
+    spool_id = reply.text.rsplit(" as ", 1)[1]
+
+    def jobs() -> dict[str, dict]:
+        tasks = json.loads(get(f"{flower}/api/tasks", auth)[1])
+        return {k: v for k, v in tasks.items() if k.startswith(spool_id)}
+
+    wait_for(lambda: len(jobs()) == 2, 20, "both jobs in Flower")
+    workers = {task["name"]: task["worker"] for task in jobs().values()}
+    assert workers == {
+        "tasks.scan.av": f"av@{settings.hostname}",
+        "tasks.scan.spam": f"spam@{settings.hostname}",
+    }
+
+
+def scrape(settings: Settings) -> dict[tuple[str, tuple], float]:
+    _, text = get(f"http://127.0.0.1:{settings.metrics_port}/metrics")
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def test_metrics_parse_and_move_when_mail_is_sent(stack, settings):
+    before = scrape(settings)
+    assert ("mailscan_queue_depth", (("queue", "av"),)) in before
+    delivered = ("mailscan_messages_total", (("action", "deliver"),))
+    clamav_clean = ("mailscan_scans_total", (("plugin", "clamav"), ("pool", "av"),
+                                             ("status", "clean")))  # fmt: skip
+    for n in range(3):
+        assert send(make_message(X_Test_Id=f"metrics-{n}"), settings.smtp_port).code == 250
+    after = scrape(settings)
+    assert after[delivered] - before.get(delivered, 0) == 3
+    assert after[clamav_clean] - before.get(clamav_clean, 0) == 3
+    count = ("mailscan_scan_duration_seconds_count", (("plugin", "spamassassin"),))
+    assert after[count] >= 3
+    assert after[("mailscan_redis_up", ())] == 1
+
+
+def test_mailserver_reports_its_spool_for_the_alarm(stack, settings):
+    client = redis.Redis.from_url(settings.redis_url)
+    wait_for(lambda: client.hget(SPOOL_REPORT_KEY, settings.hostname), 10, "a spool report")
+    report = json.loads(client.hget(SPOOL_REPORT_KEY, settings.hostname))
+    assert time.time() - report["at"] < 10
+    assert report["oldest_age_s"] < settings.spool_alarm_age_s
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mailserver.cli", *args], capture_output=True,
+                          text=True, timeout=60, env=dict(os.environ))  # fmt: skip
+
+
+def test_scale_sets_the_pool_size_the_workers_report(stack, settings):
+    node = f"av@{settings.hostname}"
+    try:
+        grown = run_cli("scale", "av", "4")
+        assert grown.returncode == 0, grown.stderr
+        assert f"{node}: 4 processes" in grown.stdout
+        report = json.loads(run_cli("status", "--json").stdout)
+        assert report["pools"]["av"]["workers"][node]["concurrency"] == 4
+    finally:
+        shrunk = run_cli("scale", "av", "2")
+    assert f"{node}: 2 processes" in shrunk.stdout
+    refused = run_cli("scale", "av", "--autoscale", "6,2")
+    assert refused.returncode == 2
+    assert "MAILSCAN_AV_AUTOSCALE=6,2" in refused.stderr
+
+
+def test_backlog_autoscaler_grows_then_shrinks_the_pool(faults, fs):
+    app, client = control_app(fs), redis.Redis.from_url(fs.redis_url)
+    node = f"av@{fs.hostname}"
+    slow = f"Subject: slow\r\n\r\n{marker('freeze-python').decode()}\r\n".encode()
+    for n in range(14):  # each holds a process for the soft limit: a backlog that lasts
+        submit(app, client, f"burst{n:04d}{time.time_ns():x}", slow, 600)
+    wait_for(lambda: client.llen("av") >= 8, 10, "a queued burst")
+    step = autoscaler.step(app, client, "av", fs)
+    assert step[node]["to"] > step[node]["from"]
+    wait_for(lambda: autoscaler.workers_of(app, "av")[node] == step[node]["to"], 10, "growth")
+    wait_for(lambda: client.llen("av") == 0, 120, "the burst to drain")
+    time.sleep(fs.av_soft_limit_s + 1)
+    for _ in range(10):
+        autoscaler.step(app, client, "av", fs)
+        time.sleep(0.5)
+    assert autoscaler.workers_of(app, "av")[node] == fs.av_scale_min
+    autoscaler.resize(app, node, fs.av_scale_min, fs.av_concurrency)
+
+
+@pytest.fixture
+def two_beats(stack, settings) -> Iterator[list[Stack]]:
+    """Two beat processes with a 2-second probe period, started together."""
+    beats = []
+    for name in ("beat-a", "beat-b"):
+        env = stack_env(name, 0, health_probe_every_s="2", stats_every_s="2")
+        beat = Stack(load_settings(env), env)
+        beats.append(beat)
+    for beat in beats:
+        beat.start(["beat"], progress=lambda _: None)
+    yield beats
+    for beat in beats:
+        beat.stop()
+
+
+def test_two_beats_run_each_periodic_task_once_per_period(stack, settings, two_beats):
+    started = time.monotonic()
+    log_before = stack.log_tail("av-worker", 100000).count("tasks.health.av[")
+    time.sleep(12)
+    window = time.monotonic() - started
+    sent = [re.findall(r"Sending due task health-av", b.log_tail("beat", 10000)) for b in two_beats]
+    leaders = [b for b, lines in zip(two_beats, sent, strict=True) if lines]
+    assert len(leaders) == 1, "exactly one beat may send"
+    probes = (stack.log_tail("av-worker", 100000).count("tasks.health.av[") - log_before) / 2
+    # received + succeeded lines per probe; one probe per 2-second period
+    assert window / 2 - 2 <= probes <= window / 2 + 2
