@@ -14,6 +14,7 @@ from beat import autoscaler
 from tasks.celeryapp import app
 from tasks.constants import (
     ALARMS_KEY,
+    ASSIST_STATE_KEY,
     CRASHDUMP_INDEX,
     CRASHDUMP_KEY,
     METRICS_SCANS_KEY,
@@ -65,6 +66,7 @@ def crashdump_retention() -> int:
         ids = [i.decode() for i in old]
         client.delete(*[CRASHDUMP_KEY.format(id=i) for i in ids])
         client.zrem(CRASHDUMP_INDEX, *ids)
+        client.hdel(ASSIST_STATE_KEY, *ids)  # their decisions go with them
         log.info("crashdump retention removed %d records", len(ids))
     return len(old)
 

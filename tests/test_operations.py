@@ -171,3 +171,43 @@ def test_two_beats_run_each_periodic_task_once_per_period(stack, settings, two_b
     probes = (stack.log_tail("av-worker", 100000).count("tasks.health.av[") - log_before) / 2
     # received + succeeded lines per probe; one probe per 2-second period
     assert window / 2 - 2 <= probes <= window / 2 + 2
+
+
+@pytest.fixture(scope="module")
+def ops_worker(stack: Stack) -> Iterator[Stack]:
+    stack.start(["ops-worker"], progress=lambda _: None)
+    yield stack
+    stack.stop(["ops-worker"])
+
+
+def run_on_ops(settings: Settings, task: str):
+    return control_app(settings).send_task(task).get(timeout=60)
+
+
+def test_retention_forgets_old_crashdumps_and_their_decisions(ops_worker, settings):
+    from tasks import crashdumps
+    from tasks.constants import ASSIST_STATE_KEY
+    from tasks.crashstore import CrashStore
+
+    client = redis.Redis.from_url(settings.redis_url)
+    store = CrashStore(client, settings.crashdump_dir)
+    incident = crashdumps.Incident("exception", "av", {"name": "chaos"}, "old-job", {"blob": "x"})
+    old, recent = crashdumps.record(incident), crashdumps.record(incident)
+    old["ts"] -= (settings.crashdump_max_age_days + 1) * 86400
+    recent["job_id"] = "recent-job"
+    for dump in (old, recent):
+        assert store.save(dump) == "redis"
+    client.hset(ASSIST_STATE_KEY, old["id"], '{"state": "declined"}')
+    assert run_on_ops(settings, "beat.tasks.crashdump_retention") >= 1
+    assert store.get(old["id"]) is None
+    assert not client.hexists(ASSIST_STATE_KEY, old["id"])
+    assert store.get(recent["id"])["job_id"] == "recent-job"
+    group = next(g for g in store.groups() if g["signature"] == old["signature"])
+    assert group["count"] >= 2  # the history of the failure stays
+
+
+def test_spool_check_and_queue_snapshots_run_on_the_ops_worker(ops_worker, settings):
+    assert run_on_ops(settings, "beat.tasks.check_spools") == []
+    snapshot = run_on_ops(settings, "beat.tasks.queue_stats")
+    assert snapshot["av"]["scans_done"] > 0
+    assert snapshot["av"]["depth"] == 0
