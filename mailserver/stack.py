@@ -283,7 +283,14 @@ def _spamd(settings: Settings) -> Service:
         f"--pidfile={(settings.var_dir / 'spamd.pid').resolve()}", *listen,
     ]  # fmt: skip
     if os.geteuid() == 0:
-        argv.append("--username=nobody")  # spamd will not scan as root
+        # spamd will not scan as root; nobody has no home, so Bayes gets a folder of its own
+        # (or every scan logs a failed auto-learn lock and nothing is learnt).
+        home = (settings.var_dir / "spamd-home").resolve()
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.chown(home, "nobody")
+        argv += [
+            "--username=nobody", f"--helper-home-dir={home}", f"--cf=bayes_path {home}/bayes"
+        ]
 
     def ready() -> bool:
         return bool(SpamassassinPlugin(settings=settings, pool=SPAM_POOL).health())

@@ -20,6 +20,8 @@ def submit(
     ref = blobs.put(redis, blob_id, data, ttl_s, origin)
     suffix = f"{time.time_ns():x}"
     task_ids = {pool: f"{blob_id}-{pool}-{suffix}" for pool in POOLS}
-    for pool in POOLS:
-        app.send_task(SCAN_TASKS[pool], args=[ref], task_id=task_ids[pool])
+    # One producer (one pooled broker connection) for both jobs of the message.
+    with app.producer_or_acquire() as producer:
+        for pool in POOLS:
+            app.send_task(SCAN_TASKS[pool], args=[ref], task_id=task_ids[pool], producer=producer)
     return task_ids

@@ -137,11 +137,13 @@ def test_backlog_autoscaler_grows_then_shrinks_the_pool(faults, fs):
     assert step[node]["to"] > step[node]["from"]
     wait_for(lambda: autoscaler.workers_of(app, "av")[node] == step[node]["to"], 10, "growth")
     wait_for(lambda: client.llen("av") == 0, 120, "the burst to drain")
-    time.sleep(fs.av_soft_limit_s + 1)
-    for _ in range(10):
+    wait_for(lambda: not (app.control.inspect(timeout=1).active() or {}).get(node), 60, "idle")
+
+    def shrunk() -> bool:  # one process fewer per step while nothing waits
         autoscaler.step(app, client, "av", fs)
-        time.sleep(0.5)
-    assert autoscaler.workers_of(app, "av")[node] == fs.av_scale_min
+        return autoscaler.workers_of(app, "av")[node] == fs.av_scale_min
+
+    wait_for(shrunk, 60, "the pool back at its minimum")
     autoscaler.resize(app, node, fs.av_scale_min, fs.av_concurrency)
 
 

@@ -1,0 +1,53 @@
+"""`mailscan up`: the whole system starts, says where everything is, and stops cleanly."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import make_message, send, stack_env, wait_for
+
+pytestmark = pytest.mark.integration
+OFFSET = 5
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_up_runs_everything_and_leaves_nothing_behind_on_sigterm(tmp_path):
+    env = stack_env("up", OFFSET, console_port=str(18025 + 10 * OFFSET))
+    ports = [int(env[f"MAILSCAN_{name}"].rsplit(":", 1)[-1].split("/")[0])
+             for name in ("SMTP_PORT", "FLOWER_PORT", "METRICS_PORT", "CONSOLE_PORT", "CLAMD",
+                          "SPAMD")]  # fmt: skip
+    output = tmp_path / "up.out"
+    with open(output, "wb") as sink:
+        command = [sys.executable, "-m", "mailserver.cli", "up"]
+        up = subprocess.Popen(
+            command, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_for(lambda: b"mailscan is up" in output.read_bytes() or up.poll() is not None, 180,
+                 "mailscan up to report ready")  # fmt: skip
+        text = output.read_text()
+        assert "mailscan is up" in text, text
+        for service in ("SMTP front", "Flower", "av pool", "spam pool", "logs"):
+            assert service in text
+        smtp_port = int(env["MAILSCAN_SMTP_PORT"])
+        assert send(make_message(X_Test_Id="up-1"), smtp_port).code == 250
+        assert all(listening(port) for port in ports)
+    finally:
+        os.kill(up.pid, signal.SIGTERM)
+        up.wait(90)
+    assert up.returncode == 0
+    assert "stopped." in output.read_text()
+    time.sleep(1)
+    assert not [port for port in ports if listening(port)], "a service outlived mailscan up"
+    leftovers = subprocess.run(["pgrep", "-f", env["MAILSCAN_VAR_DIR"]], capture_output=True)
+    assert leftovers.stdout == b"", "processes of the stack are still running"
