@@ -30,7 +30,8 @@ from tasks.constants import AV_POOL, OPS_QUEUE, SPAM_POOL
 from tasks.errors import MailscanError
 from tasks.plugins.clamav import ClamavPlugin
 from tasks.plugins.spamassassin import SpamassassinPlugin
-from tasks.settings import Endpoint, Settings
+from tasks.setting_parsers import Endpoint
+from tasks.settings import Settings
 
 SIGNATURES = Path(__file__).resolve().parent.parent / "tasks" / "signatures"
 OFFICIAL_CLAMAV_DB = Path("/var/lib/clamav")

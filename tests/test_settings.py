@@ -6,7 +6,8 @@ import pytest
 
 from tasks.errors import ConfigError
 from tasks.plugins import validate
-from tasks.settings import Endpoint, load_settings
+from tasks.setting_parsers import Endpoint
+from tasks.settings import load_settings
 
 
 def test_defaults_are_loopback_and_fail_closed():
