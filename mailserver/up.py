@@ -8,7 +8,8 @@ import threading
 import time
 from types import FrameType
 
-from mailserver.stack import Stack, StackError, node_name
+from mailserver.services import StackError, node_name
+from mailserver.stack import Stack
 from tasks import plugins
 from tasks.settings import Settings
 

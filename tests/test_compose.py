@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from tasks import settings as mailscan_settings
+from tasks.setting_parsers import PARSERS
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "compose.yaml"
@@ -164,7 +165,7 @@ def test_each_worker_serves_its_own_queue(services: dict[str, Any], name: str) -
 @pytest.mark.parametrize("name", sorted(WORKERS))
 def test_workers_run_like_the_local_stack(services: dict[str, Any], name: str) -> None:
     """Same flags as ``mailscan up`` (concurrency, pool process limits), one node per host."""
-    from mailserver.stack import worker_argv
+    from mailserver.services import worker_argv
 
     pool, _ = WORKERS[name]
     settings = settings_of(services[name])
@@ -197,7 +198,7 @@ def test_mailscan_services_accept_their_settings(services: dict[str, Any], name:
 
 
 def test_every_mailscan_variable_is_a_known_setting(text: str) -> None:
-    known = {mailscan_settings.env_name(name) for name in mailscan_settings._PARSERS}
+    known = {mailscan_settings.env_name(name) for name in PARSERS}
     used = set(re.findall(r"MAILSCAN_[A-Z0-9_]+", text))
     assert used, "compose.yaml sets no MAILSCAN_* variable"
     assert used <= known, f"unknown settings stop mailscan at start: {sorted(used - known)}"

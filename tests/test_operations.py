@@ -18,7 +18,8 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from beat import autoscaler
-from mailserver.stack import Stack, control_app, flower_credentials
+from mailserver.services import control_app, flower_credentials
+from mailserver.stack import Stack
 from tasks.constants import SPOOL_REPORT_KEY
 from tasks.plugins.chaos import marker
 from tasks.settings import Settings, load_settings
