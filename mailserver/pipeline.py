@@ -75,6 +75,13 @@ class Pipeline:
         waits = [self._await(task_ids[pool], deadline) for pool in POOLS]
         return dict(zip(POOLS, await asyncio.gather(*waits), strict=True))
 
+    def backlog(self) -> int:
+        """Scan jobs waiting in the busier pool's queue (one Redis round trip)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for pool in POOLS:
+                pipe.llen(pool)
+            return max(pipe.execute())
+
     def _enqueue(self, entry: SpoolEntry, scan_copy: bytes) -> dict[str, str]:
         origin = hashlib.sha256(entry.content).hexdigest()
         return submit(self.app, self.redis, entry.id, scan_copy, self.settings.blob_ttl_s, origin)

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 SPOOL_FAILED = "451 4.3.0 Could not store the message, try again later"
 BROKER_AWAY = "451 4.3.0 Scanner queue unavailable, try again later"
 INTERNAL_ERROR = "451 4.3.0 Temporary server error, try again later"
+BUSY = "451 4.3.2 Scanners busy, try again later"
 
 
 class ScanHandler:
@@ -32,6 +33,8 @@ class ScanHandler:
         self.post_queue = post_queue
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if not self.post_queue and await self._overloaded():
+            return BUSY
         spool_envelope = SpoolEnvelope(
             mail_from=envelope.mail_from or "",
             rcpt_tos=tuple(envelope.rcpt_tos),
@@ -48,6 +51,15 @@ class ScanHandler:
             self.redriver.submit(entry.id)
             return f"250 2.0.0 Ok: queued as {entry.id}"
         return await self._scan_while_client_waits(entry)
+
+    async def _overloaded(self) -> bool:
+        """More jobs waiting than the pools can scan before a deadline: refuse now, cheaply,
+        instead of accepting mail that would only time out (post-queue queues on disk)."""
+        try:
+            waiting = await asyncio.to_thread(self.pipeline.backlog)
+        except RedisError:
+            return False  # the scan itself will say the broker is away
+        return waiting >= self.pipeline.settings.max_queued_jobs
 
     async def _scan_while_client_waits(self, entry: SpoolEntry) -> str:
         self.redriver.hold(entry.id)

@@ -173,6 +173,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "max_message_bytes": _positive_int,
     "mode": _choice(*MODES),
     "scan_deadline_s": _seconds,
+    "max_queued_jobs": _positive_int,
     "av_plugins": _names,
     "spam_plugins": _names,
     "av_concurrency": _positive_int,

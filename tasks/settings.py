@@ -36,6 +36,9 @@ class Settings:
     max_message_bytes: int = 25 * 1024 * 1024
     mode: Mode = "pre-queue"
     scan_deadline_s: float = 60.0
+    # Pre-queue: above this many waiting scan jobs a new message is refused with 451 at once,
+    # rather than accepted only to miss its deadline (the sender retries later).
+    max_queued_jobs: int = 1000
     av_plugins: tuple[str, ...] = ("clamav",)
     spam_plugins: tuple[str, ...] = ("spamassassin",)
     av_concurrency: int = 2
