@@ -1,0 +1,65 @@
+"""The machine and the versions a run measured, for the report."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+
+import redis
+from clamav_client.clamd import ClamdNetworkSocket
+
+from mailserver.services import binary
+from tasks.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def machine_info(settings: Settings) -> dict[str, str]:
+    load = os.getloadavg()
+    return {
+        "CPUs": str(len(os.sched_getaffinity(0))),
+        "CPU": cpu_model(),
+        "memory": f"{os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB",
+        "OS": platform.platform(),
+        "Python": platform.python_version(),
+        "clamd": _first_line(_clamd_version(settings)),
+        "spamd": _first_line(_output([binary("spamd", "spamd"), "--version"])),
+        "Redis": _redis_version(settings),
+        "mailscan": _first_line(
+            _output(["git", "-C", str(REPO), "describe", "--always", "--dirty"])
+        ),
+        "load 1/5 min at start": f"{load[0]:.2f} / {load[1]:.2f}",
+    }
+
+
+def cpu_model() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown"
+    match = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+    return match.group(1).strip() if match else platform.machine()
+
+
+def _clamd_version(settings: Settings) -> str:
+    endpoint = settings.clamd
+    return ClamdNetworkSocket(endpoint.host, endpoint.port, timeout=10).version()
+
+
+def _redis_version(settings: Settings) -> str:
+    return str(redis.Redis.from_url(settings.redis_url).info("server")["redis_version"])
+
+
+def _output(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    except OSError as err:
+        return str(err)
+    return done.stdout or done.stderr
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "unknown"

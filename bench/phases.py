@@ -1,0 +1,140 @@
+"""One measured phase: a load run on one path (baseline or mailscan) with the CPU each service
+used meanwhile, summed up as a plain dict that goes into results.json and the report."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from bench import cpu, smtpclient
+from bench.baseline import direct_work
+from bench.load import Answer, Run, Sampler, Work, closed_loop, open_loop
+from bench.stacks import BenchStack
+
+PERCENTILES = (50, 90, 99)
+MAX_OPEN_SMTP = 2000  # open sessions the client allows itself in the fixed-rate mode
+MAX_OPEN_DIRECT = 64  # threads calling clamd and spamd in the fixed-rate mode
+CLIENT_TIMEOUT_MARGIN_S = 30.0  # beyond the scan deadline, so the server always answers first
+
+
+@dataclass(frozen=True)
+class PhaseInfo:
+    label: str  # "c=2 generated mailscan"
+    scenario: str  # sweep, glue, latency, overload, size
+    path: str  # baseline or mailscan
+    corpus: str
+    concurrency: int | None = None  # clients, closed loop
+    rate: float | None = None  # msg/s, open loop
+
+
+def smtp_work(bench: BenchStack, messages: list[bytes]) -> Work:
+    host, port = bench.smtp
+    timeout_s = bench.settings.scan_deadline_s + CLIENT_TIMEOUT_MARGIN_S
+
+    async def work(index: int) -> Answer:
+        reply = await smtpclient.send(host, port, messages[index], timeout_s)
+        return Answer(reply.outcome, reply.short, reply.stage)
+
+    return work
+
+
+def closed(
+    bench: BenchStack, info: PhaseInfo, messages: list[bytes], limit_s: float
+) -> dict[str, Any]:
+    """``messages`` sent on ``info.concurrency`` clients, one after the other on each."""
+    clients = info.concurrency or 1
+    work, done = _work(bench, info.path, messages, clients)
+    try:
+        load = functools.partial(closed_loop, info.label, work, len(messages), clients, limit_s)
+        return measure(bench, info, load, sum(map(len, messages)))
+    finally:
+        done()
+
+
+def opened(
+    bench: BenchStack,
+    info: PhaseInfo,
+    messages: list[bytes],
+    arrivals: list[float],
+    sampler: Sampler | None = None,
+) -> dict[str, Any]:
+    """Message i sent at ``arrivals[i]`` s, whether or not earlier ones were answered."""
+    limit = MAX_OPEN_SMTP if info.path == "mailscan" else MAX_OPEN_DIRECT
+    work, done = _work(bench, info.path, messages, limit)
+    try:
+        load = functools.partial(open_loop, info.label, work, arrivals, limit, sampler)
+        return measure(bench, info, load, sum(map(len, messages)))
+    finally:
+        done()
+
+
+def _work(
+    bench: BenchStack, path: str, messages: list[bytes], threads: int
+) -> tuple[Work, Callable[[], None]]:
+    if path == "mailscan":
+        return smtp_work(bench, messages), lambda: None
+    work, pool = direct_work(bench.settings, messages, threads)
+    return work, pool.shutdown
+
+
+def measure(
+    bench: BenchStack, info: PhaseInfo, load: Callable[[], Coroutine[Any, Any, Run]], size: int
+) -> dict[str, Any]:
+    """Run ``load`` on a fresh event loop; the CPU of every service is read before and after."""
+    before, others = cpu.cpu_by_service(bench.stack), cpu.foreign_scanners(bench.stack)
+    run = asyncio.run(load())
+    used = cpu.cpu_delta(before, cpu.cpu_by_service(bench.stack))
+    others = max(others, cpu.foreign_scanners(bench.stack))
+    return summarise(info, run, used, others) | {"stack": bench.plan.name, "bytes": size}
+
+
+def summarise(info: PhaseInfo, run: Run, cpu_s: dict[str, float], others: int) -> dict[str, Any]:
+    answered = len(run.records)
+    latencies = [r.latency_s for r in run.records]
+    per_message = {k: v * 1000 / answered for k, v in cpu_s.items()} if answered else {}
+    return {
+        **info.__dict__,
+        "planned": run.planned,
+        "answered": answered,
+        "shed": run.shed,
+        "wall_s": run.wall_s,
+        "msg_per_s": answered / run.wall_s if run.wall_s > 0 else 0.0,
+        "latency_ms": latency_ms(latencies),
+        "outcomes": dict(Counter(r.answer.outcome for r in run.records)),
+        "replies": dict(Counter(r.answer.reply for r in run.records).most_common(6)),
+        "stages": dict(Counter(r.answer.stage for r in run.records if r.answer.stage)),
+        "cpu_ms_per_msg": per_message,
+        "mailscan_cpu_ms_per_msg": sum(per_message.get(g, 0.0) for g in cpu.MAILSCAN_GROUPS),
+        "others": others,
+        "records": [
+            [r.index, round(r.sent_at, 4), round(r.latency_s, 4), r.answer.outcome]
+            for r in run.records
+        ],
+        "samples": run.samples,
+    }
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile; NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def latency_ms(latencies: list[float]) -> dict[str, float]:
+    figures = {f"p{p}": percentile(latencies, p) * 1000 for p in PERCENTILES}
+    return figures | {"max": max(latencies, default=math.nan) * 1000}
+
+
+def outcome_by_kind(phase: dict[str, Any], kinds: list[str]) -> dict[str, dict[str, int]]:
+    """For each kind of message, how many got each outcome."""
+    table: dict[str, Counter[str]] = {}
+    for index, _, _, outcome in phase["records"]:
+        table.setdefault(kinds[index], Counter())[outcome] += 1
+    return {kind: dict(counts) for kind, counts in sorted(table.items())}

@@ -1,0 +1,131 @@
+"""The stacks the suite measures, each started through ``mailserver.stack.Stack`` (the code
+``mailscan up`` and the integration tests use) in a temporary folder, on loopback ports of its
+own, and always stopped again.
+
+Two kinds: *real* (Redis, clamd, spamd, both pools, SMTP front; plugins ``clamav`` and
+``spamassassin``) and *glue* (Redis, both pools with the ``stub`` plugin, SMTP front: what
+mailscan itself costs). Beat, Flower, the ops worker and the console are not started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.load import say
+from mailserver.stack import Stack
+from tasks.constants import ENV_PREFIX
+from tasks.settings import Settings, load_settings
+
+LOOPBACK = "127.0.0.1"
+REAL_SERVICES = ("redis", "clamd", "spamd", "av-worker", "spam-worker", "mailserver")
+GLUE_SERVICES = ("redis", "av-worker", "spam-worker", "mailserver")
+# Preferred ports: away from the defaults and from the ports the test suites use.
+PORTS = {
+    "redis": 26390,
+    "clamd": 23320,
+    "spamd": 27830,
+    "smtp": 22525,
+    "flower": 25555,
+    "metrics": 29125,
+    "console": 28025,
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str  # "real c=2", "glue"
+    concurrency: int  # pool processes per pool (and spamd children)
+    glue: bool = False  # stub plugins, no clamd or spamd
+
+
+@dataclass
+class BenchStack:
+    plan: Plan
+    stack: Stack
+    settings: Settings
+
+    @property
+    def smtp(self) -> tuple[str, int]:
+        return self.settings.smtp_host, self.settings.smtp_port
+
+    def set_scan_deadline(self, seconds: float) -> None:
+        """Restart only the SMTP front with another MAILSCAN_SCAN_DEADLINE_S."""
+        self.stack.env[ENV_PREFIX + "SCAN_DEADLINE_S"] = f"{seconds:g}"
+        self.settings = load_settings(self.stack.env)
+        self.stack.settings = self.settings
+        self.stack.restart("mailserver")
+
+
+@contextlib.contextmanager
+def running(plan: Plan, keep_var: bool = False) -> Iterator[BenchStack]:
+    var_root = Path(tempfile.mkdtemp(prefix="mailscan-bench-"))
+    var_root.chmod(0o755)  # spamd runs as nobody when we are root: its home is in there
+    env = _environment(var_root / "var", pick_ports(), plan)
+    stack = Stack(load_settings(env), env)
+    say(f"starting {plan.name} on {LOOPBACK} (logs in {stack.log_dir}):")
+    try:
+        stack.start(GLUE_SERVICES if plan.glue else REAL_SERVICES, progress=say)
+        yield BenchStack(plan, stack, stack.settings)
+    finally:
+        say(f"stopping {plan.name}...")
+        stack.stop()
+        if keep_var:
+            say(f"kept {var_root}")
+        else:
+            shutil.rmtree(var_root, ignore_errors=True)
+
+
+def _environment(var_dir: Path, ports: dict[str, int], plan: Plan) -> dict[str, str]:
+    """This process's environment without any MAILSCAN_* it had, plus the bench's settings."""
+    inherited = sorted(k for k in os.environ if k.startswith(ENV_PREFIX))
+    if inherited:
+        say(f"ignoring inherited {', '.join(inherited)}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    plugins = "stub" if plan.glue else ""
+    return env | {
+        "MAILSCAN_VAR_DIR": str(var_dir),
+        "MAILSCAN_REDIS_URL": f"redis://{LOOPBACK}:{ports['redis']}/0",
+        "MAILSCAN_CLAMD": f"{LOOPBACK}:{ports['clamd']}",
+        "MAILSCAN_SPAMD": f"{LOOPBACK}:{ports['spamd']}",
+        "MAILSCAN_SMTP_HOST": LOOPBACK,
+        "MAILSCAN_SMTP_PORT": str(ports["smtp"]),
+        "MAILSCAN_FLOWER_PORT": str(ports["flower"]),
+        "MAILSCAN_METRICS_HOST": LOOPBACK,
+        "MAILSCAN_METRICS_PORT": str(ports["metrics"]),
+        "MAILSCAN_CONSOLE_PORT": str(ports["console"]),
+        "MAILSCAN_MODE": "pre-queue",
+        "MAILSCAN_DELIVERY": "maildir",
+        "MAILSCAN_AV_PLUGINS": plugins or "clamav",
+        "MAILSCAN_SPAM_PLUGINS": plugins or "spamassassin",
+        "MAILSCAN_AV_CONCURRENCY": str(plan.concurrency),
+        "MAILSCAN_SPAM_CONCURRENCY": str(plan.concurrency),
+    }
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return False
+        return True
+
+
+def pick_ports() -> dict[str, int]:
+    """The preferred ports, or a port the kernel hands out where one is taken."""
+    ports: dict[str, int] = {}
+    for name, preferred in PORTS.items():
+        port = preferred
+        while not port_free(port) or port in ports.values():
+            with socket.socket() as probe:
+                probe.bind((LOOPBACK, 0))
+                port = probe.getsockname()[1]
+        ports[name] = port
+    return ports
