@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Kind = Literal["freeze", "crash", "exception", "connection", "poison"]
-KINDS = ("freeze", "crash", "exception", "connection", "poison")
 # Frames in these files say nothing about the failure; the signature skips them.
 _PLUMBING = ("celery/", "billiard/", "kombu/", "tasks/runner.py", "tasks/guards/", "threading.py")
 
