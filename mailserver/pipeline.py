@@ -30,12 +30,11 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Outcome:
     """What happened to a message: ``action`` as decided, ``reply`` for a waiting client.
-    ``final`` is false when the message stays in the spool to be tried again."""
+    A tempfail when nobody waits leaves the message in the spool, to be tried again."""
 
     action: str
     reply: str
     reason: str
-    final: bool = True
 
 
 class Pipeline:
@@ -107,7 +106,7 @@ class Pipeline:
         self, entry: SpoolEntry, decision: Decision, results: dict[str, Any], client_waiting: bool
     ) -> Outcome:
         if decision.action == "tempfail" and not client_waiting:
-            return Outcome("tempfail", decision.reply, decision.reason, final=False)
+            return Outcome("tempfail", decision.reply, decision.reason)
         try:
             self._carry_out(entry, decision, results)
         except DeliveryError as err:
@@ -141,7 +140,7 @@ class Pipeline:
             self.quarantine.put(entry, entry.content, f"next hop refused: {err}", results)
             self.spool.finish(entry.id)
             return Outcome("quarantine", "", str(err))
-        return Outcome("tempfail", "", str(err), final=False)
+        return Outcome("tempfail", "", str(err))
 
     def _received(self, entry: SpoolEntry) -> str:
         return headers.received(entry, self.settings.hostname)
