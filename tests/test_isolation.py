@@ -176,7 +176,9 @@ def test_spamd_frozen_past_the_hard_limit_then_resumed(faults, fs, crashes):
     for n in range(5):
         [delivered] = find_delivered(fs.maildir, f"spamd-down-{n}".encode())
         assert b"X-Spam-Status: Unknown, scan failed" in delivered
-    assert dumps_of(crashes, "connection")[0]["plugin"]["name"] == "spamassassin"
+    [dump] = dumps_of(crashes, "connection")[:1]
+    assert dump["plugin"]["name"] == "spamassassin"
+    assert dump["versions"]["backend"].startswith("spamd, protocol SPAMD/")
 
     def scored_again() -> bool:
         send(make_message(X_Test_Id="spamd-back"), fs.smtp_port)
@@ -190,7 +192,9 @@ def test_clamd_killed_and_restarted(faults, fs, crashes):
     reply = send(make_message(X_Test_Id="clamd-down"), fs.smtp_port)
     assert reply.code == 451  # never delivered unscanned
     assert find_delivered(fs.maildir, b"clamd-down") == []
-    assert dumps_of(crashes, "connection")[0]["plugin"]["name"] == "clamav"
+    [dump] = dumps_of(crashes, "connection")[:1]
+    assert dump["plugin"]["name"] == "clamav"
+    assert dump["versions"]["backend"].startswith("ClamAV ")  # learnt before clamd died
     faults.restart("clamd")
 
     def flows() -> bool:

@@ -35,6 +35,7 @@ def report(scan: ScanContext, kind: Kind, error: BaseException | None, note: str
         message=dict(job.ref),
         worker_host=job.hostname,
         note=note,
+        backend_version=scan.plugin.backend_version(),
     )
     if error is not None:
         crashdumps.from_exception(incident, error)

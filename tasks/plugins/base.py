@@ -61,6 +61,11 @@ class Plugin(ABC):
     def health(self) -> str:
         return "ok"
 
+    def backend_version(self) -> str:
+        """What this engine last learnt of its backend's version, for crashdumps; never asks
+        the backend (it may be the thing that just failed)."""
+        return ""
+
     def cache_identity(self) -> str | None:
         """Name and signature version, when this engine's verdicts may be cached by content
         (the same bytes, the same signatures, the same answer); None never caches."""

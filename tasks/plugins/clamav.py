@@ -75,5 +75,8 @@ class ClamavPlugin(Plugin):
             self._identity_at = now
         return self._identity
 
+    def backend_version(self) -> str:
+        return self._identity.removeprefix("clamav ")
+
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "clamd": str(self.settings.clamd)}

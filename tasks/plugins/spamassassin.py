@@ -38,6 +38,7 @@ class SpamassassinPlugin(Plugin):
     pools: ClassVar[tuple[str, ...]] = ("spam",)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False, repr=False)
     _client: Client | None = field(default=None, init=False, repr=False)
+    _protocol: str = field(default="", init=False, repr=False)
 
     def _manager(self) -> ConnectionManager:
         endpoint = self.settings.spamd
@@ -64,6 +65,7 @@ class SpamassassinPlugin(Plugin):
         if len(message) > self.settings.spam_max_bytes:
             return self.verdict("skipped", started, detail="larger than MAILSCAN_SPAM_MAX_BYTES")
         response = self._request("SYMBOLS", message)
+        self._protocol = f"spamd, protocol SPAMD/{response.version}"
         spam = response.headers.get("Spam")
         if spam is None:
             raise BackendProtocol("spamd answered without a Spam header")
@@ -76,6 +78,9 @@ class SpamassassinPlugin(Plugin):
     def health(self) -> str:
         self._request("PING")
         return "PONG"
+
+    def backend_version(self) -> str:
+        return self._protocol  # spamd names no version of its own over the protocol
 
     def reset(self) -> None:
         # After a time limit or a failure the loop may hold a half-done request: start afresh.
