@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -35,6 +36,18 @@ class Outcome:
     action: str
     reply: str
     reason: str
+
+
+def queued_for_s(raw: bytes | None) -> float:
+    """How long a queued job has waited, read from its id: tasks/submit.py ends every scan
+    job id with its enqueue time in hex nanoseconds. 0 for an empty queue or another job."""
+    if raw is None:
+        return 0.0
+    try:
+        stamp = json.loads(raw)["headers"]["id"].rsplit("-", 1)[1]
+        return max(0.0, time.time() - int(stamp, 16) / 1e9)
+    except (ValueError, KeyError, IndexError, TypeError):
+        return 0.0
 
 
 class Pipeline:
@@ -74,12 +87,15 @@ class Pipeline:
         waits = [self._await(task_ids[pool], deadline) for pool in POOLS]
         return dict(zip(POOLS, await asyncio.gather(*waits), strict=True))
 
-    def backlog(self) -> int:
-        """Scan jobs waiting in the busier pool's queue (one Redis round trip)."""
+    def backlog(self) -> tuple[int, float]:
+        """Jobs waiting in the busier pool's queue, and how long its oldest job has waited
+        (one Redis round trip)."""
         with self.redis.pipeline(transaction=False) as pipe:
             for pool in POOLS:
-                pipe.llen(pool)
-            return max(pipe.execute())
+                pipe.llen(pool).lindex(pool, -1)  # kombu pushes left, workers pop right
+            answers = pipe.execute()
+        depths, oldest = answers[0::2], answers[1::2]
+        return max(depths), max(queued_for_s(raw) for raw in oldest)
 
     def _enqueue(self, entry: SpoolEntry, scan_copy: bytes) -> dict[str, str]:
         origin = hashlib.sha256(entry.content).hexdigest()

@@ -53,13 +53,16 @@ class ScanHandler:
         return await self._scan_while_client_waits(entry)
 
     async def _overloaded(self) -> bool:
-        """More jobs waiting than the pools can scan before a deadline: refuse now, cheaply,
-        instead of accepting mail that would only time out (post-queue queues on disk)."""
+        """Refuse now, cheaply, rather than accept mail that would only miss its deadline:
+        when the oldest waiting job has already used half of a scan deadline (the queue
+        delay, whatever the pools' speed), or more jobs wait than the configured cap.
+        Post-queue mail queues on disk instead."""
         try:
-            waiting = await asyncio.to_thread(self.pipeline.backlog)
+            waiting, oldest_s = await asyncio.to_thread(self.pipeline.backlog)
         except RedisError:
             return False  # the scan itself will say the broker is away
-        return waiting >= self.pipeline.settings.max_queued_jobs
+        settings = self.pipeline.settings
+        return oldest_s > settings.scan_deadline_s / 2 or waiting >= settings.max_queued_jobs
 
     async def _scan_while_client_waits(self, entry: SpoolEntry) -> str:
         self.redriver.hold(entry.id)

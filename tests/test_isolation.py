@@ -336,25 +336,43 @@ def test_crashdumps_command_lists_and_shows_records(faults, fs, fault_env, crash
     assert "no crashdump" in missing.stderr
 
 
-def test_a_backlog_beyond_the_limit_is_refused_at_once_then_mail_flows(faults, fs, fault_env):
-    from mailserver.services import control_app
+@pytest.mark.parametrize(
+    ("limit", "jobs", "stalled_s"),
+    [
+        ({"MAILSCAN_MAX_QUEUED_JOBS": "3"}, 5, 0.0),  # more jobs than the cap
+        ({"MAILSCAN_SCAN_DEADLINE_S": "4"}, 2, 2.5),  # the oldest job waited half a deadline
+    ],
+)
+def test_a_backlog_beyond_the_limit_is_refused_at_once_then_mail_flows(
+    faults, fs, fault_env, limit, jobs, stalled_s
+):
     from tasks.settings import load_settings
-    from tasks.submit import submit
 
-    env = {**fault_env, "MAILSCAN_MAX_QUEUED_JOBS": "3",
-           "MAILSCAN_SMTP_PORT": str(fs.smtp_port + 2), "MAILSCAN_METRICS_PORT": "19139",
-           "MAILSCAN_VAR_DIR": str(fs.var_dir / "busy-front")}  # fmt: skip
+    env = {**fault_env, **limit, "MAILSCAN_SMTP_PORT": str(fs.smtp_port + 2),
+           "MAILSCAN_METRICS_PORT": "19139",
+           "MAILSCAN_VAR_DIR": str(fs.var_dir / f"busy-front-{jobs}")}  # fmt: skip
     front_settings = load_settings(env)
     front = Stack(front_settings, env)
     front.start(["mailserver"], progress=lambda _: None)
+    try:
+        refuse_then_flow(faults, fs, front_settings, jobs, stalled_s)
+    finally:
+        front.stop()
+
+
+def refuse_then_flow(faults, fs, front_settings, jobs: int, stalled_s: float) -> None:
+    from mailserver.services import control_app
+    from tasks.submit import submit
+
     spam_pool, client = faults.pid("spam-worker"), redis.Redis.from_url(fs.redis_url)
     os.killpg(spam_pool, signal.SIGSTOP)  # the spam pool stops taking jobs: a backlog builds
     try:
-        for n in range(4):
-            submit(
-                control_app(fs), client, f"backlog{n}{time.time_ns():x}", b"Subject: x\r\n\r\nx", 60
-            )
-        wait_for(lambda: client.llen("spam") >= 3, 10, "a spam backlog")
+        for n in range(jobs):
+            blob_id = f"backlog{n}{time.time_ns():x}"
+            submit(control_app(fs), client, blob_id, b"Subject: x\r\n\r\nx", 60)
+        # A stopped worker may still own one job: Redis hands it to its pending BRPOP.
+        wait_for(lambda: client.llen("spam") >= jobs - 1, 10, "a spam backlog")
+        time.sleep(stalled_s)
         started = time.monotonic()
         busy = send(make_message(X_Test_Id="busy-1"), front_settings.smtp_port)
         assert busy.code == 451
@@ -362,10 +380,7 @@ def test_a_backlog_beyond_the_limit_is_refused_at_once_then_mail_flows(faults, f
         assert time.monotonic() - started < 2.0  # refused at once, not after the deadline
     finally:
         os.killpg(spam_pool, signal.SIGCONT)
-    try:
-        wait_for(lambda: client.llen("spam") == 0, 30, "the backlog scanned")
-        assert send(make_message(X_Test_Id="busy-2"), front_settings.smtp_port).code == 250
-        assert find_delivered(front_settings.maildir, b"busy-1") == []
-        assert len(find_delivered(front_settings.maildir, b"busy-2")) == 1
-    finally:
-        front.stop()
+    wait_for(lambda: client.llen("spam") == 0, 30, "the backlog scanned")
+    assert send(make_message(X_Test_Id="busy-2"), front_settings.smtp_port).code == 250
+    assert find_delivered(front_settings.maildir, b"busy-1") == []
+    assert len(find_delivered(front_settings.maildir, b"busy-2")) == 1
