@@ -28,7 +28,7 @@ def scan_file(settings: Settings, path: Path, timeout_s: float) -> dict[str, Any
 def _result(task_id: str, timeout_s: float) -> dict[str, Any] | None:
     result = app.AsyncResult(task_id)
     try:
-        return result.get(timeout=timeout_s, propagate=False) if result else None
+        return result.get(timeout=timeout_s, propagate=False)
     except CeleryTimeout:
         return None
     finally:

@@ -3,9 +3,15 @@ client logged in through the real login form."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import httpx
 
@@ -36,3 +42,40 @@ def logged_in(base_url: str, name: str = ADMIN, password: str = PASSWORD) -> htt
     answer = client.post("/login", data=form, follow_redirects=False)
     assert answer.status_code == 303, answer.text
     return client
+
+
+class ReportReceiver(ThreadingHTTPServer):
+    """The vendor's endpoint, on loopback: answers every POST with ``status`` and keeps each
+    report it was sent, with its headers."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _ReceiverHandler)
+        self.status = 200
+        self.reports: list[dict[str, Any]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/crash-reports"
+
+
+class _ReceiverHandler(BaseHTTPRequestHandler):
+    server: ReportReceiver
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.reports.append({"headers": dict(self.headers), "json": json.loads(body)})
+        self.send_response(self.server.status)
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@contextmanager
+def receiving() -> Iterator[ReportReceiver]:
+    server = ReportReceiver()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()

@@ -6,10 +6,8 @@ a real HTTP receiver. The screenshots in the README are taken here."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ from tasks.crashstore import CrashStore
 from tasks.plugins.chaos import marker
 from tasks.settings import Settings, load_settings
 from tests.conftest import EICAR, GTUBE, make_message, running_stack, send, stack_env, wait_for
-from tests.console_session import ADMIN, PASSWORD, add_admin
+from tests.console_session import ADMIN, PASSWORD, ReportReceiver, add_admin, receiving
 
 pytestmark = pytest.mark.integration
 CONSOLE_PORT = 18025
@@ -35,36 +33,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu",
 DIALOG_S = 30_000  # ms: a crash reaches Redis, the event stream, then the page
 
 
-class Receiver(ThreadingHTTPServer):
-    """The vendor's endpoint, on loopback: keeps every report it is sent."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _ReceiverHandler)
-        self.reports: list[dict[str, Any]] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/crash-reports"
-
-
-class _ReceiverHandler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.reports.append({"headers": dict(self.headers), "json": json.loads(body)})
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *_: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
+def receiver() -> Iterator[ReportReceiver]:
+    with receiving() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

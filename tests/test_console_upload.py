@@ -3,10 +3,7 @@ loopback for the upload, a Redis that is not there for the outcome record."""
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -17,38 +14,13 @@ from mailserver.spool import Envelope, SpoolEntry
 from tasks.errors import ConfigError, UploadFailed
 from tasks.ops import backoff_s, post_report
 from tasks.settings import load_settings, platform_assist_prompt
-
-
-class Answering(ThreadingHTTPServer):
-    """Answers every POST with ``status`` and keeps what it was sent."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.status = 200
-        self.seen: list[dict[str, Any]] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/reports"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.seen.append({"auth": self.headers.get("Authorization"), "json": body})
-        self.send_response(self.server.status)
-        self.end_headers()
-
-    def log_message(self, *_: Any) -> None:
-        pass
+from tests.console_session import ReportReceiver, receiving
 
 
 @pytest.fixture
-def endpoint() -> Iterator[Answering]:
-    server = Answering()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
+def endpoint() -> Iterator[ReportReceiver]:
+    with receiving() as server:
+        yield server
 
 
 def settings_for(url: str, token: str = "") -> Any:
@@ -58,7 +30,10 @@ def settings_for(url: str, token: str = "") -> Any:
 def test_the_report_is_posted_as_json_with_the_bearer_token(endpoint):
     report = {"format": "mailscan-crash-report/1", "crashdumps": [{"id": "a" * 32}]}
     assert post_report(settings_for(endpoint.url, "s3cret"), report) == 200
-    assert endpoint.seen == [{"auth": "Bearer s3cret", "json": report}]
+    seen = [
+        {"auth": r["headers"].get("Authorization"), "json": r["json"]} for r in endpoint.reports
+    ]
+    assert seen == [{"auth": "Bearer s3cret", "json": report}]
 
 
 @pytest.mark.parametrize(
