@@ -12,6 +12,7 @@ from celery import Task
 from tasks.celeryapp import app
 from tasks.constants import AV_POOL, HEALTH_KEY, HEALTH_TASKS, SPAM_POOL
 from tasks.errors import MailscanError
+from tasks.guards import breaker
 from tasks.plugins import load_plugin, plugin_names
 from tasks.settings import current_settings
 
@@ -27,6 +28,8 @@ def probe(pool: str, hostname: str) -> dict[str, Any]:
     record = {"pool": pool, "worker": hostname, "at": time.time(), "plugins": report}
     client = redis.Redis.from_url(settings.redis_url)
     client.hset(HEALTH_KEY, pool, json.dumps(record))
+    for name in (n for n, answer in report.items() if answer["ok"]):
+        breaker.close(client, name)  # the backend answers: no worker need skip it any more
     client.close()
     return record
 
