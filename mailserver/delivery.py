@@ -7,6 +7,7 @@ re-driven after a crash between delivery and spool removal is not delivered twic
 from __future__ import annotations
 
 import os
+import secrets
 import smtplib
 from pathlib import Path
 from typing import Protocol
@@ -44,7 +45,9 @@ class MaildirDelivery:
         if self.delivered(entry_id):
             return
         name = f"{entry_id}.mailscan"
-        staging = self.root / "tmp" / name
+        # A staging name of its own per attempt: two attempts at once must not write into
+        # one file, and the rename into new/ keeps at most one copy under the final name.
+        staging = self.root / "tmp" / f"{name}.{secrets.token_hex(4)}"
         with open(staging, "wb") as handle:
             handle.write(f"Return-Path: <{envelope.mail_from}>\n".encode())
             handle.write(message.replace(b"\r\n", b"\n"))

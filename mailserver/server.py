@@ -8,7 +8,9 @@ import logging
 import signal
 
 import redis
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import MISSING, SMTP
+
+from mailserver.dataphase import read_data
 
 from mailserver.delivery import delivery_for
 from mailserver.metrics import serve_metrics
@@ -81,11 +83,48 @@ def _serve_metrics(client: redis.Redis, settings: Settings, reporter: SpoolRepor
 
 
 class LenientSMTP(SMTP):
-    """RFC 5321 limits a line to 1000 octets, but real mail carries longer ones and the MTAs
+    """aiosmtpd's SMTP with two changes.
+
+    RFC 5321 limits a line to 1000 octets, but real mail carries longer ones and the MTAs
     in front of us pass them on: a content filter that refused them would bounce legitimate
-    mail (seen in the SpamAssassin corpus). A generous bound still caps memory per session."""
+    mail (seen in the SpamAssassin corpus). A generous bound still caps a command line; in
+    DATA the message size limit caps memory.
+
+    DATA is read in large pieces (mailserver/dataphase.py), not line by line.
+    """
 
     line_length_limit = 1024 * 1024
+
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self._refuse_data(arg):
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            read = await read_data(self._reader, self.data_size_limit)
+        except asyncio.CancelledError:
+            self._writer.close()  # the connection went away during DATA
+            raise
+        if read.too_big:
+            self._set_post_data_state()
+            await self.push("552 Error: Too much mail data")
+            return
+        assert self.envelope is not None
+        self.envelope.content = self.envelope.original_content = read.content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
+
+    async def _refuse_data(self, arg: str) -> bool:
+        """The checks aiosmtpd makes before it accepts DATA, with its replies."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return True
+        if self.envelope is None or not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return True
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return True
+        return False
 
 
 async def _listen(settings: Settings, handler: ScanHandler) -> asyncio.Server:

@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from mailserver.pipeline import Pipeline
 from mailserver.redrive import Redriver
 from mailserver.spool import Envelope as SpoolEnvelope
-from mailserver.spool import Spool, SpoolEntry
+from mailserver.spool import Spool, SpoolEntry, new_id
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +42,34 @@ class ScanHandler:
             helo=session.host_name or "",
             received_at=time.time(),
         )
-        try:
-            entry = await asyncio.to_thread(self.spool.commit, spool_envelope, _bytes(envelope))
-        except OSError:
-            log.exception("could not write the spool")
-            return SPOOL_FAILED
         if self.post_queue:
+            entry = await self._commit(spool_envelope, envelope)
+            if entry is None:
+                return SPOOL_FAILED
             self.redriver.submit(entry.id)
             return f"250 2.0.0 Ok: queued as {entry.id}"
-        return await self._scan_while_client_waits(entry)
+        # Claimed before the file exists: the redriver lists the spool on its own, and an
+        # entry it saw before this session claimed it would be scanned and delivered twice.
+        entry_id = new_id()
+        self.redriver.hold(entry_id)
+        try:
+            entry = await self._commit(spool_envelope, envelope, entry_id)
+            if entry is None:
+                return SPOOL_FAILED
+            return await self._scan_while_client_waits(entry)
+        finally:
+            self.redriver.release(entry_id)
+
+    async def _commit(
+        self, spool_envelope: SpoolEnvelope, envelope: Envelope, entry_id: str = ""
+    ) -> SpoolEntry | None:
+        try:
+            return await asyncio.to_thread(
+                self.spool.commit, spool_envelope, _bytes(envelope), entry_id
+            )
+        except OSError:
+            log.exception("could not write the spool")
+            return None
 
     async def _overloaded(self) -> bool:
         """Refuse now, cheaply, rather than accept mail that would only miss its deadline:
@@ -65,15 +84,12 @@ class ScanHandler:
         return oldest_s > settings.scan_deadline_s / 2 or waiting >= settings.max_queued_jobs
 
     async def _scan_while_client_waits(self, entry: SpoolEntry) -> str:
-        self.redriver.hold(entry.id)
         try:
             outcome = await self.pipeline.process(entry, client_waiting=True)
         except (RedisError, OperationalError, OSError) as err:
             log.warning("message %s: broker unavailable (%s); answering 451", entry.id, err)
             await asyncio.to_thread(self.spool.finish, entry.id)
             return BROKER_AWAY
-        finally:
-            self.redriver.release(entry.id)
         if outcome.reply.startswith("250"):
             return f"{outcome.reply} as {entry.id}"  # the id finds it in logs and in Flower
         return outcome.reply

@@ -47,8 +47,10 @@ class Spool:
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.queue.mkdir(parents=True, exist_ok=True)
 
-    def commit(self, envelope: Envelope, content: bytes) -> SpoolEntry:
-        entry = SpoolEntry(new_id(), envelope, content)
+    def commit(self, envelope: Envelope, content: bytes, entry_id: str = "") -> SpoolEntry:
+        """Write the entry durably; ``entry_id`` is one made by ``new_id`` beforehand, by a
+        caller that must claim the entry before it can be seen in ``queue/``."""
+        entry = SpoolEntry(entry_id or new_id(), envelope, content)
         header = json.dumps({**asdict(envelope), "rcpt_tos": list(envelope.rcpt_tos)})
         staging = self.tmp / entry.id
         with open(staging, "wb") as handle:

@@ -1,0 +1,64 @@
+"""A message an SMTP session is scanning is never driven by the redriver at the same time:
+the session claims the spool id before the file appears in the spool."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+from mailserver.redrive import Redriver
+from mailserver.smtp import ScanHandler
+from mailserver.spool import Spool, SpoolEntry
+
+
+class CountingPipeline:
+    """Our own stand-in for the scan pipeline: counts how often each entry is processed."""
+
+    settings = SimpleNamespace(scan_deadline_s=30.0, max_queued_jobs=1000)
+
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+        self.processed: list[str] = []
+
+    def backlog(self) -> tuple[int, float]:
+        return 0, 0.0
+
+    async def process(self, entry: SpoolEntry, client_waiting: bool):
+        self.processed.append(entry.id)
+        await asyncio.sleep(0.05)  # the scan takes a while: room for a second driver
+        self.spool.finish(entry.id)
+        return SimpleNamespace(reply="250 2.0.0 Ok", action="deliver", reason="clean")
+
+
+def test_redriver_leaves_alone_an_entry_whose_session_is_scanning_it(tmp_path):
+    async def run() -> list[str]:
+        spool = Spool(tmp_path)
+        pipeline = CountingPipeline(spool)
+        redriver = Redriver(spool, pipeline, interval_s=60)
+        handler = ScanHandler(pipeline, spool, redriver, post_queue=False)
+        commit = spool.commit
+
+        def commit_then_redrive(*args):
+            entry = commit(*args)
+            # The redriver's periodic listing finds the new file before the session goes on.
+            asyncio.run_coroutine_threadsafe(_redrive_pending(redriver, spool), loop)
+            return entry
+
+        loop = asyncio.get_running_loop()
+        spool.commit = commit_then_redrive
+        session = SimpleNamespace(peer=("127.0.0.1", 2525), host_name="client.test")
+        envelope = SimpleNamespace(
+            mail_from="a@example.test", rcpt_tos=["b@example.test"], original_content=b"x"
+        )
+        reply = await handler.handle_DATA(None, session, envelope)
+        await asyncio.sleep(0.2)
+        assert reply.startswith("250")
+        return pipeline.processed
+
+    processed = asyncio.run(run())
+    assert len(processed) == 1
+
+
+async def _redrive_pending(redriver: Redriver, spool: Spool) -> None:
+    for entry_id in spool.pending():
+        redriver.submit(entry_id)
