@@ -23,7 +23,7 @@ from mailserver.spool import Spool, SpoolEntry
 from mailserver.verdicts import VerdictWaiter
 from tasks.constants import POOLS
 from tasks.settings import Settings
-from tasks.submit import submit
+from tasks.submit import job_ids, submit
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,15 @@ class Pipeline:
         scan_copy = headers.prepend(
             entry.content, [headers.return_path(entry), self._received(entry)]
         )
-        task_ids = await asyncio.to_thread(self._enqueue, entry, scan_copy)
+        task_ids = job_ids(entry.id)
+        for task_id in task_ids.values():
+            self.waiter.expect(task_id)
+        try:
+            await asyncio.to_thread(self._enqueue, entry, scan_copy, task_ids)
+        except BaseException:
+            for task_id in task_ids.values():
+                self.waiter.forget(task_id)
+            raise
         deadline = time.monotonic() + deadline_s
         waits = [self._await(task_ids[pool], deadline) for pool in POOLS]
         return dict(zip(POOLS, await asyncio.gather(*waits), strict=True))
@@ -97,9 +105,10 @@ class Pipeline:
         depths, oldest = answers[0::2], answers[1::2]
         return max(depths), max(queued_for_s(raw) for raw in oldest)
 
-    def _enqueue(self, entry: SpoolEntry, scan_copy: bytes) -> dict[str, str]:
+    def _enqueue(self, entry: SpoolEntry, scan_copy: bytes, task_ids: dict[str, str]) -> None:
         origin = hashlib.sha256(entry.content).hexdigest()
-        return submit(self.app, self.redis, entry.id, scan_copy, self.settings.blob_ttl_s, origin)
+        ttl_s = self.settings.blob_ttl_s
+        submit(self.app, self.redis, entry.id, scan_copy, ttl_s, origin, task_ids)
 
     async def _await(self, task_id: str, deadline: float) -> dict[str, Any] | None:
         try:

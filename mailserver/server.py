@@ -11,7 +11,6 @@ import redis
 from aiosmtpd.smtp import MISSING, SMTP
 
 from mailserver.dataphase import read_data
-
 from mailserver.delivery import delivery_for
 from mailserver.metrics import serve_metrics
 from mailserver.pipeline import Pipeline

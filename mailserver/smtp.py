@@ -12,6 +12,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
+from mailserver.admission import BacklogGauge
 from mailserver.pipeline import Pipeline
 from mailserver.redrive import Redriver
 from mailserver.spool import Envelope as SpoolEnvelope
@@ -31,6 +32,7 @@ class ScanHandler:
     def __init__(self, pipeline: Pipeline, spool: Spool, redriver: Redriver, post_queue: bool):
         self.pipeline, self.spool, self.redriver = pipeline, spool, redriver
         self.post_queue = post_queue
+        self.backlog = BacklogGauge(pipeline.backlog)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if not self.post_queue and await self._overloaded():
@@ -77,7 +79,7 @@ class ScanHandler:
         delay, whatever the pools' speed), or more jobs wait than the configured cap.
         Post-queue mail queues on disk instead."""
         try:
-            waiting, oldest_s = await asyncio.to_thread(self.pipeline.backlog)
+            waiting, oldest_s = await self.backlog.current()
         except RedisError:
             return False  # the scan itself will say the broker is away
         settings = self.pipeline.settings

@@ -1,10 +1,11 @@
 """Waiting for verdicts without polling: one shared Redis subscriber for every SMTP session.
 
 Celery's Redis result backend stores each result under ``celery-task-meta-<id>`` and publishes
-it on a channel of the same name. We subscribe to the pattern once, register a future per
-job, and read the key after registering, which closes the race with a result that arrived
-first. After a lost connection every waiting key is read again, since messages published
-meanwhile are gone.
+it on a channel of the same name. We subscribe to the pattern once and register a future per
+job *before the job is enqueued* (``expect``): its result cannot be published before we
+listen, so no read of the key is needed on the way (two Redis round trips per message
+saved). After a lost connection every waiting key is read again, since messages published
+meanwhile are gone, and a job that seems to miss its deadline gets one last read.
 """
 
 from __future__ import annotations
@@ -45,15 +46,32 @@ class VerdictWaiter:
                 await self._reader
         await self._redis.aclose()
 
+    def expect(self, task_id: str) -> None:
+        """Listen for the job's result from now on: call before enqueueing the job."""
+        self._futures[task_id] = asyncio.get_running_loop().create_future()
+
+    def forget(self, task_id: str) -> None:
+        """Stop listening (the job was never enqueued, or its waiter gave up)."""
+        self._futures.pop(task_id, None)
+
     async def wait(self, task_id: str, timeout_s: float) -> dict[str, Any]:
         """Raise TimeoutError when the job has no final state within ``timeout_s``."""
-        future = asyncio.get_running_loop().create_future()
-        self._futures[task_id] = future
+        expected = task_id in self._futures
+        if not expected:
+            self.expect(task_id)
+        future = self._futures[task_id]
         try:
-            await self._check_stored(task_id)
-            return await asyncio.wait_for(future, timeout_s)
+            if not expected:
+                await self._check_stored(task_id)  # it may have finished before we listened
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+            except TimeoutError:
+                await self._check_stored(task_id)  # a publish we may have missed
+                if future.done():
+                    return future.result()
+                raise
         finally:
-            self._futures.pop(task_id, None)
+            self.forget(task_id)
 
     async def _check_stored(self, task_id: str) -> None:
         stored = await self._redis.get(RESULT_KEY_PREFIX + task_id)

@@ -31,6 +31,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_create_missing_queues": False,
         "task_default_queue": "av",
         "worker_send_task_events": True,
+        # Scan jobs are written by tasks/submit.py, which sends no task-sent event: Flower
+        # shows them from task-received on. The few other tasks still send one.
         "task_send_sent_event": True,
         "task_annotations": _time_limits(settings),
         # A job is acknowledged only when it ends; if its pool process dies, the job goes back

@@ -64,7 +64,8 @@ def test_message_larger_than_the_stream_buffer_is_read_whole():
 def test_over_the_size_limit_the_message_is_dropped_but_the_stream_stays_in_step():
     body = b"x" * 5000 + b"\r\n"
     result, rest = read(body + b".\r\nQUIT\r\n", size_limit=1000, buffer_limit=256)
-    assert result.too_big and result.content == b""
+    assert result.too_big
+    assert result.content == b""
     assert rest == b"QUIT\r\n"
 
 
