@@ -58,7 +58,11 @@ def put(redis: Any, blob_id: str, data: bytes, ttl_s: int, origin: str = "") -> 
 
 
 def get(redis: Any, ref: BlobRef) -> bytes:
-    stored = redis.get(key(ref["blob"]))
+    return unpack(ref, redis.get(key(ref["blob"])))
+
+
+def unpack(ref: BlobRef, stored: bytes | None) -> bytes:
+    """The message from what GET of ``key(ref["blob"])`` answered, checked against ``ref``."""
     if stored is None:
         raise BlobMissing(f"message {ref['blob']} is no longer in Redis")
     data = decode(stored)

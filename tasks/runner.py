@@ -22,7 +22,7 @@ from tasks.constants import AV_POOL
 from tasks.crashstore import CrashStore
 from tasks.errors import ScanError
 from tasks.guards import Guard, JobContext, ScanContext, default_guards
-from tasks.guards.base import safely
+from tasks.guards.base import Reads, safely
 from tasks.plugins import Verdict, load_plugin, plugin_names
 from tasks.settings import Settings
 
@@ -58,11 +58,11 @@ def scan(pool: str, ref: BlobRef, settings: Settings, job_id: str, hostname: str
     """Scan the referenced message with every plugin of the pool; return the pool verdict."""
     state = _state(settings)
     started = time.perf_counter()
-    message = blobs.get(state["redis"], ref)
-    job = JobContext(
-        pool, job_id, ref, hostname, settings, state["redis"], state["crashes"], message
-    )
-    guards: list[Guard] = state["guards"]
+    client, guards = state["redis"], state["guards"]
+    job = JobContext(pool, job_id, ref, hostname, settings, client, state["crashes"])
+    job.plugins = _plugins(state, pool, plugin_names(pool, settings), settings)
+    message = job.message = _fetch(job, guards)
+    job.writes = client.pipeline(transaction=False)
     for guard in guards:
         safely(guard.before_job, job)
     try:
@@ -74,6 +74,7 @@ def scan(pool: str, ref: BlobRef, settings: Settings, job_id: str, hostname: str
     finally:
         for guard in reversed(guards):
             safely(guard.after_job, job)
+        _send_writes(job)
     return {
         "pool": pool,
         "status": status,
@@ -81,6 +82,25 @@ def scan(pool: str, ref: BlobRef, settings: Settings, job_id: str, hostname: str
         "unscannable": any(v.unscannable for v in verdicts),
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
     }
+
+
+def _fetch(job: JobContext, guards: list[Guard]) -> bytes:
+    """The message and every read the guards planned, in one round trip."""
+    reads = Reads(job.redis)
+    reads.add("message", "get", blobs.key(job.ref["blob"]))
+    for guard in guards:
+        safely(guard.plan_reads, job, reads)
+    job.reads = reads.run()
+    return blobs.unpack(job.ref, job.reads.pop("message"))
+
+
+def _send_writes(job: JobContext) -> None:
+    # Counters and cache entries: losing them to a Redis error must not fail the scan.
+    try:
+        with job.writes as pipe:
+            pipe.execute()
+    except redis.RedisError as err:
+        log.warning("job %s: guard writes not stored: %s", job.job_id, err)
 
 
 def _scan_with(

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from celery.exceptions import SoftTimeLimitExceeded
 
+from tasks.blobs import BlobRef
 from tasks.constants import ATTEMPTS_KEY, POISON_KEY
-from tasks.guards.base import Guard, ScanContext
+from tasks.guards.base import Guard, JobContext, Reads, ScanContext
 from tasks.guards.crashes import report
 from tasks.plugins.base import Verdict
 
@@ -20,19 +21,29 @@ REMEMBER_S = 24 * 3600
 
 def _keys(scan: ScanContext) -> tuple[str, str]:
     ref = scan.job.ref
-    attempts = ATTEMPTS_KEY.format(message=ref["blob"])
     # Counted per spool entry (identical bulk mail scanned at once must not add up), but
     # remembered by content once given up.
-    poison = POISON_KEY.format(origin=ref.get("origin") or ref["blob"])
-    return attempts, poison
+    return ATTEMPTS_KEY.format(message=ref["blob"]), _poison_key(ref)
+
+
+def _poison_key(ref: BlobRef) -> str:
+    return POISON_KEY.format(origin=ref.get("origin") or ref["blob"])
 
 
 class AttemptsGuard(Guard):
+    def plan_reads(self, job: JobContext, reads: Reads) -> None:
+        poison_key = _poison_key(job.ref)
+        for plugin in job.plugins:
+            reads.add(f"poison:{plugin.name}", "hexists", poison_key, plugin.name)
+
     def before_scan(self, scan: ScanContext) -> Verdict | None:
-        (attempts_key, poison_key), name = _keys(scan), scan.plugin.name
-        with scan.job.redis.pipeline(transaction=False) as pipe:
-            pipe.hincrby(attempts_key, name, 1).expire(attempts_key, REMEMBER_S)
-            attempts, _, known_poison = pipe.hexists(poison_key, name).execute()
+        (attempts_key, poison_key), name, redis = _keys(scan), scan.plugin.name, scan.job.redis
+        known_poison = scan.job.read(f"poison:{name}", lambda: redis.hexists(poison_key, name))
+        # Counted now, at once: if the plugin kills the process, nothing runs afterwards.
+        with redis.pipeline(transaction=False) as pipe:
+            attempts, _ = (
+                pipe.hincrby(attempts_key, name, 1).expire(attempts_key, REMEMBER_S).execute()
+            )
         limit = scan.job.settings.max_attempts
         if attempts <= limit and not known_poison:
             return None
@@ -46,9 +57,9 @@ class AttemptsGuard(Guard):
 
     def after_scan(self, scan: ScanContext, verdict: Verdict) -> None:
         if not verdict.unscannable:
-            scan.job.redis.hdel(_keys(scan)[0], scan.plugin.name)
+            scan.job.writes.hdel(_keys(scan)[0], scan.plugin.name)
 
     def on_failure(self, scan: ScanContext, error: BaseException) -> None:
         # The process survived the plugin's exception: only freezes count as attempts.
         if not isinstance(error, SoftTimeLimitExceeded):
-            scan.job.redis.hdel(_keys(scan)[0], scan.plugin.name)
+            scan.job.writes.hdel(_keys(scan)[0], scan.plugin.name)

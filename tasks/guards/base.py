@@ -1,10 +1,17 @@
-"""The guard interface and the context a guard sees."""
+"""The guard interface and the context a guard sees.
+
+Redis round trips are what guards cost, so a job makes few: the reads guards can make
+before any plugin runs go out in one pipeline with the message itself (``plan_reads``),
+and their writes after a scan go out in one pipeline when the job ends (``job.writes``).
+Only what must happen at its moment, the attempt counted before a plugin runs and a
+crashdump, is sent at once.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -18,9 +25,28 @@ from tasks.settings import Settings
 log = logging.getLogger(__name__)
 
 
+class Reads:
+    """Reads queued under a name on one pipeline; ``answers`` once it has run."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._pipe = redis.pipeline(transaction=False)
+        self._names: list[str] = []
+        self.answers: dict[str, Any] = {}
+
+    def add(self, name: str, command: str, *args: Any) -> None:
+        getattr(self._pipe, command)(*args)
+        self._names.append(name)
+
+    def run(self) -> dict[str, Any]:
+        with self._pipe as pipe:
+            self.answers = dict(zip(self._names, pipe.execute(), strict=True))
+        return self.answers
+
+
 @dataclass
 class JobContext:
-    """One scan job in one pool process."""
+    """One scan job in one pool process. ``plugins`` are the pool's main engines; ``reads``
+    holds what guards asked for before the job; ``writes`` is sent when the job ends."""
 
     pool: str
     job_id: str
@@ -30,6 +56,14 @@ class JobContext:
     redis: Redis
     crashes: CrashStore
     message: bytes = b""
+    plugins: list[Plugin] = field(default_factory=list)
+    reads: dict[str, Any] = field(default_factory=dict)
+    writes: Any = None  # a redis pipeline (no transaction)
+
+    def read(self, name: str, live: Callable[[], Any]) -> Any:
+        """The answer read before the job, or ``live()`` for a read nobody planned (a
+        backup engine's, say)."""
+        return self.reads[name] if name in self.reads else live()
 
 
 @dataclass
@@ -42,6 +76,10 @@ class ScanContext:
 
 class Guard:
     """A policy around scans. Return a Verdict from ``before_scan`` to skip the plugin."""
+
+    def plan_reads(self, job: JobContext, reads: Reads) -> None:
+        """Queue the reads this guard will want for ``job.plugins``, before the message is
+        even fetched; ``job.read`` gives their answers later."""
 
     def before_job(self, job: JobContext) -> None:
         pass

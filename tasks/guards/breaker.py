@@ -16,7 +16,7 @@ from redis import Redis
 
 from tasks.constants import BREAKER_FAILURES_KEY, BREAKER_OPEN_KEY, BREAKER_PROBE_KEY
 from tasks.errors import BackendProtocol, BackendUnavailable, MailscanError
-from tasks.guards.base import Guard, ScanContext
+from tasks.guards.base import Guard, JobContext, Reads, ScanContext
 from tasks.plugins.base import Verdict
 
 log = logging.getLogger(__name__)
@@ -24,9 +24,15 @@ PROBE_EVERY_S = 2
 
 
 class BreakerGuard(Guard):
+    def plan_reads(self, job: JobContext, reads: Reads) -> None:
+        for plugin in job.plugins:
+            reads.add(
+                f"breaker:{plugin.name}", "exists", BREAKER_OPEN_KEY.format(plugin=plugin.name)
+            )
+
     def before_scan(self, scan: ScanContext) -> Verdict | None:
         name, redis = scan.plugin.name, scan.job.redis
-        if not redis.exists(BREAKER_OPEN_KEY.format(plugin=name)):
+        if not scan.job.read(f"breaker:{name}", lambda: is_open(redis, name)):
             return None
         if redis.set(BREAKER_PROBE_KEY.format(plugin=name), 1, nx=True, ex=PROBE_EVERY_S):
             # Probe beside the scan, not in its way: a frozen backend would hold this message

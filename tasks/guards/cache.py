@@ -60,4 +60,4 @@ class VerdictCacheGuard(Guard):
     def after_scan(self, scan: ScanContext, verdict: Verdict) -> None:
         key = self._key(scan)
         if key and verdict.status in ("clean", "infected") and verdict.detail != "cached":
-            scan.job.redis.set(key, json.dumps(verdict.as_dict()), ex=CACHE_TTL_S)
+            scan.job.writes.set(key, json.dumps(verdict.as_dict()), ex=CACHE_TTL_S)

@@ -1,6 +1,6 @@
 """Scan metrics, kept in Redis so every worker on every host adds to the same numbers:
-scans per plugin and status, and a latency histogram per plugin. One pipelined round trip
-per job, after the job."""
+scans per plugin and status, and a latency histogram per plugin. Sent with the job's other
+writes, after the job."""
 
 from __future__ import annotations
 
@@ -35,12 +35,8 @@ class MetricsGuard(Guard):
         self._verdicts.append((scan.plugin.name, "error", 0.0))
 
     def after_job(self, job: JobContext) -> None:
-        if not self._verdicts:
-            return
-        with job.redis.pipeline(transaction=False) as pipe:
-            for plugin, status, seconds in self._verdicts:
-                _count(pipe, job.pool, plugin, status, seconds)
-            pipe.execute()
+        for plugin, status, seconds in self._verdicts:
+            _count(job.writes, job.pool, plugin, status, seconds)
         self._verdicts.clear()
 
 
