@@ -13,7 +13,7 @@ from typing import Any
 
 from bench import cpu, smtpclient
 from bench.baseline import direct_work
-from bench.load import Answer, Run, Sampler, Work, closed_loop, open_loop
+from bench.load import Answer, Record, Run, Sampler, Work, closed_loop, open_loop
 from bench.stacks import BenchStack
 
 PERCENTILES = (50, 90, 99)
@@ -80,6 +80,77 @@ def _work(
         return smtp_work(bench, messages), lambda: None
     work, pool = direct_work(bench.settings, messages, threads)
     return work, pool.shutdown
+
+
+def closed_blocks(
+    bench: BenchStack,
+    infos: list[PhaseInfo],
+    messages: list[list[bytes]],
+    blocks: int,
+    limit_s: float,
+) -> list[dict[str, Any]]:
+    """Each path's messages (``messages[i]`` for ``infos[i]``) in ``blocks`` blocks, the paths
+    taking turns block by block in alternating order (AB, BA, AB, ...): a machine that slows
+    down or speeds up during the run weighs on every path alike, which one path after the
+    other would not give. Latency, throughput and CPU are summed over each path's blocks."""
+    count = len(messages[0])
+    bounds = [(count * b // blocks, count * (b + 1) // blocks) for b in range(blocks)]
+    clients = infos[0].concurrency or 1
+    totals = [_Total() for _ in infos]
+    works = [
+        _work(bench, info.path, msgs, clients) for info, msgs in zip(infos, messages, strict=True)
+    ]
+    try:
+        for number, (first, end) in enumerate(bounds):
+            order = range(len(infos)) if number % 2 == 0 else reversed(range(len(infos)))
+            for path in order:
+                work = _shifted(works[path][0], first)
+                load = closed_loop(infos[path].label, work, end - first, clients, limit_s / blocks)
+                totals[path].add(bench, load, first)
+    finally:
+        for _, done in works:
+            done()
+    return [
+        total.summary(info, bench, sum(map(len, msgs)))
+        for total, info, msgs in zip(totals, infos, messages, strict=True)
+    ]
+
+
+def _shifted(work: Work, first: int) -> Work:
+    async def shifted(index: int) -> Answer:
+        return await work(first + index)
+
+    return shifted
+
+
+class _Total:
+    """One path's blocks added up: their records, active time and CPU."""
+
+    def __init__(self) -> None:
+        self.run = Run(0, [], 0.0)
+        self.cpu_s: dict[str, float] = {}
+        self.others = self.blocks = 0
+
+    def add(self, bench: BenchStack, load: Coroutine[Any, Any, Run], first: int) -> None:
+        before, others = cpu.cpu_by_service(bench.stack), cpu.foreign_scanners(bench.stack)
+        block = asyncio.run(load)
+        used = cpu.cpu_delta(before, cpu.cpu_by_service(bench.stack))
+        self.others = max(self.others, others, cpu.foreign_scanners(bench.stack))
+        for group, seconds in used.items():
+            self.cpu_s[group] = self.cpu_s.get(group, 0.0) + seconds
+        offset = self.run.wall_s
+        self.run.records += [
+            Record(r.index + first, r.sent_at + offset, r.latency_s, r.answer)
+            for r in block.records
+        ]
+        self.run.planned += block.planned
+        self.run.wall_s += block.wall_s
+        self.blocks += 1
+
+    def summary(self, info: PhaseInfo, bench: BenchStack, size: int) -> dict[str, Any]:
+        self.run.records.sort(key=lambda r: r.index)
+        summed = summarise(info, self.run, self.cpu_s, self.others)
+        return summed | {"stack": bench.plan.name, "bytes": size, "blocks": self.blocks}
 
 
 def measure(

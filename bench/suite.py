@@ -87,11 +87,15 @@ def run(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
     if "glue" in args.scenarios:
         with running(Plan("glue", GLUE_POOL_PROCESSES, glue=True), args.keep_var) as bench:
             samples = generated[: profile.glue_messages]
-            results.setdefault("logs", {})[bench.plan.name] = _log_summary(bench)
+            results.setdefault("machine", machine_info(bench.settings))
             results["phases"] += throughput.glue(
                 bench, samples, profile.glue_levels, profile.time_limit_s
             )
+            results.setdefault("logs", {})[bench.plan.name] = _log_summary(bench)
+    at_first = {"latency", "size", "overload"} & set(args.scenarios)
     for clients in profile.concurrencies:
+        if "sweep" not in args.scenarios and (clients != profile.concurrencies[0] or not at_first):
+            continue  # no scenario of this stack was asked for
         with running(Plan(f"real c={clients}", clients), args.keep_var) as bench:
             results.setdefault("machine", machine_info(bench.settings))
             corpora = {"generated": generated[: profile.messages], "sa-public": real_mail}

@@ -8,26 +8,35 @@ from typing import Any
 from bench import checks
 from bench.corpus import Sample, repeated
 from bench.load import say
-from bench.phases import PhaseInfo, closed, outcome_by_kind
+from bench.phases import PhaseInfo, closed, closed_blocks, outcome_by_kind
 from bench.stacks import BenchStack
 
 PATHS = ("baseline", "mailscan")
+# Blocks per path in the sweep: enough turns that a drift in the machine's speed (other
+# virtual machines on the host) reaches both paths, few enough that each block is long
+# against the ramp-up and ramp-down of a closed loop.
+SWEEP_BLOCKS = 4
 WARMUP_MESSAGES = 4
 
 
 def sweep(
     bench: BenchStack, corpora: dict[str, list[Sample]], count: int, limit_s: float
 ) -> list[dict[str, Any]]:
-    """For each corpus: ``count`` messages through each path at the stack's concurrency."""
+    """For each corpus: ``count`` messages through each path at the stack's concurrency, the
+    paths taking turns in blocks (bench/phases.py, ``closed_blocks``)."""
     clients = bench.plan.concurrency
     phases = []
     for name, samples in corpora.items():
         chosen = repeated(samples, count)
         warm_up(bench, chosen, clients, f"w{clients}{name[0]}")
-        for path in PATHS:
-            info = PhaseInfo(f"c={clients} {name} {path}", "sweep", path, name, clients)
-            say(f"{info.label}: {count} messages, {clients} clients")
-            phases.append(_closed_with_checks(bench, info, chosen, limit_s))
+        infos = [PhaseInfo(f"c={clients} {name} {p}", "sweep", p, name, clients) for p in PATHS]
+        say(f"c={clients} {name}: {count} messages per path, {clients} clients, in turns")
+        rendered = [
+            [s.render(f"{copy_prefix(info)}-{i}") for i, s in enumerate(chosen)] for info in infos
+        ]
+        measured = closed_blocks(bench, infos, rendered, SWEEP_BLOCKS, limit_s)
+        for info, phase in zip(infos, measured, strict=True):
+            phases.append(phase | after_phase(bench, phase, copy_prefix(info), chosen))
     return phases
 
 
