@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import redis
-from clamav_client.clamd import ClamdNetworkSocket
+from clamav_client.clamd import ClamdNetworkSocket, CommunicationError
 
 from mailserver.services import binary
 from tasks.settings import Settings
@@ -46,7 +46,10 @@ def cpu_model() -> str:
 
 def _clamd_version(settings: Settings) -> str:
     endpoint = settings.clamd
-    return ClamdNetworkSocket(endpoint.host, endpoint.port, timeout=10).version()
+    try:
+        return ClamdNetworkSocket(endpoint.host, endpoint.port, timeout=10).version()
+    except CommunicationError:
+        return "not running (glue stack only)"
 
 
 def _redis_version(settings: Settings) -> str:
