@@ -97,7 +97,8 @@ def run(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
         if "sweep" not in args.scenarios and (clients != profile.concurrencies[0] or not at_first):
             continue  # no scenario of this stack was asked for
         with running(Plan(f"real c={clients}", clients), args.keep_var) as bench:
-            results.setdefault("machine", machine_info(bench.settings))
+            if clients == profile.concurrencies[0]:
+                results["machine"] = machine_info(bench.settings)  # with clamd's version
             corpora = {"generated": generated[: profile.messages], "sa-public": real_mail}
             corpora = {name: corpora[name] for name in args.corpora}
             if "sweep" in args.scenarios:

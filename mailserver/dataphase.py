@@ -64,4 +64,6 @@ def _ends_data(data: bytearray) -> bool:
 def _unstuff(data: bytearray) -> bytes:
     if data.startswith(b"."):
         del data[0]
-    return bytes(data.replace(b"\r\n.", CRLF))
+    if b"\r\n." in data:  # base64 has no dot: most large messages skip this copy
+        data = data.replace(b"\r\n.", CRLF)
+    return bytes(data)
