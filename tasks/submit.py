@@ -3,9 +3,9 @@ only the reference, and all three writes go out in one Redis round trip.
 
 Celery builds the task messages (``app.amqp.as_task_v2``, its own protocol 2, serialized
 by kombu); only the last step, kombu's Redis transport envelope and the LPUSH onto the
-queue's list, is done here. Through ``send_task`` the same two jobs cost 2.6 ms of CPU
-per message in the SMTP front (a routing-table lookup and a task-sent event per job, one
-round trip each); this way 0.33 ms (bench/publish.py). tests/test_submit.py checks that
+queue's list, is done here. Through ``send_task`` the same two jobs cost 3.4 ms of CPU
+per message in the SMTP front (a task-sent event and a round trip per job); this way 0.5 ms
+(``python -m bench.publish``). tests/test_submit.py checks that
 the envelope stays the one kombu itself writes.
 """
 

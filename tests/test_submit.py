@@ -41,6 +41,7 @@ def test_envelope_is_the_one_kombu_writes(stack, settings):
         k for k in theirs["properties"] if ours["properties"].get(k) != theirs["properties"][k]
     }
     assert differ == {"delivery_tag", "delivery_info"}  # a fresh tag; another queue
+    assert props.keys() == kombu_props.keys()
     assert ours["properties"]["delivery_info"] == {"exchange": "", "routing_key": AV_POOL}
     assert ours.keys() == theirs.keys()
 

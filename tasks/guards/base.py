@@ -26,12 +26,11 @@ log = logging.getLogger(__name__)
 
 
 class Reads:
-    """Reads queued under a name on one pipeline; ``answers`` once it has run."""
+    """Reads queued under a name on one pipeline, answered by name when it has run."""
 
     def __init__(self, redis: Redis) -> None:
         self._pipe = redis.pipeline(transaction=False)
         self._names: list[str] = []
-        self.answers: dict[str, Any] = {}
 
     def add(self, name: str, command: str, *args: Any) -> None:
         getattr(self._pipe, command)(*args)
@@ -39,8 +38,7 @@ class Reads:
 
     def run(self) -> dict[str, Any]:
         with self._pipe as pipe:
-            self.answers = dict(zip(self._names, pipe.execute(), strict=True))
-        return self.answers
+            return dict(zip(self._names, pipe.execute(), strict=True))
 
 
 @dataclass
