@@ -126,3 +126,21 @@ def test_data_before_rcpt_is_refused(smtp_front):
         client.ehlo()
         client.mail("a@example.org")
         assert client.docmd("DATA")[0] == 503
+
+
+def test_a_client_gone_in_the_middle_of_data_delivers_nothing_and_the_server_goes_on(smtp_front):
+    handler, port = smtp_front
+    with socket.create_connection(("127.0.0.1", port)) as raw:
+        reader = raw.makefile("rb")
+        reader.readline()  # greeting
+        for command in (b"HELO client\r\n", b"MAIL FROM:<a@example.org>\r\n"):
+            raw.sendall(command)
+            reader.readline()
+        raw.sendall(b"RCPT TO:<b@example.org>\r\n")
+        reader.readline()
+        raw.sendall(b"DATA\r\n")
+        assert reader.readline().startswith(b"354")
+        raw.sendall(b"Subject: cut short\r\n\r\nhalf a mess")
+    with smtplib.SMTP("127.0.0.1", port) as client:
+        client.sendmail("a@example.org", ["b@example.org"], b"Subject: next\r\n\r\nwhole\r\n")
+    assert handler.messages == [b"Subject: next\r\n\r\nwhole\r\n"]
