@@ -132,10 +132,8 @@ class _Total:
         self.others = self.blocks = 0
 
     def add(self, bench: BenchStack, load: Coroutine[Any, Any, Run], first: int) -> None:
-        before, others = cpu.cpu_by_service(bench.stack), cpu.foreign_scanners(bench.stack)
-        block = asyncio.run(load)
-        used = cpu.cpu_delta(before, cpu.cpu_by_service(bench.stack))
-        self.others = max(self.others, others, cpu.foreign_scanners(bench.stack))
+        block, used, others = run_measured(bench, load)
+        self.others = max(self.others, others)
         for group, seconds in used.items():
             self.cpu_s[group] = self.cpu_s.get(group, 0.0) + seconds
         offset = self.run.wall_s
@@ -157,11 +155,19 @@ def measure(
     bench: BenchStack, info: PhaseInfo, load: Callable[[], Coroutine[Any, Any, Run]], size: int
 ) -> dict[str, Any]:
     """Run ``load`` on a fresh event loop; the CPU of every service is read before and after."""
-    before, others = cpu.cpu_by_service(bench.stack), cpu.foreign_scanners(bench.stack)
-    run = asyncio.run(load())
-    used = cpu.cpu_delta(before, cpu.cpu_by_service(bench.stack))
-    others = max(others, cpu.foreign_scanners(bench.stack))
+    run, used, others = run_measured(bench, load())
     return summarise(info, run, used, others) | {"stack": bench.plan.name, "bytes": size}
+
+
+def run_measured(
+    bench: BenchStack, load: Coroutine[Any, Any, Run]
+) -> tuple[Run, dict[str, float], int]:
+    """The run, the CPU seconds each service used meanwhile, and the most foreign scanners
+    seen before or after."""
+    before, others = cpu.cpu_by_service(bench.stack), cpu.foreign_scanners(bench.stack)
+    run = asyncio.run(load)
+    used = cpu.cpu_delta(before, cpu.cpu_by_service(bench.stack))
+    return run, used, max(others, cpu.foreign_scanners(bench.stack))
 
 
 def summarise(info: PhaseInfo, run: Run, cpu_s: dict[str, float], others: int) -> dict[str, Any]:

@@ -44,18 +44,18 @@ class ScanHandler:
             helo=session.host_name or "",
             received_at=time.time(),
         )
+        entry_id = new_id()
         if self.post_queue:
-            entry = await self._commit(spool_envelope, envelope)
+            entry = await self._commit(entry_id, spool_envelope, envelope)
             if entry is None:
                 return SPOOL_FAILED
             self.redriver.submit(entry.id)
             return f"250 2.0.0 Ok: queued as {entry.id}"
         # Claimed before the file exists: the redriver lists the spool on its own, and an
         # entry it saw before this session claimed it would be scanned and delivered twice.
-        entry_id = new_id()
         self.redriver.hold(entry_id)
         try:
-            entry = await self._commit(spool_envelope, envelope, entry_id)
+            entry = await self._commit(entry_id, spool_envelope, envelope)
             if entry is None:
                 return SPOOL_FAILED
             return await self._scan_while_client_waits(entry)
@@ -63,7 +63,7 @@ class ScanHandler:
             self.redriver.release(entry_id)
 
     async def _commit(
-        self, spool_envelope: SpoolEnvelope, envelope: Envelope, entry_id: str = ""
+        self, entry_id: str, spool_envelope: SpoolEnvelope, envelope: Envelope
     ) -> SpoolEntry | None:
         try:
             return await asyncio.to_thread(

@@ -28,7 +28,8 @@ RECONNECT_DELAY_S = 0.5
 
 
 class VerdictWaiter:
-    """``await waiter.wait(task_id, timeout_s)`` returns the result meta of a finished job."""
+    """``expect(task_id)`` before the job is enqueued, then ``await wait(task_id, timeout_s)``
+    returns the result meta of the finished job."""
 
     def __init__(self, redis_url: str, decode: Callable[[bytes], dict[str, Any]]) -> None:
         self._redis = aioredis.Redis.from_url(redis_url)
@@ -55,21 +56,16 @@ class VerdictWaiter:
         self._futures.pop(task_id, None)
 
     async def wait(self, task_id: str, timeout_s: float) -> dict[str, Any]:
-        """Raise TimeoutError when the job has no final state within ``timeout_s``."""
-        expected = task_id in self._futures
-        if not expected:
-            self.expect(task_id)
+        """The result of a job ``expect`` was called for; TimeoutError when it has no final
+        state within ``timeout_s``."""
         future = self._futures[task_id]
         try:
-            if not expected:
-                await self._check_stored(task_id)  # it may have finished before we listened
-            try:
-                return await asyncio.wait_for(asyncio.shield(future), timeout_s)
-            except TimeoutError:
-                await self._check_stored(task_id)  # a publish we may have missed
-                if future.done():
-                    return future.result()
-                raise
+            return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+        except TimeoutError:
+            await self._check_stored(task_id)  # a publish we may have missed
+            if future.done():
+                return future.result()
+            raise
         finally:
             self.forget(task_id)
 

@@ -23,7 +23,7 @@ from tasks.crashstore import CrashStore
 from tasks.errors import ScanError
 from tasks.guards import Guard, JobContext, ScanContext, default_guards
 from tasks.guards.base import Reads, safely
-from tasks.plugins import Verdict, load_plugin, plugin_names
+from tasks.plugins import Plugin, Verdict, load_plugin, plugin_names
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,10 +66,11 @@ def scan(pool: str, ref: BlobRef, settings: Settings, job_id: str, hostname: str
     for guard in guards:
         safely(guard.before_job, job)
     try:
-        verdicts = _scan_with(state, job, plugin_names(pool, settings), message)
+        verdicts = _scan_with(job, guards, job.plugins, message)
         status = combine(pool, verdicts)
         if status == "error" and _backup_allowed(pool, settings):
-            backup = _scan_with(state, job, settings.av_backup_plugins, message)
+            backups = _plugins(state, pool, settings.av_backup_plugins, settings)
+            backup = _scan_with(job, guards, backups, message)
             verdicts, status = verdicts + backup, combine(pool, backup)
     finally:
         for guard in reversed(guards):
@@ -104,10 +105,9 @@ def _send_writes(job: JobContext) -> None:
 
 
 def _scan_with(
-    state: dict[str, Any], job: JobContext, names: tuple[str, ...], message: bytes
+    job: JobContext, guards: list[Guard], plugins: list[Plugin], message: bytes
 ) -> list[Verdict]:
-    plugins = _plugins(state, job.pool, names, job.settings)
-    return [_ask(ScanContext(job, plugin), state["guards"], message) for plugin in plugins]
+    return [_ask(ScanContext(job, plugin), guards, message) for plugin in plugins]
 
 
 def _backup_allowed(pool: str, settings: Settings) -> bool:
