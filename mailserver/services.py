@@ -44,6 +44,7 @@ class Service:
     port: int | None = None
     ready_timeout_s: float = 60.0
     env: dict[str, str] = field(default_factory=dict, repr=False)
+    after_ready: Callable[[], None] | None = field(default=None, repr=False)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
 
@@ -179,7 +180,7 @@ def worker_argv(settings: Settings, pool: str) -> list[str]:
     if pool == OPS_QUEUE:
         return celery_argv(
             "worker", "-Q", OPS_QUEUE, "-n", node_name(OPS_QUEUE, settings), "-c", "1",
-            "--pool", "prefork", "-E", "-l", "INFO",
+            "--pool", "prefork", "-l", "INFO",
         )  # fmt: skip
     concurrency = getattr(settings, f"{pool}_concurrency")
     max_tasks = getattr(settings, f"{pool}_max_tasks_per_child")
@@ -190,7 +191,7 @@ def worker_argv(settings: Settings, pool: str) -> list[str]:
     size = f"--autoscale={autoscale}" if autoscale else f"--concurrency={concurrency}"
     return celery_argv(
         "worker", "-Q", pool, "-n", node_name(pool, settings), size,
-        "--pool", "prefork", "-E", "-l", "INFO",
+        "--pool", "prefork", "-l", "INFO",
         f"--max-tasks-per-child={max_tasks}", f"--max-memory-per-child={max_memory_kb}",
     )  # fmt: skip
 
@@ -251,7 +252,12 @@ def _flower(settings: Settings) -> Service:
         with urllib.request.urlopen(url, timeout=1) as answer:
             return answer.status == 200
 
-    return Service("flower", argv, ready, port=port, env=secret_env)
+    def watch_pools() -> None:
+        # The pools send task events only while a Flower asks, and Flower first asks 5 s
+        # after it starts: jobs of those seconds would be missing from its list.
+        control_app(settings).control.enable_events()
+
+    return Service("flower", argv, ready, port=port, env=secret_env, after_ready=watch_pools)
 
 
 def _mailserver(settings: Settings) -> Service:

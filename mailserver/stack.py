@@ -70,6 +70,8 @@ class Stack:
             if service.process and service.process.poll() is not None:
                 raise StackError(f"{service.name} exited at start:\n{self.log_tail(service.name)}")
             if _safely(service.ready):
+                if service.after_ready:
+                    service.after_ready()
                 return
             time.sleep(0.2)
         raise StackError(f"{service.name} not ready after {service.ready_timeout_s:.0f} s")

@@ -10,8 +10,10 @@ from kombu import Queue
 
 from tasks.constants import HEALTH_TASKS, OPS_QUEUE, POOLS, QUEUES, SCAN_TASKS
 from tasks.settings import Settings, current_settings
+from tasks.transport import use_in_workers
 
 app = Celery("mailscan", include=["tasks.scan", "tasks.health", "tasks.ops", "beat.tasks"])
+use_in_workers()
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -30,7 +32,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": routes,
         "task_create_missing_queues": False,
         "task_default_queue": "av",
-        "worker_send_task_events": True,
+        # Off by default: Flower turns them on while it watches (tasks/settings.py).
+        "worker_send_task_events": settings.task_events,
         # Scan jobs are written by tasks/submit.py, which sends no task-sent event: Flower
         # shows them from task-received on. The few other tasks still send one.
         "task_send_sent_event": True,

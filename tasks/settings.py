@@ -86,6 +86,9 @@ class Settings:
     flower_user: str = "admin"
     # Empty: `mailscan up` makes one and keeps it in <var>/flower/password.
     flower_password: str = ""
+    # Task events cost each pool about 1 ms of CPU per job. Off, a pool sends them only after
+    # a Flower asks (it does every 5 s while it runs; `mailscan up` asks as its Flower starts).
+    task_events: bool = False
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9125
     # Periodic work (beat).

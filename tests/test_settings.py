@@ -72,3 +72,13 @@ def test_command_plugin_without_a_command_is_refused():
 def test_virus_pattern_must_capture_the_name():
     with pytest.raises(ConfigError, match="group named 'name'"):
         load_settings({"MAILSCAN_COMMAND_VIRUS_PATTERN": r"(\S+) FOUND"})
+
+
+def test_task_events_are_sent_only_when_asked_for():
+    from tasks.celeryapp import celery_config
+
+    assert celery_config(load_settings({}))["worker_send_task_events"] is False
+    asked = load_settings({"MAILSCAN_TASK_EVENTS": "yes"})
+    assert celery_config(asked)["worker_send_task_events"] is True
+    with pytest.raises(ConfigError, match="MAILSCAN_TASK_EVENTS"):
+        load_settings({"MAILSCAN_TASK_EVENTS": "sometimes"})

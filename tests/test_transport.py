@@ -1,0 +1,77 @@
+"""The workers' Redis transport keeps kombu's delivery guarantees while reusing one client
+object: a job taken and not acknowledged stays in the unacked index until it is, and a job
+of a consumer that went away comes back to its queue."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import redis
+from kombu import Connection, Queue
+
+from tasks.transport import Transport
+
+pytestmark = pytest.mark.integration
+QUEUE = "transport-probe"  # nobody else consumes it
+# Bookkeeping keys of their own: the pools of the shared stack use kombu's defaults.
+KEYS = {
+    "unacked_key": "probe-unacked",
+    "unacked_index_key": "probe-unacked-index",
+    "unacked_mutex_key": "probe-unacked-mutex",
+}
+
+
+def connection(settings) -> Connection:
+    return Connection(settings.redis_url, transport=Transport, transport_options=KEYS)
+
+
+def test_one_client_object_per_pool(stack, settings):
+    with connection(settings) as conn:
+        channel = conn.default_channel
+        first = channel._create_client()
+        assert channel._create_client() is first
+        channel._disconnect_pools()  # what kombu does after a lost connection
+        again = channel._create_client()
+        assert again is not first
+        assert again.connection_pool is channel.pool
+        assert again.ping()
+
+
+def test_taken_jobs_are_tracked_until_acked_and_come_back_when_not(stack, settings):
+    client = redis.Redis.from_url(settings.redis_url)
+    client.delete(QUEUE, *KEYS.values())
+    queue = Queue(QUEUE, routing_key=QUEUE)
+    with connection(settings) as conn:
+        producer = conn.Producer()
+        for n in range(3):
+            producer.publish({"n": n}, routing_key=QUEUE, declare=[queue])
+        taken = [conn.SimpleQueue(queue).get(timeout=5) for _ in range(3)]
+        assert client.hlen(KEYS["unacked_key"]) == 3
+        taken[0].ack()
+        assert client.hlen(KEYS["unacked_key"]) == 2
+        # Two jobs left unacknowledged when the consumer goes away: kombu puts them back.
+    with connection(settings) as conn:
+        back = [conn.SimpleQueue(queue).get(timeout=5) for _ in range(2)]
+        for message in back:
+            message.ack()
+    assert sorted(message.payload["n"] for message in back) == [1, 2]
+    assert client.llen(QUEUE) == 0
+    assert client.hlen(KEYS["unacked_key"]) == 0
+
+
+def test_workers_use_it_and_other_processes_do_not(settings):
+    probe = (
+        "from celery import signals; from tasks.celeryapp import app; "
+        "app.loader.import_default_modules(); "
+        "print(app.connection_for_write().as_uri()); "
+        "signals.celeryd_init.send(sender='probe', instance=None, conf=app.conf, options={}); "
+        "print(app.connection_for_write().as_uri())"
+    )
+    env = {"MAILSCAN_REDIS_URL": settings.redis_url, "PATH": ""}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out[0].startswith("redis://")  # what Flower and the logs of other services show
+    assert out[1].startswith("tasks.transport:Transport://")
