@@ -1,6 +1,6 @@
 """CPU per scan job of the two pools, through the real queue: jobs written by
-``tasks.submit`` onto Redis, taken by the prefork workers (stub plugins), their results stored
-and published by Celery's result backend. No SMTP front: this is the pools' share of
+``tasks.submit`` onto Redis, taken by the prefork workers (stub plugins), their verdicts
+stored and published as the SMTP front awaits them. No SMTP front: this is the pools' share of
 mailscan's own cost, measured alone so a change to the worker configuration shows in
 seconds rather than in a suite run.
 

@@ -71,9 +71,11 @@ class ScanRequest(Request):
 
 
 class ScanTask(Task):
-    """Base of the scan tasks: the parent-side request class above."""
+    """Base of the scan tasks: the parent-side request class above. The runner stores a
+    verdict itself (tasks/results.py); Celery stores the failures."""
 
     Request = ScanRequest
+    store_errors_even_if_ignored = True
 
 
 def _note(kind: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
-from tasks import blobs
+from tasks import blobs, results
 from tasks.blobs import BlobRef
 from tasks.constants import AV_POOL
 from tasks.crashstore import CrashStore
@@ -54,8 +54,11 @@ def _plugins(state: dict[str, Any], pool: str, names: tuple[str, ...], settings:
     return state["plugins"][key]
 
 
-def scan(pool: str, ref: BlobRef, settings: Settings, job_id: str, hostname: str) -> dict[str, Any]:
-    """Scan the referenced message with every plugin of the pool; return the pool verdict."""
+def scan(
+    pool: str, ref: BlobRef, settings: Settings, job_id: str, hostname: str, backend: Any
+) -> dict[str, Any]:
+    """Scan the referenced message with every plugin of the pool; store and return the pool
+    verdict (with the guards' writes, in one round trip: tasks/results.py)."""
     state = _state(settings)
     started = time.perf_counter()
     client, guards = state["redis"], state["guards"]
@@ -72,17 +75,29 @@ def scan(pool: str, ref: BlobRef, settings: Settings, job_id: str, hostname: str
             backups = _plugins(state, pool, settings.av_backup_plugins, settings)
             backup = _scan_with(job, guards, backups, message)
             verdicts, status = verdicts + backup, combine(pool, backup)
-    finally:
-        for guard in reversed(guards):
-            safely(guard.after_job, job)
+    except BaseException:
+        _after_job(job, guards)
         _send_writes(job)
-    return {
+        raise
+    result = {
         "pool": pool,
         "status": status,
         "verdicts": [v.as_dict() for v in verdicts],
         "unscannable": any(v.unscannable for v in verdicts),
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
+        # Which worker answered is part of the verdict: tests and operators can see that
+        # the av and spam jobs of one message really ran in different pools.
+        "worker": hostname,
     }
+    _after_job(job, guards)
+    results.queue_success(job.writes, backend, job_id, result)
+    results.send(job.writes, backend, job_id, result)
+    return result
+
+
+def _after_job(job: JobContext, guards: list[Guard]) -> None:
+    for guard in reversed(guards):
+        safely(guard.after_job, job)
 
 
 def _fetch(job: JobContext, guards: list[Guard]) -> bytes:

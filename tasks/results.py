@@ -1,0 +1,52 @@
+"""A scan job's verdict, stored and published the way Celery's Redis result backend does, but
+in the job's own write pipeline: one round trip at the end of a job instead of three (the
+guards' writes, the backend's read of the old state, its store and publish), measured as
+``python -m bench.pools``.
+
+The scan tasks ignore their return value (``ignore_result``) so Celery does not store it a
+second time; failures (an exception, a hard time limit, a lost pool process) are still stored
+by Celery (``store_errors_even_if_ignored``), and readers see no difference: the key, the
+channel, the serializer and the fields are the backend's own (tests/test_results.py reads
+them back through ``AsyncResult``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from celery import states
+
+log = logging.getLogger(__name__)
+
+
+def queue_success(pipe: Any, backend: Any, task_id: str, result: dict[str, Any]) -> None:
+    """Add the SUCCESS meta of ``task_id`` to ``pipe``: SET with the backend's expiry, then
+    PUBLISH on the key's channel (the SMTP front listens there, mailserver/verdicts.py)."""
+    key = backend.get_key_for_task(task_id)
+    payload = backend.encode(_success_meta(backend, task_id, result))
+    pipe.set(key, payload, ex=backend.expires or None)
+    pipe.publish(key, payload)
+
+
+def send(pipe: Any, backend: Any, task_id: str, result: dict[str, Any]) -> None:
+    """Send the pipeline; if Redis fails, store the result through the backend, which retries
+    (``result_backend_always_retry``): a verdict is never dropped with the guards' counters."""
+    try:
+        with pipe:
+            pipe.execute()
+    except redis.RedisError as err:
+        log.warning("job %s: result and guard writes failed (%s); storing it again", task_id, err)
+        backend.store_result(task_id, result, states.SUCCESS)
+
+
+def _success_meta(backend: Any, task_id: str, result: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "status": states.SUCCESS,
+        "result": result,
+        "traceback": None,
+        "children": [],
+        "date_done": backend.app.now().isoformat(),
+        "task_id": task_id,
+    }

@@ -1,0 +1,57 @@
+"""A verdict the runner stores itself reads back as any Celery result does, and a Redis error
+at the end of a job does not lose it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+import redis
+from celery import states
+
+from mailserver.services import control_app
+from tasks import results
+from tasks.constants import RESULT_KEY_PREFIX
+from tasks.submit import submit
+from tests.conftest import make_message
+
+
+@pytest.mark.integration
+def test_a_verdict_reads_back_through_celery(stack, settings):
+    app = control_app(settings)
+    client = redis.Redis.from_url(settings.redis_url)
+    job_ids = submit(app, client, "results-probe", make_message("plain").as_bytes(), 60)
+    for pool, job_id in job_ids.items():
+        async_result = app.AsyncResult(job_id)
+        verdict = async_result.get(timeout=60)
+        assert async_result.state == states.SUCCESS
+        assert verdict["pool"] == pool
+        assert verdict["worker"] == f"{pool}@{settings.hostname}"
+        assert isinstance(async_result.date_done, datetime)
+        ttl = client.ttl(RESULT_KEY_PREFIX + job_id)
+        assert 0 < ttl <= app.conf.result_expires  # the backend's own expiry
+
+
+class FailingPipe:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        return False
+
+    def execute(self):
+        raise redis.ConnectionError("Redis went away")
+
+
+class Backend:
+    def __init__(self):
+        self.stored = []
+
+    def store_result(self, task_id, result, state):
+        self.stored.append((task_id, result, state))
+
+
+def test_a_failed_write_stores_the_verdict_through_the_backend():
+    backend = Backend()
+    results.send(FailingPipe(), backend, "job-1", {"status": "clean"})
+    assert backend.stored == [("job-1", {"status": "clean"}, states.SUCCESS)]
