@@ -46,6 +46,19 @@ def test_shipped_test_signature_is_found_by_clamd_and_the_builtin_engine(stack, 
         assert "Marker" in verdict.virus
 
 
+def test_clamd_sees_a_signature_across_the_chunks_of_a_large_message(stack, settings):
+    from tasks.plugins.clamav import STREAM_CHUNK_BYTES
+
+    plugin = load_plugin("clamav", "av", settings)
+    head = b"Subject: chunks\r\nContent-Type: text/plain\r\n\r\n"
+    # The signature starts 10 bytes before the end of the first chunk, in a message of three.
+    padding = b"a" * (STREAM_CHUNK_BYTES - len(head) - 10)
+    message = head + padding + MARKER + b"\r\n" + b"b" * 2 * STREAM_CHUNK_BYTES
+    assert plugin.scan(message).status == "infected"
+    assert plugin.scan(head + padding + b"\r\n" + b"b" * 2 * STREAM_CHUNK_BYTES).status == "clean"
+    assert plugin.scan(b"").status == "clean"
+
+
 def test_spamassassin_scores_gtube_and_names_the_rule(stack, settings):
     plugin = load_plugin("spamassassin", "spam", settings)
     verdict = plugin.scan(make_message(body=GTUBE).as_bytes())
