@@ -67,8 +67,9 @@ def _bad(line: str) -> bool:
 
 
 def _shape(line: str) -> str:
-    """The line without its time stamp, ids and numbers."""
+    """The line without its time stamp, ids, numbers and paths (they name this machine)."""
     text = re.sub(r"^\S+ \S+ ", "", line)
+    text = re.sub(r"(?<![\w.])/[\w.\-]+(?:/[\w.\-]+)+", "<path>", text)
     text = re.sub(r"\b[0-9a-f]{8,}\b|\d+", "#", text)
     return text[:140]
 
