@@ -1,12 +1,18 @@
 """A record of what happened to each message, for the console: the latest outcomes in a capped
-Redis list and per-minute counters by verdict. Recording is one pipelined round trip and never
-fails the mail flow: a Redis error is logged and the message goes on."""
+Redis list and per-minute counters by verdict. ``OutcomeLog`` gathers them and writes them in
+one pipelined round trip every quarter of a second, however much mail flows (a round trip per
+message was 0.3 ms of the front's CPU). Recording never fails the mail flow: a Redis error is
+logged and the records of that round are dropped (the mail itself is not touched)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import threading
 import time
+from collections import Counter
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
@@ -42,7 +48,42 @@ def verdict_of(action: str, reason: str) -> str:
     return "failed"
 
 
-def record(client: redis.Redis, entry: SpoolEntry, outcome: Outcome) -> None:
+FLUSH_EVERY_S = 0.25
+
+
+class OutcomeLog:
+    """``add`` from any thread; ``run`` writes what was added, until cancelled, then once more."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self._items: list[str] = []
+        self._counts: Counter[tuple[str, str]] = Counter()
+
+    def add(self, entry: SpoolEntry, outcome: Outcome) -> None:
+        item, minute_key, verdict = _item(entry, outcome)
+        with self._lock:
+            self._items.append(item)
+            self._counts[minute_key, verdict] += 1
+
+    async def run(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(FLUSH_EVERY_S)
+                await asyncio.to_thread(self.flush)
+        finally:
+            with contextlib.suppress(Exception):
+                self.flush()  # at shutdown: what the last quarter second added
+
+    def flush(self) -> None:
+        with self._lock:
+            items, counts = self._items, self._counts
+            self._items, self._counts = [], Counter()
+        if items:
+            _write(self._client, items, counts)
+
+
+def _item(entry: SpoolEntry, outcome: Outcome) -> tuple[str, str, str]:
     now = time.time()
     verdict = verdict_of(outcome.action, outcome.reason)
     item = {
@@ -55,14 +96,19 @@ def record(client: redis.Redis, entry: SpoolEntry, outcome: Outcome) -> None:
         "to": list(entry.envelope.rcpt_tos),
         "subject": subject_of(entry.content),
     }
-    minute = OUTCOMES_MINUTE_KEY.format(minute=int(now // 60))
+    return json.dumps(item), OUTCOMES_MINUTE_KEY.format(minute=int(now // 60)), verdict
+
+
+def _write(client: redis.Redis, items: list[str], counts: Counter[tuple[str, str]]) -> None:
     try:
         with client.pipeline(transaction=False) as pipe:
-            pipe.lpush(OUTCOMES_KEY, json.dumps(item)).ltrim(OUTCOMES_KEY, 0, KEEP_LATEST - 1)
-            pipe.hincrby(minute, verdict, 1).expire(minute, KEEP_MINUTES_S)
+            # LPUSH of several pushes each in turn: the newest ends up first, as one by one.
+            pipe.lpush(OUTCOMES_KEY, *items).ltrim(OUTCOMES_KEY, 0, KEEP_LATEST - 1)
+            for (minute_key, verdict), count in counts.items():
+                pipe.hincrby(minute_key, verdict, count).expire(minute_key, KEEP_MINUTES_S)
             pipe.execute()
     except (redis.RedisError, OSError) as err:
-        log.warning("outcome of %s not recorded for the console: %s", entry.id, err)
+        log.warning("%d outcomes not recorded for the console: %s", len(items), err)
 
 
 def subject_of(content: bytes) -> str:

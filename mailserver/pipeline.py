@@ -14,9 +14,10 @@ from typing import Any
 from celery import Celery
 from redis import Redis
 
-from mailserver import headers, outcomes, policy
+from mailserver import headers, policy
 from mailserver.delivery import Delivery, DeliveryError
 from mailserver.metrics import MESSAGES
+from mailserver.outcomes import OutcomeLog
 from mailserver.policy import Decision
 from mailserver.quarantine import Quarantine
 from mailserver.spool import Spool, SpoolEntry
@@ -66,6 +67,7 @@ class Pipeline:
         self.settings, self.app, self.spool = settings, app, spool
         self.redis, self.waiter = redis, waiter
         self.delivery, self.quarantine = delivery, quarantine
+        self.outcomes = OutcomeLog(redis)  # for the console; written by its own task
 
     async def process(self, entry: SpoolEntry, client_waiting: bool) -> Outcome:
         results = await self.scan(entry, self.settings.scan_deadline_s)
@@ -124,7 +126,7 @@ class Pipeline:
         self, entry: SpoolEntry, decision: Decision, results: dict[str, Any], client_waiting: bool
     ) -> Outcome:
         outcome = self._act(entry, decision, results, client_waiting)
-        outcomes.record(self.redis, entry, outcome)  # for the console; never raises
+        self.outcomes.add(entry, outcome)
         return outcome
 
     def _act(

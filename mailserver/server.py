@@ -4,6 +4,7 @@ event loop. Start-up checks the configuration and Redis and fails with one clear
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 
@@ -62,6 +63,7 @@ async def serve(settings: Settings) -> None:
     reporter = SpoolReporter(pipeline.redis, settings.hostname, settings.spool_alarm_age_s)
     _serve_metrics(pipeline.redis, settings, reporter)
     redrive = asyncio.create_task(redriver.run(reporter), name="redriver")
+    recorder = asyncio.create_task(pipeline.outcomes.run(), name="outcomes")
     log.info(
         "SMTP front listening on %s:%s (%s)", settings.smtp_host, settings.smtp_port, settings.mode
     )
@@ -70,6 +72,9 @@ async def serve(settings: Settings) -> None:
     finally:
         server.close()
         redrive.cancel()
+        recorder.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await recorder  # writes what the last quarter second added
         await waiter.close()
 
 

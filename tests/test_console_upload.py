@@ -80,7 +80,9 @@ class Outcome:
 def test_recording_an_outcome_never_fails_the_mail_flow_when_redis_is_away(caplog):
     entry = SpoolEntry("0" * 24, Envelope("a@example.test", ("b@example.test",)), b"Subject: x\n\n")
     away = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
-    outcomes.record(away, entry, Outcome("deliver", "clean"))  # no exception
+    log = outcomes.OutcomeLog(away)
+    log.add(entry, Outcome("deliver", "clean"))
+    log.flush()  # no exception
     assert "not recorded for the console" in caplog.text
 
 
@@ -98,6 +100,32 @@ def test_recording_an_outcome_never_fails_the_mail_flow_when_redis_is_away(caplo
 )
 def test_each_outcome_counts_under_the_verdict_a_person_expects(action, reason, verdict):
     assert outcomes.verdict_of(action, reason) == verdict
+
+
+@pytest.mark.integration
+def test_outcomes_written_in_one_round_keep_their_order_and_counts(stack, settings):
+    client = redis.Redis.from_url(settings.redis_url)
+    log = outcomes.OutcomeLog(client)
+    before = _counts_now(client)
+    for n, reason in enumerate(["clean", "virus Eicar", "clean"]):
+        raw = f"Subject: round {n}\r\n\r\nbody".encode()
+        entry = SpoolEntry(f"{n:024x}", Envelope("a@example.test", ("b@example.test",)), raw)
+        log.add(entry, Outcome("deliver" if reason == "clean" else "reject", reason))
+    log.flush()
+    latest = outcomes.latest(client, 3)
+    assert [item["subject"] for item in latest] == ["round 2", "round 1", "round 0"]
+    after = _counts_now(client)
+    assert after.get("clean", 0) - before.get("clean", 0) == 2
+    assert after.get("virus", 0) - before.get("virus", 0) == 1
+
+
+def _counts_now(client: redis.Redis) -> dict[str, int]:
+    # The last two minutes: a minute may turn between the two readings.
+    total: dict[str, int] = {}
+    for _, counts in outcomes.per_minute(client, 2):
+        for verdict, count in counts.items():
+            total[verdict] = total.get(verdict, 0) + count
+    return total
 
 
 def test_the_subject_is_recorded_decoded():
