@@ -10,12 +10,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import threading
 import time
 from collections import Counter
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
-from email.parser import BytesHeaderParser
 from typing import Any, Protocol
 
 import redis
@@ -111,13 +111,25 @@ def _write(client: redis.Redis, items: list[str], counts: Counter[tuple[str, str
         log.warning("%d outcomes not recorded for the console: %s", len(items), err)
 
 
+# The Subject field with its folded lines, read straight from the header block: the email
+# package's parser took 7 % of the front's CPU under load for this one field.
+_SUBJECT = re.compile(rb"(?im)^subject[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)")
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
 def subject_of(content: bytes) -> str:
-    head = content.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
-    raw = BytesHeaderParser().parsebytes(head).get("Subject", "")
+    end = _HEADER_END.search(content)
+    found = _SUBJECT.search(content, 0, end.start() if end else len(content))
+    if not found:
+        return ""
+    raw = re.sub(rb"\r?\n(?=[ \t])", b"", found.group(1)).strip()  # unfolded
+    text = raw.decode("utf-8", "replace")
+    if "=?" not in text:
+        return text[:SUBJECT_MAX]
     try:
-        return str(make_header(decode_header(str(raw))))[:SUBJECT_MAX]
+        return str(make_header(decode_header(text)))[:SUBJECT_MAX]
     except (HeaderParseError, LookupError, UnicodeError, ValueError):
-        return str(raw)[:SUBJECT_MAX]
+        return text[:SUBJECT_MAX]
 
 
 def latest(client: redis.Redis, count: int = 50) -> list[dict[str, Any]]:

@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import logging
 import signal
+from email._header_value_parser import get_addr_spec, get_angle_addr
+from email.errors import HeaderParseError
 
 import redis
 from aiosmtpd.smtp import MISSING, SMTP
@@ -87,7 +89,7 @@ def _serve_metrics(client: redis.Redis, settings: Settings, reporter: SpoolRepor
 
 
 class LenientSMTP(SMTP):
-    """aiosmtpd's SMTP with two changes.
+    """aiosmtpd's SMTP with three changes.
 
     RFC 5321 limits a line to 1000 octets, but real mail carries longer ones and the MTAs
     in front of us pass them on: a content filter that refused them would bounce legitimate
@@ -95,6 +97,8 @@ class LenientSMTP(SMTP):
     DATA the message size limit caps memory.
 
     DATA is read in large pieces (mailserver/dataphase.py), not line by line.
+
+    Addresses are parsed as aiosmtpd does, a little cheaper (``_getaddr``).
     """
 
     line_length_limit = 1024 * 1024
@@ -117,6 +121,21 @@ class LenientSMTP(SMTP):
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
         await self.push("250 OK" if status is MISSING else status)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # aiosmtpd's own parsing, without the typing Protocol class it defines on every call:
+        # a class created for each MAIL and RCPT was 2 % of the front's CPU.
+        if not arg:
+            return "", ""
+        try:
+            parse = get_angle_addr if arg.lstrip().startswith("<") else get_addr_spec
+            address, rest = parse(arg)
+        except HeaderParseError:
+            return None, None
+        addr = address.addr_spec
+        if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return addr, rest
 
     async def _refuse_data(self, arg: str) -> bool:
         """The checks aiosmtpd makes before it accepts DATA, with its replies."""
