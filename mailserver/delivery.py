@@ -26,7 +26,11 @@ class DeliveryError(MailscanError):
 
 
 class Delivery(Protocol):
-    def deliver(self, entry_id: str, envelope: Envelope, message: bytes) -> None: ...
+    def deliver(
+        self, entry_id: str, envelope: Envelope, message: bytes, first: bool = False
+    ) -> None:
+        """``first``: this entry was never handed on before (a message whose sender is still
+        connected), so there is no earlier delivery to look for."""
 
 
 class MaildirDelivery:
@@ -41,8 +45,12 @@ class MaildirDelivery:
         name = f"{entry_id}.mailscan"
         return (self.root / "new" / name).exists() or any((self.root / "cur").glob(name + ":*"))
 
-    def deliver(self, entry_id: str, envelope: Envelope, message: bytes) -> None:
-        if self.delivered(entry_id):
+    def deliver(
+        self, entry_id: str, envelope: Envelope, message: bytes, first: bool = False
+    ) -> None:
+        # The look for an earlier copy lists cur/, which grows with the mailbox: only for
+        # re-driven and released entries, which may have been delivered before.
+        if not first and self.delivered(entry_id):
             return
         name = f"{entry_id}.mailscan"
         # A staging name of its own per attempt: two attempts at once must not write into
@@ -62,7 +70,9 @@ class RelayDelivery:
     def __init__(self, host: str, port: int, timeout_s: float = 60.0) -> None:
         self.host, self.port, self.timeout_s = host, port, timeout_s
 
-    def deliver(self, entry_id: str, envelope: Envelope, message: bytes) -> None:
+    def deliver(
+        self, entry_id: str, envelope: Envelope, message: bytes, first: bool = False
+    ) -> None:
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as client:
                 refused = client.sendmail(envelope.mail_from, list(envelope.rcpt_tos), message)

@@ -135,13 +135,17 @@ class Pipeline:
         if decision.action == "tempfail" and not client_waiting:
             return Outcome("tempfail", decision.reply, decision.reason)
         try:
-            self._carry_out(entry, decision, results)
+            self._carry_out(entry, decision, results, first=client_waiting)
         except DeliveryError as err:
             return self._delivery_failed(entry, results, err, client_waiting)
         self.spool.finish(entry.id)
         return Outcome(decision.action, decision.reply, decision.reason)
 
-    def _carry_out(self, entry: SpoolEntry, decision: Decision, results: dict[str, Any]) -> None:
+    def _carry_out(
+        self, entry: SpoolEntry, decision: Decision, results: dict[str, Any], first: bool
+    ) -> None:
+        """``first``: the entry was spooled by the SMTP session that waits for it, so it
+        cannot have been delivered before."""
         if decision.action not in ("deliver", "quarantine"):
             return  # reject or tempfail to a waiting client: the sender keeps the message
         message = headers.prepend(entry.content, [*decision.header_lines, self._received(entry)])
@@ -150,7 +154,7 @@ class Pipeline:
         if decision.action == "quarantine":
             self.quarantine.put(entry, message, decision.reason, results)
         else:
-            self.delivery.deliver(entry.id, entry.envelope, message)
+            self.delivery.deliver(entry.id, entry.envelope, message, first=first)
 
     def _delivery_failed(
         self, entry: SpoolEntry, results: dict[str, Any], err: DeliveryError, waiting: bool

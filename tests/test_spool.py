@@ -2,6 +2,7 @@
 
 import pytest
 
+from mailserver.delivery import MaildirDelivery
 from mailserver.spool import Envelope, Spool
 
 
@@ -33,3 +34,14 @@ def test_pending_is_oldest_first_and_ignores_stray_files(tmp_path):
 def test_ids_that_try_to_leave_the_spool_are_refused(tmp_path):
     with pytest.raises(ValueError, match="not a spool id"):
         Spool(tmp_path).load("../../etc/passwd")
+
+
+def test_a_redriven_message_is_not_delivered_again_after_the_reader_filed_it(tmp_path):
+    maildir = MaildirDelivery(tmp_path / "maildir")
+    envelope = Envelope("a@example.test", ("b@example.test",))
+    maildir.deliver("0" * 24, envelope, b"Subject: once\r\n\r\nbody\r\n", first=True)
+    [new] = (tmp_path / "maildir" / "new").iterdir()
+    new.rename(tmp_path / "maildir" / "cur" / f"{new.name}:2,S")  # a mail reader read it
+    maildir.deliver("0" * 24, envelope, b"Subject: once\r\n\r\nbody\r\n")  # re-driven
+    assert list((tmp_path / "maildir" / "new").iterdir()) == []
+    assert len(list((tmp_path / "maildir" / "cur").iterdir())) == 1
