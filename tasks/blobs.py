@@ -7,6 +7,7 @@ nothing Flower's task list should not show.
 from __future__ import annotations
 
 import hashlib
+import re
 import zlib
 from typing import Any, TypedDict
 
@@ -30,6 +31,28 @@ class BlobRef(TypedDict, total=False):
     # Digest of the message as the client sent it, before our headers: the same message sent
     # again has the same one, which lets the poison guard recognise it.
     origin: str
+    # Digest of what an antivirus engine judges (the verdict cache's key, content_key).
+    content: str
+
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+# The headers that change how the body is decoded: a different value must be a different key.
+_DECODING_HEADERS = re.compile(
+    rb"(?im)^(content-type|content-transfer-encoding|mime-version)[ \t]*:(.*(?:\r?\n[ \t].*)*)"
+)
+
+
+def content_key(message: bytes) -> str:
+    """The MIME headers that decide how the body is read, and the body: what an antivirus
+    engine judges. Identical attachments in a bulk mailing give one key."""
+    split = _HEADER_END.search(message)
+    head, body = (message[: split.start()], message[split.end() :]) if split else (message, b"")
+    digest = hashlib.sha256()
+    for name, value in _DECODING_HEADERS.findall(head):
+        digest.update(name.lower() + b":" + b" ".join(value.split()) + b"\n")
+    digest.update(b"\n")
+    digest.update(body)
+    return digest.hexdigest()
 
 
 def encode(data: bytes) -> bytes:
@@ -52,6 +75,7 @@ def decode(stored: bytes) -> bytes:
 
 def reference(blob_id: str, data: bytes, origin: str = "") -> BlobRef:
     ref = BlobRef(blob=blob_id, size=len(data), digest=hashlib.sha256(data).hexdigest())
+    ref["content"] = content_key(data)
     if origin:
         ref["origin"] = origin
     return ref

@@ -34,7 +34,7 @@ def test_round_trip_small_and_large_and_compression_pays():
 
 def test_reference_carries_no_address():
     ref = blobs.put(DictRedis(), "id1", b"From: alice@example.test\r\n\r\nx", ttl_s=60)
-    assert set(ref) == {"blob", "size", "digest"}
+    assert set(ref) == {"blob", "size", "digest", "content"}  # digests only
     assert "@" not in repr(ref)
 
 

@@ -4,7 +4,7 @@ signatures are the same."""
 import pytest
 import redis
 
-from tasks.guards.cache import content_key
+from tasks.blobs import content_key
 from tests.conftest import EICAR, make_message, send
 
 pytestmark = pytest.mark.integration
@@ -47,3 +47,18 @@ def test_a_bulk_mailing_is_scanned_once_and_a_cached_virus_is_still_refused(stac
         assert reply.code == 550
         assert "EICAR" in reply.text
     assert len(list(client.scan_iter("mailscan:avcache:*"))) == 4
+
+
+def test_a_cached_verdict_leaves_no_attempt_counted_against_the_message(stack, settings):
+    from tasks.constants import ATTEMPTS_KEY
+
+    client = redis.Redis.from_url(settings.redis_url)
+    attachment = f"attempts {id(client)}".encode()
+    ids = []
+    for n in range(2):  # the second copy is answered from the cache
+        reply = send(bulk_copy(f"c{n}@example.test", attachment), settings.smtp_port)
+        assert reply.code == 250
+        ids.append(reply.text.rsplit(" as ", 1)[1])
+    for spool_id in ids:
+        counts = client.hgetall(ATTEMPTS_KEY.format(message=spool_id))
+        assert all(int(value) <= 0 for value in counts.values()), counts

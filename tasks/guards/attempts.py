@@ -26,6 +26,10 @@ def _keys(scan: ScanContext) -> tuple[str, str]:
     return ATTEMPTS_KEY.format(message=ref["blob"]), _poison_key(ref)
 
 
+def _counted(plugin: str) -> str:
+    return f"attempts:{plugin}"
+
+
 def _poison_key(ref: BlobRef) -> str:
     return POISON_KEY.format(origin=ref.get("origin") or ref["blob"])
 
@@ -35,15 +39,25 @@ class AttemptsGuard(Guard):
         poison_key = _poison_key(job.ref)
         for plugin in job.plugins:
             reads.add(f"poison:{plugin.name}", "hexists", poison_key, plugin.name)
+        if job.plugins:
+            # The first engine's attempt is counted with the message fetch, before any plugin
+            # runs, saving a round trip per job; the others' at their turn (if the first one
+            # kills the process, they did not run and must not count).
+            first = job.plugins[0].name
+            attempts_key = ATTEMPTS_KEY.format(message=job.ref["blob"])
+            reads.add(_counted(first), "hincrby", attempts_key, first, 1)
+            reads.add("attempts:expire", "expire", attempts_key, REMEMBER_S)
 
     def before_scan(self, scan: ScanContext) -> Verdict | None:
         (attempts_key, poison_key), name, redis = _keys(scan), scan.plugin.name, scan.job.redis
         known_poison = scan.job.read(f"poison:{name}", lambda: redis.hexists(poison_key, name))
-        # Counted now, at once: if the plugin kills the process, nothing runs afterwards.
-        with redis.pipeline(transaction=False) as pipe:
-            attempts, _ = (
-                pipe.hincrby(attempts_key, name, 1).expire(attempts_key, REMEMBER_S).execute()
-            )
+        attempts = scan.job.reads.pop(_counted(name), None)
+        if attempts is None:
+            # Counted now, at once: if the plugin kills the process, nothing runs afterwards.
+            with redis.pipeline(transaction=False) as pipe:
+                attempts, _ = (
+                    pipe.hincrby(attempts_key, name, 1).expire(attempts_key, REMEMBER_S).execute()
+                )
         limit = scan.job.settings.max_attempts
         if attempts <= limit and not known_poison:
             return None
@@ -54,6 +68,14 @@ class AttemptsGuard(Guard):
             ).execute()
             report(scan, "poison", None, note=note)
         return Verdict(engine=name, status="error", detail=note, unscannable=True)
+
+    def after_job(self, job: JobContext) -> None:
+        # Counted with the fetch, but another guard answered instead (a cached verdict, an
+        # open breaker): the engine never ran, so the attempt is taken back.
+        for plugin in job.plugins[:1]:
+            if _counted(plugin.name) in job.reads:
+                key = ATTEMPTS_KEY.format(message=job.ref["blob"])
+                job.writes.hincrby(key, plugin.name, -1)
 
     def after_scan(self, scan: ScanContext, verdict: Verdict) -> None:
         if not verdict.unscannable:

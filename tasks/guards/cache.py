@@ -11,48 +11,47 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 
+from tasks.blobs import content_key
 from tasks.constants import AV_POOL, AVCACHE_KEY
-from tasks.guards.base import Guard, JobContext, ScanContext
+from tasks.guards.base import Guard, JobContext, Reads, ScanContext
 from tasks.plugins.base import Verdict
 
 CACHE_TTL_S = 6 * 3600
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
-# The headers that change how the body is decoded: a different value must be a different key.
-_DECODING_HEADERS = re.compile(
-    rb"(?im)^(content-type|content-transfer-encoding|mime-version)[ \t]*:(.*(?:\r?\n[ \t].*)*)"
-)
-
-
-def content_key(message: bytes) -> str:
-    split = _HEADER_END.search(message)
-    head, body = (message[: split.start()], message[split.end() :]) if split else (message, b"")
-    digest = hashlib.sha256()
-    for name, value in _DECODING_HEADERS.findall(head):
-        digest.update(name.lower() + b":" + b" ".join(value.split()) + b"\n")
-    digest.update(b"\n")
-    digest.update(body)
-    return digest.hexdigest()
 
 
 class VerdictCacheGuard(Guard):
+    """The content key comes with the job (the SMTP front computes it with the other digests
+    of the message, tasks/blobs.py), so the cache is read in the fetch's round trip."""
+
     def __init__(self) -> None:
         self._content_key = ""
 
-    def before_job(self, job: JobContext) -> None:
-        self._content_key = content_key(job.message) if job.pool == AV_POOL else ""
+    def plan_reads(self, job: JobContext, reads: Reads) -> None:
+        self._content_key = job.ref.get("content", "") if job.pool == AV_POOL else ""
+        for plugin in job.plugins:
+            key = self._key_for(plugin.cache_identity())
+            if key:
+                reads.add(_cached(plugin.name), "get", key)
 
-    def _key(self, scan: ScanContext) -> str | None:
-        identity = scan.plugin.cache_identity()
+    def before_job(self, job: JobContext) -> None:
+        if job.pool == AV_POOL and not self._content_key:
+            self._content_key = content_key(job.message)  # a job from before the front did
+
+    def _key_for(self, identity: str | None) -> str | None:
         if not self._content_key or identity is None:
             return None
         engine = hashlib.sha256(identity.encode()).hexdigest()[:16]
         return AVCACHE_KEY.format(engine=engine, content=self._content_key)
 
+    def _key(self, scan: ScanContext) -> str | None:
+        return self._key_for(scan.plugin.cache_identity())
+
     def before_scan(self, scan: ScanContext) -> Verdict | None:
         key = self._key(scan)
-        cached = scan.job.redis.get(key) if key else None
+        if not key:
+            return None
+        cached = scan.job.read(_cached(scan.plugin.name), lambda: scan.job.redis.get(key))
         if cached is None:
             return None
         return Verdict.from_dict({**json.loads(cached), "detail": "cached", "elapsed_ms": 0.0})
@@ -61,3 +60,7 @@ class VerdictCacheGuard(Guard):
         key = self._key(scan)
         if key and verdict.status in ("clean", "infected") and verdict.detail != "cached":
             scan.job.writes.set(key, json.dumps(verdict.as_dict()), ex=CACHE_TTL_S)
+
+
+def _cached(plugin: str) -> str:
+    return f"avcache:{plugin}"
