@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -16,6 +17,8 @@ from tasks.guards import breaker
 from tasks.plugins import load_plugin, plugin_names
 from tasks.settings import current_settings
 
+log = logging.getLogger(__name__)
+
 
 def probe(pool: str, hostname: str) -> dict[str, Any]:
     settings = current_settings()
@@ -26,6 +29,8 @@ def probe(pool: str, hostname: str) -> dict[str, Any]:
         except MailscanError as err:
             report[name] = {"ok": False, "error": str(err)}
     record = {"pool": pool, "worker": hostname, "at": time.time(), "plugins": report}
+    answers = ", ".join(f"{n} {'ok' if a['ok'] else 'failing'}" for n, a in report.items())
+    log.info("health probe %s: %s", pool, answers)
     client = redis.Redis.from_url(settings.redis_url)
     client.hset(HEALTH_KEY, pool, json.dumps(record))
     for name in (n for n, answer in report.items() if answer["ok"]):

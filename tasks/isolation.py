@@ -105,6 +105,14 @@ def _never_raise(record: Any, *args: Any) -> None:
         log.exception("could not record a crashdump")
 
 
+@signals.worker_init.connect
+def _quiet_jobs(**_: Any) -> None:
+    # Before the pool forks and before Celery decides, per task, whether it logs at INFO.
+    if not current_settings().log_jobs:
+        for name in ("celery.app.trace", "celery.worker.strategy"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 @signals.worker_process_init.connect
 def _pool_process_started(**_: Any) -> None:
     procfiles.start(current_settings().crashdump_dir)

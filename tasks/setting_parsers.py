@@ -230,6 +230,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "spam_autoscale": _autoscale,
     "backlog_autoscaler": _boolean,
     "task_events": _boolean,
+    "log_jobs": _boolean,
     "av_scale_min": _positive_int,
     "av_scale_max": _positive_int,
     "spam_scale_min": _positive_int,

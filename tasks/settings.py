@@ -89,6 +89,9 @@ class Settings:
     # Task events cost each pool about 1 ms of CPU per job. Off, a pool sends them only after
     # a Flower asks (it does every 5 s while it runs; `mailscan up` asks as its Flower starts).
     task_events: bool = False
+    # Celery's "received" and "succeeded" lines, two per job in each pool: 8 % of a pool's
+    # CPU per job (bench/pools.py). The front logs every message's outcome either way.
+    log_jobs: bool = False
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9125
     # Periodic work (beat).
