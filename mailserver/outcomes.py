@@ -64,13 +64,18 @@ class OutcomeLog:
         item, minute_key, verdict = _item(entry, outcome)
         with self._lock:
             self._items.append(item)
+            if len(self._items) > KEEP_LATEST:  # only the latest are kept in Redis anyway
+                del self._items[:-KEEP_LATEST]
             self._counts[minute_key, verdict] += 1
 
     async def run(self) -> None:
         try:
             while True:
                 await asyncio.sleep(FLUSH_EVERY_S)
-                await asyncio.to_thread(self.flush)
+                try:
+                    await asyncio.to_thread(self.flush)
+                except Exception:  # a bug here must not stop the recording for good
+                    log.exception("outcomes not recorded for the console")
         finally:
             with contextlib.suppress(Exception):
                 self.flush()  # at shutdown: what the last quarter second added

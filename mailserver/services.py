@@ -3,6 +3,7 @@ is ready. ``mailserver.stack`` starts and stops them; compose runs the same comm
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import secrets
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 
 import redis
 from celery import Celery
+from kombu.exceptions import OperationalError
 
 from tasks.constants import AV_POOL, OPS_QUEUE, SPAM_POOL
 from tasks.errors import MailscanError
@@ -254,8 +256,10 @@ def _flower(settings: Settings) -> Service:
 
     def watch_pools() -> None:
         # The pools send task events only while a Flower asks, and Flower first asks 5 s
-        # after it starts: jobs of those seconds would be missing from its list.
-        control_app(settings).control.enable_events()
+        # after it starts: jobs of those seconds would be missing from its list. If the
+        # broadcast fails, Flower's own asking comes a few seconds later.
+        with contextlib.suppress(OSError, OperationalError, redis.RedisError):
+            control_app(settings).control.enable_events()
 
     return Service("flower", argv, ready, port=port, env=secret_env, after_ready=watch_pools)
 

@@ -131,3 +131,27 @@ def _counts_now(client: redis.Redis) -> dict[str, int]:
 def test_the_subject_is_recorded_decoded():
     raw = b"From: a@example.test\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n\r\nbody"
     assert outcomes.subject_of(raw) == "Grüße"
+
+
+class BrokenClient:
+    def pipeline(self, **_):
+        raise TypeError("a bug in the recording")
+
+
+def test_a_failing_round_neither_stops_the_recording_nor_keeps_growing(caplog):
+    import asyncio
+
+    log = outcomes.OutcomeLog(BrokenClient())
+    entry = SpoolEntry("0" * 24, Envelope("a@example.test", ("b@example.test",)), b"Subject: x\n\n")
+    for _ in range(outcomes.KEEP_LATEST + 50):
+        log.add(entry, Outcome("deliver", "clean"))
+    assert len(log._items) == outcomes.KEEP_LATEST
+
+    async def two_rounds() -> None:
+        task = asyncio.create_task(log.run())
+        await asyncio.sleep(outcomes.FLUSH_EVERY_S * 2.5)
+        assert not task.done()  # still recording after a round that raised
+        task.cancel()
+
+    asyncio.run(two_rounds())
+    assert "outcomes not recorded for the console" in caplog.text
