@@ -86,7 +86,7 @@ class Settings:
     flower_user: str = "admin"
     # Empty: `mailscan up` makes one and keeps it in <var>/flower/password.
     flower_password: str = ""
-    # Task events cost each pool about 1 ms of CPU per job. Off, a pool sends them only after
+    # Task events cost each pool a fifth of its CPU per job. Off, a pool sends them only after
     # a Flower asks (it does every 5 s while it runs; `mailscan up` asks as its Flower starts).
     task_events: bool = False
     # Celery's "received" and "succeeded" lines, two per job in each pool: 8 % of a pool's
