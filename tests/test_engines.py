@@ -88,3 +88,38 @@ def test_missing_scanner_command_is_a_backend_failure(settings):
     broken = replace(settings, command_scanner=("/nonexistent/scanner", "-"))
     with pytest.raises(BackendUnavailable, match="not found"):
         load_plugin("command", "av", broken).scan(b"x")
+
+
+def test_a_message_over_clamds_stream_limit_is_refused_as_too_large_not_retried(settings):
+    import socket
+    import threading
+
+    from tasks.errors import ScanError
+    from tasks.setting_parsers import Endpoint
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    connections = []
+
+    def clamd_with_a_small_limit() -> None:  # reads 1 MB, then answers as clamd does
+        listener.settimeout(10)
+        while True:
+            try:
+                peer, _ = listener.accept()
+            except OSError:
+                return
+            connections.append(peer)
+            received = 0
+            while received < 1024 * 1024:
+                received += len(peer.recv(65536))
+            peer.sendall(b"INSTREAM size limit exceeded. ERROR\n")
+            peer.close()
+
+    threading.Thread(target=clamd_with_a_small_limit, daemon=True).start()
+    small_limit = replace(settings, clamd=Endpoint("127.0.0.1", listener.getsockname()[1]))
+    plugin = load_plugin("clamav", "av", small_limit)
+    try:
+        with pytest.raises(ScanError, match="too large"):
+            plugin.scan(b"Subject: big\r\n\r\n" + b"x" * 20 * 1024 * 1024)
+    finally:
+        listener.close()
+    assert len(connections) == 1  # not taken for a dropped connection and tried again

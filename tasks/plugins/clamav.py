@@ -23,6 +23,7 @@ IDENTITY_EVERY_S = 60.0
 # clamd takes any chunk below its StreamMaxLength. clamav-client sends 1 KiB per chunk, one
 # system call each: 25,000 of them, and as many reads in clamd, for a 25 MB message.
 STREAM_CHUNK_BYTES = 256 * 1024
+SIZE_LIMIT_REPLY = "INSTREAM size limit exceeded. ERROR"
 
 
 class _Streaming:
@@ -32,9 +33,16 @@ class _Streaming:
         try:
             self._init_socket()
             self._send_command("INSTREAM")
-            self._send_chunks(memoryview(data))
+            try:
+                self._send_chunks(memoryview(data))
+            except (BrokenPipeError, ConnectionResetError):
+                # clamd stops reading at its StreamMaxLength, says why, and hangs up: the
+                # reply, not the broken send, tells the caller what happened.
+                if self._recv_response() == SIZE_LIMIT_REPLY:
+                    raise BufferTooLongError(SIZE_LIMIT_REPLY) from None
+                raise
             result = self._recv_response()
-            if result == "INSTREAM size limit exceeded. ERROR":
+            if result == SIZE_LIMIT_REPLY:
                 raise BufferTooLongError(result)
             if not result:
                 return {}
