@@ -33,13 +33,27 @@ def _stats() -> list[ProcStat]:
     found = []
     for stat in PROC.glob("[0-9]*/stat"):
         try:
-            text = stat.read_text()
+            found.append(_parse(int(stat.parent.name), stat.read_text()))
         except OSError:
             continue  # the process ended meanwhile
-        fields = text[text.rfind(")") + 2 :].split()  # fields[0] is field 3, "state"
-        ticks = sum(int(f) for f in fields[11:15])
-        found.append(ProcStat(int(stat.parent.name), int(fields[2]), ticks / CLOCK_TICKS))
     return found
+
+
+def _parse(pid: int, text: str) -> ProcStat:
+    fields = text[text.rfind(")") + 2 :].split()  # fields[0] is field 3, "state"
+    ticks = sum(int(f) for f in fields[11:15])
+    return ProcStat(pid, int(fields[2]), ticks / CLOCK_TICKS)
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds of one process (and its ended children)."""
+    return _parse(pid, (PROC / str(pid) / "stat").read_text()).cpu_s
+
+
+def own_cpu_s() -> float:
+    """CPU seconds of this process."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _groups(stack: Stack) -> dict[int, str]:
@@ -53,8 +67,7 @@ def cpu_by_service(stack: Stack) -> dict[str, float]:
     for proc in _stats():
         if proc.pgid in groups:
             used[groups[proc.pgid]] += proc.cpu_s
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    used[CLIENT] = usage.ru_utime + usage.ru_stime
+    used[CLIENT] = own_cpu_s()
     return used
 
 

@@ -11,23 +11,18 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import resource
-import shutil
 import statistics
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 from clamav_client.clamd import ClamdNetworkSocket
 
 from bench import corpus
-from bench.cpu import cpu_by_service
+from bench.cpu import CLIENT, cpu_by_service, cpu_delta
 from bench.load import say
-from bench.stacks import LOOPBACK, pick_ports
+from bench.stacks import scratch
 from mailserver.stack import Stack
 from tasks.plugins.clamav import clamd_client
-from tasks.settings import Settings, load_settings
+from tasks.settings import Settings
 
 
 def library(settings: Settings, message: bytes) -> str:
@@ -46,19 +41,13 @@ PATHS: dict[str, Callable[[Settings, bytes], str]] = {
 }
 
 
-def _cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _round(stack: Stack, send, messages: list[bytes]) -> tuple[float, float]:
     """Client and clamd CPU ms per message."""
-    client, clamd = _cpu_s(), cpu_by_service(stack)["clamd"]
+    before = cpu_by_service(stack)
     statuses = {send(stack.settings, m) for m in messages}
     assert statuses <= {"OK", "FOUND"}, statuses
-    count = len(messages)
-    used = _cpu_s() - client, cpu_by_service(stack)["clamd"] - clamd
-    return 1000 * used[0] / count, 1000 * used[1] / count
+    used = cpu_delta(before, cpu_by_service(stack))
+    return 1000 * used[CLIENT] / len(messages), 1000 * used["clamd"] / len(messages)
 
 
 def main() -> None:
@@ -66,19 +55,13 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    var = Path(tempfile.mkdtemp(prefix="mailscan-instream-"))
-    var.chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSCAN_")}
-    env |= {"MAILSCAN_VAR_DIR": str(var), "MAILSCAN_CLAMD": f"{LOOPBACK}:{pick_ports()['clamd']}"}
-    stack = Stack(load_settings(env), env)
     # clamd caches clean results by content: every round and path gets new copies.
     sets = {
         "generated": (corpus.generated(args.messages, 6), args.messages),
         "25 MB": ([corpus.sized(25_000_000, 6)], 3),
     }
     figures: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    try:
-        stack.start(["clamd"], progress=say)
+    with scratch(["clamd"]) as stack:
         for number in range(args.rounds):
             for corpus_name, (samples, count) in sets.items():
                 for path, send in PATHS.items():
@@ -88,9 +71,6 @@ def main() -> None:
                         _round(stack, send, messages)
                     )
             say(f"round {number + 1}/{args.rounds} done")
-    finally:
-        stack.stop()
-        shutil.rmtree(var, ignore_errors=True)
     print(report(figures, args.rounds))
 
 

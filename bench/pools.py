@@ -13,24 +13,17 @@ them), so all of them see the same machine; the first is the baseline of the rat
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import shutil
 import statistics
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import redis as redis_py
 
 from bench.cpu import cpu_by_service, cpu_delta
 from bench.load import say
-from bench.stacks import LOOPBACK, pick_ports
+from bench.stacks import scratch
 from mailserver.stack import Stack
 from tasks.constants import RESULT_KEY_PREFIX
-from tasks.settings import load_settings
 from tasks.submit import submit
 
 MESSAGE = b"Subject: pool bench\r\n\r\n" + b"a line of an ordinary message\r\n" * 200
@@ -62,7 +55,7 @@ def main() -> None:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
-    with _stack() as stack:
+    with scratch(["redis", *WORKERS], av_plugins="stub", spam_plugins="stub") as stack:
         base_env = dict(stack.env)
         rounds = [
             _measure(stack, base_env, variant, args.messages)
@@ -70,27 +63,6 @@ def main() -> None:
             for variant in variants
         ]
     print(report(rounds, variants))
-
-
-@contextlib.contextmanager
-def _stack() -> Iterator[Stack]:
-    """Redis and both pools with stub plugins, on loopback ports of their own."""
-    var = Path(tempfile.mkdtemp(prefix="mailscan-pools-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSCAN_")}
-    env |= {
-        "MAILSCAN_VAR_DIR": str(var),
-        "MAILSCAN_REDIS_URL": f"redis://{LOOPBACK}:{pick_ports()['redis']}/0",
-        "MAILSCAN_AV_PLUGINS": "stub",
-        "MAILSCAN_SPAM_PLUGINS": "stub",
-    }
-    os.environ.update(env)  # the Celery app of this process reads the same settings
-    stack = Stack(load_settings(env), env)
-    try:
-        stack.start(["redis", *WORKERS], progress=say)
-        yield stack
-    finally:
-        stack.stop()
-        shutil.rmtree(var, ignore_errors=True)
 
 
 def _measure(stack: Stack, base_env: dict[str, str], variant: str, count: int) -> Round:

@@ -11,27 +11,17 @@ emptied after every round.
 from __future__ import annotations
 
 import argparse
-import os
-import resource
 import statistics
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
+from bench.cpu import own_cpu_s
 from bench.load import say
-from bench.stacks import LOOPBACK, pick_ports
-from mailserver.stack import Stack
+from bench.stacks import scratch
 from tasks import blobs
 from tasks.constants import POOLS, SCAN_TASKS
-from tasks.settings import load_settings
 from tasks.submit import submit
 
 MESSAGE = b"Subject: publish bench\r\n\r\n" + b"a line of an ordinary message\r\n" * 200
-
-
-def cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def through_send_task(app, redis, blob_id: str) -> None:
@@ -48,10 +38,10 @@ def through_submit(app, redis, blob_id: str) -> None:
 
 
 def ms_per_message(publish: Callable[..., None], app, redis, count: int, tag: str) -> float:
-    started = cpu_s()
+    started = own_cpu_s()
     for n in range(count):
         publish(app, redis, f"{tag}{n}")
-    spent = cpu_s() - started
+    spent = own_cpu_s() - started
     redis.delete(*POOLS)
     return 1000 * spent / count
 
@@ -61,19 +51,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    var = Path(tempfile.mkdtemp(prefix="mailscan-publish-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSCAN_")}
-    env |= {
-        "MAILSCAN_VAR_DIR": str(var),
-        "MAILSCAN_REDIS_URL": f"redis://{LOOPBACK}:{pick_ports()['redis']}/0",
-    }
-    os.environ.update(env)
-    stack = Stack(load_settings(env), env)
-    stack.start(["redis"], progress=say)
-    try:
+    with scratch(["redis"]):
         run(args.messages, args.rounds)
-    finally:
-        stack.stop()
 
 
 def run(count: int, rounds: int) -> None:

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench import corpus, smtpclient
-from bench.cpu import CLOCK_TICKS, cpu_by_service
+from bench.cpu import cpu_by_service, process_cpu_s
 from bench.load import Answer, closed_loop, say
 from bench.stacks import LOOPBACK, Plan, port_free, running
 
@@ -40,20 +42,23 @@ def main() -> None:
     samples = corpus.generated(args.messages, 6)
     figures: dict[str, list[float]] = {"SMTP floor": [], "mailscan front": []}
     with running(Plan("glue", 2, glue=True)) as bench, _floor_server() as floor:
+        servers = {  # where each listens, and its CPU seconds so far
+            "SMTP floor": ((LOOPBACK, FLOOR_PORT), lambda: process_cpu_s(floor.pid)),
+            "mailscan front": (bench.smtp, lambda: cpu_by_service(bench.stack)["mailserver"]),
+        }
         for block in range(args.blocks):
-            messages = [s.render(f"floor-{block}-{n}") for n, s in enumerate(samples)]
-            figures["SMTP floor"].append(
-                _block(LOOPBACK, FLOOR_PORT, messages, args.clients, lambda: _ticks(floor))
-            )
-            messages = [s.render(f"front-{block}-{n}") for n, s in enumerate(samples)]
-            front = lambda: cpu_by_service(bench.stack)["mailserver"]  # noqa: E731
-            figures["mailscan front"].append(_block(*bench.smtp, messages, args.clients, front))
+            for name, (address, cpu_s) in servers.items():
+                messages = [s.render(f"{name[:5]}-{block}-{n}") for n, s in enumerate(samples)]
+                figures[name].append(_block(address, messages, args.clients, cpu_s))
             say(f"block {block + 1}/{args.blocks}: " + _line(figures, -1))
     print(report(figures, args))
 
 
-def _block(host: str, port: int, messages: list[bytes], clients: int, cpu_s) -> float:
+def _block(
+    address: tuple[str, int], messages: list[bytes], clients: int, cpu_s: Callable[[], float]
+) -> float:
     """CPU ms per message of the server while ``clients`` send ``messages``."""
+    host, port = address
 
     async def work(index: int) -> Answer:
         reply = await smtpclient.send(host, port, messages[index], 60)
@@ -68,28 +73,22 @@ def _block(host: str, port: int, messages: list[bytes], clients: int, cpu_s) -> 
     return 1000 * spent / len(run.records)
 
 
-class _floor_server:
-    def __enter__(self) -> subprocess.Popen[bytes]:
-        if not port_free(FLOOR_PORT):
-            raise SystemExit(f"port {FLOOR_PORT} on {LOOPBACK} is taken")
-        argv = [sys.executable, "-m", "bench.smtp_floor", "--serve", str(FLOOR_PORT)]
-        self.process = subprocess.Popen(argv, cwd=Path(__file__).resolve().parent.parent)
+@contextlib.contextmanager
+def _floor_server() -> Iterator[subprocess.Popen[bytes]]:
+    if not port_free(FLOOR_PORT):
+        raise SystemExit(f"port {FLOOR_PORT} on {LOOPBACK} is taken")
+    argv = [sys.executable, "-m", "bench.smtp_floor", "--serve", str(FLOOR_PORT)]
+    process = subprocess.Popen(argv, cwd=Path(__file__).resolve().parent.parent)
+    try:
         deadline = time.monotonic() + 20
         while port_free(FLOOR_PORT):
-            if time.monotonic() > deadline or self.process.poll() is not None:
+            if time.monotonic() > deadline or process.poll() is not None:
                 raise SystemExit("the floor server did not start")
             time.sleep(0.1)
-        return self.process
-
-    def __exit__(self, *_: object) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(10)
-
-
-def _ticks(process: subprocess.Popen[bytes]) -> float:
-    text = Path(f"/proc/{process.pid}/stat").read_text()
-    fields = text[text.rfind(")") + 2 :].split()
-    return sum(int(f) for f in fields[11:13]) / CLOCK_TICKS
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(10)
 
 
 async def _serve_floor(port: int) -> None:

@@ -82,6 +82,32 @@ def running(plan: Plan, keep_var: bool = False) -> Iterator[BenchStack]:
             shutil.rmtree(var_root, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def scratch(services: list[str], **settings: str) -> Iterator[Stack]:
+    """Some services alone (Redis, clamd, both pools...) for the benchmarks of one part, on
+    the bench's ports, in a temporary folder; ``settings`` are MAILSCAN_* names without the
+    prefix. This process's environment gets the same settings, so its Celery app and
+    clients talk to these services."""
+    var = Path(tempfile.mkdtemp(prefix="mailscan-scratch-"))
+    var.chmod(0o755)  # spamd runs as nobody when we are root: its home is in there
+    ports = pick_ports()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    env |= {
+        "MAILSCAN_VAR_DIR": str(var),
+        "MAILSCAN_REDIS_URL": f"redis://{LOOPBACK}:{ports['redis']}/0",
+        "MAILSCAN_CLAMD": f"{LOOPBACK}:{ports['clamd']}",
+        **{ENV_PREFIX + name.upper(): value for name, value in settings.items()},
+    }
+    os.environ.update(env)
+    stack = Stack(load_settings(env), env)
+    try:
+        stack.start(services, progress=say)
+        yield stack
+    finally:
+        stack.stop()
+        shutil.rmtree(var, ignore_errors=True)
+
+
 def _environment(var_dir: Path, ports: dict[str, int], plan: Plan) -> dict[str, str]:
     """This process's environment without any MAILSCAN_* it had, plus the bench's settings."""
     inherited = sorted(k for k in os.environ if k.startswith(ENV_PREFIX))

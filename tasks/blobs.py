@@ -42,11 +42,16 @@ _DECODING_HEADERS = re.compile(
 )
 
 
+def split_head(message: bytes) -> tuple[bytes, bytes]:
+    """The header block and the body (CRLF or bare LF line endings)."""
+    split = _HEADER_END.search(message)
+    return (message[: split.start()], message[split.end() :]) if split else (message, b"")
+
+
 def content_key(message: bytes) -> str:
     """The MIME headers that decide how the body is read, and the body: what an antivirus
     engine judges. Identical attachments in a bulk mailing give one key."""
-    split = _HEADER_END.search(message)
-    head, body = (message[: split.start()], message[split.end() :]) if split else (message, b"")
+    head, body = split_head(message)
     digest = hashlib.sha256()
     for name, value in _DECODING_HEADERS.findall(head):
         digest.update(name.lower() + b":" + b" ".join(value.split()) + b"\n")

@@ -23,7 +23,11 @@ def _keys(scan: ScanContext) -> tuple[str, str]:
     ref = scan.job.ref
     # Counted per spool entry (identical bulk mail scanned at once must not add up), but
     # remembered by content once given up.
-    return ATTEMPTS_KEY.format(message=ref["blob"]), _poison_key(ref)
+    return _attempts_key(ref), _poison_key(ref)
+
+
+def _attempts_key(ref: BlobRef) -> str:
+    return ATTEMPTS_KEY.format(message=ref["blob"])
 
 
 def _counted(plugin: str) -> str:
@@ -44,7 +48,7 @@ class AttemptsGuard(Guard):
             # runs, saving a round trip per job; the others' at their turn (if the first one
             # kills the process, they did not run and must not count).
             first = job.plugins[0].name
-            attempts_key = ATTEMPTS_KEY.format(message=job.ref["blob"])
+            attempts_key = _attempts_key(job.ref)
             reads.add(_counted(first), "hincrby", attempts_key, first, 1)
             reads.add("attempts:expire", "expire", attempts_key, REMEMBER_S)
 
@@ -74,8 +78,7 @@ class AttemptsGuard(Guard):
         # open breaker): the engine never ran, so the attempt is taken back.
         for plugin in job.plugins[:1]:
             if _counted(plugin.name) in job.reads:
-                key = ATTEMPTS_KEY.format(message=job.ref["blob"])
-                job.writes.hincrby(key, plugin.name, -1)
+                job.writes.hincrby(_attempts_key(job.ref), plugin.name, -1)
 
     def after_scan(self, scan: ScanContext, verdict: Verdict) -> None:
         if not verdict.unscannable:
