@@ -2,7 +2,12 @@
 Redis list and per-minute counters by verdict. ``OutcomeLog`` gathers them and writes them in
 one pipelined round trip every quarter of a second, however much mail flows (a round trip per
 message was 0.3 ms of the front's CPU). Recording never fails the mail flow: a Redis error is
-logged and the records of that round are dropped (the mail itself is not touched)."""
+logged and the records of that round are dropped (the mail itself is not touched).
+
+The same round trip removes the stored bytes of every message that has left the spool: no job
+needs them any more, and without it Redis would hold each message for the blob TTL (a day by
+default), in memory and in its append-only file. A removal lost to a Redis error leaves the
+bytes to that TTL."""
 
 from __future__ import annotations
 
@@ -21,7 +26,8 @@ from typing import Any, Protocol
 import redis
 
 from mailserver.spool import SpoolEntry
-from tasks.blobs import split_head
+from tasks.blobs import head_of
+from tasks.blobs import key as blob_key
 from tasks.constants import OUTCOMES_KEY, OUTCOMES_MINUTE_KEY
 
 log = logging.getLogger(__name__)
@@ -30,6 +36,7 @@ KEEP_MINUTES_S = 2 * 3600
 VERDICTS = ("clean", "spam", "virus", "failed", "tempfail")
 SUBJECT_MAX = 200
 FLUSH_EVERY_S = 0.25
+KEEP_DONE_BLOBS = 100_000
 
 
 class Outcome(Protocol):
@@ -58,6 +65,7 @@ class OutcomeLog:
         self._lock = threading.Lock()
         self._items: list[str] = []
         self._counts: Counter[tuple[str, str]] = Counter()
+        self._done_blobs: list[str] = []
 
     def add(self, entry: SpoolEntry, outcome: Outcome) -> None:
         item, minute_key, verdict = _item(entry, outcome)
@@ -66,6 +74,13 @@ class OutcomeLog:
             if len(self._items) > KEEP_LATEST:  # only the latest are kept in Redis anyway
                 del self._items[:-KEEP_LATEST]
             self._counts[minute_key, verdict] += 1
+
+    def blob_done(self, blob_id: str) -> None:
+        """The message has left the spool for good: its stored bytes can go."""
+        with self._lock:
+            self._done_blobs.append(blob_key(blob_id))
+            if len(self._done_blobs) > KEEP_DONE_BLOBS:  # Redis away: the TTL will do it
+                del self._done_blobs[:-KEEP_DONE_BLOBS]
 
     async def run(self) -> None:
         try:
@@ -81,10 +96,10 @@ class OutcomeLog:
 
     def flush(self) -> None:
         with self._lock:
-            items, counts = self._items, self._counts
-            self._items, self._counts = [], Counter()
-        if items:
-            _write(self._client, items, counts)
+            items, counts, blobs = self._items, self._counts, self._done_blobs
+            self._items, self._counts, self._done_blobs = [], Counter(), []
+        if items or blobs:
+            _write(self._client, items, counts, blobs)
 
 
 def _item(entry: SpoolEntry, outcome: Outcome) -> tuple[str, str, str]:
@@ -103,16 +118,26 @@ def _item(entry: SpoolEntry, outcome: Outcome) -> tuple[str, str, str]:
     return json.dumps(item), OUTCOMES_MINUTE_KEY.format(minute=int(now // 60)), verdict
 
 
-def _write(client: redis.Redis, items: list[str], counts: Counter[tuple[str, str]]) -> None:
+def _write(
+    client: redis.Redis, items: list[str], counts: Counter[tuple[str, str]], blobs: list[str]
+) -> None:
     try:
         with client.pipeline(transaction=False) as pipe:
-            # LPUSH of several pushes each in turn: the newest ends up first, as one by one.
-            pipe.lpush(OUTCOMES_KEY, *items).ltrim(OUTCOMES_KEY, 0, KEEP_LATEST - 1)
+            if items:
+                # LPUSH of several pushes each in turn: the newest ends up first, as one by one.
+                pipe.lpush(OUTCOMES_KEY, *items).ltrim(OUTCOMES_KEY, 0, KEEP_LATEST - 1)
             for (minute_key, verdict), count in counts.items():
                 pipe.hincrby(minute_key, verdict, count).expire(minute_key, KEEP_MINUTES_S)
+            if blobs:
+                pipe.unlink(*blobs)  # freed by Redis in the background: a blob can be 25 MB
             pipe.execute()
     except (redis.RedisError, OSError) as err:
-        log.warning("%d outcomes not recorded for the console: %s", len(items), err)
+        log.warning(
+            "%d outcomes not recorded for the console, %d stored messages left to their TTL: %s",
+            len(items),
+            len(blobs),
+            err,
+        )
 
 
 # The Subject field with its folded lines, read straight from the header block: the email
@@ -121,7 +146,7 @@ _SUBJECT = re.compile(rb"(?im)^subject[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)")
 
 
 def subject_of(content: bytes) -> str:
-    found = _SUBJECT.search(split_head(content)[0])
+    found = _SUBJECT.search(head_of(content))
     if not found:
         return ""
     raw = re.sub(rb"\r?\n(?=[ \t])", b"", found.group(1)).strip()  # unfolded

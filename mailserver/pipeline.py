@@ -4,7 +4,6 @@ decide, act, and only then remove the spool entry."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import time
@@ -22,6 +21,7 @@ from mailserver.policy import Decision
 from mailserver.quarantine import Quarantine
 from mailserver.spool import Spool, SpoolEntry
 from mailserver.verdicts import VerdictWaiter
+from tasks import blobs
 from tasks.constants import POOLS
 from tasks.settings import Settings
 from tasks.submit import job_ids, submit
@@ -67,7 +67,8 @@ class Pipeline:
         self.settings, self.app, self.spool = settings, app, spool
         self.redis, self.waiter = redis, waiter
         self.delivery, self.quarantine = delivery, quarantine
-        self.outcomes = OutcomeLog(redis)  # for the console; written by its own task
+        # For the console, and the removal of finished messages' bytes; written by its own task.
+        self.outcomes = OutcomeLog(redis)
 
     async def process(self, entry: SpoolEntry, client_waiting: bool) -> Outcome:
         results = await self.scan(entry, self.settings.scan_deadline_s)
@@ -108,9 +109,11 @@ class Pipeline:
         return max(depths), max(queued_for_s(raw) for raw in oldest)
 
     def _enqueue(self, entry: SpoolEntry, scan_copy: bytes, task_ids: dict[str, str]) -> None:
-        origin = hashlib.sha256(entry.content).hexdigest()
+        # Our headers in front do not change the content key: the body is hashed once.
+        content = blobs.content_key(entry.content)
+        origin = blobs.whole_digest(entry.content, content)
         ttl_s = self.settings.blob_ttl_s
-        submit(self.app, self.redis, entry.id, scan_copy, ttl_s, origin, task_ids)
+        submit(self.app, self.redis, entry.id, scan_copy, ttl_s, origin, task_ids, content)
 
     async def _await(self, task_id: str, deadline: float) -> dict[str, Any] | None:
         try:
@@ -138,7 +141,7 @@ class Pipeline:
             self._carry_out(entry, decision, results, first=client_waiting)
         except DeliveryError as err:
             return self._delivery_failed(entry, results, err, client_waiting)
-        self.spool.finish(entry.id)
+        self._finish(entry)
         return Outcome(decision.action, decision.reply, decision.reason)
 
     def _carry_out(
@@ -162,16 +165,22 @@ class Pipeline:
         log.warning("message %s: delivery failed: %s", entry.id, err)
         if waiting:
             # The client hears the failure and keeps the message; we must not keep a copy.
-            self.spool.finish(entry.id)
+            self._finish(entry)
             if err.permanent:
                 return Outcome("reject", "550 5.0.0 Next hop refused the message", str(err))
             return Outcome("tempfail", "451 4.4.1 Next hop unavailable, try again later", str(err))
         if err.permanent:
             # Nobody to tell and the next hop will never take it: keep it where an admin looks.
             self.quarantine.put(entry, entry.content, f"next hop refused: {err}", results)
-            self.spool.finish(entry.id)
+            self._finish(entry)
             return Outcome("quarantine", "", str(err))
         return Outcome("tempfail", "", str(err))
+
+    def _finish(self, entry: SpoolEntry) -> None:
+        """The final outcome is carried out: the spool entry goes, and with it, a moment
+        later, the bytes the scan jobs read (the id is never used again)."""
+        self.spool.finish(entry.id)
+        self.outcomes.blob_done(entry.id)
 
     def _received(self, entry: SpoolEntry) -> str:
         return headers.received(entry, self.settings.hostname)

@@ -64,21 +64,12 @@ def scan(
     client, guards = state["redis"], state["guards"]
     job = JobContext(pool, job_id, ref, hostname, settings, client, state["crashes"])
     job.plugins = _plugins(state, pool, plugin_names(pool, settings), settings)
-    message = job.message = _fetch(job, guards)
     job.writes = client.pipeline(transaction=False)
-    for guard in guards:
-        safely(guard.before_job, job)
-    try:
-        verdicts = _scan_with(job, guards, job.plugins, message)
+    if _too_large_for_all(job.plugins, ref):
+        verdicts = _skip_unread(job, guards, started)
         status = combine(pool, verdicts)
-        if status == "error" and _backup_allowed(pool, settings):
-            backups = _plugins(state, pool, settings.av_backup_plugins, settings)
-            backup = _scan_with(job, guards, backups, message)
-            verdicts, status = verdicts + backup, combine(pool, backup)
-    except BaseException:
-        _after_job(job, guards)
-        _send_writes(job)
-        raise
+    else:
+        verdicts, status = _fetch_and_scan(job, guards, state)
     result = {
         "pool": pool,
         "status": status,
@@ -93,6 +84,40 @@ def scan(
     results.queue_success(job.writes, backend, job_id, result)
     results.send(job.writes, backend, job_id, result)
     return result
+
+
+def _fetch_and_scan(
+    job: JobContext, guards: list[Guard], state: dict[str, Any]
+) -> tuple[list[Verdict], str]:
+    """The verdicts of the pool's engines (and of the backup engines when allowed and
+    needed), and the status they give."""
+    message = job.message = _fetch(job, guards)
+    for guard in guards:
+        safely(guard.before_job, job)
+    try:
+        verdicts = _scan_with(job, guards, job.plugins, message)
+        status = combine(job.pool, verdicts)
+        if status == "error" and _backup_allowed(job.pool, job.settings):
+            backups = _plugins(state, job.pool, job.settings.av_backup_plugins, job.settings)
+            backup = _scan_with(job, guards, backups, message)
+            verdicts, status = verdicts + backup, combine(job.pool, backup)
+    except BaseException:
+        _after_job(job, guards)
+        _send_writes(job)
+        raise
+    return verdicts, status
+
+
+def _skip_unread(job: JobContext, guards: list[Guard], started: float) -> list[Verdict]:
+    """Every engine skips the message for its size, without its bytes being fetched; the
+    guards see the skips as they would see skips by the engines themselves."""
+    return [_answered(ScanContext(job, p), guards, p.too_large(started)) for p in job.plugins]
+
+
+def _too_large_for_all(plugins: list[Plugin], ref: BlobRef) -> bool:
+    """Every engine would skip the message for its size: no need to read it at all."""
+    limits = [plugin.size_limit() for plugin in plugins]
+    return bool(limits) and all(limit is not None and ref["size"] > limit for limit in limits)
 
 
 def _after_job(job: JobContext, guards: list[Guard]) -> None:
@@ -145,6 +170,10 @@ def _ask(scan: ScanContext, guards: list[Guard], message: bytes) -> Verdict:
         # MemoryError too: raised out of a task it would shut the whole worker down.
         _failed(scan, guards, error)
         return scan.plugin.verdict("error", started, detail=_describe(error))
+    return _answered(scan, guards, verdict)
+
+
+def _answered(scan: ScanContext, guards: list[Guard], verdict: Verdict) -> Verdict:
     for guard in reversed(guards):
         safely(guard.after_scan, scan, verdict)
     return verdict

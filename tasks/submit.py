@@ -40,14 +40,17 @@ def submit(
     ttl_s: int,
     origin: str = "",
     task_ids: dict[str, str] | None = None,
+    content: str = "",
 ) -> dict[str, str]:
     """Store the message and enqueue its jobs (ids from ``job_ids``, made here unless the
-    caller made them to listen for the results first); return the job id per pool."""
-    ref = blobs.reference(blob_id, data, origin)
+    caller made them to listen for the results first); return the job id per pool.
+    ``content``: the message's ``blobs.content_key`` when the caller has it."""
+    stored, packing = blobs.pack(data)
+    ref = blobs.reference(blob_id, data, origin, content, packing)
     task_ids = task_ids or job_ids(blob_id)
     with redis.pipeline(transaction=False) as pipe:
         # The blob first: a worker that pops a job finds its message already stored.
-        pipe.set(blobs.key(blob_id), blobs.encode(data), ex=ttl_s)
+        pipe.set(blobs.key(blob_id), stored, ex=ttl_s)
         for pool in POOLS:
             pipe.lpush(pool, task_envelope(app, pool, task_ids[pool], ref))
         pipe.execute()

@@ -2,6 +2,7 @@
 
 import base64
 import random
+import zlib
 
 import pytest
 
@@ -34,18 +35,54 @@ def test_round_trip_small_and_large_and_compression_pays():
 
 def test_reference_carries_no_address():
     ref = blobs.put(DictRedis(), "id1", b"From: alice@example.test\r\n\r\nx", ttl_s=60)
-    assert set(ref) == {"blob", "size", "digest", "content"}  # digests only
+    assert set(ref) == {"blob", "size", "digest", "content", "packing"}  # digests only
     assert "@" not in repr(ref)
+
+
+def test_a_blob_stored_before_the_packing_was_in_the_reference_still_reads():
+    message = b"Subject: report\r\n\r\n" + b"the same line of text again\r\n" * 5000
+    for marker, stored in ((b"R", message), (b"Z", zlib.compress(message))):
+        redis = DictRedis()
+        ref = blobs.put(redis, "old", message, ttl_s=60)
+        del ref["packing"]
+        redis.data[blobs.key("old")] = marker + stored
+        assert blobs.get(redis, ref) == message
 
 
 def test_expired_or_tampered_blob_is_reported():
     redis = DictRedis()
     ref = blobs.put(redis, "id1", b"original", ttl_s=60)
-    redis.data[blobs.key("id1")] = blobs.encode(b"changed")
+    redis.data[blobs.key("id1")] = blobs.pack(b"changed")[0]
     with pytest.raises(BlobMissing, match="digest"):
         blobs.get(redis, ref)
     with pytest.raises(BlobMissing, match="no longer"):
         blobs.get(DictRedis(), ref)
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        b"Subject: other\r\nX-Id: 1\r\n\r\nbody\r\n",  # a header only
+        b"Subject: hi\r\nX-Id: 1\r\n\r\nbody!\r\n",  # the body only
+        b"Subject: hi\r\nX-Id: 1\r\n\r\n",  # no body
+    ],
+)
+def test_a_change_anywhere_in_a_message_is_caught_by_its_digest(changed):
+    redis = DictRedis()
+    ref = blobs.put(redis, "id1", b"Subject: hi\r\nX-Id: 1\r\n\r\nbody\r\n", ttl_s=60)
+    redis.data[blobs.key("id1")] = blobs.pack(changed)[0]
+    with pytest.raises(BlobMissing, match="digest"):
+        blobs.get(redis, ref)
+
+
+def test_our_headers_in_front_keep_the_content_key_the_front_computes_once():
+    original = b"Subject: hi\r\nContent-Type: text/plain\r\n\r\nbody\r\n"
+    scan_copy = b"Return-Path: <a@example.test>\r\nReceived: from x\r\n" + original
+    content = blobs.content_key(original)
+    assert blobs.content_key(scan_copy) == content
+    ref = blobs.reference("id1", scan_copy, content=content)
+    assert ref == blobs.reference("id1", scan_copy)  # as if computed on the copy itself
+    assert blobs.whole_digest(original, content) != ref["digest"]
 
 
 def test_attachments_of_compressed_data_are_stored_without_compression():
@@ -55,5 +92,6 @@ def test_attachments_of_compressed_data_are_stored_without_compression():
     attachment = base64.encodebytes(random.Random(6).randbytes(300_000))
     message = b"Subject: report\r\n\r\nsee the attachment\r\n\r\n" + attachment
     ref = blobs.put(redis, "a", message, ttl_s=60)
-    assert redis.data[blobs.key("a")] == blobs.RAW + message
+    assert redis.data[blobs.key("a")] is message  # stored as it is, not even copied
+    assert ref["packing"] == "raw"
     assert blobs.get(redis, ref) == message

@@ -82,8 +82,10 @@ def test_recording_an_outcome_never_fails_the_mail_flow_when_redis_is_away(caplo
     away = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
     log = outcomes.OutcomeLog(away)
     log.add(entry, Outcome("deliver", "clean"))
+    log.blob_done(entry.id)
     log.flush()  # no exception
-    assert "not recorded for the console" in caplog.text
+    assert "1 outcomes not recorded for the console" in caplog.text
+    assert "1 stored messages left to their TTL" in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -146,6 +148,9 @@ def test_a_failing_round_neither_stops_the_recording_nor_keeps_growing(caplog):
     for _ in range(outcomes.KEEP_LATEST + 50):
         log.add(entry, Outcome("deliver", "clean"))
     assert len(log._items) == outcomes.KEEP_LATEST
+    for _ in range(outcomes.KEEP_DONE_BLOBS + 50):
+        log.blob_done(entry.id)
+    assert len(log._done_blobs) == outcomes.KEEP_DONE_BLOBS
 
     async def two_rounds() -> None:
         task = asyncio.create_task(log.run())

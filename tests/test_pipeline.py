@@ -55,6 +55,45 @@ def test_eicar_is_refused_with_the_virus_name_in_pre_queue_mode(stack, settings)
     assert find_delivered(settings.maildir, b"X-Test-Id: eicar-1") == []
 
 
+def test_a_finished_message_leaves_no_copy_of_its_bytes_in_redis(stack, settings):
+    import redis
+
+    from tasks import blobs
+
+    client = redis.Redis.from_url(settings.redis_url)
+    reply = send(make_message(X_Test_Id="blob-gone-1"), settings.smtp_port)
+    assert reply.code == 250
+    entry_id = reply.text.rsplit(" as ", 1)[1]
+    # Both jobs read it; once delivered, it goes in the front's next write round.
+    wait_for(lambda: not client.exists(blobs.key(entry_id)), 5, "the blob to go")
+
+
+def test_mail_over_the_spam_size_limit_is_delivered_unscanned_by_spamd(stack, settings):
+    big = "x" * 76 + "\n"
+    body = big * (settings.spam_max_bytes // len(big) + 10)
+    reply = send(make_message(body=body, X_Test_Id="big-1"), settings.smtp_port)
+    assert reply.code == 250
+    [delivered] = find_delivered(settings.maildir, b"X-Test-Id: big-1")
+    head = header_block(delivered)
+    assert "X-Spam-Status: No, not scanned (message too large)" in head
+    assert "X-Virus-Status: Clean" in head
+
+
+def test_a_job_over_every_engines_size_limit_is_answered_without_reading_the_message(
+    stack, settings
+):
+    from tasks import runner
+    from tasks.celeryapp import app
+
+    # No blob is stored under this id: reading it would fail the job (BlobMissing).
+    ref = {"blob": "unread" + "0" * 18, "size": settings.spam_max_bytes + 1, "digest": "0" * 64}
+    result = runner.scan("spam", ref, settings, "unread-job", "test@host", app.backend)
+    assert result["status"] == "skipped"
+    [verdict] = result["verdicts"]
+    assert verdict["engine"] == "spamassassin"
+    assert verdict["detail"] == f"larger than {settings.spam_max_bytes} bytes"
+
+
 def test_av_and_spam_jobs_run_in_different_pools(stack, settings):
     from mailserver.scanfile import scan_file
 

@@ -71,6 +71,15 @@ class Plugin(ABC):
         (the same bytes, the same signatures, the same answer); None never caches."""
         return None
 
+    def size_limit(self) -> int | None:
+        """The largest message this engine looks at, or None for any size. When every engine
+        of a job has a limit below the message's size, the job skips them all without
+        fetching the message (a 25 MB message is not read to be skipped)."""
+        return None
+
+    def too_large(self, started: float) -> Verdict:
+        return self.verdict("skipped", started, detail=f"larger than {self.size_limit()} bytes")
+
     def reset(self) -> None:  # noqa: B027 - most plugins hold no connection to drop
         """Drop connections and caches; called after a failure so the next scan starts clean."""
 

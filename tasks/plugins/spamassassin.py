@@ -63,7 +63,7 @@ class SpamassassinPlugin(Plugin):
     def scan(self, message: bytes) -> Verdict:
         started = time.perf_counter()
         if len(message) > self.settings.spam_max_bytes:
-            return self.verdict("skipped", started, detail="larger than MAILSCAN_SPAM_MAX_BYTES")
+            return self.too_large(started)
         response = self._request("SYMBOLS", message)
         self._protocol = f"spamd, protocol SPAMD/{response.version}"
         spam = response.headers.get("Spam")
@@ -74,6 +74,9 @@ class SpamassassinPlugin(Plugin):
         return self.verdict(
             status, started, score=spam.score, threshold=spam.threshold, rules=rules
         )
+
+    def size_limit(self) -> int:
+        return self.settings.spam_max_bytes  # as a classic content filter skips big mail
 
     def health(self) -> str:
         self._request("PING")
