@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import re
 import signal
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
@@ -88,8 +90,17 @@ def _serve_metrics(client: redis.Redis, settings: Settings, reporter: SpoolRepor
         raise ConfigError(f"cannot serve metrics on {where}: {err.strerror}") from err
 
 
+# <dot-atom@dot-atom> with a host name for the domain, then the parameters; the parser skips
+# blanks and comments after ">", so a comment there is left to the parser.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ADDRESS = re.compile(
+    rf"<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>[ \t]*((?:[^ \t(].*)?)",
+    re.DOTALL,
+)
+
+
 class LenientSMTP(SMTP):
-    """aiosmtpd's SMTP with three changes.
+    """aiosmtpd's SMTP with four changes.
 
     RFC 5321 limits a line to 1000 octets, but real mail carries longer ones and the MTAs
     in front of us pass them on: a content filter that refused them would bounce legitimate
@@ -99,6 +110,8 @@ class LenientSMTP(SMTP):
     DATA is read in large pieces (mailserver/dataphase.py), not line by line.
 
     Addresses are parsed as aiosmtpd does, a little cheaper (``_getaddr``).
+
+    Its command table is built per connection from a short listing (``__dir__``).
     """
 
     line_length_limit = 1024 * 1024
@@ -122,17 +135,29 @@ class LenientSMTP(SMTP):
         self._set_post_data_state()
         await self.push("250 OK" if status is MISSING else status)
 
+    def __dir__(self) -> list[str]:
+        # aiosmtpd's __init__ finds its command and AUTH methods by listing dir(self), with a
+        # getattr of every name, for each connection: 5 % of the front's CPU. Only those
+        # names are looked for there, so only those are listed (once per class).
+        return _method_names(type(self))
+
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         # aiosmtpd's own parsing, without the typing Protocol class it defines on every call:
         # a class created for each MAIL and RCPT was 2 % of the front's CPU.
+        # A plain <local@domain> is matched by a pattern (the email package's parser was 5 %
+        # of the front's CPU); anything else goes to the parser.
         if not arg:
             return "", ""
-        try:
-            parse = get_angle_addr if arg.lstrip().startswith("<") else get_addr_spec
-            address, rest = parse(arg)
-        except HeaderParseError:
-            return None, None
-        addr = address.addr_spec
+        plain = _PLAIN_ADDRESS.fullmatch(arg)
+        if plain:
+            addr, rest = plain.groups()
+        else:
+            try:
+                parse = get_angle_addr if arg.lstrip().startswith("<") else get_addr_spec
+                address, rest = parse(arg)
+            except HeaderParseError:
+                return None, None
+            addr = address.addr_spec
         if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
             return None, None
         return addr, rest
@@ -148,6 +173,11 @@ class LenientSMTP(SMTP):
             await self.push("501 Syntax: DATA")
             return True
         return False
+
+
+@functools.cache
+def _method_names(cls: type) -> list[str]:
+    return [name for name in dir(cls) if name.startswith(("smtp_", "auth_"))]
 
 
 async def _listen(settings: Settings, handler: ScanHandler) -> asyncio.Server:

@@ -6,6 +6,8 @@ a real HTTP receiver. The screenshots in the README are taken here."""
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +28,15 @@ pytestmark = pytest.mark.integration
 CONSOLE_PORT = 18025
 BASE = f"http://127.0.0.1:{CONSOLE_PORT}"
 TOKEN = "test-token-for-the-receiver"
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+# The README's screenshots are written only when asked (UPDATE_SCREENSHOTS=yes):
+# otherwise every test run would change them in the working tree. Without it they go to a
+# temporary folder, so the screenshot step is still tested.
+DOCS_SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+SCREENSHOTS = (
+    DOCS_SCREENSHOTS
+    if os.environ.get("UPDATE_SCREENSHOTS") == "yes"
+    else Path(tempfile.gettempdir()) / f"mailscan-test-screenshots-{os.getpid()}"
+)
 CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu",
                  "--disable-background-networking", "--disable-component-update",
                  "--no-first-run", "--disable-sync"]  # fmt: skip
