@@ -1,4 +1,4 @@
-"""The freeze watchdog: armed when a job starts, disarmed when it ends. If the job is still
+"""The freeze watchdog: armed when a job starts (tasks/procfiles.py). If the job is still
 running shortly before the hard time limit, every thread's stack is written for the parent,
 which records it when it kills the process."""
 
@@ -17,9 +17,6 @@ class WatchdogGuard(Guard):
     def before_job(self, job: JobContext) -> None:
         hard_limit = getattr(job.settings, f"{job.pool}_hard_limit_s")
         procfiles.arm(max(0.5, hard_limit - DUMP_BEFORE_HARD_LIMIT_S))
-
-    def after_job(self, job: JobContext) -> None:
-        procfiles.disarm()
 
     def before_scan(self, scan: ScanContext) -> Verdict | None:
         job = scan.job
