@@ -50,3 +50,16 @@ def _success_meta(backend: Any, task_id: str, result: dict[str, Any]) -> dict[st
         "date_done": backend.app.now().isoformat(),
         "task_id": task_id,
     }
+
+
+def summary(result: dict[str, Any]) -> str:
+    """One line for the job's return value, which is what Flower shows of it: the status and
+    each engine's answer. The whole verdict is stored above; Celery's saferepr of it in every
+    pool process was a tenth of a job's CPU there."""
+    engines = ", ".join(_engine_answer(v) for v in result["verdicts"])
+    return f"{result['status']}: {engines} ({result['elapsed_ms']:.1f} ms)"
+
+
+def _engine_answer(verdict: dict[str, Any]) -> str:
+    virus = verdict.get("virus")
+    return f"{verdict['engine']} {verdict['status']}" + (f" {virus}" if virus else "")

@@ -1,9 +1,8 @@
 """The scan tasks: one per pool, each a thin call into the runner, which stores the verdict
-itself (tasks/results.py); Celery stores only failures."""
+itself (tasks/results.py); Celery stores only failures. A task returns a one-line summary,
+what Flower shows as its result."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from celery import Task
 
@@ -12,19 +11,21 @@ from tasks.blobs import BlobRef
 from tasks.celeryapp import app
 from tasks.constants import AV_POOL, SCAN_TASKS, SPAM_POOL
 from tasks.isolation import ScanTask
+from tasks.results import summary
 from tasks.settings import current_settings
 
 
-def _run(task: Task, pool: str, ref: BlobRef) -> dict[str, Any]:
+def _run(task: Task, pool: str, ref: BlobRef) -> str:
     hostname = task.request.hostname or ""
-    return runner.scan(pool, ref, current_settings(), task.request.id, hostname, task.backend)
+    settings = current_settings()
+    return summary(runner.scan(pool, ref, settings, task.request.id, hostname, task.backend))
 
 
 @app.task(name=SCAN_TASKS[AV_POOL], bind=True, base=ScanTask, ignore_result=True)
-def scan_av(self: Task, ref: BlobRef) -> dict[str, Any]:
+def scan_av(self: Task, ref: BlobRef) -> str:
     return _run(self, AV_POOL, ref)
 
 
 @app.task(name=SCAN_TASKS[SPAM_POOL], bind=True, base=ScanTask, ignore_result=True)
-def scan_spam(self: Task, ref: BlobRef) -> dict[str, Any]:
+def scan_spam(self: Task, ref: BlobRef) -> str:
     return _run(self, SPAM_POOL, ref)

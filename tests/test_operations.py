@@ -71,6 +71,11 @@ def test_flower_shows_both_pools_and_the_jobs_of_a_message(flower, settings):
         "tasks.scan.av": f"av@{settings.hostname}",
         "tasks.scan.spam": f"spam@{settings.hostname}",
     }
+    # Each job's result is its verdict in one line.
+    wait_for(lambda: all(t.get("result") for t in jobs().values()), 20, "both results")
+    results = {task["name"]: task["result"] for task in jobs().values()}
+    assert results["tasks.scan.av"].startswith("'clean: clamav clean")
+    assert results["tasks.scan.spam"].startswith("'ham: spamassassin ham")
 
 
 def scrape(settings: Settings) -> dict[tuple[str, tuple], float]:

@@ -55,3 +55,17 @@ def test_a_failed_write_stores_the_verdict_through_the_backend():
     backend = Backend()
     results.send(FailingPipe(), backend, "job-1", {"status": "clean"})
     assert backend.stored == [("job-1", {"status": "clean"}, states.SUCCESS)]
+
+
+def test_a_jobs_summary_names_each_engines_answer_and_the_virus():
+    from tasks.results import summary
+
+    result = {
+        "status": "infected",
+        "elapsed_ms": 3.25,
+        "verdicts": [
+            {"engine": "clamav", "status": "infected", "virus": "Eicar-Signature"},
+            {"engine": "builtin", "status": "clean"},
+        ],
+    }
+    assert summary(result) == "infected: clamav infected Eicar-Signature, builtin clean (3.2 ms)"
