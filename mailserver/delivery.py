@@ -12,7 +12,7 @@ import smtplib
 from pathlib import Path
 from typing import Protocol
 
-from mailserver.spool import Envelope
+from mailserver.spool import Envelope, fsync_dir
 from tasks.errors import MailscanError
 from tasks.settings import Settings
 
@@ -62,6 +62,9 @@ class MaildirDelivery:
             handle.flush()
             os.fsync(handle.fileno())
         os.rename(staging, self.root / "new" / name)
+        # Durable before the caller removes the spool entry: a rename lost in a crash would
+        # lose the message once its spool entry is gone.
+        fsync_dir(self.root / "new")
 
 
 class RelayDelivery:

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from mailserver.spool import SpoolEntry
+from mailserver.spool import SpoolEntry, fsync_dir
 
 
 class Quarantine:
@@ -30,6 +30,7 @@ class Quarantine:
         }
         _write_atomically(self.root / f"{entry.id}.eml", message)
         _write_atomically(self.root / f"{entry.id}.json", json.dumps(meta, indent=2).encode())
+        fsync_dir(self.root)  # both renames durable before the spool entry goes
 
     def ids(self) -> list[str]:
         return sorted(p.stem for p in self.root.glob("*.json"))

@@ -58,7 +58,7 @@ class Spool:
             handle.flush()
             os.fsync(handle.fileno())
         os.rename(staging, self.queue / entry.id)
-        _fsync_dir(self.queue)
+        fsync_dir(self.queue)
         return entry
 
     def pending(self) -> list[str]:
@@ -77,7 +77,7 @@ class Spool:
     def finish(self, entry_id: str) -> None:
         """The message has its final outcome (delivered, quarantined, refused): forget it."""
         (self.queue / entry_id).unlink(missing_ok=True)
-        _fsync_dir(self.queue)
+        fsync_dir(self.queue)
 
     @staticmethod
     def age_s(entry_id: str) -> float:
@@ -89,7 +89,8 @@ def _is_id(name: str) -> bool:
     return len(name) == 24 and all(c in "0123456789abcdef" for c in name)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or removal in ``folder`` durable (POSIX asks for the folder's fsync)."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)

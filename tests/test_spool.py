@@ -45,3 +45,27 @@ def test_a_redriven_message_is_not_delivered_again_after_the_reader_filed_it(tmp
     maildir.deliver("0" * 24, envelope, b"Subject: once\r\n\r\nbody\r\n")  # re-driven
     assert list((tmp_path / "maildir" / "new").iterdir()) == []
     assert len(list((tmp_path / "maildir" / "cur").iterdir())) == 1
+
+
+def test_delivery_and_quarantine_are_durable_before_they_return(tmp_path, monkeypatch):
+    # What os.fsync was called on, by path: the file and then the folder of its rename (a
+    # rename is only durable once its folder is), so the spool entry may go after.
+    import os
+
+    from mailserver.quarantine import Quarantine
+
+    synced = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    envelope = Envelope("a@example.test", ("b@example.test",))
+    MaildirDelivery(tmp_path / "mail").deliver("0" * 24, envelope, b"Subject: x\r\n\r\nhi\r\n")
+    assert synced[-1] == str(tmp_path / "mail" / "new")
+    entry = Spool(tmp_path / "spool").commit(envelope, b"Subject: x\r\n\r\nhi\r\n")
+    synced.clear()
+    Quarantine(tmp_path / "quarantine").put(entry, entry.content, "spam", {})
+    assert synced[-1] == str(tmp_path / "quarantine")
