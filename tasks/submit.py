@@ -50,7 +50,7 @@ def submit(
     task_ids = task_ids or job_ids(blob_id)
     with redis.pipeline(transaction=False) as pipe:
         # The blob first: a worker that pops a job finds its message already stored.
-        pipe.set(blobs.key(blob_id), stored, ex=ttl_s)
+        blobs.store(pipe, blob_id, stored, ttl_s)
         for pool in POOLS:
             pipe.lpush(pool, task_envelope(app, pool, task_ids[pool], ref))
         pipe.execute()
