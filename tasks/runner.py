@@ -20,7 +20,7 @@ from tasks import blobs, results
 from tasks.blobs import BlobRef
 from tasks.constants import AV_POOL
 from tasks.crashstore import CrashStore
-from tasks.errors import ScanError
+from tasks.errors import BlobMissing, ScanError
 from tasks.guards import Guard, JobContext, ScanContext, default_guards
 from tasks.guards.base import Reads, safely
 from tasks.plugins import Plugin, Verdict, load_plugin, plugin_names
@@ -69,7 +69,13 @@ def scan(
         verdicts = _skip_unread(job, guards, started)
         status = combine(pool, verdicts)
     else:
-        verdicts, status = _fetch_and_scan(job, guards, state)
+        try:
+            verdicts, status = _fetch_and_scan(job, guards, state)
+        except BlobMissing as gone:
+            # The bytes go when the message has its outcome (a job that waited past the
+            # scan deadline) or when their TTL passes: nobody waits for this verdict now.
+            log.warning("job %s not scanned: %s", job_id, gone)
+            verdicts, status = [], "error"
     result = {
         "pool": pool,
         "status": status,

@@ -108,6 +108,17 @@ def test_a_job_over_every_engines_size_limit_is_answered_without_reading_the_mes
     assert verdict["detail"] == f"larger than {settings.spam_max_bytes} bytes"
 
 
+def test_a_job_whose_message_is_gone_ends_as_not_scanned_without_failing(stack, settings):
+    from tasks import runner
+    from tasks.celeryapp import app
+
+    # A job that waited past its message's outcome: the front has removed the bytes.
+    ref = {"blob": "gone" + "0" * 20, "size": 100, "digest": "0" * 64}
+    result = runner.scan("av", ref, settings, "gone-job", "test@host", app.backend)
+    assert (result["status"], result["verdicts"]) == ("error", [])
+    assert app.AsyncResult("gone-job").get(timeout=5)["status"] == "error"
+
+
 def test_av_and_spam_jobs_run_in_different_pools(stack, settings):
     from mailserver.scanfile import scan_file
 
