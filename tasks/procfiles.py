@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 _open: dict[str, IO[bytes]] = {}
+_due: dict[str, float] = {}  # "at": when the watchdog's armed dump comes (monotonic)
 
 
 def folder(crashdump_dir: Path) -> Path:
@@ -36,6 +37,7 @@ def start(crashdump_dir: Path) -> None:
     _open["faulthandler"] = open(faulthandler_path(crashdump_dir, pid), "w+b")  # noqa: SIM115
     _open["activity"] = open(activity_path(crashdump_dir, pid), "w+b")  # noqa: SIM115
     faulthandler.enable(file=_open["faulthandler"], all_threads=True)
+    _due.clear()  # a forked process has no watchdog thread, whatever its parent had armed
 
 
 # A dump armed by an earlier job is kept when it comes at most this much earlier than a new
@@ -43,7 +45,6 @@ def start(crashdump_dir: Path) -> None:
 # and the job waited for the join, 0.6 ms under load), so a busy process re-arms about once
 # a second instead of once per job.
 REARM_SLACK_S = 1.0
-_due: dict[str, float] = {}  # "at": when the armed dump comes (monotonic)
 
 
 def arm(after_s: float) -> None:
