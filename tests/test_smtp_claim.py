@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
+import pytest
+
 from mailserver.redrive import Redriver
 from mailserver.smtp import ScanHandler
 from mailserver.spool import Spool, SpoolEntry
@@ -62,3 +64,27 @@ def test_redriver_leaves_alone_an_entry_whose_session_is_scanning_it(tmp_path):
 async def _redrive_pending(redriver: Redriver, spool: Spool) -> None:
     for entry_id in spool.pending():
         redriver.submit(entry_id)
+
+
+@pytest.mark.parametrize("post_queue", [False, True])
+def test_a_spool_that_cannot_write_answers_451_and_scans_nothing(tmp_path, post_queue):
+    from mailserver.smtp import SPOOL_FAILED
+
+    async def run() -> tuple[str, list[str]]:
+        spool = Spool(tmp_path)
+
+        def full_disk(*_):
+            raise OSError(28, "No space left on device")
+
+        spool.commit = full_disk
+        pipeline = CountingPipeline(spool)
+        handler = ScanHandler(pipeline, spool, Redriver(spool, pipeline, 60), post_queue)
+        session = SimpleNamespace(peer=("127.0.0.1", 2525), host_name="client.test")
+        envelope = SimpleNamespace(
+            mail_from="a@example.test", rcpt_tos=["b@example.test"], original_content=b"x"
+        )
+        return await handler.handle_DATA(None, session, envelope), pipeline.processed
+
+    reply, processed = asyncio.run(run())
+    assert reply == SPOOL_FAILED
+    assert processed == []
