@@ -88,12 +88,16 @@ def compresses_well(data: bytes) -> bool:
     return len(zlib.compress(sample, 1)) < len(sample) * PAYS_BELOW_RATIO
 
 
-def _unpacked(ref: BlobRef, stored: bytes) -> bytes:
-    packing = ref.get("packing")
-    if packing is None:  # stored before the packing was in the reference: a marker byte
+def _unpacked(ref: BlobRef, stored: bytes) -> tuple[bytes, bool]:
+    """The message, and whether it matches the reference's digest."""
+    if "packing" not in ref:
+        # A job enqueued before the packing and the whole-message digest were in the
+        # reference (across an upgrade): a marker byte, and SHA-256 of the message itself.
         marker, body = stored[:1], stored[1:]
-        return zlib.decompress(body) if marker == b"Z" else body
-    return zlib.decompress(stored) if packing == ZLIB else stored
+        data = zlib.decompress(body) if marker == b"Z" else body
+        return data, hashlib.sha256(data).hexdigest() == ref["digest"]
+    data = zlib.decompress(stored) if ref["packing"] == ZLIB else stored
+    return data, whole_digest(data, content_key(data)) == ref["digest"]
 
 
 def reference(
@@ -145,7 +149,7 @@ def unpack(ref: BlobRef, stored: bytes | None) -> bytes:
     """The message from what GET of ``key(ref["blob"])`` answered, checked against ``ref``."""
     if stored is None:
         raise BlobMissing(f"message {ref['blob']} is no longer in Redis")
-    data = _unpacked(ref, stored)
-    if whole_digest(data, content_key(data)) != ref["digest"]:
+    data, intact = _unpacked(ref, stored)
+    if not intact:
         raise BlobMissing(f"message {ref['blob']} does not match its digest")
     return data

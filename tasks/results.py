@@ -21,17 +21,19 @@ from celery import states
 log = logging.getLogger(__name__)
 
 
-def queue_success(pipe: Any, backend: Any, task_id: str, result: dict[str, Any]) -> None:
-    """Add the SUCCESS meta of ``task_id`` to ``pipe``: SET with the backend's expiry, then
-    PUBLISH on the key's channel (the SMTP front listens there, mailserver/verdicts.py)."""
+def store(pipe: Any, backend: Any, task_id: str, result: dict[str, Any]) -> None:
+    """Add the SUCCESS meta of ``task_id`` to ``pipe`` (SET with the backend's expiry, then
+    PUBLISH on the key's channel, where the SMTP front listens: mailserver/verdicts.py) and
+    send the pipeline with whatever else it holds."""
     key = backend.get_key_for_task(task_id)
     payload = backend.encode(_success_meta(backend, task_id, result))
     pipe.set(key, payload, ex=backend.expires or None)
     pipe.publish(key, payload)
+    _send(pipe, backend, task_id, result)
 
 
-def send(pipe: Any, backend: Any, task_id: str, result: dict[str, Any]) -> None:
-    """Send the pipeline; if Redis fails, store the result through the backend, which retries
+def _send(pipe: Any, backend: Any, task_id: str, result: dict[str, Any]) -> None:
+    """If Redis fails, the result is stored through the backend, which retries
     (``result_backend_always_retry``): a verdict is never dropped with the guards' counters."""
     try:
         with pipe:

@@ -87,8 +87,7 @@ def scan(
         "worker": hostname,
     }
     _after_job(job, guards)
-    results.queue_success(job.writes, backend, job_id, result)
-    results.send(job.writes, backend, job_id, result)
+    results.store(job.writes, backend, job_id, result)
     return result
 
 

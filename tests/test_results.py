@@ -4,6 +4,7 @@ at the end of a job does not lose it."""
 from __future__ import annotations
 
 from datetime import datetime
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -39,13 +40,30 @@ class FailingPipe:
     def __exit__(self, *_):
         return False
 
+    def set(self, *_, **__):
+        pass
+
+    def publish(self, *_):
+        pass
+
     def execute(self):
         raise redis.ConnectionError("Redis went away")
 
 
 class Backend:
+    """The few parts of Celery's Redis backend that results.store uses, and its fallback."""
+
+    expires = None
+    app = SimpleNamespace(now=datetime.now)
+
     def __init__(self):
         self.stored = []
+
+    def get_key_for_task(self, task_id):
+        return f"celery-task-meta-{task_id}"
+
+    def encode(self, meta):
+        return repr(meta).encode()
 
     def store_result(self, task_id, result, state):
         self.stored.append((task_id, result, state))
@@ -53,7 +71,7 @@ class Backend:
 
 def test_a_failed_write_stores_the_verdict_through_the_backend():
     backend = Backend()
-    results.send(FailingPipe(), backend, "job-1", {"status": "clean"})
+    results.store(FailingPipe(), backend, "job-1", {"status": "clean"})
     assert backend.stored == [("job-1", {"status": "clean"}, states.SUCCESS)]
 
 

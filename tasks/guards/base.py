@@ -114,9 +114,9 @@ def default_guards() -> list[Guard]:
     from tasks.guards.metrics import MetricsGuard
     from tasks.guards.watchdog import WatchdogGuard
 
-    # Order matters: the watchdog arms first; a cached verdict needs no
-    # backend; the breaker is asked before an attempt is counted, so a skipped plugin does
-    # not count against a message.
+    # Order matters: the watchdog arms first; a cached verdict needs no backend; the breaker
+    # is asked before an attempt is counted, so a skipped plugin does not count against a
+    # message.
     return [
         WatchdogGuard(), MetricsGuard(), VerdictCacheGuard(), BreakerGuard(), AttemptsGuard(),
         CrashGuard(),

@@ -62,7 +62,7 @@ class SpamassassinPlugin(Plugin):
 
     def scan(self, message: bytes) -> Verdict:
         started = time.perf_counter()
-        if len(message) > self.settings.spam_max_bytes:
+        if len(message) > self.size_limit():
             return self.too_large(started)
         response = self._request("SYMBOLS", message)
         self._protocol = f"spamd, protocol SPAMD/{response.version}"
