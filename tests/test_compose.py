@@ -176,6 +176,20 @@ def test_workers_run_like_the_local_stack(services: dict[str, Any], name: str) -
     assert sorted(args) == sorted(expected), f"{name}: {args}\nmailscan up: {expected}"
 
 
+@pytest.mark.parametrize("name", ["mailserver", *sorted(WORKERS)])
+def test_front_and_pools_tune_malloc_like_the_local_stack(
+    services: dict[str, Any], name: str
+) -> None:
+    """The glibc settings that bound the front's memory and spare the pools a copy per big
+    message hold in containers too."""
+    from mailserver.services import FRONT_MALLOC, POOL_MALLOC
+
+    expected = FRONT_MALLOC if name == "mailserver" else POOL_MALLOC
+    env = environment(services[name])
+    assert {k: env.get(k) for k in expected} == expected, name
+    assert env.get("MAILSCAN_REDIS_URL"), f"{name} must keep the shared settings"
+
+
 def test_redis_needs_a_password_and_keeps_the_queue(services: dict[str, Any]) -> None:
     args = argv(services["redis"])
     password = option(args, "--requirepass")

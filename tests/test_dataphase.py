@@ -61,6 +61,16 @@ def test_message_larger_than_the_stream_buffer_is_read_whole():
     assert rest == b"QUIT\r\n"
 
 
+def test_pieces_cut_anywhere_give_the_same_message():
+    # Stream buffers of every small size cut the data at every offset, the terminator and
+    # the CRLF before it included: the message and the rest of the stream are the same.
+    body = b"..stuffed\r\nends in a dot.\r\n\r\n..\r\nx" + b"y" * 40 + b"\r\n"
+    expected = body.replace(b"\r\n..", b"\r\n.").removeprefix(b".")
+    for limit in range(8, 64):
+        result, rest = read(body + b".\r\nQUIT\r\n", buffer_limit=limit)
+        assert (result.content, rest) == (expected, b"QUIT\r\n"), limit
+
+
 def test_over_the_size_limit_the_message_is_dropped_but_the_stream_stays_in_step():
     body = b"x" * 5000 + b"\r\n"
     result, rest = read(body + b".\r\nQUIT\r\n", size_limit=1000, buffer_limit=256)
