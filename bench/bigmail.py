@@ -5,7 +5,8 @@ path the wall time per message and the CPU per message of each process group.
     .venv/bin/python -m bench.bigmail [--megabytes 25] [--messages 3] [--rounds 2] [--glue]
 
 The suite's size scenario gives the p50 time per size and the growth exponent; this shows
-which process the time of one size is spent in (the front, Redis, a pool, clamd).
+which process the time of one size is spent in (the front, Redis, a pool, clamd), and the
+peak memory of the front and the pool processes at the end.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 
 from bench import corpus, smtpclient
 from bench.baseline import direct_scan
-from bench.cpu import cpu_by_service, cpu_delta
+from bench.cpu import cpu_by_service, cpu_delta, peak_memory_mb
 from bench.load import say
 from bench.stacks import BenchStack, Plan, running
 
@@ -44,7 +45,17 @@ def main() -> None:
                 cpu = ", ".join(f"{name} {ms:.0f}" for name, ms in cpu_ms.items() if ms >= 1)
                 lines.append(f"| {number + 1} | {path} | {wall_ms:.0f} | {cpu} |")
                 say(lines[-1])
+        lines += ["", _peaks(bench)]
     print("\n".join(lines))
+
+
+def _peaks(bench: BenchStack) -> str:
+    """Peak resident memory (VmHWM) of the mailscan processes, after every round."""
+    peaks = peak_memory_mb(bench.stack)
+    shown = [("SMTP front", "mailserver", "leader")]
+    shown += [(f"{pool} pool child", f"{pool}-worker", "child") for pool in ("av", "spam")]
+    found = [f"{label} {peaks.get(name, {}).get(role, 0):.0f}" for label, name, role in shown]
+    return "Peak MiB (VmHWM, the largest process of each kind): " + ", ".join(found)
 
 
 def _round(
