@@ -170,6 +170,9 @@ def _spamd(settings: Settings) -> Service:
         home.mkdir(parents=True, exist_ok=True)
         shutil.chown(home, "nobody")
         argv += ["--username=nobody", f"--helper-home-dir={home}", f"--cf=bayes_path {home}/bayes"]
+        # The folder is local: flock, not the NFS-safe lock files, which spamd's children
+        # racing for Bayes sometimes found gone ("locker: error accessing ...").
+        argv += ["--cf=lock_method flock"]
 
     def ready() -> bool:
         return bool(SpamassassinPlugin(settings=settings, pool=SPAM_POOL).health())
