@@ -50,7 +50,7 @@ def main() -> None:
 
 
 def _peaks(bench: BenchStack) -> str:
-    """Peak resident memory (VmHWM) of the mailscan processes, after every round."""
+    """Peak resident memory (VmHWM) of the front and the pool children, after all rounds."""
     peaks = peak_memory_mb(bench.stack)
     shown = [("SMTP front", "mailserver", "leader")]
     shown += [(f"{pool} pool child", f"{pool}-worker", "child") for pool in ("av", "spam")]

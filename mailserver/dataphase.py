@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 DOT_CRLF = b".\r\n"
 CRLF = b"\r\n"
+END = CRLF + DOT_CRLF  # the lone dot line with the line end before it
 
 
 @dataclass
@@ -36,9 +37,9 @@ async def read_data(reader: asyncio.StreamReader, size_limit: int | None) -> Dat
     while True:
         piece = await _next_piece(reader)
         size += len(piece)
-        tail = (tail + piece[-5:])[-5:]
-        if _ends_data(tail, size):
-            pieces.append(piece[:-3])
+        tail = (tail + piece[-len(END) :])[-len(END) :]
+        if _ends_data(tail):
+            pieces.append(piece[: -len(DOT_CRLF)])
             break
         if size_limit and size > size_limit:
             pieces.clear()  # too big whatever follows: keep nothing more
@@ -57,13 +58,11 @@ async def _next_piece(reader: asyncio.StreamReader) -> bytes:
         return await reader.readexactly(overrun.consumed)
 
 
-def _ends_data(tail: bytes, size: int) -> bool:
-    """The data (``size`` bytes, ending in ``tail``) ends with ``.CRLF`` alone on its line:
-    at the very start, or after a CRLF (the CRLF that ended the DATA command line counts as
-    the one before the first line)."""
-    if not tail.endswith(DOT_CRLF):
-        return False
-    return size == len(DOT_CRLF) or tail[-5:-3] == CRLF
+def _ends_data(tail: bytes) -> bool:
+    """The data, ending in ``tail`` (its last bytes, up to five), ends with ``.CRLF`` alone
+    on its line: the whole data, or after a CRLF (the CRLF that ended the DATA command line
+    counts as the one before the first line)."""
+    return tail == DOT_CRLF or tail.endswith(END)
 
 
 def _unstuff(data: bytes) -> bytes:

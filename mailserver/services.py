@@ -165,14 +165,16 @@ def _spamd(settings: Settings) -> Service:
     ]  # fmt: skip
     if os.geteuid() == 0:
         # spamd will not scan as root; nobody has no home, so Bayes gets a folder of its own
-        # (or every scan logs a failed auto-learn lock and nothing is learnt).
+        # (or every scan logs a failed auto-learn lock and nothing is learnt). The folder is
+        # local: flock, not the NFS-safe lock files that spamd's children racing for Bayes
+        # sometimes found gone ("locker: error accessing ...").
         home = (settings.var_dir / "spamd-home").resolve()
         home.mkdir(parents=True, exist_ok=True)
         shutil.chown(home, "nobody")
-        argv += ["--username=nobody", f"--helper-home-dir={home}", f"--cf=bayes_path {home}/bayes"]
-        # The folder is local: flock, not the NFS-safe lock files, which spamd's children
-        # racing for Bayes sometimes found gone ("locker: error accessing ...").
-        argv += ["--cf=lock_method flock"]
+        argv += [
+            "--username=nobody", f"--helper-home-dir={home}",
+            f"--cf=bayes_path {home}/bayes", "--cf=lock_method flock",
+        ]  # fmt: skip
 
     def ready() -> bool:
         return bool(SpamassassinPlugin(settings=settings, pool=SPAM_POOL).health())
