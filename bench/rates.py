@@ -35,14 +35,14 @@ def main() -> None:
         for round_ in range(args.rounds):
             for rate in rates:
                 name = f"{rate:g} msg/s"
-                figures.setdefault(name, []).append(_at_rate(bench, rate, args.seconds, round_))
+                figures.setdefault(name, []).append(at_rate(bench, rate, args.seconds, round_))
             name = f"closed, {args.clients} clients"
             figures.setdefault(name, []).append(_flat_out(bench, args, round_))
             say(f"round {round_ + 1}/{args.rounds} done")
     print(report(figures, args))
 
 
-def _at_rate(bench: BenchStack, rate: float, seconds: float, round_: int) -> dict[str, float]:
+def at_rate(bench: BenchStack, rate: float, seconds: float, round_: int) -> dict[str, float]:
     arrivals = arrival_times([(rate, seconds)], seed=round_)
     label = f"r{rate:g}-{round_}"
     messages = _messages(len(arrivals), label)

@@ -41,7 +41,7 @@ def main() -> None:
         return
     samples = corpus.generated(args.messages, 6)
     figures: dict[str, list[float]] = {"SMTP floor": [], "mailscan front": []}
-    with running(Plan("glue", 2, glue=True)) as bench, _floor_server() as floor:
+    with running(Plan("glue", 2, glue=True)) as bench, floor_server() as floor:
         servers = {  # where each listens, and its CPU seconds so far
             "SMTP floor": ((LOOPBACK, FLOOR_PORT), lambda: process_cpu_s(floor.pid)),
             "mailscan front": (bench.smtp, lambda: cpu_by_service(bench.stack)["mailserver"]),
@@ -74,7 +74,7 @@ def _block(
 
 
 @contextlib.contextmanager
-def _floor_server() -> Iterator[subprocess.Popen[bytes]]:
+def floor_server() -> Iterator[subprocess.Popen[bytes]]:
     if not port_free(FLOOR_PORT):
         raise SystemExit(f"port {FLOOR_PORT} on {LOOPBACK} is taken")
     argv = [sys.executable, "-m", "bench.smtp_floor", "--serve", str(FLOOR_PORT)]

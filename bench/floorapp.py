@@ -1,0 +1,67 @@
+"""The floor of a scan job: a Celery app with mailscan's own configuration, transport and
+task base, whose two scan tasks (the same names, queues and routes as ``tasks.scan``) fetch
+nothing, ask no engine and run no guard: each stores and publishes a fixed "clean" verdict
+in one round trip, as the runner does (``tasks.results.store``), and returns its summary.
+
+What a pool costs per job on top of this is mailscan's runner, guards and plugin client;
+this much any pool built on Celery's prefork workers with these settings pays.
+
+    celery -A bench.floorapp worker -Q av ...   (started by ``python -m bench.floor``)
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import redis
+from celery import Celery, Task
+
+from tasks.blobs import BlobRef
+from tasks.celeryapp import celery_config
+from tasks.constants import AV_POOL, SCAN_TASKS, SPAM_POOL
+from tasks.isolation import ScanTask
+from tasks.results import store, summary
+from tasks.settings import current_settings
+from tasks.transport import use_in_workers
+
+app = Celery("mailscan-floor")
+use_in_workers()
+_clients: dict[int, redis.Redis] = {}
+
+
+@app.on_configure.connect
+def _configure(sender: Celery, **_: Any) -> None:
+    sender.config_from_object(celery_config(current_settings()))
+
+
+def _client() -> redis.Redis:
+    # One per pool process, made after the fork, as the runner's.
+    pid = os.getpid()
+    if pid not in _clients:
+        _clients.clear()
+        _clients[pid] = redis.Redis.from_url(current_settings().redis_url, socket_timeout=10)
+    return _clients[pid]
+
+
+def _answer(task: Task, pool: str) -> str:
+    result = {
+        "pool": pool,
+        "status": "clean",
+        "verdicts": [],
+        "unscannable": False,
+        "elapsed_ms": 0.0,
+        "worker": task.request.hostname or "",
+    }
+    store(_client().pipeline(transaction=False), task.backend, task.request.id, result)
+    return summary(result)
+
+
+@app.task(name=SCAN_TASKS[AV_POOL], bind=True, base=ScanTask, ignore_result=True)
+def floor_av(self: Task, ref: BlobRef) -> str:
+    return _answer(self, AV_POOL)
+
+
+@app.task(name=SCAN_TASKS[SPAM_POOL], bind=True, base=ScanTask, ignore_result=True)
+def floor_spam(self: Task, ref: BlobRef) -> str:
+    return _answer(self, SPAM_POOL)
