@@ -20,6 +20,7 @@ from bench.phases import PhaseInfo, closed, opened
 from bench.stacks import BenchStack, Plan, running
 
 SHOWN = (*MAILSCAN_GROUPS, "bench client")
+FLAT_OUT_MSG_PER_S = 150  # messages planned per second of a flat-out phase
 
 
 def main() -> None:
@@ -37,7 +38,8 @@ def main() -> None:
                 name = f"{rate:g} msg/s"
                 figures.setdefault(name, []).append(at_rate(bench, rate, args.seconds, round_))
             name = f"closed, {args.clients} clients"
-            figures.setdefault(name, []).append(_flat_out(bench, args, round_))
+            flat_out_figures = flat_out(bench, args.clients, args.seconds, round_)
+            figures.setdefault(name, []).append(flat_out_figures)
             say(f"round {round_ + 1}/{args.rounds} done")
     print(report(figures, args))
 
@@ -50,11 +52,12 @@ def at_rate(bench: BenchStack, rate: float, seconds: float, round_: int) -> dict
     return _figures(opened(bench, info, messages, arrivals))
 
 
-def _flat_out(bench: BenchStack, args: argparse.Namespace, round_: int) -> dict[str, float]:
-    label = f"c{args.clients}-{round_}"
-    messages = _messages(int(args.seconds * 150), label)
-    info = PhaseInfo(label, "rates", "mailscan", "generated", concurrency=args.clients)
-    return _figures(closed(bench, info, messages, limit_s=args.seconds * 5))
+def flat_out(bench: BenchStack, clients: int, seconds: float, round_: int) -> dict[str, float]:
+    """About ``seconds`` of ``clients`` sending one message after the other."""
+    label = f"c{clients}-{round_}"
+    messages = _messages(int(seconds * FLAT_OUT_MSG_PER_S), label)
+    info = PhaseInfo(label, "rates", "mailscan", "generated", concurrency=clients)
+    return _figures(closed(bench, info, messages, limit_s=seconds * 5))
 
 
 def _messages(count: int, label: str) -> list[bytes]:

@@ -1,0 +1,89 @@
+"""The essential front: what the design asks of any SMTP front in front of these pools, done
+with mailscan's own parts and nothing more. Per message, as ``mailserver.pipeline`` orders it:
+
+1. the spool entry written durably (``mailserver.spool``: fsync, rename, folder fsync), on a
+   thread;
+2. the bytes and both scan jobs written in one round trip (``tasks.submit``), on a thread;
+3. both verdicts awaited on the one shared subscriber (``mailserver.verdicts``);
+4. the message delivered to the Maildir (``mailserver.delivery``) and its spool entry
+   removed, on a thread; then 250.
+
+No admission check, scan headers, policy, outcome log, metrics, log line or redriver:
+what mailscan's front costs above this is what those cost.
+
+    python -m bench.floorfront PORT FOLDER   (started by ``python -m bench.floor``; Redis
+                                              from MAILSCAN_REDIS_URL)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import redis
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from bench.stacks import LOOPBACK
+from mailserver.delivery import MaildirDelivery
+from mailserver.server import LenientSMTP
+from mailserver.spool import Envelope as SpoolEnvelope
+from mailserver.spool import Spool, SpoolEntry
+from mailserver.verdicts import VerdictWaiter
+from tasks.settings import current_settings
+from tasks.submit import job_ids, submit
+
+VERDICT_WAIT_S = 60.0
+
+
+class Essentials:
+    """aiosmtpd handler doing the four steps above."""
+
+    def __init__(self, root: Path, client: redis.Redis, waiter: VerdictWaiter) -> None:
+        from tasks.celeryapp import app
+
+        self.app, self.client, self.waiter = app, client, waiter
+        self.spool, self.maildir = Spool(root / "spool"), MaildirDelivery(root / "maildir")
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        sender = SpoolEnvelope(envelope.mail_from or "", tuple(envelope.rcpt_tos))
+        content = envelope.original_content or b""
+        entry = await asyncio.to_thread(self.spool.commit, sender, content)
+        task_ids = job_ids(entry.id)
+        for task_id in task_ids.values():
+            self.waiter.expect(task_id)
+        await asyncio.to_thread(submit, self.app, self.client, entry.id, content, 600, "", task_ids)
+        waits = [self.waiter.wait(task_id, VERDICT_WAIT_S) for task_id in task_ids.values()]
+        await asyncio.gather(*waits)
+        await asyncio.to_thread(self._deliver, entry)
+        return "250 OK"
+
+    def _deliver(self, entry: SpoolEntry) -> None:
+        self.maildir.deliver(entry.id, entry.envelope, entry.content, first=True)
+        self.spool.finish(entry.id)
+
+
+async def serve(port: int, root: Path) -> None:
+    from tasks.celeryapp import app
+
+    url = current_settings().redis_url
+    waiter = VerdictWaiter(url, app.backend.decode_result)
+    await waiter.start()
+    handler = Essentials(root, redis.Redis.from_url(url), waiter)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: LenientSMTP(handler, data_size_limit=30 * 2**20, enable_SMTPUTF8=True),
+        LOOPBACK,
+        port,
+    )
+    stopped = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stopped.set)
+    async with server:
+        await stopped.wait()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    asyncio.run(serve(int(sys.argv[1]), Path(sys.argv[2])))
