@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from typing import Any
 
 from bench import cpu
@@ -37,12 +38,28 @@ def size_steps(
 def growth_exponent(steps: list[dict[str, Any]], path: str) -> float:
     """The largest k in time ~ size^k between two neighbouring sizes (p50 times): 1 is time
     growing as fast as size, below 1 slower. Over the whole range fixed costs would hide it."""
-    exponents = [_exponent(a, b, path) for a, b in itertools.pairwise(steps)]
+    return _largest_exponent(steps, lambda step: _p50(step, path))
+
+
+def added_growth_exponent(steps: list[dict[str, Any]]) -> float:
+    """The same k for the time mailscan adds to the scanners' own (its p50 less the
+    baseline's), between neighbouring sizes where it adds any. mailscan's time holds clamd's
+    and spamd's, whose own k is above 1 for the largest mail; this is what mailscan's own
+    work (the SMTP transfer, spool, Redis, delivery) does with size."""
+    return _largest_exponent(steps, lambda step: _p50(step, "mailscan") - _p50(step, "baseline"))
+
+
+def _p50(step: dict[str, Any], path: str) -> float:
+    return step[path]["latency_ms"]["p50"]
+
+
+def _largest_exponent(steps: list[dict[str, Any]], time_ms: Callable[[dict], float]) -> float:
+    exponents = [_exponent(a, b, time_ms) for a, b in itertools.pairwise(steps)]
     return max((k for k in exponents if not math.isnan(k)), default=math.nan)
 
 
-def _exponent(small: dict[str, Any], large: dict[str, Any], path: str) -> float:
-    t0, t1 = (s[path]["latency_ms"]["p50"] for s in (small, large))
+def _exponent(small: dict[str, Any], large: dict[str, Any], time_ms: Callable[[dict], float]):
+    t0, t1 = time_ms(small), time_ms(large)
     if not (t0 > 0 and t1 > 0) or large["bytes"] <= small["bytes"]:
         return math.nan
     return math.log(t1 / t0) / math.log(large["bytes"] / small["bytes"])
