@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,8 +65,17 @@ class BenchStack:
         self.stack.restart("mailserver")
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so the ``finally`` of the context
+    managers below stops the stack: by default the signal ends the process on the spot and
+    leaves every service of its stacks running."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 @contextlib.contextmanager
 def running(plan: Plan, keep_var: bool = False) -> Iterator[BenchStack]:
+    stop_on_sigterm()
     var_root = Path(tempfile.mkdtemp(prefix="mailscan-bench-"))
     var_root.chmod(0o755)  # spamd runs as nobody when we are root: its home is in there
     env = _environment(var_root / "var", pick_ports(), plan)
@@ -88,6 +99,7 @@ def scratch(services: list[str], **settings: str) -> Iterator[Stack]:
     the bench's ports, in a temporary folder; ``settings`` are MAILSCAN_* names without the
     prefix. This process's environment gets the same settings, so its Celery app and
     clients talk to these services."""
+    stop_on_sigterm()
     var = Path(tempfile.mkdtemp(prefix="mailscan-scratch-"))
     var.chmod(0o755)  # spamd runs as nobody when we are root: its home is in there
     ports = pick_ports()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import signal
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -233,7 +232,6 @@ def _profile(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Profi
 
 def main(argv: list[str] | None = None) -> int:
     args, profile = parse_args(argv)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the stacks on SIGTERM too
     started = time.monotonic()
     try:
         results = run(args, profile)
