@@ -1,6 +1,7 @@
 """The floor under mailscan's own cost, and what it leaves of the ratio to the scanners.
 
-At each arrival rate, in turns, the same kind of generated mail goes through:
+At each load (Poisson arrivals at fixed rates, then clients flat out), in turns, the same
+kind of mail (``--corpus``: generated, or the real mail of sa-public) goes through:
 
 - **mailscan's glue stack**: the SMTP front, both pools with the stub plugin, Redis;
 - **the floor**: ``bench.floorfront`` (the steps the design asks of any front, done with
@@ -14,12 +15,13 @@ two jobs through Celery's prefork workers with mailscan's safety settings (late 
 job prefetched, msgpack), two verdicts published and awaited. What mailscan costs above it
 is its own: admission, scan headers, policy, outcome log, guards, the blob fetch.
 
-spamd's CPU per message is measured once in the same run (the generated corpus and the
-real mail, two clients calling it directly), and the report gives the ratio to the
-scanners each allows at the scanners' rate, S / (S + cost): no implementation of this
-architecture gets above the floor's.
+spamd's CPU per message of the same corpus is measured once in the same run (two clients
+calling it directly), and the report gives the ratio to the scanners that each allows at
+the scanners' rate, S / (S + cost): no implementation of this architecture gets above the
+floor's.
 
-    .venv/bin/python -m bench.floor [--rates 10,100] [--seconds 20] [--rounds 2]
+    .venv/bin/python -m bench.floor [--corpus generated|sa-public] [--rates 10,100]
+                                    [--clients 16] [--seconds 20] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from bench import corpus, smtpclient
 from bench.baseline import spamd_status
 from bench.cpu import CLIENT, cpu_by_service, cpu_delta, process_cpu_s
 from bench.load import Answer, arrival_times, closed_loop, open_loop, say
-from bench.rates import FLAT_OUT_MSG_PER_S, at_rate, flat_out
+from bench.phases import PhaseInfo, closed, opened
+from bench.rates import figures_of
 from bench.smtp_floor import FLOOR_PORT, server_process
 from bench.stacks import LOOPBACK, BenchStack, Plan, pick_ports, running, scratch
 from mailserver.services import FRONT_MALLOC, Service
@@ -47,6 +50,8 @@ from tasks.constants import POOLS
 
 REPO = Path(__file__).resolve().parent.parent
 SA_PUBLIC = REPO.parent / "shared" / "corpus" / "sa-public"
+CORPORA = ("generated", "sa-public")
+FLAT_OUT_MSG_PER_S = 150  # messages planned per second of a flat-out phase
 FLOOR_POOLS = tuple(f"{pool}-floor" for pool in POOLS)
 PARTS = {  # mailscan's process group -> the floor's
     "mailserver": "front-floor",
@@ -62,19 +67,22 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16, help="of the flat-out phase; 0: none")
     parser.add_argument("--seconds", type=float, default=20.0, help="per rate, path and round")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--spamd-messages", type=int, default=80, help="per corpus; 0: skip")
+    parser.add_argument("--spamd-messages", type=int, default=80, help="0: skip spamd")
+    parser.add_argument("--corpus", choices=CORPORA, default="generated")
     args = parser.parse_args()
+    if args.corpus == "sa-public" and not SA_PUBLIC.is_dir():
+        parser.error(f"no sa-public corpus at {SA_PUBLIC}")
     loads = [Load(float(r)) for r in args.rates.split(",")]
     loads += [Load(clients=args.clients)] if args.clients else []
-    spamd_ms = _spamd_cost(args.spamd_messages) if args.spamd_messages else {}
+    spamd_ms = _spamd_cost(args.corpus, args.spamd_messages) if args.spamd_messages else None
     figures: dict[tuple[str, Load], list[dict[str, float]]] = {}
     with running(Plan("glue", 2, glue=True)) as glue, _floor_stack() as floor:
         for round_ in range(args.rounds):
             for load in loads:
-                mine = _mailscan(glue, load, args.seconds, round_)
-                figures.setdefault(("mailscan", load), []).append(mine)
-                least = _floor(floor, load, args.seconds, round_)
-                figures.setdefault(("floor", load), []).append(least)
+                for path, measure in (("mailscan", _mailscan), ("floor", _floor)):
+                    where = glue if path == "mailscan" else floor
+                    mine = measure(where, load, _phase(args, load, round_, path))
+                    figures.setdefault((path, load), []).append(mine)
             say(f"round {round_ + 1}/{args.rounds} done")
     print(report(figures, loads, spamd_ms, args))
 
@@ -90,10 +98,45 @@ class Load:
         return f"{self.rate:g} msg/s" if self.rate else f"{self.clients} clients"
 
 
-def _mailscan(glue: BenchStack, load: Load, seconds: float, round_: int) -> dict[str, float]:
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One path's messages (every one new content) and schedule under one load."""
+
+    label: str
+    corpus: str
+    messages: list[bytes]
+    arrivals: list[float]  # empty: flat out
+    limit_s: float
+
+
+def _phase(args: argparse.Namespace, load: Load, round_: int, path: str) -> Phase:
+    label = f"{path} {load} {round_}"
     if load.rate:
-        return at_rate(glue, load.rate, seconds, round_)
-    return flat_out(glue, load.clients, seconds, round_)
+        arrivals = arrival_times([(load.rate, args.seconds)], seed=round_)
+        count = len(arrivals)
+    else:
+        arrivals, count = [], int(args.seconds * FLAT_OUT_MSG_PER_S)
+    samples = _samples(args.corpus, count)
+    messages = [s.render(f"{label}-{n}") for n, s in enumerate(samples)]
+    return Phase(label, args.corpus, messages, arrivals, args.seconds * 5)
+
+
+def _samples(name: str, count: int) -> list[corpus.Sample]:
+    if name == "sa-public":
+        return corpus.repeated(corpus.real(SA_PUBLIC), count)
+    return corpus.generated(count, 6)
+
+
+def _mailscan(glue: BenchStack, load: Load, phase: Phase) -> dict[str, float]:
+    info = PhaseInfo(phase.label, "floor", "mailscan", phase.corpus)
+    if load.rate:
+        run = opened(
+            glue, dataclasses.replace(info, rate=load.rate), phase.messages, phase.arrivals
+        )
+    else:
+        info = dataclasses.replace(info, concurrency=load.clients)
+        run = closed(glue, info, phase.messages, phase.limit_s)
+    return figures_of(run)
 
 
 # --- the floor stack -------------------------------------------------------------------
@@ -136,56 +179,44 @@ def _floor_pool(service: Service) -> Service:
 # --- one measured phase on the floor ---------------------------------------------------
 
 
-def _floor(floor: FloorStack, load: Load, seconds: float, round_: int) -> dict[str, float]:
-    label = f"floor {load}-{round_}"
-    if load.rate:
-        arrivals = arrival_times([(load.rate, seconds)], seed=round_)
-        count = len(arrivals)
-    else:
-        count = int(seconds * FLAT_OUT_MSG_PER_S)
-    messages = [s.render(f"{label}-{n}") for n, s in enumerate(corpus.generated(count, 6))]
+def _floor(floor: FloorStack, load: Load, phase: Phase) -> dict[str, float]:
+    messages = phase.messages
 
     async def session(index: int) -> Answer:
         reply = await smtpclient.send(LOOPBACK, FLOOR_PORT, messages[index], 120)
         return Answer(reply.outcome, reply.short, reply.stage)
 
     if load.rate:
-        sending = open_loop(label, session, arrivals, 2000)
+        sending = open_loop(phase.label, session, phase.arrivals, 2000)
     else:
-        sending = closed_loop(label, session, count, load.clients, seconds * 5)
+        sending = closed_loop(phase.label, session, len(messages), load.clients, phase.limit_s)
     before = floor.cpu()
     run = asyncio.run(sending)
     spent = cpu_delta(before, floor.cpu())
     replied = sum(r.answer.outcome == "250" for r in run.records)
     if replied < len(run.records):
-        raise RuntimeError(f"{label}: {replied} of {len(run.records)} messages answered 250")
+        raise RuntimeError(f"{phase.label}: {replied} of {len(run.records)} answered 250")
     figures = {part: 1000 * spent[part] / replied for part in [*PARTS.values(), CLIENT]}
     figures["own"] = sum(figures[part] for part in PARTS.values())
     figures["msg/s"] = replied / run.wall_s
-    say(f"  {label}: {figures['own']:.2f} ms/msg")
+    say(f"  {phase.label}: {figures['own']:.2f} ms/msg")
     return figures
 
 
 # --- spamd's own cost ------------------------------------------------------------------
 
 
-def _spamd_cost(count: int) -> dict[str, float]:
-    """spamd's CPU ms per message, per corpus, two clients calling it directly."""
-    sets = {"generated": corpus.generated(count, 6)}
-    if SA_PUBLIC.is_dir():
-        sets["sa-public"] = corpus.repeated(corpus.real(SA_PUBLIC), count)
+def _spamd_cost(name: str, count: int) -> float:
+    """spamd's CPU ms per message of the corpus, two clients calling it directly."""
+    messages = [s.render(f"spamd-{n}") for n, s in enumerate(_samples(name, count))]
     spamd = f"{LOOPBACK}:{pick_ports()['spamd']}"
-    costs = {}
     with scratch(["spamd"], spamd=spamd, spam_concurrency="2") as stack:
-        for name, samples in sets.items():
-            messages = [s.render(f"spamd-{n}") for n, s in enumerate(samples)]
-            before = cpu_by_service(stack)["spamd"]
-            with ThreadPoolExecutor(2) as pool:
-                answers = list(pool.map(lambda m: spamd_status(stack.settings, m), messages))
-            costs[name] = 1000 * (cpu_by_service(stack)["spamd"] - before) / len(messages)
-            failed = answers.count("error")
-            say(f"spamd, {name}: {costs[name]:.1f} ms/msg ({failed} errors)")
-    return costs
+        before = cpu_by_service(stack)["spamd"]
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda m: spamd_status(stack.settings, m), messages))
+        cost = 1000 * (cpu_by_service(stack)["spamd"] - before) / len(messages)
+    say(f"spamd, {name}: {cost:.1f} ms/msg ({answers.count('error')} errors)")
+    return cost
 
 
 # --- the report ------------------------------------------------------------------------
@@ -194,7 +225,7 @@ def _spamd_cost(count: int) -> dict[str, float]:
 def report(
     figures: dict[tuple[str, Load], list[dict[str, float]]],
     loads: list[Load],
-    spamd_ms: dict[str, float],
+    spamd_ms: float | None,
     args: argparse.Namespace,
 ) -> str:
     median = {
@@ -203,7 +234,7 @@ def report(
     }
     lines = [
         f"CPU ms per message, medians of {args.rounds} rounds of {args.seconds:g} s per load "
-        "and path (generated mail)",
+        f"and path ({args.corpus} mail)",
         "",
         "| load | part | mailscan | floor | mailscan - floor | mailscan / floor |",
         "|---|---|---:|---:|---:|---:|",
@@ -215,8 +246,9 @@ def report(
             cells = f"{ours:.2f} | {theirs:.2f} | {ours - theirs:.2f} | {ours / theirs:.2f}"
             lines.append(f"| {load} | {_label(part)} | {cells} |")
     rates = [load for load in loads if load.rate]
-    if rates:
-        lines += _ratio_lines(median, min(rates, key=lambda load: load.rate), spamd_ms)
+    if rates and spamd_ms:
+        slowest = min(rates, key=lambda load: load.rate)
+        lines += _ratio_lines(median, slowest, args.corpus, spamd_ms)
     return "\n".join(lines)
 
 
@@ -225,23 +257,18 @@ def _label(part: str) -> str:
     return names.get(part, part)
 
 
-def _ratio_lines(median: dict, load: Load, spamd_ms: dict[str, float]) -> list[str]:
-    if not spamd_ms:
-        return []
+def _ratio_lines(median: dict, load: Load, name: str, spamd: float) -> list[str]:
     floor, own = median[("floor", load)]["own"], median[("mailscan", load)]["own"]
-    lines = [
+    return [
         "",
         f"At {load} (the scanners' rate), the ratio to spamd alone that each allows at best, "
         "S / (S + cost), with S spamd's CPU per message:",
         "",
         "| corpus | S ms/msg | the floor allows | mailscan allows | 0.95 needs a cost ≤ |",
         "|---|---:|---:|---:|---:|",
+        f"| {name} | {spamd:.1f} | {spamd / (spamd + floor):.3f} | "
+        f"{spamd / (spamd + own):.3f} | {spamd / 0.95 - spamd:.1f} ms |",
     ]
-    for name, spamd in spamd_ms.items():
-        needs = spamd / 0.95 - spamd
-        row = f"| {name} | {spamd:.1f} | {spamd / (spamd + floor):.3f} | "
-        lines.append(row + f"{spamd / (spamd + own):.3f} | {needs:.1f} ms |")
-    return lines
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from bench.phases import PhaseInfo, closed, opened
 from bench.stacks import BenchStack, Plan, running
 
 SHOWN = (*MAILSCAN_GROUPS, "bench client")
-FLAT_OUT_MSG_PER_S = 150  # messages planned per second of a flat-out phase
 
 
 def main() -> None:
@@ -36,35 +35,33 @@ def main() -> None:
         for round_ in range(args.rounds):
             for rate in rates:
                 name = f"{rate:g} msg/s"
-                figures.setdefault(name, []).append(at_rate(bench, rate, args.seconds, round_))
+                figures.setdefault(name, []).append(_at_rate(bench, rate, args.seconds, round_))
             name = f"closed, {args.clients} clients"
-            flat_out_figures = flat_out(bench, args.clients, args.seconds, round_)
-            figures.setdefault(name, []).append(flat_out_figures)
+            figures.setdefault(name, []).append(_flat_out(bench, args, round_))
             say(f"round {round_ + 1}/{args.rounds} done")
     print(report(figures, args))
 
 
-def at_rate(bench: BenchStack, rate: float, seconds: float, round_: int) -> dict[str, float]:
+def _at_rate(bench: BenchStack, rate: float, seconds: float, round_: int) -> dict[str, float]:
     arrivals = arrival_times([(rate, seconds)], seed=round_)
     label = f"r{rate:g}-{round_}"
     messages = _messages(len(arrivals), label)
     info = PhaseInfo(label, "rates", "mailscan", "generated", rate=rate)
-    return _figures(opened(bench, info, messages, arrivals))
+    return figures_of(opened(bench, info, messages, arrivals))
 
 
-def flat_out(bench: BenchStack, clients: int, seconds: float, round_: int) -> dict[str, float]:
-    """About ``seconds`` of ``clients`` sending one message after the other."""
-    label = f"c{clients}-{round_}"
-    messages = _messages(int(seconds * FLAT_OUT_MSG_PER_S), label)
-    info = PhaseInfo(label, "rates", "mailscan", "generated", concurrency=clients)
-    return _figures(closed(bench, info, messages, limit_s=seconds * 5))
+def _flat_out(bench: BenchStack, args: argparse.Namespace, round_: int) -> dict[str, float]:
+    label = f"c{args.clients}-{round_}"
+    messages = _messages(int(args.seconds * 150), label)
+    info = PhaseInfo(label, "rates", "mailscan", "generated", concurrency=args.clients)
+    return figures_of(closed(bench, info, messages, limit_s=args.seconds * 5))
 
 
 def _messages(count: int, label: str) -> list[bytes]:
     return [s.render(f"{label}-{n}") for n, s in enumerate(corpus.generated(count, 6))]
 
 
-def _figures(phase: dict) -> dict[str, float]:
+def figures_of(phase: dict) -> dict[str, float]:
     per_message = phase["cpu_ms_per_msg"]
     return {
         "msg/s": phase["msg_per_s"],
