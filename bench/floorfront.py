@@ -6,7 +6,9 @@ with mailscan's own parts and nothing more. Per message, as ``mailserver.pipelin
 2. the bytes and both scan jobs written in one round trip (``tasks.submit``), on a thread;
 3. both verdicts awaited on the one shared subscriber (``mailserver.verdicts``);
 4. the message delivered to the Maildir (``mailserver.delivery``) and its spool entry
-   removed, on a thread; then 250.
+   removed, on a thread; then 250. Its bytes leave Redis in the next quarter second's
+   round trip (``mailserver.outcomes.OutcomeLog.blob_done``): kept for the blob TTL, they
+   would grow Redis's memory and its CPU with every message.
 
 No admission check, scan headers, policy, outcome log, metrics, log line or redriver:
 what mailscan's front costs above this is what those cost.
@@ -28,6 +30,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from bench.stacks import LOOPBACK
 from mailserver.delivery import MaildirDelivery
+from mailserver.outcomes import OutcomeLog
 from mailserver.server import LenientSMTP
 from mailserver.spool import Envelope as SpoolEnvelope
 from mailserver.spool import Spool, SpoolEntry
@@ -46,6 +49,7 @@ class Essentials:
 
         self.app, self.client, self.waiter = app, client, waiter
         self.spool, self.maildir = Spool(root / "spool"), MaildirDelivery(root / "maildir")
+        self.finished = OutcomeLog(client)  # only its removal of finished messages' bytes
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         sender = SpoolEnvelope(envelope.mail_from or "", tuple(envelope.rcpt_tos))
@@ -63,6 +67,7 @@ class Essentials:
     def _deliver(self, entry: SpoolEntry) -> None:
         self.maildir.deliver(entry.id, entry.envelope, entry.content, first=True)
         self.spool.finish(entry.id)
+        self.finished.blob_done(entry.id)
 
 
 async def serve(port: int, root: Path) -> None:
@@ -72,6 +77,7 @@ async def serve(port: int, root: Path) -> None:
     waiter = VerdictWaiter(url, app.backend.decode_result)
     await waiter.start()
     handler = Essentials(root, redis.Redis.from_url(url), waiter)
+    remover = asyncio.create_task(handler.finished.run())
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: LenientSMTP(handler, data_size_limit=30 * 2**20, enable_SMTPUTF8=True),
@@ -82,6 +88,7 @@ async def serve(port: int, root: Path) -> None:
     loop.add_signal_handler(signal.SIGTERM, stopped.set)
     async with server:
         await stopped.wait()
+    remover.cancel()
     os._exit(0)
 
 
