@@ -130,13 +130,10 @@ def _samples(name: str, count: int) -> list[corpus.Sample]:
 def _mailscan(glue: BenchStack, load: Load, phase: Phase) -> dict[str, float]:
     info = PhaseInfo(phase.label, "floor", "mailscan", phase.corpus)
     if load.rate:
-        run = opened(
-            glue, dataclasses.replace(info, rate=load.rate), phase.messages, phase.arrivals
-        )
-    else:
-        info = dataclasses.replace(info, concurrency=load.clients)
-        run = closed(glue, info, phase.messages, phase.limit_s)
-    return figures_of(run)
+        info = dataclasses.replace(info, rate=load.rate)
+        return figures_of(opened(glue, info, phase.messages, phase.arrivals))
+    info = dataclasses.replace(info, concurrency=load.clients)
+    return figures_of(closed(glue, info, phase.messages, phase.limit_s))
 
 
 # --- the floor stack -------------------------------------------------------------------

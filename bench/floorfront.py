@@ -21,17 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 from pathlib import Path
 
 import redis
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from bench.stacks import LOOPBACK
+from bench.smtp_floor import serve_smtp
 from mailserver.delivery import MaildirDelivery
 from mailserver.outcomes import OutcomeLog
-from mailserver.server import LenientSMTP
 from mailserver.spool import Envelope as SpoolEnvelope
 from mailserver.spool import Spool, SpoolEntry
 from mailserver.verdicts import VerdictWaiter
@@ -78,16 +76,7 @@ async def serve(port: int, root: Path) -> None:
     await waiter.start()
     handler = Essentials(root, redis.Redis.from_url(url), waiter)
     remover = asyncio.create_task(handler.finished.run())
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: LenientSMTP(handler, data_size_limit=30 * 2**20, enable_SMTPUTF8=True),
-        LOOPBACK,
-        port,
-    )
-    stopped = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stopped.set)
-    async with server:
-        await stopped.wait()
+    await serve_smtp(handler, port)
     remover.cancel()
     os._exit(0)
 

@@ -102,14 +102,19 @@ def server_process(
 
 
 async def _serve_floor(port: int) -> None:
-    from mailserver.server import LenientSMTP
-
     class Accept:
         async def handle_DATA(self, server, session, envelope) -> str:
             return "250 OK"
 
+    await serve_smtp(Accept(), port)
+    os._exit(0)
+
+
+async def serve_smtp(handler: object, port: int) -> None:
+    """Serve ``handler`` with the front's own SMTP class on loopback until SIGTERM."""
+    from mailserver.server import LenientSMTP
+
     loop = asyncio.get_running_loop()
-    handler = Accept()
     server = await loop.create_server(
         lambda: LenientSMTP(handler, data_size_limit=30 * 2**20, enable_SMTPUTF8=True),
         LOOPBACK,
@@ -119,7 +124,6 @@ async def _serve_floor(port: int) -> None:
     loop.add_signal_handler(signal.SIGTERM, stopped.set)
     async with server:
         await stopped.wait()
-    os._exit(0)
 
 
 def _line(figures: dict[str, list[float]], index: int) -> str:
