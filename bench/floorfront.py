@@ -37,6 +37,7 @@ from tasks.settings import current_settings
 from tasks.submit import job_ids, submit
 
 VERDICT_WAIT_S = 60.0
+BLOB_TTL_S = 600  # a backstop only: a finished message's bytes go at once (above)
 
 
 class Essentials:
@@ -56,7 +57,9 @@ class Essentials:
         task_ids = job_ids(entry.id)
         for task_id in task_ids.values():
             self.waiter.expect(task_id)
-        await asyncio.to_thread(submit, self.app, self.client, entry.id, content, 600, "", task_ids)
+        await asyncio.to_thread(
+            submit, self.app, self.client, entry.id, content, BLOB_TTL_S, "", task_ids
+        )
         waits = [self.waiter.wait(task_id, VERDICT_WAIT_S) for task_id in task_ids.values()]
         await asyncio.gather(*waits)
         await asyncio.to_thread(self._deliver, entry)

@@ -58,7 +58,9 @@ def _largest_exponent(steps: list[dict[str, Any]], time_ms: Callable[[dict], flo
     return max((k for k in exponents if not math.isnan(k)), default=math.nan)
 
 
-def _exponent(small: dict[str, Any], large: dict[str, Any], time_ms: Callable[[dict], float]):
+def _exponent(
+    small: dict[str, Any], large: dict[str, Any], time_ms: Callable[[dict], float]
+) -> float:
     t0, t1 = time_ms(small), time_ms(large)
     if not (t0 > 0 and t1 > 0) or large["bytes"] <= small["bytes"]:
         return math.nan
