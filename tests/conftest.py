@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import smtplib
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -25,9 +26,15 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "sa-public"
 BACKENDS = ("redis", "clamd", "spamd")
 POOLS = ("av-worker", "spam-worker")
 
-_VAR = Path(tempfile.mkdtemp(prefix="mailscan-test-"))
+# One folder for the whole run, removed at its end. pytest loads this file as ``conftest``
+# and the test modules import it again as ``tests.conftest``: the second import must take
+# the first one's folder, or each would make its own and only one of them would be removed.
+_FIRST = sys.modules.get("conftest") or sys.modules.get("tests.conftest")
+TEST_ROOT: Path = getattr(_FIRST, "TEST_ROOT", None) or Path(
+    tempfile.mkdtemp(prefix="mailscan-test-")
+)
 TEST_ENV = {
-    "MAILSCAN_VAR_DIR": str(_VAR / "var"),
+    "MAILSCAN_VAR_DIR": str(TEST_ROOT / "var"),
     "MAILSCAN_REDIS_URL": "redis://127.0.0.1:16390/0",
     "MAILSCAN_CLAMD": "127.0.0.1:13320",
     "MAILSCAN_SPAMD": "127.0.0.1:17830",
@@ -36,7 +43,7 @@ TEST_ENV = {
     "MAILSCAN_METRICS_PORT": "19125",
     "MAILSCAN_AV_PLUGINS": "clamav,builtin,command",
     # The command engine is clamscan with the project's own signatures (prepared for clamd).
-    "MAILSCAN_COMMAND_SCANNER": f"clamscan --no-summary -d {_VAR / 'var' / 'clamd' / 'db'} -",
+    "MAILSCAN_COMMAND_SCANNER": f"clamscan --no-summary -d {TEST_ROOT / 'var' / 'clamd' / 'db'} -",
     "MAILSCAN_SCAN_DEADLINE_S": "30",
     "MAILSCAN_REDRIVE_INTERVAL_S": "1",
 }
@@ -52,7 +59,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if not os.environ.get("KEEP_TEST_VAR"):
-        shutil.rmtree(_VAR, ignore_errors=True)
+        shutil.rmtree(TEST_ROOT, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -77,14 +84,15 @@ def running_stack(settings: Settings, env: dict[str, str]) -> Iterator[Stack]:
 
 def stack_env(name: str, port_offset: int, **overrides: str) -> dict[str, str]:
     """The environment of a further stack of its own: ports shifted, its own folders."""
-    env = {**os.environ, **TEST_ENV, "MAILSCAN_VAR_DIR": str(_VAR / name)}
+    env = {**os.environ, **TEST_ENV, "MAILSCAN_VAR_DIR": str(TEST_ROOT / name)}
     env["MAILSCAN_REDIS_URL"] = f"redis://127.0.0.1:{16390 + port_offset}/0"
     env["MAILSCAN_CLAMD"] = f"127.0.0.1:{13320 + port_offset}"
     env["MAILSCAN_SPAMD"] = f"127.0.0.1:{17830 + port_offset}"
     env["MAILSCAN_SMTP_PORT"] = str(12525 + 10 * port_offset)
     env["MAILSCAN_FLOWER_PORT"] = str(15555 + port_offset)
     env["MAILSCAN_METRICS_PORT"] = str(19125 + port_offset)
-    env["MAILSCAN_COMMAND_SCANNER"] = f"clamscan --no-summary -d {_VAR / name / 'clamd' / 'db'} -"
+    signatures = TEST_ROOT / name / "clamd" / "db"
+    env["MAILSCAN_COMMAND_SCANNER"] = f"clamscan --no-summary -d {signatures} -"
     env.update({f"MAILSCAN_{key.upper()}": value for key, value in overrides.items()})
     return env
 

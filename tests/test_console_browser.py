@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,16 @@ from mailserver.stack import Stack
 from tasks.crashstore import CrashStore
 from tasks.plugins.chaos import marker
 from tasks.settings import Settings, load_settings
-from tests.conftest import EICAR, GTUBE, make_message, running_stack, send, stack_env, wait_for
+from tests.conftest import (
+    EICAR,
+    GTUBE,
+    TEST_ROOT,
+    make_message,
+    running_stack,
+    send,
+    stack_env,
+    wait_for,
+)
 from tests.console_session import ADMIN, PASSWORD, ReportReceiver, add_admin, receiving
 
 pytestmark = pytest.mark.integration
@@ -29,13 +37,11 @@ CONSOLE_PORT = 18025
 BASE = f"http://127.0.0.1:{CONSOLE_PORT}"
 TOKEN = "test-token-for-the-receiver"
 # The README's screenshots are written only when asked (UPDATE_SCREENSHOTS=yes):
-# otherwise every test run would change them in the working tree. Without it they go to a
-# temporary folder, so the screenshot step is still tested.
+# otherwise every test run would change them in the working tree. Without it they go to the
+# run's own folder, removed at its end, so the screenshot step is still tested.
 DOCS_SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 SCREENSHOTS = (
-    DOCS_SCREENSHOTS
-    if os.environ.get("UPDATE_SCREENSHOTS") == "yes"
-    else Path(tempfile.gettempdir()) / f"mailscan-test-screenshots-{os.getpid()}"
+    DOCS_SCREENSHOTS if os.environ.get("UPDATE_SCREENSHOTS") == "yes" else TEST_ROOT / "screenshots"
 )
 CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu",
                  "--disable-background-networking", "--disable-component-update",
