@@ -27,38 +27,30 @@ floor's.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import dataclasses
 import statistics
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from typing import Any
 
-from bench import corpus, smtpclient
+from bench import corpus
 from bench.baseline import spamd_status
-from bench.cpu import CLIENT, cpu_by_service, cpu_delta, process_cpu_s
-from bench.load import Answer, arrival_times, closed_loop, open_loop, say
+from bench.cpu import MAILSCAN_GROUPS, cpu_by_service
+from bench.load import arrival_times, say
+from bench.machine import REPO
 from bench.phases import PhaseInfo, closed, opened
 from bench.rates import figures_of
-from bench.smtp_floor import FLOOR_PORT, server_process
-from bench.stacks import LOOPBACK, BenchStack, Plan, pick_ports, running, scratch
+from bench.smtp_floor import FLOOR_PORT
+from bench.stacks import LOOPBACK, BenchStack, Plan, pick_ports, port_free, running, scratch
+from bench.suite import DEFAULT_CORPUS
 from mailserver.services import FRONT_MALLOC, Service
-from mailserver.stack import Stack
 from tasks.constants import POOLS
 
-REPO = Path(__file__).resolve().parent.parent
-SA_PUBLIC = REPO.parent / "shared" / "corpus" / "sa-public"
+SA_PUBLIC = REPO / DEFAULT_CORPUS
 CORPORA = ("generated", "sa-public")
 FLAT_OUT_MSG_PER_S = 150  # messages planned per second of a flat-out phase
-FLOOR_POOLS = tuple(f"{pool}-floor" for pool in POOLS)
-PARTS = {  # mailscan's process group -> the floor's
-    "mailserver": "front-floor",
-    "av-worker": "av-floor",
-    "spam-worker": "spam-floor",
-    "redis": "redis",
-}
 
 
 def main() -> None:
@@ -79,10 +71,9 @@ def main() -> None:
     with running(Plan("glue", 2, glue=True)) as glue, _floor_stack() as floor:
         for round_ in range(args.rounds):
             for load in loads:
-                for path, measure in (("mailscan", _mailscan), ("floor", _floor)):
-                    where = glue if path == "mailscan" else floor
-                    mine = measure(where, load, _phase(args, load, round_, path))
-                    figures.setdefault((path, load), []).append(mine)
+                for path, bench in (("mailscan", glue), ("floor", floor)):
+                    measured = _measure(bench, load, _phase(args, load, round_, path))
+                    figures.setdefault((path, load), []).append(figures_of(measured))
             say(f"round {round_ + 1}/{args.rounds} done")
     print(report(figures, loads, spamd_ms, args))
 
@@ -127,77 +118,50 @@ def _samples(name: str, count: int) -> list[corpus.Sample]:
     return corpus.generated(count, 6)
 
 
-def _mailscan(glue: BenchStack, load: Load, phase: Phase) -> dict[str, float]:
+def _measure(bench: BenchStack, load: Load, phase: Phase) -> dict[str, Any]:
+    """The phase through ``bench``'s SMTP port (path "mailscan": SMTP, not direct calls)."""
     info = PhaseInfo(phase.label, "floor", "mailscan", phase.corpus)
     if load.rate:
         info = dataclasses.replace(info, rate=load.rate)
-        return figures_of(opened(glue, info, phase.messages, phase.arrivals))
-    info = dataclasses.replace(info, concurrency=load.clients)
-    return figures_of(closed(glue, info, phase.messages, phase.limit_s))
+        measured = opened(bench, info, phase.messages, phase.arrivals)
+    else:
+        info = dataclasses.replace(info, concurrency=load.clients)
+        measured = closed(bench, info, phase.messages, phase.limit_s)
+    if bench.plan.name == "floor" and measured["outcomes"] != {"250": measured["answered"]}:
+        raise RuntimeError(f"{phase.label}: the floor answered {measured['outcomes']}")
+    return measured
 
 
 # --- the floor stack -------------------------------------------------------------------
 
 
-class FloorStack:
-    """Redis and the two floor pools (a ``Stack``), and the essential front's pid."""
-
-    def __init__(self, stack: Stack, front_pid: int) -> None:
-        self.stack, self.front_pid = stack, front_pid
-
-    def cpu(self) -> dict[str, float]:
-        used = cpu_by_service(self.stack)
-        used["front-floor"] = process_cpu_s(self.front_pid)
-        return used
-
-
 @contextlib.contextmanager
-def _floor_stack() -> Iterator[FloorStack]:
-    """Redis, the floor pools and the essential front, in a scratch folder."""
-    with scratch(["redis"]) as stack:
+def _floor_stack() -> Iterator[BenchStack]:
+    """Redis, the floor pools and the essential front in a scratch folder, under the names
+    of mailscan's services: the CPU of each is read, and reported, as mailscan's is."""
+    with scratch(["redis"], smtp_port=str(FLOOR_PORT)) as stack:
         for pool in POOLS:
-            service = _floor_pool(stack.services[f"{pool}-worker"])
-            stack.services[service.name] = service
-        stack.start(FLOOR_POOLS, progress=say)
-        folder = stack.settings.var_dir / "floor-front"
-        argv = [sys.executable, "-m", "bench.floorfront", str(FLOOR_PORT), str(folder)]
-        with server_process(argv, FLOOR_PORT, FRONT_MALLOC) as front:
-            yield FloorStack(stack, front.pid)
+            name = f"{pool}-worker"
+            stack.services[name] = _with_floor_app(stack.services[name])
+        stack.services["mailserver"] = _essential_front()
+        stack.start([*(f"{pool}-worker" for pool in POOLS), "mailserver"], progress=say)
+        yield BenchStack(Plan("floor", 2), stack, stack.settings)
 
 
-def _floor_pool(service: Service) -> Service:
+def _with_floor_app(service: Service) -> Service:
     """The pool's worker as mailscan starts it (flags, malloc settings, node name), with
     the floor's app instead of mailscan's."""
     argv = list(service.argv)
     argv[argv.index("-A") + 1] = "bench.floorapp"
-    return dataclasses.replace(service, name=service.name.replace("worker", "floor"), argv=argv)
+    return dataclasses.replace(service, argv=argv)
 
 
-# --- one measured phase on the floor ---------------------------------------------------
+def _essential_front() -> Service:
+    def listening() -> bool:
+        return not port_free(FLOOR_PORT)
 
-
-def _floor(floor: FloorStack, load: Load, phase: Phase) -> dict[str, float]:
-    messages = phase.messages
-
-    async def session(index: int) -> Answer:
-        reply = await smtpclient.send(LOOPBACK, FLOOR_PORT, messages[index], 120)
-        return Answer(reply.outcome, reply.short, reply.stage)
-
-    if load.rate:
-        sending = open_loop(phase.label, session, phase.arrivals, 2000)
-    else:
-        sending = closed_loop(phase.label, session, len(messages), load.clients, phase.limit_s)
-    before = floor.cpu()
-    run = asyncio.run(sending)
-    spent = cpu_delta(before, floor.cpu())
-    replied = sum(r.answer.outcome == "250" for r in run.records)
-    if replied < len(run.records):
-        raise RuntimeError(f"{phase.label}: {replied} of {len(run.records)} answered 250")
-    figures = {part: 1000 * spent[part] / replied for part in [*PARTS.values(), CLIENT]}
-    figures["own"] = sum(figures[part] for part in PARTS.values())
-    figures["msg/s"] = replied / run.wall_s
-    say(f"  {phase.label}: {figures['own']:.2f} ms/msg")
-    return figures
+    argv = [sys.executable, "-m", "bench.floorfront"]
+    return Service("mailserver", argv, listening, port=FLOOR_PORT, env=FRONT_MALLOC)
 
 
 # --- spamd's own cost ------------------------------------------------------------------
@@ -238,8 +202,8 @@ def report(
     ]
     for load in loads:
         mine, least = median[("mailscan", load)], median[("floor", load)]
-        for part, floor_part in [*PARTS.items(), ("own", "own"), ("msg/s", "msg/s")]:
-            ours, theirs = mine[part], least[floor_part]
+        for part in [*MAILSCAN_GROUPS, "own", "msg/s"]:
+            ours, theirs = mine[part], least[part]
             cells = f"{ours:.2f} | {theirs:.2f} | {ours - theirs:.2f} | {ours / theirs:.2f}"
             lines.append(f"| {load} | {_label(part)} | {cells} |")
     rates = [load for load in loads if load.rate]

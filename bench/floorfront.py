@@ -13,15 +13,14 @@ with mailscan's own parts and nothing more. Per message, as ``mailserver.pipelin
 No admission check, scan headers, policy, outcome log, metrics, log line or redriver:
 what mailscan's front costs above this is what those cost.
 
-    python -m bench.floorfront PORT FOLDER   (started by ``python -m bench.floor``; Redis
-                                              from MAILSCAN_REDIS_URL)
+    python -m bench.floorfront   (started by ``python -m bench.floor`` in place of the
+                                  mailserver: port, Redis and folder from its MAILSCAN_*)
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from pathlib import Path
 
 import redis
@@ -33,6 +32,7 @@ from mailserver.outcomes import OutcomeLog
 from mailserver.spool import Envelope as SpoolEnvelope
 from mailserver.spool import Spool, SpoolEntry
 from mailserver.verdicts import VerdictWaiter
+from tasks.celeryapp import app
 from tasks.settings import current_settings
 from tasks.submit import job_ids, submit
 
@@ -44,9 +44,7 @@ class Essentials:
     """aiosmtpd handler doing the four steps above."""
 
     def __init__(self, root: Path, client: redis.Redis, waiter: VerdictWaiter) -> None:
-        from tasks.celeryapp import app
-
-        self.app, self.client, self.waiter = app, client, waiter
+        self.client, self.waiter = client, waiter
         self.spool, self.maildir = Spool(root / "spool"), MaildirDelivery(root / "maildir")
         self.finished = OutcomeLog(client)  # only its removal of finished messages' bytes
 
@@ -58,7 +56,7 @@ class Essentials:
         for task_id in task_ids.values():
             self.waiter.expect(task_id)
         await asyncio.to_thread(
-            submit, self.app, self.client, entry.id, content, BLOB_TTL_S, "", task_ids
+            submit, app, self.client, entry.id, content, BLOB_TTL_S, "", task_ids
         )
         waits = [self.waiter.wait(task_id, VERDICT_WAIT_S) for task_id in task_ids.values()]
         await asyncio.gather(*waits)
@@ -71,18 +69,17 @@ class Essentials:
         self.finished.blob_done(entry.id)
 
 
-async def serve(port: int, root: Path) -> None:
-    from tasks.celeryapp import app
-
-    url = current_settings().redis_url
-    waiter = VerdictWaiter(url, app.backend.decode_result)
+async def serve() -> None:
+    settings = current_settings()
+    waiter = VerdictWaiter(settings.redis_url, app.backend.decode_result)
     await waiter.start()
-    handler = Essentials(root, redis.Redis.from_url(url), waiter)
+    client = redis.Redis.from_url(settings.redis_url)
+    handler = Essentials(settings.var_dir / "floor-front", client, waiter)
     remover = asyncio.create_task(handler.finished.run())
-    await serve_smtp(handler, port)
+    await serve_smtp(handler, settings.smtp_port)
     remover.cancel()
-    os._exit(0)
+    os._exit(0)  # no interpreter teardown: the stack stops this process, nothing is kept
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(int(sys.argv[1]), Path(sys.argv[2])))
+    asyncio.run(serve())

@@ -41,7 +41,7 @@ def main() -> None:
         return
     samples = corpus.generated(args.messages, 6)
     figures: dict[str, list[float]] = {"SMTP floor": [], "mailscan front": []}
-    with running(Plan("glue", 2, glue=True)) as bench, floor_server() as floor:
+    with running(Plan("glue", 2, glue=True)) as bench, _floor_server() as floor:
         servers = {  # where each listens, and its CPU seconds so far
             "SMTP floor": ((LOOPBACK, FLOOR_PORT), lambda: process_cpu_s(floor.pid)),
             "mailscan front": (bench.smtp, lambda: cpu_by_service(bench.stack)["mailserver"]),
@@ -73,27 +73,17 @@ def _block(
     return 1000 * spent / len(run.records)
 
 
-def floor_server() -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
-    argv = [sys.executable, "-m", "bench.smtp_floor", "--serve", str(FLOOR_PORT)]
-    return server_process(argv, FLOOR_PORT)
-
-
 @contextlib.contextmanager
-def server_process(
-    argv: list[str], port: int, env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    """A server started by ``argv`` (from the repository's root, with ``env`` added to
-    this process's environment), once it listens on ``port`` on loopback; ended with
-    SIGTERM."""
-    if not port_free(port):
-        raise SystemExit(f"port {port} on {LOOPBACK} is taken")
-    root = Path(__file__).resolve().parent.parent
-    process = subprocess.Popen(argv, cwd=root, env={**os.environ, **(env or {})})
+def _floor_server() -> Iterator[subprocess.Popen[bytes]]:
+    if not port_free(FLOOR_PORT):
+        raise SystemExit(f"port {FLOOR_PORT} on {LOOPBACK} is taken")
+    argv = [sys.executable, "-m", "bench.smtp_floor", "--serve", str(FLOOR_PORT)]
+    process = subprocess.Popen(argv, cwd=Path(__file__).resolve().parent.parent)
     try:
         deadline = time.monotonic() + 20
-        while port_free(port):
+        while port_free(FLOOR_PORT):
             if time.monotonic() > deadline or process.poll() is not None:
-                raise SystemExit(f"{' '.join(argv[1:])} did not start")
+                raise SystemExit("the floor server did not start")
             time.sleep(0.1)
         yield process
     finally:

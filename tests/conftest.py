@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import smtplib
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -26,13 +25,9 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "sa-public"
 BACKENDS = ("redis", "clamd", "spamd")
 POOLS = ("av-worker", "spam-worker")
 
-# One folder for the whole run, removed at its end. pytest loads this file as ``conftest``
-# and the test modules import it again as ``tests.conftest``: the second import must take
-# the first one's folder, or each would make its own and only one of them would be removed.
-_FIRST = sys.modules.get("conftest") or sys.modules.get("tests.conftest")
-TEST_ROOT: Path = getattr(_FIRST, "TEST_ROOT", None) or Path(
-    tempfile.mkdtemp(prefix="mailscan-test-")
-)
+# One folder for the whole run, removed at its end. tests/ is a package, so pytest and the
+# test modules (``from tests.conftest import ...``) import this file once, as tests.conftest.
+TEST_ROOT = Path(tempfile.mkdtemp(prefix="mailscan-test-"))
 TEST_ENV = {
     "MAILSCAN_VAR_DIR": str(TEST_ROOT / "var"),
     "MAILSCAN_REDIS_URL": "redis://127.0.0.1:16390/0",
