@@ -1,5 +1,5 @@
 """PNG plots of one suite run, drawn with matplotlib when it is installed (it is not a
-dependency of mailscan: `.venv/bin/pip install matplotlib`). Also runs on its own, to draw
+dependency of mailscan: `.venv/bin/pip install -e '.[bench]'`). Also runs on its own, to draw
 the plots of an earlier run again:
 
     .venv/bin/python -m bench.plots bench/results/suite-quick-<time>/results.json
@@ -28,7 +28,7 @@ def draw_all(results: dict[str, Any], out: Path) -> list[Path]:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        say("plots skipped: matplotlib is not installed (.venv/bin/pip install matplotlib)")
+        say("plots skipped: matplotlib is not installed (.venv/bin/pip install -e '.[bench]')")
         return []
     drawn = []
     for name, draw in PLOTS.items():
