@@ -32,8 +32,10 @@ class PhaseInfo:
     rate: float | None = None  # msg/s, open loop
 
 
-def smtp_work(bench: BenchStack, messages: list[bytes]) -> Work:
-    host, port = bench.smtp
+def smtp_work(bench: BenchStack, messages: list[bytes], port: int | None = None) -> Work:
+    """Each message sent to mailscan's front, or to another SMTP server on ``port``."""
+    host, front_port = bench.smtp
+    port = port or front_port
     timeout_s = bench.settings.scan_deadline_s + CLIENT_TIMEOUT_MARGIN_S
 
     async def work(index: int) -> Answer:
@@ -78,6 +80,8 @@ def _work(
 ) -> tuple[Work, Callable[[], None]]:
     if path == "mailscan":
         return smtp_work(bench, messages), lambda: None
+    if path in bench.other_smtp:
+        return smtp_work(bench, messages, bench.other_smtp[path]), lambda: None
     work, pool = direct_work(bench.settings, messages, threads)
     return work, pool.shutdown
 

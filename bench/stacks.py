@@ -17,7 +17,7 @@ import socket
 import tempfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.load import say
@@ -37,6 +37,8 @@ PORTS = {
     "flower": 25555,
     "metrics": 29125,
     "console": 28025,
+    "classic": 20024,  # bench/classic.py: a classic content filter and its next hop
+    "next hop": 20025,
 }
 
 
@@ -52,6 +54,9 @@ class BenchStack:
     plan: Plan
     stack: Stack
     settings: Settings
+    # Other SMTP servers beside mailscan's front, loaded as paths of their own by name (a
+    # classic content filter: bench/classic.py).
+    other_smtp: dict[str, int] = field(default_factory=dict)
 
     @property
     def smtp(self) -> tuple[str, int]:
