@@ -61,7 +61,8 @@ class Service:
 def binary(name: str, package: str) -> str:
     found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin")
     if not found:
-        raise StackError(f"{name} not found: install the Debian package {package} (make run does)")
+        hint = f"install the Debian package {package} (scripts/run installs those it runs)"
+        raise StackError(f"{name} not found: {hint}")
     return found
 
 
