@@ -27,9 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import corpus
 from bench.cpu import CLIENT, MAILSCAN_GROUPS
-from bench.floor import CORPORA, SA_PUBLIC
+from bench.floor import parse_with_corpus, samples_of
 from bench.load import say
 from bench.phases import PhaseInfo, closed_blocks
 from bench.stacks import LOOPBACK, BenchStack, Plan, pick_ports, port_free, running
@@ -56,16 +55,13 @@ def main() -> None:
 
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", choices=CORPORA, default="sa-public")
     parser.add_argument("--concurrency", type=int, default=2, help="clients, children, pools")
     parser.add_argument("--messages", type=int, default=200, help="per path")
     parser.add_argument("--blocks", type=int, default=4, help="turns of the three paths")
     parser.add_argument("--keep-var", action="store_true", help="keep the logs and amavisd's home")
-    args = parser.parse_args()
+    args = parse_with_corpus(parser, default="sa-public")
     if min(args.concurrency, args.messages, args.blocks) < 1:
         parser.error("--concurrency, --messages and --blocks must be at least 1")
-    if args.corpus == "sa-public" and not SA_PUBLIC.is_dir():
-        parser.error(f"no sa-public corpus at {SA_PUBLIC}")
     return args
 
 
@@ -154,11 +150,7 @@ $virus_admin = undef; $spam_admin = undef;
 
 def _sweep(bench: BenchStack, args: argparse.Namespace) -> list[dict[str, Any]]:
     clients = args.concurrency
-    samples = (
-        corpus.repeated(corpus.real(SA_PUBLIC), args.messages)
-        if args.corpus == "sa-public"
-        else corpus.generated(args.messages, 6)
-    )
+    samples = samples_of(args.corpus, args.messages)
     warm_up(bench, samples, clients, "wc", paths=PATHS)
     infos = [PhaseInfo(f"classic {p}", "classic", p, args.corpus, clients) for p in PATHS]
     rendered = [[s.render(f"cl{p[0]}-{i}") for i, s in enumerate(samples)] for p in PATHS]

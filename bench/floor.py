@@ -44,12 +44,11 @@ from bench.phases import PhaseInfo, closed, opened
 from bench.rates import figures_of
 from bench.smtp_floor import FLOOR_PORT
 from bench.stacks import LOOPBACK, BenchStack, Plan, pick_ports, port_free, running, scratch
-from bench.suite import DEFAULT_CORPUS
+from bench.suite import CORPORA, DEFAULT_CORPUS
 from mailserver.services import FRONT_MALLOC, Service
 from tasks.constants import POOLS
 
 SA_PUBLIC = REPO / DEFAULT_CORPUS
-CORPORA = ("generated", "sa-public")
 FLAT_OUT_MSG_PER_S = 150  # messages planned per second of a flat-out phase
 
 
@@ -60,10 +59,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="per rate, path and round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--spamd-messages", type=int, default=80, help="0: skip spamd")
-    parser.add_argument("--corpus", choices=CORPORA, default="generated")
-    args = parser.parse_args()
-    if args.corpus == "sa-public" and not SA_PUBLIC.is_dir():
-        parser.error(f"no sa-public corpus at {SA_PUBLIC}")
+    args = parse_with_corpus(parser, default="generated")
     loads = [Load(float(r)) for r in args.rates.split(",")]
     loads += [Load(clients=args.clients)] if args.clients else []
     spamd_ms = _spamd_cost(args.corpus, args.spamd_messages) if args.spamd_messages else None
@@ -107,12 +103,22 @@ def _phase(args: argparse.Namespace, load: Load, round_: int, path: str) -> Phas
         count = len(arrivals)
     else:
         arrivals, count = [], int(args.seconds * FLAT_OUT_MSG_PER_S)
-    samples = _samples(args.corpus, count)
+    samples = samples_of(args.corpus, count)
     messages = [s.render(f"{label}-{n}") for n, s in enumerate(samples)]
     return Phase(label, args.corpus, messages, arrivals, args.seconds * 5)
 
 
-def _samples(name: str, count: int) -> list[corpus.Sample]:
+def parse_with_corpus(parser: argparse.ArgumentParser, default: str) -> argparse.Namespace:
+    """``parser``'s arguments with ``--corpus`` added, the sa-public folder checked."""
+    parser.add_argument("--corpus", choices=CORPORA, default=default)
+    args = parser.parse_args()
+    if args.corpus == "sa-public" and not SA_PUBLIC.is_dir():
+        parser.error(f"no sa-public corpus at {SA_PUBLIC}")
+    return args
+
+
+def samples_of(name: str, count: int) -> list[corpus.Sample]:
+    """``count`` messages of a corpus: generated mail (seed 6), or sa-public's repeated."""
     if name == "sa-public":
         return corpus.repeated(corpus.real(SA_PUBLIC), count)
     return corpus.generated(count, 6)
@@ -169,7 +175,7 @@ def _essential_front() -> Service:
 
 def _spamd_cost(name: str, count: int) -> float:
     """spamd's CPU ms per message of the corpus, two clients calling it directly."""
-    messages = [s.render(f"spamd-{n}") for n, s in enumerate(_samples(name, count))]
+    messages = [s.render(f"spamd-{n}") for n, s in enumerate(samples_of(name, count))]
     spamd = f"{LOOPBACK}:{pick_ports()['spamd']}"
     with scratch(["spamd"], spamd=spamd, spam_concurrency="2") as stack:
         before = cpu_by_service(stack)["spamd"]

@@ -34,8 +34,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench import corpus
-from bench.floor import CORPORA, SA_PUBLIC
+from bench.floor import parse_with_corpus, samples_of
 from bench.load import arrival_times, say
 from bench.phases import PhaseInfo, opened
 from bench.stacks import BenchStack, Plan, running
@@ -82,16 +81,13 @@ def main() -> None:
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--glue", action="store_true", help="stub plugins, no clamd or spamd")
-    parser.add_argument("--corpus", choices=CORPORA, default="generated")
     parser.add_argument("--rate", type=float, default=6.0, help="msg/s, Poisson arrivals")
     parser.add_argument("--seconds", type=float, default=60.0, help="of profiled load")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of load before")
     parser.add_argument("--all-threads", action="store_true", help="not only GIL holders")
-    args = parser.parse_args()
+    args = parse_with_corpus(parser, default="generated")
     if args.rate <= 0 or args.seconds <= 0 or args.warmup < 0:
         parser.error("--rate and --seconds must be above 0, --warmup at least 0")
-    if args.corpus == "sa-public" and not SA_PUBLIC.is_dir():
-        parser.error(f"no sa-public corpus at {SA_PUBLIC}")
     return args
 
 
@@ -117,11 +113,7 @@ def _load(
     bench: BenchStack, args: argparse.Namespace, seconds: float, label: str, seed: int
 ) -> dict:
     arrivals = arrival_times([(args.rate, seconds)], seed=seed)
-    samples = (
-        corpus.repeated(corpus.real(SA_PUBLIC), len(arrivals))
-        if args.corpus == "sa-public"
-        else corpus.generated(len(arrivals), 6)
-    )
+    samples = samples_of(args.corpus, len(arrivals))
     messages = [s.render(f"{label}-{n}") for n, s in enumerate(samples)]
     info = PhaseInfo(label, "profile", "mailscan", args.corpus, rate=args.rate)
     return opened(bench, info, messages, arrivals)
