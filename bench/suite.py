@@ -126,6 +126,12 @@ def _at_first_concurrency(
     results["capacity_msg_per_s"] = capacity
     if "latency" in wanted:
         results["phases"] += latency.at_load(bench, generated, capacity, profile.load_s, args.seed)
+        own = _measured_capacity(bench, results["phases"], "baseline")
+        if own:
+            results["baseline_capacity_msg_per_s"] = own
+            results["phases"] += latency.at_load(
+                bench, generated, own, profile.load_s, args.seed, ("baseline",), "latency-own"
+            )
     if "size" in wanted:
         results["sizes"] = sizes.size_steps(bench, profile.sizes, args.seed, profile.time_limit_s)
     if "overload" in wanted:
@@ -138,19 +144,27 @@ def _at_first_concurrency(
 def _capacity(
     bench: BenchStack, phases: list[dict[str, Any]], samples: list[corpus.Sample], profile: Profile
 ) -> float:
-    clients = bench.plan.concurrency
-    for phase in phases:
-        if (
-            phase["scenario"] == "sweep"
-            and phase["path"] == "mailscan"
-            and phase["corpus"] == "generated"
-            and phase["concurrency"] == clients
-        ):
-            return phase["msg_per_s"]
+    measured = _measured_capacity(bench, phases, "mailscan")
+    if measured:
+        return measured
     only_mailscan = throughput.sweep(
         bench, {"generated": samples}, profile.messages, profile.time_limit_s
     )
     return only_mailscan[-1]["msg_per_s"]
+
+
+def _measured_capacity(bench: BenchStack, phases: list[dict[str, Any]], path: str) -> float | None:
+    """``path``'s closed-loop msg/s on generated mail at the stack's concurrency, if the
+    sweep measured it."""
+    for phase in phases:
+        if (
+            phase["scenario"] == "sweep"
+            and phase["path"] == path
+            and phase["corpus"] == "generated"
+            and phase["concurrency"] == bench.plan.concurrency
+        ):
+            return phase["msg_per_s"]
+    return None
 
 
 def _log_summary(bench: BenchStack) -> dict[str, Any]:
