@@ -14,10 +14,10 @@ them), and ``summary.md`` (also printed): per service, the CPU per message in sa
 from /proc, and the functions with the most samples of their own and with what they call.
 
 Only samples of threads holding the GIL count, by default: py-spy cannot tell a thread
-blocked in a system call (a socket read, an fsync) from a running one, and counted them all,
-twice the CPU that /proc reported. What the GIL holders leave out is the kernel's work in
-those calls and C code that releases the GIL (hashing or compressing large messages);
-``--all-threads`` counts every sample. Reading another process needs ptrace: root, or
+blocked in a system call (a socket read, an fsync) from a running one, and counted them all:
+two to four times the CPU that /proc reported. What the GIL holders leave out is the
+kernel's work in those calls and C code that releases the GIL (hashing or compressing large
+messages); ``--all-threads`` counts every sample. Reading another process needs ptrace: root, or
 CAP_SYS_PTRACE in a container.
 """
 
@@ -56,8 +56,8 @@ def main() -> None:
     py_spy = _py_spy()
     plan = Plan("glue", 2, glue=True) if args.glue else Plan("real c=2", 2)
     out = RESULTS / f"profile-{'glue' if args.glue else 'real'}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True)
     with running(plan) as bench:
+        out.mkdir(parents=True)
         if args.warmup:
             _load(bench, args, args.warmup, "warm-up", 0)  # connections, plugins, imports
         leaders = {name: bench.stack.pid(name) for name in PROFILED}
