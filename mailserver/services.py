@@ -61,7 +61,7 @@ class Service:
 def binary(name: str, package: str) -> str:
     found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin")
     if not found:
-        hint = f"install the Debian package {package} (scripts/run installs those it runs)"
+        hint = f"install the Debian package {package} (scripts/run installs it)"
         raise StackError(f"{name} not found: {hint}")
     return found
 
