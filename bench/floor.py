@@ -20,8 +20,12 @@ calling it directly), and the report gives the ratio to the scanners that each a
 the scanners' rate, S / (S + cost): no implementation of this architecture gets above the
 floor's.
 
+``--one-job`` adds a third path in the turns: the floor with one job per message instead of
+one per pool (the av pool alone, its job publishing both verdicts), the floor of a design
+that would scan a message with both engines in one job.
+
     .venv/bin/python -m bench.floor [--corpus generated|sa-public] [--rates 10,100]
-                                    [--clients 16] [--seconds 20] [--rounds 2]
+                                    [--clients 16] [--seconds 20] [--rounds 2] [--one-job]
 """
 
 from __future__ import annotations
@@ -46,7 +50,9 @@ from bench.smtp_floor import FLOOR_PORT
 from bench.stacks import LOOPBACK, BenchStack, Plan, pick_ports, port_free, running, scratch
 from bench.suite import CORPORA, DEFAULT_CORPUS
 from mailserver.services import FRONT_MALLOC, Service
-from tasks.constants import POOLS
+from tasks.constants import AV_POOL, POOLS
+
+ONE_JOB = "one job"  # the path, and the stack, of the one-job floor
 
 SA_PUBLIC = REPO / DEFAULT_CORPUS
 FLAT_OUT_MSG_PER_S = 150  # messages planned per second of a flat-out phase
@@ -59,15 +65,22 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="per rate, path and round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--spamd-messages", type=int, default=80, help="0: skip spamd")
+    parser.add_argument("--one-job", action="store_true", help="also the one-job floor")
     args = parse_with_corpus(parser, default="generated")
     loads = [Load(float(r)) for r in args.rates.split(",")]
     loads += [Load(clients=args.clients)] if args.clients else []
     spamd_ms = _spamd_cost(args.corpus, args.spamd_messages) if args.spamd_messages else None
     figures: dict[tuple[str, Load], list[dict[str, float]]] = {}
-    with running(Plan("glue", 2, glue=True)) as glue, _floor_stack() as floor:
+    with contextlib.ExitStack() as stacks:
+        paths = {
+            "mailscan": stacks.enter_context(running(Plan("glue", 2, glue=True))),
+            "floor": stacks.enter_context(_floor_stack()),
+        }
+        if args.one_job:
+            paths[ONE_JOB] = stacks.enter_context(_floor_stack(one_job=True))
         for round_ in range(args.rounds):
             for load in loads:
-                for path, bench in (("mailscan", glue), ("floor", floor)):
+                for path, bench in paths.items():
                     measured = _measure(bench, load, _phase(args, load, round_, path))
                     figures.setdefault((path, load), []).append(figures_of(measured))
             say(f"round {round_ + 1}/{args.rounds} done")
@@ -133,7 +146,8 @@ def _measure(bench: BenchStack, load: Load, phase: Phase) -> dict[str, Any]:
     else:
         info = dataclasses.replace(info, concurrency=load.clients)
         measured = closed(bench, info, phase.messages, phase.limit_s)
-    if bench.plan.name == "floor" and measured["outcomes"] != {"250": measured["answered"]}:
+    floors = ("floor", ONE_JOB)
+    if bench.plan.name in floors and measured["outcomes"] != {"250": measured["answered"]}:
         raise RuntimeError(f"{phase.label}: the floor answered {measured['outcomes']}")
     return measured
 
@@ -142,32 +156,36 @@ def _measure(bench: BenchStack, load: Load, phase: Phase) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _floor_stack() -> Iterator[BenchStack]:
+def _floor_stack(one_job: bool = False) -> Iterator[BenchStack]:
     """Redis, the floor pools and the essential front in a scratch folder, under the names
-    of mailscan's services: the CPU of each is read, and reported, as mailscan's is."""
-    with scratch(["redis"], smtp_port=str(FLOOR_PORT)) as stack:
-        for pool in POOLS:
+    of mailscan's services: the CPU of each is read, and reported, as mailscan's is. With
+    ``one_job``, the av pool alone, answering for both (bench/floorapp.py)."""
+    port = pick_ports()["smtp"] if one_job else FLOOR_PORT
+    env = {"BENCH_FLOOR_ONE_JOB": "yes"} if one_job else {}
+    pools = [AV_POOL] if one_job else list(POOLS)
+    with scratch(["redis"], smtp_port=str(port)) as stack:
+        for pool in pools:
             name = f"{pool}-worker"
-            stack.services[name] = _with_floor_app(stack.services[name])
-        stack.services["mailserver"] = _essential_front()
-        stack.start([*(f"{pool}-worker" for pool in POOLS), "mailserver"], progress=say)
-        yield BenchStack(Plan("floor", 2), stack, stack.settings)
+            stack.services[name] = _with_floor_app(stack.services[name], env)
+        stack.services["mailserver"] = _essential_front(port, env)
+        stack.start([*(f"{pool}-worker" for pool in pools), "mailserver"], progress=say)
+        yield BenchStack(Plan(ONE_JOB if one_job else "floor", 2), stack, stack.settings)
 
 
-def _with_floor_app(service: Service) -> Service:
+def _with_floor_app(service: Service, env: dict[str, str]) -> Service:
     """The pool's worker as mailscan starts it (flags, malloc settings, node name), with
     the floor's app instead of mailscan's."""
     argv = list(service.argv)
     argv[argv.index("-A") + 1] = "bench.floorapp"
-    return dataclasses.replace(service, argv=argv)
+    return dataclasses.replace(service, argv=argv, env={**service.env, **env})
 
 
-def _essential_front() -> Service:
+def _essential_front(port: int, env: dict[str, str]) -> Service:
     def listening() -> bool:
-        return not port_free(FLOOR_PORT)
+        return not port_free(port)
 
     argv = [sys.executable, "-m", "bench.floorfront"]
-    return Service("mailserver", argv, listening, port=FLOOR_PORT, env=FRONT_MALLOC)
+    return Service("mailserver", argv, listening, port=port, env={**FRONT_MALLOC, **env})
 
 
 # --- spamd's own cost ------------------------------------------------------------------
@@ -213,10 +231,36 @@ def report(
             cells = f"{ours:.2f} | {theirs:.2f} | {ours - theirs:.2f} | {ours / theirs:.2f}"
             lines.append(f"| {load} | {_label(part)} | {cells} |")
     rates = [load for load in loads if load.rate]
-    if rates and spamd_ms:
-        slowest = min(rates, key=lambda load: load.rate)
+    slowest = min(rates, key=lambda load: load.rate) if rates else None
+    if slowest and spamd_ms:
         lines += _ratio_lines(median, slowest, args.corpus, spamd_ms)
+    if args.one_job:
+        lines += _one_job_lines(median, loads, slowest, spamd_ms)
     return "\n".join(lines)
+
+
+def _one_job_lines(
+    median: dict, loads: list[Load], slowest: Load | None, spamd: float | None
+) -> list[str]:
+    lines = [
+        "",
+        "The floor with one job per message (the av pool alone, answering for both) against "
+        "the floor with one job per pool:",
+        "",
+        "| load | one job per pool: CPU ms/msg | one job per message | one ÷ two | "
+        "msg/s, one per pool | msg/s, one per message |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for load in loads:
+        two, one = median[("floor", load)], median[(ONE_JOB, load)]
+        lines.append(
+            f"| {load} | {two['own']:.2f} | {one['own']:.2f} | {one['own'] / two['own']:.2f} "
+            f"| {two['msg/s']:.1f} | {one['msg/s']:.1f} |"
+        )
+    if slowest and spamd:
+        cost = median[(ONE_JOB, slowest)]["own"]
+        lines += ["", f"At {slowest}, one job per message allows {spamd / (spamd + cost):.3f}."]
+    return lines
 
 
 def _label(part: str) -> str:

@@ -6,6 +6,10 @@ in one round trip, as the runner does (``tasks.results.store``), and returns its
 What a pool costs per job on top of this is mailscan's runner, guards and plugin client;
 this much any pool built on Celery's prefork workers with these settings pays.
 
+With ``BENCH_FLOOR_ONE_JOB`` set (``python -m bench.floor --one-job``) only the av queue
+gets a job per message, and that job publishes both verdicts, the spam job's id read from
+its own: the floor of a design with one job per message instead of one per pool.
+
     celery -A bench.floorapp worker -Q av ...   (started by ``python -m bench.floor``)
 """
 
@@ -21,13 +25,14 @@ from tasks.blobs import BlobRef
 from tasks.celeryapp import celery_config
 from tasks.constants import AV_POOL, SCAN_TASKS, SPAM_POOL
 from tasks.isolation import ScanTask
-from tasks.results import store, summary
+from tasks.results import add, store, summary
 from tasks.settings import current_settings
 from tasks.transport import use_in_workers
 
 app = Celery("mailscan-floor")
 use_in_workers()
 _clients: dict[int, redis.Redis] = {}
+ONE_JOB = bool(os.environ.get("BENCH_FLOOR_ONE_JOB"))
 
 
 @app.on_configure.connect
@@ -45,7 +50,17 @@ def _client() -> redis.Redis:
 
 
 def _answer(task: Task, pool: str) -> str:
-    result = {
+    result = _verdict(task, pool)
+    pipe = _client().pipeline(transaction=False)
+    if ONE_JOB:
+        spam_id = task.request.id.replace(f"-{AV_POOL}-", f"-{SPAM_POOL}-")  # tasks.submit.job_ids
+        add(pipe, task.backend, spam_id, _verdict(task, SPAM_POOL))
+    store(pipe, task.backend, task.request.id, result)
+    return summary(result)
+
+
+def _verdict(task: Task, pool: str) -> dict[str, Any]:
+    return {
         "pool": pool,
         "status": "clean",
         "verdicts": [],
@@ -53,8 +68,6 @@ def _answer(task: Task, pool: str) -> str:
         "elapsed_ms": 0.0,
         "worker": task.request.hostname or "",
     }
-    store(_client().pipeline(transaction=False), task.backend, task.request.id, result)
-    return summary(result)
 
 
 @app.task(name=SCAN_TASKS[AV_POOL], bind=True, base=ScanTask, ignore_result=True)

@@ -13,6 +13,9 @@ with mailscan's own parts and nothing more. Per message, as ``mailserver.pipelin
 No admission check, scan headers, policy, outcome log, metrics, log line or redriver:
 what mailscan's front costs above this is what those cost.
 
+With ``BENCH_FLOOR_ONE_JOB`` set, step 2 enqueues only the av job, whose pool answers for
+both (bench/floorapp.py).
+
     python -m bench.floorfront   (started by ``python -m bench.floor`` in place of the
                                   mailserver: port, Redis and folder from its MAILSCAN_*)
 """
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import redis
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from celery import Celery
 
 from bench.smtp_floor import serve_smtp
 from mailserver.delivery import MaildirDelivery
@@ -32,12 +36,15 @@ from mailserver.outcomes import OutcomeLog
 from mailserver.spool import Envelope as SpoolEnvelope
 from mailserver.spool import Spool, SpoolEntry
 from mailserver.verdicts import VerdictWaiter
+from tasks import blobs
 from tasks.celeryapp import app
+from tasks.constants import AV_POOL
 from tasks.settings import current_settings
-from tasks.submit import job_ids, submit
+from tasks.submit import job_ids, submit, task_envelope
 
 VERDICT_WAIT_S = 60.0
 BLOB_TTL_S = 600  # a backstop only: a finished message's bytes go at once (above)
+ONE_JOB = bool(os.environ.get("BENCH_FLOOR_ONE_JOB"))
 
 
 class Essentials:
@@ -55,8 +62,9 @@ class Essentials:
         task_ids = job_ids(entry.id)
         for task_id in task_ids.values():
             self.waiter.expect(task_id)
+        enqueue = _submit_one if ONE_JOB else submit
         await asyncio.to_thread(
-            submit, app, self.client, entry.id, content, BLOB_TTL_S, "", task_ids
+            enqueue, app, self.client, entry.id, content, BLOB_TTL_S, "", task_ids
         )
         waits = [self.waiter.wait(task_id, VERDICT_WAIT_S) for task_id in task_ids.values()]
         await asyncio.gather(*waits)
@@ -67,6 +75,24 @@ class Essentials:
         self.maildir.deliver(entry.id, entry.envelope, entry.content, first=True)
         self.spool.finish(entry.id)
         self.finished.blob_done(entry.id)
+
+
+def _submit_one(
+    app: Celery,
+    client: redis.Redis,
+    blob_id: str,
+    data: bytes,
+    ttl_s: int,
+    origin: str,
+    task_ids: dict[str, str],
+) -> None:
+    """``tasks.submit.submit`` with the av job alone: the bytes and one job, one round trip."""
+    stored, packing = blobs.pack(data)
+    ref = blobs.reference(blob_id, data, origin, packing=packing)
+    with client.pipeline(transaction=False) as pipe:
+        blobs.store(pipe, blob_id, stored, ttl_s)
+        pipe.lpush(AV_POOL, task_envelope(app, AV_POOL, task_ids[AV_POOL], ref))
+        pipe.execute()
 
 
 async def serve() -> None:

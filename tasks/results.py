@@ -22,14 +22,18 @@ log = logging.getLogger(__name__)
 
 
 def store(pipe: Any, backend: Any, task_id: str, result: dict[str, Any]) -> None:
-    """Add the SUCCESS meta of ``task_id`` to ``pipe`` (SET with the backend's expiry, then
-    PUBLISH on the key's channel, where the SMTP front listens: mailserver/verdicts.py) and
-    send the pipeline with whatever else it holds."""
+    """``add`` the verdict to ``pipe`` and send the pipeline with whatever else it holds."""
+    add(pipe, backend, task_id, result)
+    _send(pipe, backend, task_id, result)
+
+
+def add(pipe: Any, backend: Any, task_id: str, result: dict[str, Any]) -> None:
+    """Add the SUCCESS meta of ``task_id`` to ``pipe``: SET with the backend's expiry, then
+    PUBLISH on the key's channel, where the SMTP front listens (mailserver/verdicts.py)."""
     key = backend.get_key_for_task(task_id)
     payload = backend.encode(_success_meta(backend, task_id, result))
     pipe.set(key, payload, ex=backend.expires or None)
     pipe.publish(key, payload)
-    _send(pipe, backend, task_id, result)
 
 
 def _send(pipe: Any, backend: Any, task_id: str, result: dict[str, Any]) -> None:
