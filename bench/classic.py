@@ -23,7 +23,6 @@ import os
 import pwd
 import shutil
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +30,9 @@ from bench.cpu import CLIENT, MAILSCAN_GROUPS
 from bench.floor import parse_with_corpus, samples_of
 from bench.load import say
 from bench.phases import PhaseInfo, closed_blocks
-from bench.stacks import LOOPBACK, BenchStack, Plan, pick_ports, port_free, running
+from bench.stacks import LOOPBACK, BenchStack, Plan, listening, pick_ports, running
 from bench.throughput import warm_up
-from mailserver.services import Service
+from mailserver.services import Service, StackError, binary
 
 CLASSIC = "amavisd"
 NEXT_HOP = "next hop"
@@ -43,8 +42,9 @@ SHOWN = ("mailscan's own", CLASSIC, "clamd", "spamd", NEXT_HOP, CLIENT)
 
 def main() -> None:
     args = _arguments()
-    amavisd = shutil.which("amavisd") or shutil.which("amavisd", path="/usr/sbin:/sbin")
-    if not amavisd:
+    try:
+        amavisd = binary("amavisd", "amavisd-new")
+    except StackError:
         sys.exit("amavisd not found: apt-get install --no-install-recommends amavisd-new")
     plan = Plan(f"real c={args.concurrency}", args.concurrency)
     with running(plan, keep_var=args.keep_var) as bench:
@@ -73,11 +73,11 @@ def _start_classic(bench: BenchStack, amavisd: str, children: int) -> None:
     conf = write_conf(home, bench, ports["classic"], ports["next hop"], children)
     hop = [sys.executable, "-m", "bench.nexthop", str(ports["next hop"])]
     services = {
-        NEXT_HOP: Service(NEXT_HOP, hop, _listening(ports["next hop"]), ports["next hop"]),
+        NEXT_HOP: Service(NEXT_HOP, hop, listening(ports["next hop"]), ports["next hop"]),
         CLASSIC: Service(
             CLASSIC,
             [amavisd, "-c", str(conf), "foreground"],
-            _listening(ports["classic"]),
+            listening(ports["classic"]),
             ports["classic"],
             ready_timeout_s=180.0,  # it compiles SpamAssassin's rules before it listens
         ),
@@ -85,10 +85,6 @@ def _start_classic(bench: BenchStack, amavisd: str, children: int) -> None:
     bench.stack.services.update(services)
     bench.stack.start(services, progress=say)
     bench.other_smtp[CLASSIC] = ports["classic"]
-
-
-def _listening(port: int) -> Callable[[], bool]:
-    return lambda: not port_free(port)
 
 
 def write_conf(home: Path, bench: BenchStack, port: int, next_hop: int, children: int) -> Path:

@@ -47,7 +47,7 @@ from bench.machine import REPO
 from bench.phases import PhaseInfo, closed, opened
 from bench.rates import figures_of
 from bench.smtp_floor import FLOOR_PORT
-from bench.stacks import LOOPBACK, BenchStack, Plan, pick_ports, port_free, running, scratch
+from bench.stacks import LOOPBACK, BenchStack, Plan, listening, pick_ports, running, scratch
 from bench.suite import CORPORA, DEFAULT_CORPUS
 from mailserver.services import FRONT_MALLOC, Service
 from tasks.constants import AV_POOL, POOLS
@@ -181,11 +181,8 @@ def _with_floor_app(service: Service, env: dict[str, str]) -> Service:
 
 
 def _essential_front(port: int, env: dict[str, str]) -> Service:
-    def listening() -> bool:
-        return not port_free(port)
-
     argv = [sys.executable, "-m", "bench.floorfront"]
-    return Service("mailserver", argv, listening, port=port, env={**FRONT_MALLOC, **env})
+    return Service("mailserver", argv, listening(port), port=port, env={**FRONT_MALLOC, **env})
 
 
 # --- spamd's own cost ------------------------------------------------------------------

@@ -27,6 +27,7 @@ from tasks.constants import AV_POOL, SCAN_TASKS, SPAM_POOL
 from tasks.isolation import ScanTask
 from tasks.results import add, store, summary
 from tasks.settings import current_settings
+from tasks.submit import sibling_job_id
 from tasks.transport import use_in_workers
 
 app = Celery("mailscan-floor")
@@ -53,7 +54,7 @@ def _answer(task: Task, pool: str) -> str:
     result = _verdict(task, pool)
     pipe = _client().pipeline(transaction=False)
     if ONE_JOB:
-        spam_id = task.request.id.replace(f"-{AV_POOL}-", f"-{SPAM_POOL}-")  # tasks.submit.job_ids
+        spam_id = sibling_job_id(task.request.id, SPAM_POOL)
         add(pipe, task.backend, spam_id, _verdict(task, SPAM_POOL))
     store(pipe, task.backend, task.request.id, result)
     return summary(result)

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import redis
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from celery import Celery
 
 from bench.smtp_floor import serve_smtp
 from mailserver.delivery import MaildirDelivery
@@ -36,15 +35,15 @@ from mailserver.outcomes import OutcomeLog
 from mailserver.spool import Envelope as SpoolEnvelope
 from mailserver.spool import Spool, SpoolEntry
 from mailserver.verdicts import VerdictWaiter
-from tasks import blobs
 from tasks.celeryapp import app
-from tasks.constants import AV_POOL
+from tasks.constants import AV_POOL, POOLS
 from tasks.settings import current_settings
-from tasks.submit import job_ids, submit, task_envelope
+from tasks.submit import job_ids, submit
 
 VERDICT_WAIT_S = 60.0
 BLOB_TTL_S = 600  # a backstop only: a finished message's bytes go at once (above)
 ONE_JOB = bool(os.environ.get("BENCH_FLOOR_ONE_JOB"))
+JOB_POOLS = (AV_POOL,) if ONE_JOB else POOLS  # the queues that get a job per message
 
 
 class Essentials:
@@ -62,9 +61,15 @@ class Essentials:
         task_ids = job_ids(entry.id)
         for task_id in task_ids.values():
             self.waiter.expect(task_id)
-        enqueue = _submit_one if ONE_JOB else submit
         await asyncio.to_thread(
-            enqueue, app, self.client, entry.id, content, BLOB_TTL_S, "", task_ids
+            submit,
+            app,
+            self.client,
+            entry.id,
+            content,
+            BLOB_TTL_S,
+            task_ids=task_ids,
+            pools=JOB_POOLS,
         )
         waits = [self.waiter.wait(task_id, VERDICT_WAIT_S) for task_id in task_ids.values()]
         await asyncio.gather(*waits)
@@ -75,24 +80,6 @@ class Essentials:
         self.maildir.deliver(entry.id, entry.envelope, entry.content, first=True)
         self.spool.finish(entry.id)
         self.finished.blob_done(entry.id)
-
-
-def _submit_one(
-    app: Celery,
-    client: redis.Redis,
-    blob_id: str,
-    data: bytes,
-    ttl_s: int,
-    origin: str,
-    task_ids: dict[str, str],
-) -> None:
-    """``tasks.submit.submit`` with the av job alone: the bytes and one job, one round trip."""
-    stored, packing = blobs.pack(data)
-    ref = blobs.reference(blob_id, data, origin, packing=packing)
-    with client.pipeline(transaction=False) as pipe:
-        blobs.store(pipe, blob_id, stored, ttl_s)
-        pipe.lpush(AV_POOL, task_envelope(app, AV_POOL, task_ids[AV_POOL], ref))
-        pipe.execute()
 
 
 async def serve() -> None:

@@ -69,10 +69,10 @@ def main() -> None:
         failed = [name for name, rec in recorders.items() if rec.wait(timeout=60)]
     if failed:
         sys.exit(f"py-spy failed for {', '.join(failed)}: see its log in {out}")
+    stacks = {name: parse(tidy(out / f"{name}.txt")) for name in PROFILED}
     for name in PROFILED:
-        tidy(out / f"{name}.txt")
         (out / f"{name}.py-spy.log").unlink()
-    summary = report(out, args, phase)
+    summary = report(stacks, args, phase)
     (out / "summary.md").write_text(summary)
     print(summary)
     say(f"written to {os.path.relpath(out)}")
@@ -103,8 +103,8 @@ def _record(py_spy: str, pid: int, name: str, out: Path, gil: bool) -> subproces
     command += ["--rate", str(SAMPLES_PER_S), "--nonblocking"]
     command += ["--format", "raw", "--output", str(out / f"{name}.txt")]
     command += ["--gil"] if gil else []
-    log = (out / f"{name}.py-spy.log").open("w")
-    recorder = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    with (out / f"{name}.py-spy.log").open("w") as log:  # the child keeps its own copy
+        recorder = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     time.sleep(0.5)  # attached before the load starts
     return recorder
 
@@ -119,7 +119,9 @@ def _load(
     return opened(bench, info, messages, arrivals)
 
 
-def report(out: Path, args: argparse.Namespace, phase: dict) -> str:
+def report(
+    stacks: dict[str, Counter[tuple[str, ...]]], args: argparse.Namespace, phase: dict
+) -> str:
     messages = phase["answered"]
     lines = [
         f"# Profile: {'glue' if args.glue else 'real'} stack, {args.corpus} mail",
@@ -129,22 +131,23 @@ def report(out: Path, args: argparse.Namespace, phase: dict) -> str:
         + (", every thread" if args.all_threads else ", threads holding the GIL")
         + f". A sample weighs 1000 / {SAMPLES_PER_S} / {messages} ms per message.",
     ]
-    for name in PROFILED:
-        stacks = parse(out / f"{name}.txt")
+    for name, service_stacks in stacks.items():
         from_proc = phase["cpu_ms_per_msg"].get(name, 0.0)
-        lines += service_section(name, stacks, messages, from_proc)
+        lines += service_section(name, service_stacks, messages, from_proc)
     return "\n".join(lines) + "\n"
 
 
-def tidy(path: Path) -> None:
+def tidy(path: Path) -> list[str]:
     """Rewrite py-spy's collapsed stacks without its "process N:<command line>" frames and
-    with paths from the package or the repository on: the same for every machine."""
+    with paths from the package or the repository on: the same for every machine. Returns
+    the lines written."""
     lines = []
     for line in path.read_text().splitlines():
         frames, _, count = line.rpartition(" ")
         calls = [_short(frame) for frame in frames.split(";") if not frame.startswith("process ")]
         lines.append(f"{';'.join(calls)} {count}")
     path.write_text("\n".join(lines) + "\n")
+    return lines
 
 
 def _short(frame: str) -> str:
@@ -153,12 +156,12 @@ def _short(frame: str) -> str:
     return f"{name} ({LIBRARY_PREFIX.sub('', where.removeprefix(REPOSITORY))}"
 
 
-def parse(path: Path) -> Counter[tuple[str, ...]]:
+def parse(lines: list[str]) -> Counter[tuple[str, ...]]:
     """Tidied collapsed stacks, each led by the role of the process it came from ("pool
     process" for a prefork child, "main" otherwise), with line numbers dropped so that a
     function's samples add up."""
     stacks: Counter[tuple[str, ...]] = Counter()
-    for line in path.read_text().splitlines():
+    for line in lines:
         frames, _, count = line.rpartition(" ")
         calls = [re.sub(r":\d+\)$", ")", frame) for frame in frames.split(";")]
         # A forked child's stack starts with its parent's frames: the pool's loop tells it.

@@ -16,7 +16,7 @@ import signal
 import socket
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,6 +150,11 @@ def _environment(var_dir: Path, ports: dict[str, int], plan: Plan) -> dict[str, 
         "MAILSCAN_AV_CONCURRENCY": str(plan.concurrency),
         "MAILSCAN_SPAM_CONCURRENCY": str(plan.concurrency),
     }
+
+
+def listening(port: int) -> Callable[[], bool]:
+    """A ``Service.ready`` check: something listens on ``port`` on loopback."""
+    return lambda: not port_free(port)
 
 
 def port_free(port: int) -> bool:

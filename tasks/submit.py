@@ -32,6 +32,12 @@ def job_ids(blob_id: str) -> dict[str, str]:
     return {pool: f"{blob_id}-{pool}-{suffix}" for pool in POOLS}
 
 
+def sibling_job_id(task_id: str, pool: str) -> str:
+    """The id ``job_ids`` gave the same message's job in ``pool``."""
+    blob_id, _, suffix = task_id.rsplit("-", 2)  # a blob id may hold dashes, a pool not
+    return f"{blob_id}-{pool}-{suffix}"
+
+
 def submit(
     app: Celery,
     redis: Any,
@@ -41,17 +47,19 @@ def submit(
     origin: str = "",
     task_ids: dict[str, str] | None = None,
     content: str = "",
+    pools: tuple[str, ...] = POOLS,
 ) -> dict[str, str]:
     """Store the message and enqueue its jobs (ids from ``job_ids``, made here unless the
     caller made them to listen for the results first); return the job id per pool.
-    ``content``: the message's ``blobs.content_key`` when the caller has it."""
+    ``content``: the message's ``blobs.content_key`` when the caller has it. ``pools``: the
+    queues that get a job (a benchmark's floor enqueues one job for both)."""
     stored, packing = blobs.pack(data)
     ref = blobs.reference(blob_id, data, origin, content, packing)
     task_ids = task_ids or job_ids(blob_id)
     with redis.pipeline(transaction=False) as pipe:
         # The blob first: a worker that pops a job finds its message already stored.
         blobs.store(pipe, blob_id, stored, ttl_s)
-        for pool in POOLS:
+        for pool in pools:
             pipe.lpush(pool, task_envelope(app, pool, task_ids[pool], ref))
         pipe.execute()
     return task_ids
