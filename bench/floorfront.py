@@ -27,6 +27,7 @@ import os
 from pathlib import Path
 
 import redis
+import uvloop
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from bench.smtp_floor import serve_smtp
@@ -95,4 +96,4 @@ async def serve() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve())
+    uvloop.run(serve())  # the event loop of mailscan's front (mailserver/cli.py)

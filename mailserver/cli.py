@@ -4,7 +4,6 @@ on standard error and a non-zero exit, never a traceback."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import sys
@@ -123,9 +122,13 @@ def _up(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def _serve(settings: Settings, _: argparse.Namespace) -> int:
+    import uvloop
+
     from mailserver.server import serve
 
-    asyncio.run(serve(settings))
+    # The front's loop turns several times for each SMTP command, thread hand-off and
+    # verdict; uvloop's turns cost less: 0.4-0.5 ms of CPU per message (bench/README.md).
+    uvloop.run(serve(settings))
     return CLEAN
 
 

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import re
 import signal
 from email._header_value_parser import get_addr_spec, get_angle_addr
@@ -61,11 +62,24 @@ async def serve(settings: Settings) -> None:
     plugins.validate(settings)
     pipeline, waiter = build_pipeline(settings, check_redis(settings))
     await waiter.start()
+    try:
+        await _serve_until_stopped(settings, pipeline)
+    finally:
+        # On a failed start-up too: uvloop does not end a subscriber left to the loop's own
+        # shutdown, and the process would hang instead of exiting with its one clear line.
+        await waiter.close()
+
+
+async def _serve_until_stopped(settings: Settings, pipeline: Pipeline) -> None:
     redriver = Redriver(pipeline.spool, pipeline, settings.redrive_interval_s)
     handler = ScanHandler(pipeline, pipeline.spool, redriver, settings.mode == "post-queue")
     server = await _listen(settings, handler)
-    reporter = SpoolReporter(pipeline.redis, settings.hostname, settings.spool_alarm_age_s)
-    _serve_metrics(pipeline.redis, settings, reporter)
+    try:
+        reporter = SpoolReporter(pipeline.redis, settings.hostname, settings.spool_alarm_age_s)
+        _serve_metrics(pipeline.redis, settings, reporter)
+    except BaseException:
+        server.close()
+        raise
     redrive = asyncio.create_task(redriver.run(reporter), name="redriver")
     recorder = asyncio.create_task(pipeline.outcomes.run(), name="outcomes")
     log.info(
@@ -79,7 +93,6 @@ async def serve(settings: Settings) -> None:
         recorder.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await recorder  # writes what the last quarter second added
-        await waiter.close()
 
 
 def _serve_metrics(client: redis.Redis, settings: Settings, reporter: SpoolReporter) -> None:
@@ -195,7 +208,9 @@ async def _listen(settings: Settings, handler: ScanHandler) -> asyncio.Server:
         return await loop.create_server(factory, host=settings.smtp_host, port=settings.smtp_port)
     except OSError as err:
         where = f"{settings.smtp_host}:{settings.smtp_port}"
-        raise ConfigError(f"cannot listen for SMTP on {where}: {err.strerror}") from err
+        # uvloop's strerror repeats the address: the errno's own text reads better.
+        reason = os.strerror(err.errno) if err.errno else str(err)
+        raise ConfigError(f"cannot listen for SMTP on {where}: {reason}") from err
 
 
 async def _until_stopped() -> None:
