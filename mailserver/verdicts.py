@@ -11,7 +11,6 @@ meanwhile are gone, and a job that seems to miss its deadline gets one last read
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +24,7 @@ from tasks.constants import RESULT_KEY_PREFIX
 
 log = logging.getLogger(__name__)
 RECONNECT_DELAY_S = 0.5
+CANCEL_AGAIN_S = 0.1
 
 
 class VerdictWaiter:
@@ -41,10 +41,14 @@ class VerdictWaiter:
         self._reader = asyncio.create_task(self._read_forever(), name="verdict-reader")
 
     async def close(self) -> None:
-        if self._reader:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        reader = self._reader
+        # Cancelled while it connects, redis-py's subscriber can swallow the cancellation
+        # and go on to wait for messages forever (seen under uvloop): cancel until it ends.
+        while reader and not reader.done():
+            reader.cancel()
+            await asyncio.wait({reader}, timeout=CANCEL_AGAIN_S)
+        if reader and not reader.cancelled() and reader.exception():
+            log.warning("verdict subscriber ended with %r", reader.exception())
         await self._redis.aclose()
 
     def expect(self, task_id: str) -> None:
