@@ -79,7 +79,7 @@ class Essentials:
 
     def _deliver(self, entry: SpoolEntry) -> None:
         self.maildir.deliver(entry.id, entry.envelope, entry.content, first=True)
-        self.spool.finish(entry.id)
+        self.spool.finish_soon(entry.id)
         self.finished.blob_done(entry.id)
 
 

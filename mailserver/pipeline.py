@@ -177,9 +177,10 @@ class Pipeline:
         return Outcome("tempfail", "", str(err))
 
     def _finish(self, entry: SpoolEntry) -> None:
-        """The final outcome is carried out: the spool entry goes, and with it, a moment
-        later, the bytes the scan jobs read (the id is never used again)."""
-        self.spool.finish(entry.id)
+        """The final outcome is carried out: the spool entry goes (after the reply, with
+        others), and a moment later the bytes the scan jobs read (the id is never used
+        again)."""
+        self.spool.finish_soon(entry.id)
         self.outcomes.blob_done(entry.id)
 
     def _received(self, entry: SpoolEntry) -> str:

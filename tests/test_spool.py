@@ -69,3 +69,56 @@ def test_delivery_and_quarantine_are_durable_before_they_return(tmp_path, monkey
     synced.clear()
     Quarantine(tmp_path / "quarantine").put(entry, entry.content, "spam", {})
     assert synced[-1] == str(tmp_path / "quarantine")
+
+
+def test_an_entry_finished_soon_is_gone_at_once_for_readers_and_from_disk_after_close(tmp_path):
+    spool = Spool(tmp_path)
+    kept, done = (spool.commit(Envelope("a@x", ("b@x",)), b"%d" % n) for n in range(2))
+    spool.finish_soon(done.id)
+    assert spool.pending() == [kept.id]
+    with pytest.raises(FileNotFoundError):
+        spool.load(done.id)  # a redriver that listed it before must not drive it again
+    assert spool.close(timeout_s=5)
+    assert sorted(p.name for p in spool.queue.iterdir()) == [kept.id]
+    assert Spool(tmp_path).pending() == [kept.id]
+
+
+def test_removals_that_arrive_during_a_folder_fsync_share_the_next_one(tmp_path, monkeypatch):
+    import threading
+
+    from mailserver import spool as spool_module
+
+    first_sync_started, go_on = threading.Event(), threading.Event()
+    synced: list[list[str]] = []
+
+    def slow_fsync_dir(folder):
+        synced.append(sorted(p.name for p in folder.iterdir()))
+        first_sync_started.set()
+        go_on.wait(5)
+
+    spool = Spool(tmp_path)
+    entries = [spool.commit(Envelope("a@x", ("b@x",)), b"%d" % n) for n in range(11)]
+    monkeypatch.setattr(spool_module, "fsync_dir", slow_fsync_dir)
+    spool.finish_soon(entries[0].id)
+    assert first_sync_started.wait(5)
+    for entry in entries[1:]:
+        spool.finish_soon(entry.id)
+    go_on.set()
+    assert spool.close(timeout_s=5)
+    assert len(synced) == 2  # one fsync for the first entry, one for the ten after it
+    assert list(spool.queue.iterdir()) == []
+
+
+def test_an_entry_whose_removal_failed_is_listed_again_not_lost(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    spool = Spool(tmp_path)
+    entry = spool.commit(Envelope("a@x", ("b@x",)), b"x")
+
+    def failing_unlink(self, missing_ok=False):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "unlink", failing_unlink)
+    spool.finish_soon(entry.id)
+    assert spool.close(timeout_s=5)
+    assert spool.pending() == [entry.id]  # re-driven later, and found delivered then
