@@ -27,10 +27,18 @@ class DeliveryError(MailscanError):
 
 class Delivery(Protocol):
     def deliver(
-        self, entry_id: str, envelope: Envelope, message: bytes, first: bool = False
-    ) -> None:
+        self,
+        entry_id: str,
+        envelope: Envelope,
+        message: bytes,
+        first: bool = False,
+        defer_sync: bool = False,
+    ) -> Path | None:
         """``first``: this entry was never handed on before (a message whose sender is still
-        connected), so there is no earlier delivery to look for."""
+        connected), so there is no earlier delivery to look for.
+
+        Durable on return, unless ``defer_sync``: then the folder returned (if any) must be
+        fsynced before the message's spool entry goes."""
 
 
 class MaildirDelivery:
@@ -46,12 +54,17 @@ class MaildirDelivery:
         return (self.root / "new" / name).exists() or any((self.root / "cur").glob(name + ":*"))
 
     def deliver(
-        self, entry_id: str, envelope: Envelope, message: bytes, first: bool = False
-    ) -> None:
+        self,
+        entry_id: str,
+        envelope: Envelope,
+        message: bytes,
+        first: bool = False,
+        defer_sync: bool = False,
+    ) -> Path | None:
         # The look for an earlier copy lists cur/, which grows with the mailbox: only for
         # re-driven and released entries, which may have been delivered before.
         if not first and self.delivered(entry_id):
-            return
+            return self._durable(defer_sync)  # by an attempt whose rename may not be yet
         name = f"{entry_id}.mailscan"
         # A staging name of its own per attempt: two attempts at once must not write into
         # one file, and the rename into new/ keeps at most one copy under the final name.
@@ -62,9 +75,16 @@ class MaildirDelivery:
             handle.flush()
             os.fsync(handle.fileno())
         os.rename(staging, self.root / "new" / name)
-        # Durable before the caller removes the spool entry: a rename lost in a crash would
-        # lose the message once its spool entry is gone.
+        return self._durable(defer_sync)
+
+    def _durable(self, defer_sync: bool) -> Path | None:
+        """The rename into new/ is durable once new/ is fsynced; it must be before the spool
+        entry goes, or a crash could lose the message. Until then a crash leaves the entry,
+        which is re-driven and delivered once (the file's content is durable already)."""
+        if defer_sync:
+            return self.root / "new"
         fsync_dir(self.root / "new")
+        return None
 
 
 class RelayDelivery:
@@ -74,8 +94,13 @@ class RelayDelivery:
         self.host, self.port, self.timeout_s = host, port, timeout_s
 
     def deliver(
-        self, entry_id: str, envelope: Envelope, message: bytes, first: bool = False
-    ) -> None:
+        self,
+        entry_id: str,
+        envelope: Envelope,
+        message: bytes,
+        first: bool = False,
+        defer_sync: bool = False,
+    ) -> Path | None:
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as client:
                 refused = client.sendmail(envelope.mail_from, list(envelope.rcpt_tos), message)
@@ -89,6 +114,7 @@ class RelayDelivery:
         if refused:
             # Some recipients were refused: the rest have it; say so, but do not resend.
             raise DeliveryError(f"next hop refused {len(refused)} recipients", permanent=True)
+        return None  # the next hop has it: nothing of ours to sync
 
 
 def delivery_for(settings: Settings) -> Delivery:

@@ -8,6 +8,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -138,26 +139,29 @@ class Pipeline:
         if decision.action == "tempfail" and not client_waiting:
             return Outcome("tempfail", decision.reply, decision.reason)
         try:
-            self._carry_out(entry, decision, results, first=client_waiting)
+            unsynced = self._carry_out(entry, decision, results, first=client_waiting)
         except DeliveryError as err:
             return self._delivery_failed(entry, results, err, client_waiting)
-        self._finish(entry)
+        self._finish(entry, sync_first=unsynced)
         return Outcome(decision.action, decision.reply, decision.reason)
 
     def _carry_out(
         self, entry: SpoolEntry, decision: Decision, results: dict[str, Any], first: bool
-    ) -> None:
+    ) -> Path | None:
         """``first``: the entry was spooled by the SMTP session that waits for it, so it
-        cannot have been delivered before."""
+        cannot have been delivered before. Returns a folder the delivery left to fsync
+        before the spool entry goes."""
         if decision.action not in ("deliver", "quarantine"):
-            return  # reject or tempfail to a waiting client: the sender keeps the message
+            return None  # reject or tempfail to a waiting client: the sender keeps it
         message = headers.prepend(entry.content, [*decision.header_lines, self._received(entry)])
         if decision.tag_subject:
             message = headers.tag_subject(message, self.settings.spam_subject_tag)
         if decision.action == "quarantine":
             self.quarantine.put(entry, message, decision.reason, results)
-        else:
-            self.delivery.deliver(entry.id, entry.envelope, message, first=first)
+            return None
+        # The folder's fsync goes with the spool entry's removal, after the reply: the entry
+        # keeps the message durable until then (bench/README.md, "the time after the verdicts").
+        return self.delivery.deliver(entry.id, entry.envelope, message, first, defer_sync=True)
 
     def _delivery_failed(
         self, entry: SpoolEntry, results: dict[str, Any], err: DeliveryError, waiting: bool
@@ -176,11 +180,11 @@ class Pipeline:
             return Outcome("quarantine", "", str(err))
         return Outcome("tempfail", "", str(err))
 
-    def _finish(self, entry: SpoolEntry) -> None:
+    def _finish(self, entry: SpoolEntry, sync_first: Path | None = None) -> None:
         """The final outcome is carried out: the spool entry goes (after the reply, with
-        others), and a moment later the bytes the scan jobs read (the id is never used
-        again)."""
-        self.spool.finish_soon(entry.id)
+        others, once ``sync_first`` is fsynced), and a moment later the bytes the scan jobs
+        read (the id is never used again)."""
+        self.spool.finish_soon(entry.id, sync_first)
         self.outcomes.blob_done(entry.id)
 
     def _received(self, entry: SpoolEntry) -> str:

@@ -90,15 +90,16 @@ class Spool:
         (self.queue / entry_id).unlink(missing_ok=True)
         fsync_dir(self.queue)
 
-    def finish_soon(self, entry_id: str) -> None:
+    def finish_soon(self, entry_id: str, sync_first: Path | None = None) -> None:
         """``finish``, off the caller's path: the entry is gone for ``pending`` and ``load``
         at once, its file with the next batch, whose removals share one folder fsync.
 
         For a message already delivered durably, so its reply need not wait (a folder fsync
         took 4 ms beside busy scanners: bench/README.md). An entry a crash leaves behind is
         re-driven as one whose removal was lost would be: found delivered in the Maildir,
-        sent again by a relay."""
-        self._remover.add(entry_id)
+        sent again by a relay. ``sync_first``: a folder whose fsync makes the delivery
+        durable (a Maildir's new/), done before the removal."""
+        self._remover.add(entry_id, sync_first)
 
     def close(self, timeout_s: float = 10.0) -> bool:
         """Wait for the removals asked for so far; False if they did not end in time."""
@@ -130,13 +131,13 @@ class _Remover:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._changed = threading.Condition()
-        self._waiting: list[str] = []
+        self._waiting: list[tuple[str, Path | None]] = []
         self._leaving: set[str] = set()  # asked for and not yet durably removed
         self._thread: threading.Thread | None = None
 
-    def add(self, entry_id: str) -> None:
+    def add(self, entry_id: str, sync_first: Path | None) -> None:
         with self._changed:
-            self._waiting.append(entry_id)
+            self._waiting.append((entry_id, sync_first))
             self._leaving.add(entry_id)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="spool-remover", daemon=True)
@@ -158,12 +159,14 @@ class _Remover:
                 batch, self._waiting = self._waiting, []
             self._remove(batch)
             with self._changed:
-                self._leaving.difference_update(batch)
+                self._leaving.difference_update(entry_id for entry_id, _ in batch)
                 self._changed.notify_all()
 
-    def _remove(self, batch: list[str]) -> None:
+    def _remove(self, batch: list[tuple[str, Path | None]]) -> None:
         try:
-            for entry_id in batch:
+            for folder in dict.fromkeys(f for _, f in batch if f is not None):
+                fsync_dir(folder)  # the deliveries durable before their entries go
+            for entry_id, _ in batch:
                 (self.folder / entry_id).unlink(missing_ok=True)
             fsync_dir(self.folder)
         except OSError:

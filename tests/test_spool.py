@@ -122,3 +122,37 @@ def test_an_entry_whose_removal_failed_is_listed_again_not_lost(tmp_path, monkey
     spool.finish_soon(entry.id)
     assert spool.close(timeout_s=5)
     assert spool.pending() == [entry.id]  # re-driven later, and found delivered then
+
+
+def test_a_delivery_left_to_sync_is_durable_before_its_spool_entry_goes(tmp_path, monkeypatch):
+    # The front replies before the Maildir's folder is fsynced; the spool entry keeps the
+    # message durable until the remover has fsynced that folder.
+    import os
+    from pathlib import Path
+
+    events: list[tuple[str, str]] = []
+    real_fsync, real_unlink = os.fsync, Path.unlink
+
+    def recording_fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def recording_unlink(self, missing_ok=False):
+        events.append(("unlink", str(self)))
+        real_unlink(self, missing_ok=missing_ok)
+
+    spool, maildir = Spool(tmp_path / "spool"), MaildirDelivery(tmp_path / "mail")
+    envelope = Envelope("a@example.test", ("b@example.test",))
+    entry = spool.commit(envelope, b"Subject: x\r\n\r\nhi\r\n")
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(Path, "unlink", recording_unlink)
+    unsynced = maildir.deliver(entry.id, envelope, entry.content, first=True, defer_sync=True)
+    new = str(tmp_path / "mail" / "new")
+    assert unsynced == tmp_path / "mail" / "new"
+    assert ("fsync", new) not in events
+    spool.finish_soon(entry.id, unsynced)
+    assert spool.close(timeout_s=5)
+    removed = ("unlink", str(spool.queue / entry.id))
+    assert events.index(("fsync", new)) < events.index(removed)
+    assert events[-1] == ("fsync", str(spool.queue))
+    assert len(list((tmp_path / "mail" / "new").iterdir())) == 1
