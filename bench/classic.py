@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cpu import CLIENT, MAILSCAN_GROUPS
-from bench.floor import parse_with_corpus, samples_of
+from bench.floor import parse_turns, samples_of
 from bench.load import say
 from bench.phases import PhaseInfo, closed_blocks
 from bench.stacks import LOOPBACK, BenchStack, Plan, listening, pick_ports, running
@@ -54,15 +54,7 @@ def main() -> None:
 
 
 def _arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--concurrency", type=int, default=2, help="clients, children, pools")
-    parser.add_argument("--messages", type=int, default=200, help="per path")
-    parser.add_argument("--blocks", type=int, default=4, help="turns of the three paths")
-    parser.add_argument("--keep-var", action="store_true", help="keep the logs and amavisd's home")
-    args = parse_with_corpus(parser, default="sa-public")
-    if min(args.concurrency, args.messages, args.blocks) < 1:
-        parser.error("--concurrency, --messages and --blocks must be at least 1")
-    return args
+    return parse_turns(__doc__.split("\n\n")[0], "three paths")
 
 
 def _start_classic(bench: BenchStack, amavisd: str, children: int) -> None:

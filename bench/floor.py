@@ -121,6 +121,20 @@ def _phase(args: argparse.Namespace, load: Load, round_: int, path: str) -> Phas
     return Phase(label, args.corpus, messages, arrivals, args.seconds * 5)
 
 
+def parse_turns(description: str, paths: str) -> argparse.Namespace:
+    """The arguments of a bench whose ``paths`` take turns in blocks on one real stack:
+    clients, messages per path, blocks, --keep-var and the corpus, checked."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--concurrency", type=int, default=2, help="clients, children, pools")
+    parser.add_argument("--messages", type=int, default=200, help="per path")
+    parser.add_argument("--blocks", type=int, default=4, help=f"turns of the {paths}")
+    parser.add_argument("--keep-var", action="store_true", help="keep the stack's folder and logs")
+    args = parse_with_corpus(parser, default="sa-public")
+    if min(args.concurrency, args.messages, args.blocks) < 1:
+        parser.error("--concurrency, --messages and --blocks must be at least 1")
+    return args
+
+
 def parse_with_corpus(parser: argparse.ArgumentParser, default: str) -> argparse.Namespace:
     """``parser``'s arguments with ``--corpus`` added, the sa-public folder checked."""
     parser.add_argument("--corpus", choices=CORPORA, default=default)

@@ -35,7 +35,7 @@ from typing import Any
 import redis
 
 from bench.baseline import direct_work
-from bench.floor import parse_with_corpus, samples_of
+from bench.floor import parse_turns, samples_of
 from bench.load import Answer, closed_loop, say
 from bench.phases import CLIENT_TIMEOUT_MARGIN_S, percentile
 from bench.smtpclient import QUEUE_ID, send
@@ -102,15 +102,7 @@ def main() -> None:
 
 
 def _arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--concurrency", type=int, default=2, help="clients, pool processes")
-    parser.add_argument("--messages", type=int, default=200, help="per path")
-    parser.add_argument("--blocks", type=int, default=4, help="turns of the two paths")
-    parser.add_argument("--keep-var", action="store_true", help="keep the stack's logs")
-    args = parse_with_corpus(parser, default="sa-public")
-    if min(args.concurrency, args.messages, args.blocks) < 1:
-        parser.error("--concurrency, --messages and --blocks must be at least 1")
-    return args
+    return parse_turns(__doc__.split("\n\n")[0], "two paths")
 
 
 def _turns(
