@@ -65,7 +65,7 @@ async def serve(settings: Settings) -> None:
     try:
         await _serve_until_stopped(settings, pipeline)
     finally:
-        if not await asyncio.to_thread(pipeline.spool.close):
+        if not await asyncio.to_thread(pipeline.spool.drain):
             log.warning("finished spool entries not all removed: the next start re-drives them")
         # On a failed start-up too: uvloop does not end a subscriber left to the loop's own
         # shutdown, and the process would hang instead of exiting with its one clear line.

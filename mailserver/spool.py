@@ -2,7 +2,8 @@
 
 One file per message: a JSON line with the envelope, then the raw bytes. It is written under
 ``tmp/``, fsynced, renamed into ``queue/`` and the folder fsynced, so after a crash an entry
-is either whole or absent. Only the mailserver writes and removes entries.
+is either whole or absent. Only the mailserver writes and removes entries; it removes them
+after the reply, in batches (``finish_soon``), once the delivery is durable.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class Spool:
         durable (a Maildir's new/), done before the removal."""
         self._remover.add(entry_id, sync_first)
 
-    def close(self, timeout_s: float = 10.0) -> bool:
+    def drain(self, timeout_s: float = 10.0) -> bool:
         """Wait for the removals asked for so far; False if they did not end in time."""
         return self._remover.drain(timeout_s)
 

@@ -71,14 +71,14 @@ def test_delivery_and_quarantine_are_durable_before_they_return(tmp_path, monkey
     assert synced[-1] == str(tmp_path / "quarantine")
 
 
-def test_an_entry_finished_soon_is_gone_at_once_for_readers_and_from_disk_after_close(tmp_path):
+def test_an_entry_finished_soon_is_gone_at_once_for_readers_and_from_disk_after_drain(tmp_path):
     spool = Spool(tmp_path)
     kept, done = (spool.commit(Envelope("a@x", ("b@x",)), b"%d" % n) for n in range(2))
     spool.finish_soon(done.id)
     assert spool.pending() == [kept.id]
     with pytest.raises(FileNotFoundError):
         spool.load(done.id)  # a redriver that listed it before must not drive it again
-    assert spool.close(timeout_s=5)
+    assert spool.drain(timeout_s=5)
     assert sorted(p.name for p in spool.queue.iterdir()) == [kept.id]
     assert Spool(tmp_path).pending() == [kept.id]
 
@@ -104,7 +104,7 @@ def test_removals_that_arrive_during_a_folder_fsync_share_the_next_one(tmp_path,
     for entry in entries[1:]:
         spool.finish_soon(entry.id)
     go_on.set()
-    assert spool.close(timeout_s=5)
+    assert spool.drain(timeout_s=5)
     assert len(synced) == 2  # one fsync for the first entry, one for the ten after it
     assert list(spool.queue.iterdir()) == []
 
@@ -120,7 +120,7 @@ def test_an_entry_whose_removal_failed_is_listed_again_not_lost(tmp_path, monkey
 
     monkeypatch.setattr(Path, "unlink", failing_unlink)
     spool.finish_soon(entry.id)
-    assert spool.close(timeout_s=5)
+    assert spool.drain(timeout_s=5)
     assert spool.pending() == [entry.id]  # re-driven later, and found delivered then
 
 
@@ -151,7 +151,7 @@ def test_a_delivery_left_to_sync_is_durable_before_its_spool_entry_goes(tmp_path
     assert unsynced == tmp_path / "mail" / "new"
     assert ("fsync", new) not in events
     spool.finish_soon(entry.id, unsynced)
-    assert spool.close(timeout_s=5)
+    assert spool.drain(timeout_s=5)
     removed = ("unlink", str(spool.queue / entry.id))
     assert events.index(("fsync", new)) < events.index(removed)
     assert events[-1] == ("fsync", str(spool.queue))
