@@ -1,6 +1,6 @@
 """Where a message's time goes on the real stack, against the scanners called alone.
 
-For each message through mailscan, the client's time from connect to the final reply,
+For each message mailscan answered with 250, the client's time from connect to the final reply,
 split at the moments the front itself writes into the ids it hands out (the spool entry's id
 starts with its clock in ms, a job's id ends with its clock in ns just before the enqueue)
 and at each pool's verdict, as a subscriber of the bench's own on the front's verdict
@@ -42,7 +42,7 @@ from bench.smtpclient import QUEUE_ID, send
 from bench.stacks import BenchStack, Plan, running
 from bench.throughput import warm_up
 from tasks.celeryapp import app
-from tasks.constants import RESULT_KEY_PREFIX
+from tasks.constants import POOLS, RESULT_KEY_PREFIX
 
 PARTS = (
     "client",
@@ -57,9 +57,11 @@ PARTS = (
 
 @dataclass
 class Published:
-    """Each job's verdict as the bench's subscriber saw it: job id to (wall clock, job ms)."""
+    """Each job's verdict as the bench's subscriber saw it, by (spool id, pool): the wall
+    clock of the publish, the job's own ms, and the front's clock just before the enqueue
+    (a job id ends with it in ns: tasks/submit.py)."""
 
-    seen: dict[str, tuple[float, float]] = field(default_factory=dict)
+    seen: dict[tuple[str, str], tuple[float, float, float]] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def listen(self, url: str) -> None:
@@ -68,22 +70,20 @@ class Published:
         while not self.stop.is_set():
             message = pubsub.get_message(timeout=0.2)
             if message and message["type"] == "pmessage":
-                at = time.time()
-                meta = app.backend.decode_result(message["data"])
-                job = message["channel"].decode().removeprefix(RESULT_KEY_PREFIX)
-                result = meta.get("result") or {}
-                if isinstance(result, dict):
-                    self.seen[job] = (at, float(result.get("elapsed_ms", 0.0)))
+                self._note(time.time(), message["channel"].decode(), message["data"])
         pubsub.close()
 
+    def _note(self, at: float, channel: str, payload: bytes) -> None:
+        parts = channel.removeprefix(RESULT_KEY_PREFIX).rsplit("-", 2)
+        result = app.backend.decode_result(payload).get("result") or {}
+        # Only scan jobs (a failed one's result is its exception, not a dict).
+        if len(parts) == 3 and parts[1] in POOLS and isinstance(result, dict):
+            entry_id, pool, enqueued_ns = parts
+            job_ms = float(result.get("elapsed_ms", 0.0))
+            self.seen[entry_id, pool] = (at, job_ms, int(enqueued_ns, 16) / 1e9)
+
     def of(self, entry_id: str, pool: str) -> tuple[float, float, float] | None:
-        """(published, job ms, enqueued): the job id ends with the front's clock in ns
-        just before it enqueued the jobs (tasks/submit.py)."""
-        prefix = f"{entry_id}-{pool}-"
-        for job, (at, job_ms) in self.seen.items():
-            if job.startswith(prefix):
-                return at, job_ms, int(job.rsplit("-", 1)[1], 16) / 1e9
-        return None
+        return self.seen.get((entry_id, pool))
 
 
 def main() -> None:
