@@ -5,8 +5,9 @@ with mailscan's own parts and nothing more. Per message, as ``mailserver.pipelin
    thread;
 2. the bytes and both scan jobs written in one round trip (``tasks.submit``), on a thread;
 3. both verdicts awaited on the one shared subscriber (``mailserver.verdicts``);
-4. the message delivered to the Maildir (``mailserver.delivery``) and its spool entry
-   removed, on a thread; then 250. Its bytes leave Redis in the next quarter second's
+4. the message delivered to the Maildir (``mailserver.delivery``), on a thread; then 250,
+   and after it the Maildir's folder fsynced and the spool entry removed, in batches
+   (``Spool.finish_soon``). Its bytes leave Redis in the next quarter second's
    round trip (``mailserver.outcomes.OutcomeLog.blob_done``): kept for the blob TTL, they
    would grow Redis's memory and its CPU with every message.
 
@@ -78,8 +79,10 @@ class Essentials:
         return "250 OK"
 
     def _deliver(self, entry: SpoolEntry) -> None:
-        self.maildir.deliver(entry.id, entry.envelope, entry.content, first=True)
-        self.spool.finish_soon(entry.id)
+        unsynced = self.maildir.deliver(
+            entry.id, entry.envelope, entry.content, first=True, defer_sync=True
+        )
+        self.spool.finish_soon(entry.id, unsynced)  # as mailscan's pipeline does
         self.finished.blob_done(entry.id)
 
 
