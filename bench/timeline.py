@@ -41,8 +41,10 @@ from bench.phases import CLIENT_TIMEOUT_MARGIN_S, percentile
 from bench.smtpclient import QUEUE_ID, send
 from bench.stacks import BenchStack, Plan, running
 from bench.throughput import warm_up
+from mailserver.spool import spooled_at
 from tasks.celeryapp import app
-from tasks.constants import POOLS, RESULT_KEY_PREFIX
+from tasks.constants import AV_POOL, POOLS, RESULT_KEY_PREFIX, SPAM_POOL
+from tasks.submit import enqueued_at, split_job_id
 
 PARTS = (
     "client",
@@ -74,13 +76,16 @@ class Published:
         pubsub.close()
 
     def _note(self, at: float, channel: str, payload: bytes) -> None:
-        parts = channel.removeprefix(RESULT_KEY_PREFIX).rsplit("-", 2)
+        job_id = channel.removeprefix(RESULT_KEY_PREFIX)
+        try:
+            entry_id, pool, _ = split_job_id(job_id)
+        except ValueError:
+            return  # not a scan job's
         result = app.backend.decode_result(payload).get("result") or {}
-        # Only scan jobs (a failed one's result is its exception, not a dict).
-        if len(parts) == 3 and parts[1] in POOLS and isinstance(result, dict):
-            entry_id, pool, enqueued_ns = parts
+        # A failed job's result is its exception, not a dict.
+        if pool in POOLS and isinstance(result, dict):
             job_ms = float(result.get("elapsed_ms", 0.0))
-            self.seen[entry_id, pool] = (at, job_ms, int(enqueued_ns, 16) / 1e9)
+            self.seen[entry_id, pool] = (at, job_ms, enqueued_at(job_id))
 
     def of(self, entry_id: str, pool: str) -> tuple[float, float, float] | None:
         return self.seen.get((entry_id, pool))
@@ -161,10 +166,10 @@ def _mailscan(
 def _split(times: list[tuple[float, float, str]], published: Published) -> dict[str, list]:
     parts: dict[str, list[float]] = {name: [] for name in PARTS}
     for started, ended, entry_id in times:
-        spam, av = published.of(entry_id, "spam"), published.of(entry_id, "av")
+        spam, av = published.of(entry_id, SPAM_POOL), published.of(entry_id, AV_POOL)
         if spam is None or av is None:
             continue
-        spooled = int(entry_id[:12], 16) / 1000  # the id's milliseconds (mailserver/spool.py)
+        spooled = spooled_at(entry_id)
         enqueued, spam_started = spam[2], spam[0] - spam[1] / 1000
         steps = (
             ended - started,

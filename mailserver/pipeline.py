@@ -25,7 +25,7 @@ from mailserver.verdicts import VerdictWaiter
 from tasks import blobs
 from tasks.constants import POOLS
 from tasks.settings import Settings
-from tasks.submit import job_ids, submit
+from tasks.submit import enqueued_at, job_ids, submit
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,7 @@ def queued_for_s(raw: bytes | None) -> float:
     if raw is None:
         return 0.0
     try:
-        stamp = json.loads(raw)["headers"]["id"].rsplit("-", 1)[1]
-        return max(0.0, time.time() - int(stamp, 16) / 1e9)
+        return max(0.0, time.time() - enqueued_at(json.loads(raw)["headers"]["id"]))
     except (ValueError, KeyError, IndexError, TypeError):
         return 0.0
 

@@ -109,7 +109,13 @@ class Spool:
     @staticmethod
     def age_s(entry_id: str) -> float:
         """How long ago the entry was spooled, read from its id (no disk access)."""
-        return time.time() - int(entry_id[:12], 16) / 1000
+        return time.time() - spooled_at(entry_id)
+
+
+def spooled_at(entry_id: str) -> float:
+    """The wall clock when the entry's id was made, at the end of DATA: ``new_id`` starts
+    it with the milliseconds."""
+    return int(entry_id[:12], 16) / 1000
 
 
 def _is_id(name: str) -> bool:

@@ -32,10 +32,22 @@ def job_ids(blob_id: str) -> dict[str, str]:
     return {pool: f"{blob_id}-{pool}-{suffix}" for pool in POOLS}
 
 
+def split_job_id(task_id: str) -> tuple[str, str, str]:
+    """(blob id, pool, enqueue stamp) of an id ``job_ids`` made; ValueError for one it did
+    not make."""
+    blob_id, pool, stamp = task_id.rsplit("-", 2)  # a blob id may hold dashes, a pool not
+    return blob_id, pool, stamp
+
+
+def enqueued_at(task_id: str) -> float:
+    """The wall clock just before the job was enqueued, read from its id (ns in hex)."""
+    return int(split_job_id(task_id)[2], 16) / 1e9
+
+
 def sibling_job_id(task_id: str, pool: str) -> str:
     """The id ``job_ids`` gave the same message's job in ``pool``."""
-    blob_id, _, suffix = task_id.rsplit("-", 2)  # a blob id may hold dashes, a pool not
-    return f"{blob_id}-{pool}-{suffix}"
+    blob_id, _, stamp = split_job_id(task_id)
+    return f"{blob_id}-{pool}-{stamp}"
 
 
 def submit(
