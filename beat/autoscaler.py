@@ -42,11 +42,30 @@ def target(depth: int, current: int, low: int, high: int, per_process: int) -> i
     return max(low, min(high, wanted))
 
 
-def resize(app: Celery, worker: str, current: int, wanted: int) -> None:
+def resize(app: Celery, worker: str, current: int, wanted: int) -> str | None:
+    """Ask ``worker`` for ``wanted`` processes; its refusal in its own words, if it refused.
+    A prefork pool refuses to shrink while it counts every process as busy."""
     if wanted > current:
-        app.control.pool_grow(wanted - current, destination=[worker], reply=True, timeout=2)
+        command, n = app.control.pool_grow, wanted - current
     elif wanted < current:
-        app.control.pool_shrink(current - wanted, destination=[worker], reply=True, timeout=2)
+        command, n = app.control.pool_shrink, current - wanted
+    else:
+        return None
+    return refusal(command(n, destination=[worker], reply=True, timeout=2), worker)
+
+
+def refusal(replies: list[dict[str, Any]] | None, worker: str) -> str | None:
+    for reply in replies or []:
+        if worker in reply:
+            answer = reply[worker]
+            return None if "ok" in answer else str(answer.get("error", answer))
+    return "no reply"
+
+
+def _log_resize(worker: str, action: dict[str, Any]) -> None:
+    said = f"autoscaler: {worker} {action['from']} -> {action['to']} processes"
+    said += f" ({action['depth']} jobs queued)"
+    log.warning(f"{said}: refused, {action['refused']}" if action["refused"] else said)
 
 
 def step(app: Celery, client: Any, pool: str, settings: Settings) -> dict[str, Any]:
@@ -55,11 +74,11 @@ def step(app: Celery, client: Any, pool: str, settings: Settings) -> dict[str, A
     actions = {}
     for worker, current in workers_of(app, pool).items():
         wanted = target(depth, current, low, high, settings.backlog_per_process)
+        action = {"from": current, "to": wanted, "depth": depth, "at": time.time()}
         if wanted != current:
-            resize(app, worker, current, wanted)
-            log.warning("autoscaler: %s %d -> %d processes (%d jobs queued)",
-                        worker, current, wanted, depth)  # fmt: skip
-        actions[worker] = {"from": current, "to": wanted, "depth": depth, "at": time.time()}
+            action["refused"] = resize(app, worker, current, wanted)
+            _log_resize(worker, action)
+        actions[worker] = action
     if actions:
         client.hset(AUTOSCALE_KEY, pool, json.dumps(actions))
     return actions

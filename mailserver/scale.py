@@ -19,8 +19,14 @@ def scale(settings: Settings, pool: str, processes: int) -> dict[str, int]:
     """Set every worker of ``pool`` to ``processes``; return what each worker then reports."""
     check_redis(settings)
     workers = _running(pool)
-    for worker, current in workers.items():
-        resize(app, worker, current, processes)
+    refusals = {
+        worker: resize(app, worker, current, processes) for worker, current in workers.items()
+    }
+    refused = {worker: why for worker, why in refusals.items() if why}
+    if refused:
+        raise MailscanError(
+            f"not resized: {'; '.join(f'{w}: {why}' for w, why in refused.items())}"
+        )
     deadline = time.monotonic() + SETTLE_S
     while time.monotonic() < deadline:
         sizes = workers_of(app, pool)

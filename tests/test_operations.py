@@ -141,15 +141,22 @@ def test_backlog_autoscaler_grows_then_shrinks_the_pool(faults, fs):
     wait_for(lambda: client.llen("av") >= 8, 10, "a queued burst")
     step = autoscaler.step(app, client, "av", fs)
     assert step[node]["to"] > step[node]["from"]
+    assert step[node]["refused"] is None
     wait_for(lambda: autoscaler.workers_of(app, "av")[node] == step[node]["to"], 10, "growth")
     wait_for(lambda: client.llen("av") == 0, 120, "the burst to drain")
     wait_for(lambda: not (app.control.inspect(timeout=1).active() or {}).get(node), 60, "idle")
 
+    steps = []
+
     def shrunk() -> bool:  # one process fewer per step while nothing waits
-        autoscaler.step(app, client, "av", fs)
+        steps.append(autoscaler.step(app, client, "av", fs)[node])
         return autoscaler.workers_of(app, "av")[node] == fs.av_scale_min
 
-    wait_for(shrunk, 60, "the pool back at its minimum")
+    try:
+        wait_for(shrunk, 60, "the pool back at its minimum")
+    except AssertionError as timeout:
+        log = faults.log_tail("av", 40)
+        raise AssertionError(f"{timeout}; last step {steps[-1:]}\n{log}") from timeout
     autoscaler.resize(app, node, fs.av_scale_min, fs.av_concurrency)
 
 
