@@ -1,10 +1,11 @@
 """The essential front: what the design asks of any SMTP front in front of these pools, done
 with mailscan's own parts and nothing more. Per message, as ``mailserver.pipeline`` orders it:
 
-1. the spool entry written durably (``mailserver.spool``: fsync, rename, folder fsync), on a
-   thread;
+1. the spool entry written (``Spool.stage``), on a thread; then made durable (``settle``:
+   fsync, rename, folder fsync) on another while steps 2 and 3 run;
 2. the bytes and both scan jobs written in one round trip (``tasks.submit``), on a thread;
-3. both verdicts awaited on the one shared subscriber (``mailserver.verdicts``);
+3. both verdicts awaited on the one shared subscriber (``mailserver.verdicts``), and the
+   entry's durability;
 4. the message delivered to the Maildir (``mailserver.delivery``), on a thread; then 250,
    and after it the Maildir's folder fsynced and the spool entry removed, in batches
    (``Spool.finish_soon``). Its bytes leave Redis in the next quarter second's
@@ -59,7 +60,8 @@ class Essentials:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         sender = SpoolEnvelope(envelope.mail_from or "", tuple(envelope.rcpt_tos))
         content = envelope.original_content or b""
-        entry = await asyncio.to_thread(self.spool.commit, sender, content)
+        entry = await asyncio.to_thread(self.spool.stage, sender, content)
+        settling = asyncio.ensure_future(asyncio.to_thread(self.spool.settle, entry.id))
         task_ids = job_ids(entry.id)
         for task_id in task_ids.values():
             self.waiter.expect(task_id)
@@ -74,7 +76,7 @@ class Essentials:
             pools=JOB_POOLS,
         )
         waits = [self.waiter.wait(task_id, VERDICT_WAIT_S) for task_id in task_ids.values()]
-        await asyncio.gather(*waits)
+        await asyncio.gather(settling, *waits)
         await asyncio.to_thread(self._deliver, entry)
         return "250 OK"
 

@@ -20,7 +20,7 @@ from mailserver.metrics import MESSAGES
 from mailserver.outcomes import OutcomeLog
 from mailserver.policy import Decision
 from mailserver.quarantine import Quarantine
-from mailserver.spool import Spool, SpoolEntry
+from mailserver.spool import Spool, SpoolEntry, SpoolWriteFailed
 from mailserver.verdicts import VerdictWaiter
 from tasks import blobs
 from tasks.constants import POOLS
@@ -70,8 +70,15 @@ class Pipeline:
         # For the console, and the removal of finished messages' bytes; written by its own task.
         self.outcomes = OutcomeLog(redis)
 
-    async def process(self, entry: SpoolEntry, client_waiting: bool) -> Outcome:
-        results = await self.scan(entry, self.settings.scan_deadline_s)
+    async def process(
+        self, entry: SpoolEntry, client_waiting: bool, settling: asyncio.Future[None] | None = None
+    ) -> Outcome:
+        """``settling``: the entry being made durable (``Spool.settle``) while it is scanned;
+        SpoolWriteFailed if that fails, and then nothing has been decided or delivered."""
+        if settling is None:
+            results = await self.scan(entry, self.settings.scan_deadline_s)
+        else:
+            results = await self._scan_while_settling(entry, settling)
         decision = policy.decide(results["av"], results["spam"], self.settings, client_waiting)
         outcome = await asyncio.to_thread(
             self._act_and_record, entry, decision, results, client_waiting
@@ -97,6 +104,21 @@ class Pipeline:
         deadline = time.monotonic() + deadline_s
         waits = [self._await(task_ids[pool], deadline) for pool in POOLS]
         return dict(zip(POOLS, await asyncio.gather(*waits), strict=True))
+
+    async def _scan_while_settling(
+        self, entry: SpoolEntry, settling: asyncio.Future[None]
+    ) -> dict[str, Any]:
+        # The spool's fsyncs wait for the disk while the scanners work, instead of before.
+        scanning = asyncio.ensure_future(self.scan(entry, self.settings.scan_deadline_s))
+        try:
+            await settling
+        except BaseException as err:
+            scanning.cancel()
+            await asyncio.gather(scanning, return_exceptions=True)
+            if isinstance(err, OSError):
+                raise SpoolWriteFailed(f"spool entry {entry.id} not made durable: {err}") from err
+            raise
+        return await scanning
 
     def backlog(self) -> tuple[int, float]:
         """Jobs waiting in the busier pool's queue, and how long its oldest job has waited

@@ -61,6 +61,8 @@ async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT. Spooled mail not yet finished stays for the next start."""
     plugins.validate(settings)
     pipeline, waiter = build_pipeline(settings, check_redis(settings))
+    if cleared := pipeline.spool.clear_staging():
+        log.warning("removed %d unconfirmed spool entries a stop left in tmp/", cleared)
     await waiter.start()
     try:
         await _serve_until_stopped(settings, pipeline)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -16,7 +17,7 @@ from mailserver.admission import BacklogGauge
 from mailserver.pipeline import Pipeline
 from mailserver.redrive import Redriver
 from mailserver.spool import Envelope as SpoolEnvelope
-from mailserver.spool import Spool, SpoolEntry, new_id
+from mailserver.spool import Spool, SpoolEntry, SpoolWriteFailed, new_id
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class ScanHandler:
         )
         entry_id = new_id()
         if self.post_queue:
-            entry = await self._commit(entry_id, spool_envelope, envelope)
+            entry = await self._write(self.spool.commit, entry_id, spool_envelope, envelope)
             if entry is None:
                 return SPOOL_FAILED
             self.redriver.submit(entry.id)
@@ -55,22 +56,27 @@ class ScanHandler:
         # entry it saw before this session claimed it would be scanned and delivered twice.
         self.redriver.hold(entry_id)
         try:
-            entry = await self._commit(entry_id, spool_envelope, envelope)
+            entry = await self._write(self.spool.stage, entry_id, spool_envelope, envelope)
             if entry is None:
                 return SPOOL_FAILED
-            return await self._scan_while_client_waits(entry)
+            # Made durable while the scans run; nothing is decided or confirmed before.
+            settling = asyncio.ensure_future(asyncio.to_thread(self.spool.settle, entry.id))
+            return await self._scan_while_client_waits(entry, settling)
         finally:
             self.redriver.release(entry_id)
 
-    async def _commit(
-        self, entry_id: str, spool_envelope: SpoolEnvelope, envelope: Envelope
+    async def _write(
+        self,
+        write: Callable[[SpoolEnvelope, bytes, str], SpoolEntry],
+        entry_id: str,
+        spool_envelope: SpoolEnvelope,
+        envelope: Envelope,
     ) -> SpoolEntry | None:
         try:
-            return await asyncio.to_thread(
-                self.spool.commit, spool_envelope, _bytes(envelope), entry_id
-            )
+            return await asyncio.to_thread(write, spool_envelope, _bytes(envelope), entry_id)
         except OSError:
             log.exception("could not write the spool")
+            await asyncio.to_thread(self.spool.discard, entry_id)  # no 250: no entry either
             return None
 
     async def _overloaded(self) -> bool:
@@ -85,9 +91,15 @@ class ScanHandler:
         settings = self.pipeline.settings
         return oldest_s > settings.scan_deadline_s / 2 or waiting >= settings.max_queued_jobs
 
-    async def _scan_while_client_waits(self, entry: SpoolEntry) -> str:
+    async def _scan_while_client_waits(
+        self, entry: SpoolEntry, settling: asyncio.Future[None]
+    ) -> str:
         try:
-            outcome = await self.pipeline.process(entry, client_waiting=True)
+            outcome = await self.pipeline.process(entry, client_waiting=True, settling=settling)
+        except SpoolWriteFailed:
+            log.exception("could not write the spool")
+            await asyncio.to_thread(self.spool.discard, entry.id)
+            return SPOOL_FAILED
         except (RedisError, OperationalError, OSError) as err:
             log.warning("message %s: broker unavailable (%s); answering 451", entry.id, err)
             await asyncio.to_thread(self.spool.finish, entry.id)

@@ -2,8 +2,10 @@
 
 One file per message: a JSON line with the envelope, then the raw bytes. It is written under
 ``tmp/``, fsynced, renamed into ``queue/`` and the folder fsynced, so after a crash an entry
-is either whole or absent. Only the mailserver writes and removes entries; it removes them
-after the reply, in batches (``finish_soon``), once the delivery is durable.
+is either whole or absent. The front writes it (``stage``) before it enqueues the scans and
+makes it durable (``settle``) while they run; nothing is delivered or confirmed before.
+Only the mailserver writes and removes entries; it removes them after the reply, in
+batches (``finish_soon``), once the delivery is durable.
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tasks.errors import MailscanError
+
 log = logging.getLogger(__name__)
+
+
+class SpoolWriteFailed(MailscanError):
+    """A staged entry could not be made durable: nobody may be told 250 for it."""
 
 
 @dataclass(frozen=True)
@@ -56,17 +64,47 @@ class Spool:
     def commit(self, envelope: Envelope, content: bytes, entry_id: str = "") -> SpoolEntry:
         """Write the entry durably; ``entry_id`` is one made by ``new_id`` beforehand, by a
         caller that must claim the entry before it can be seen in ``queue/``."""
+        entry = self.stage(envelope, content, entry_id)
+        self.settle(entry.id)
+        return entry
+
+    def stage(self, envelope: Envelope, content: bytes, entry_id: str = "") -> SpoolEntry:
+        """Write the entry under ``tmp/``: whole unless this raises (a full disk fails here),
+        but neither durable nor listed until ``settle``, and never to be confirmed before."""
         entry = SpoolEntry(entry_id or new_id(), envelope, content)
         header = json.dumps({**asdict(envelope), "rcpt_tos": list(envelope.rcpt_tos)})
-        staging = self.tmp / entry.id
-        with open(staging, "wb") as handle:
+        with open(self.tmp / entry.id, "wb") as handle:
             handle.write(header.encode() + b"\n")
             handle.write(content)  # past the buffer's size, written as it is: no copy
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.rename(staging, self.queue / entry.id)
-        fsync_dir(self.queue)
         return entry
+
+    def settle(self, entry_id: str) -> None:
+        """Make a staged entry durable and listed: its file fsynced, renamed into ``queue/``,
+        the folder fsynced. After a crash the entry is either whole in ``queue/`` or absent."""
+        staging = self.tmp / entry_id
+        fd = os.open(staging, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(staging, self.queue / entry_id)
+        fsync_dir(self.queue)
+
+    def discard(self, entry_id: str) -> None:
+        """Remove an entry nobody was told of: staged, or settled only in part."""
+        for path in (self.tmp / entry_id, self.queue / entry_id):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                log.exception("could not remove the unconfirmed spool entry %s", path)
+
+    def clear_staging(self) -> int:
+        """Remove what a crash left in ``tmp/``: entries nobody was told 250 for. Only at
+        start, before any session stages one."""
+        left = [path for path in self.tmp.iterdir() if _is_id(path.name)]
+        for path in left:
+            path.unlink(missing_ok=True)
+        return len(left)
 
     def pending(self) -> list[str]:
         """Ids of entries without a final outcome, oldest first."""

@@ -25,8 +25,10 @@ class CountingPipeline:
     def backlog(self) -> tuple[int, float]:
         return 0, 0.0
 
-    async def process(self, entry: SpoolEntry, client_waiting: bool):
+    async def process(self, entry: SpoolEntry, client_waiting: bool, settling=None):
         self.processed.append(entry.id)
+        if settling is not None:
+            await settling  # as the real pipeline: nothing is decided before it is durable
         await asyncio.sleep(0.05)  # the scan takes a while: room for a second driver
         self.spool.finish(entry.id)
         return SimpleNamespace(reply="250 2.0.0 Ok", action="deliver", reason="clean")
@@ -38,16 +40,15 @@ def test_redriver_leaves_alone_an_entry_whose_session_is_scanning_it(tmp_path):
         pipeline = CountingPipeline(spool)
         redriver = Redriver(spool, pipeline, interval_s=60)
         handler = ScanHandler(pipeline, spool, redriver, post_queue=False)
-        commit = spool.commit
+        settle = spool.settle
 
-        def commit_then_redrive(*args):
-            entry = commit(*args)
+        def settle_then_redrive(entry_id: str) -> None:
+            settle(entry_id)
             # The redriver's periodic listing finds the new file before the session goes on.
             asyncio.run_coroutine_threadsafe(_redrive_pending(redriver, spool), loop)
-            return entry
 
         loop = asyncio.get_running_loop()
-        spool.commit = commit_then_redrive
+        spool.settle = settle_then_redrive
         session = SimpleNamespace(peer=("127.0.0.1", 2525), host_name="client.test")
         envelope = SimpleNamespace(
             mail_from="a@example.test", rcpt_tos=["b@example.test"], original_content=b"x"
@@ -76,7 +77,7 @@ def test_a_spool_that_cannot_write_answers_451_and_scans_nothing(tmp_path, post_
         def full_disk(*_):
             raise OSError(28, "No space left on device")
 
-        spool.commit = full_disk
+        spool.commit = spool.stage = full_disk
         pipeline = CountingPipeline(spool)
         handler = ScanHandler(pipeline, spool, Redriver(spool, pipeline, 60), post_queue)
         session = SimpleNamespace(peer=("127.0.0.1", 2525), host_name="client.test")

@@ -24,6 +24,22 @@ def test_finish_forgets_and_leaves_nothing_behind(tmp_path):
     assert list(spool.tmp.iterdir()) == []
 
 
+def test_a_staged_entry_is_listed_only_once_settled_and_a_crash_leftover_is_cleared(tmp_path):
+    spool = Spool(tmp_path)
+    staged = spool.stage(Envelope("a@x", ("b@x",)), b"Subject: x\r\n\r\nbody\r\n")
+    assert spool.pending() == []  # no redriver may drive what nobody was told 250 for
+    spool.settle(staged.id)
+    assert spool.pending() == [staged.id]
+    assert Spool(tmp_path).load(staged.id).content == staged.content
+
+    left = spool.stage(Envelope("a@x", ("b@x",)), b"never settled")  # the front stopped here
+    restarted = Spool(tmp_path)
+    assert restarted.clear_staging() == 1
+    assert list(restarted.tmp.iterdir()) == []
+    assert restarted.pending() == [staged.id]
+    assert left.id not in restarted.pending()
+
+
 def test_pending_is_oldest_first_and_ignores_stray_files(tmp_path):
     spool = Spool(tmp_path)
     ids = [spool.commit(Envelope("a@x", ("b@x",)), b"%d" % n).id for n in range(5)]
