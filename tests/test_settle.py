@@ -51,9 +51,8 @@ class ScannedPipeline(Pipeline):
 
 def _send(pipeline: ScannedPipeline, at_reply: Callable[[], None] = lambda: None) -> str:
     async def run() -> str:
-        handler = ScanHandler(
-            pipeline, pipeline.spool, Redriver(pipeline.spool, pipeline, 60), False
-        )
+        redriver = Redriver(pipeline.spool, pipeline, 60)
+        handler = ScanHandler(pipeline, pipeline.spool, redriver, post_queue=False)
         session = SimpleNamespace(peer=("127.0.0.1", 2525), host_name="client.test")
         envelope = SimpleNamespace(
             mail_from="a@example.test", rcpt_tos=["b@example.test"],
