@@ -116,6 +116,9 @@ class Pipeline:
             scanning.cancel()
             await asyncio.gather(scanning, return_exceptions=True)
             if isinstance(err, OSError):
+                # Its jobs may be queued already; the bytes they would read must not stay
+                # in Redis for the blob TTL for every message a failing disk refuses.
+                self.outcomes.blob_done(entry.id)
                 raise SpoolWriteFailed(f"spool entry {entry.id} not made durable: {err}") from err
             raise
         return await scanning

@@ -100,14 +100,20 @@ def test_a_slow_disk_holds_delivery_and_reply_until_the_entry_is_durable(tmp_pat
 def test_an_entry_that_cannot_be_made_durable_is_refused_and_not_delivered(tmp_path, monkeypatch):
     pipeline = ScannedPipeline(tmp_path, scan_s=0.2)
 
+    refused = []
+
     def failing_disk(entry_id: str) -> None:
+        refused.append(entry_id)
         raise OSError(errno.EIO, "Input/output error")
 
+    dropped = []
     monkeypatch.setattr(pipeline.spool, "settle", failing_disk)
+    monkeypatch.setattr(pipeline.outcomes, "blob_done", dropped.append)
     assert _send(pipeline) == SPOOL_FAILED
     assert _delivered(tmp_path) == []
     assert _left_in_spool(tmp_path) == []  # the staged file goes too: nobody was told 250
     assert pipeline.scans_ended == 0  # the scan was called off, not waited for
+    assert dropped == refused  # and the bytes its jobs would read leave Redis
 
 
 def test_a_broker_gone_while_settling_is_a_451_with_nothing_left(tmp_path):
