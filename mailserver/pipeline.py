@@ -112,14 +112,14 @@ class Pipeline:
         scanning = asyncio.ensure_future(self.scan(entry, self.settings.scan_deadline_s))
         try:
             await settling
-        except BaseException as err:
-            scanning.cancel()
-            await asyncio.gather(scanning, return_exceptions=True)
-            if isinstance(err, OSError):
-                # Its jobs may be queued already; the bytes they would read must not stay
-                # in Redis for the blob TTL for every message a failing disk refuses.
-                self.outcomes.blob_done(entry.id)
-                raise SpoolWriteFailed(f"spool entry {entry.id} not made durable: {err}") from err
+        except OSError as err:
+            await _call_off(scanning)
+            # Its jobs may be queued already; the bytes they would read must not stay in
+            # Redis for the blob TTL for every message a failing disk refuses.
+            self.outcomes.blob_done(entry.id)
+            raise SpoolWriteFailed(f"spool entry {entry.id} not made durable: {err}") from err
+        except BaseException:
+            await _call_off(scanning)
             raise
         return await scanning
 
@@ -213,3 +213,8 @@ class Pipeline:
 
     def _received(self, entry: SpoolEntry) -> str:
         return headers.received(entry, self.settings.hostname)
+
+
+async def _call_off(scanning: asyncio.Future[Any]) -> None:
+    scanning.cancel()
+    await asyncio.gather(scanning, return_exceptions=True)

@@ -19,10 +19,11 @@ def scale(settings: Settings, pool: str, processes: int) -> dict[str, int]:
     """Set every worker of ``pool`` to ``processes``; return what each worker then reports."""
     check_redis(settings)
     workers = _running(pool)
-    refusals = {
-        worker: resize(app, worker, current, processes) for worker, current in workers.items()
+    refused = {
+        worker: why
+        for worker, current in workers.items()
+        if (why := resize(app, worker, current, processes))
     }
-    refused = {worker: why for worker, why in refusals.items() if why}
     if refused:
         raise MailscanError(
             f"not resized: {'; '.join(f'{w}: {why}' for w, why in refused.items())}"

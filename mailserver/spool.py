@@ -115,7 +115,7 @@ class Spool:
     def load(self, entry_id: str) -> SpoolEntry:
         if not _is_id(entry_id):
             raise ValueError(f"not a spool id: {entry_id!r}")
-        if entry_id in self._remover.leaving():
+        if self._remover.is_leaving(entry_id):
             # Finished: whoever listed it before must not drive it again.
             raise FileNotFoundError(f"spool entry {entry_id} is finished")
         raw = (self.queue / entry_id).read_bytes()
@@ -192,6 +192,10 @@ class _Remover:
     def leaving(self) -> set[str]:
         with self._changed:
             return set(self._leaving)
+
+    def is_leaving(self, entry_id: str) -> bool:
+        with self._changed:
+            return entry_id in self._leaving
 
     def drain(self, timeout_s: float) -> bool:
         with self._changed:
