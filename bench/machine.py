@@ -12,6 +12,7 @@ import redis
 from clamav_client.clamd import ClamdNetworkSocket, CommunicationError
 
 from mailserver.services import binary
+from mailserver.spamrules import body_rules_compiled
 from tasks.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,6 +28,7 @@ def machine_info(settings: Settings) -> dict[str, str]:
         "Python": platform.python_version(),
         "clamd": _first_line(_clamd_version(settings)),
         "spamd": _first_line(_output([binary("spamd", "spamd"), "--version"])),
+        "SpamAssassin body rules": "compiled" if body_rules_compiled() else "not compiled",
         "Redis": _redis_version(settings),
         "mailscan": _first_line(
             _output(["git", "-C", str(REPO), "describe", "--always", "--dirty"])

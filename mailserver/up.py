@@ -9,6 +9,7 @@ import time
 from types import FrameType
 
 from mailserver.services import StackError, node_name
+from mailserver.spamrules import body_rules_note
 from mailserver.stack import Stack
 from tasks import plugins
 from tasks.settings import Settings
@@ -49,7 +50,7 @@ def summary(settings: Settings, stack: Stack) -> list[str]:
         "(add an administrator: mailscan console adduser NAME)",
         f"  Redis        {settings.redis_url}",
         f"  clamd        {settings.clamd}",
-        f"  spamd        {settings.spamd}",
+        f"  spamd        {settings.spamd} ({body_rules_note()})",
         f"  av pool      {node_name('av', settings)}, concurrency {settings.av_concurrency}, "
         f"plugins {','.join(settings.av_plugins)}",
         f"  spam pool    {node_name('spam', settings)}, concurrency {settings.spam_concurrency}, "

@@ -10,6 +10,12 @@ if [ "${SA_UPDATE:-yes}" != no ]; then
     if [ "$status" -gt 1 ]; then
         echo "spamd: sa-update failed (exit $status); using the rules already installed" >&2
     fi
+    # New rules: compile them too. If that fails, the rules compiled before still serve the
+    # body rules that did not change; the rest run uncompiled, with the same verdicts.
+    if [ "$status" -eq 0 ] && command -v sa-compile >/dev/null; then
+        runuser -u debian-spamd -- sa-compile --quiet \
+            || echo "spamd: sa-compile failed; new body rules run uncompiled" >&2
+    fi
 fi
 
 # spamd binds as root, then serves as debian-spamd (--username): it refuses to scan as root.

@@ -1,0 +1,163 @@
+"""spamd with SpamAssassin's body rules compiled to native code (sa-compile) against the same
+spamd without them: messages a second and spamd's CPU per message at C clients, the two
+taking turns in rounds on the same messages (new copies for each). The uncompiled spamd reads
+a copy of the site configuration without the ``.pre`` files that load the Rule2XSBody plugin.
+Both are started as mailscan starts spamd, with C children, and called through the
+spamassassin plugin's own exchange, one plugin per client thread.
+
+    apt-get install --no-install-recommends sa-compile     # once; scripts/bootstrap does it
+    .venv/bin/python -m bench.spamd_rules [--corpus generated|sa-public] [--concurrency 2]
+                                          [--messages 80] [--rounds 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from bench.cpu import cpu_by_service, cpu_delta
+from bench.floor import samples_of
+from bench.load import say
+from bench.stacks import LOOPBACK, stop_on_sigterm
+from mailserver.spamrules import SITE_CONFIG, body_rules_compiled, files_loading_plugin
+from mailserver.stack import Stack
+from tasks.plugins.spamassassin import SpamassassinPlugin
+from tasks.settings import load_settings
+
+VARIANTS = ("uncompiled", "compiled")
+Figures = dict[str, list[tuple[float, float, int]]]  # variant -> (msg/s, spamd ms, spam) per round
+
+
+def main() -> None:
+    args = _arguments()
+    if not body_rules_compiled():
+        raise SystemExit("bench: the body rules are not compiled here: install sa-compile first")
+    stop_on_sigterm()
+    samples = samples_of(args.corpus, args.messages * args.rounds)
+    figures: Figures = {variant: [] for variant in VARIANTS}
+    with _spamds(args.concurrency) as stacks:
+        for number in range(args.rounds):
+            batch = samples[number * args.messages : (number + 1) * args.messages]
+            order = VARIANTS if number % 2 == 0 else VARIANTS[::-1]
+            for variant in order:
+                messages = [s.render(f"r{number}-{variant}-{n}") for n, s in enumerate(batch)]
+                figures[variant].append(_round(stacks[variant], messages, args.concurrency))
+                rate, spamd_ms, spam = figures[variant][-1]
+                say(f"round {number + 1}/{args.rounds} {variant}: {rate:.2f} msg/s, "
+                    f"spamd {spamd_ms:.1f} ms per message, {spam} spam")  # fmt: skip
+    print(report(figures, args))
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", choices=("generated", "sa-public"), default="generated")
+    parser.add_argument("--concurrency", type=int, default=2, help="clients and spamd children")
+    parser.add_argument("--messages", type=int, default=80, help="per round and spamd")
+    parser.add_argument("--rounds", type=int, default=6)
+    args = parser.parse_args()
+    if min(args.concurrency, args.messages, args.rounds) < 1:
+        parser.error("--concurrency, --messages and --rounds must be at least 1")
+    return args
+
+
+@contextlib.contextmanager
+def _spamds(children: int) -> Iterator[dict[str, Stack]]:
+    root = Path(tempfile.mkdtemp(prefix="mailscan-spamd-rules-"))
+    root.chmod(0o755)  # spamd runs as nobody when we are root: its home is in there
+    stacks: dict[str, Stack] = {}
+    try:
+        for variant in VARIANTS:
+            stacks[variant] = _spamd_stack(root, variant, children)
+        yield stacks
+    finally:
+        for stack in stacks.values():
+            stack.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _spamd_stack(root: Path, variant: str, children: int) -> Stack:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSCAN_")}
+    env |= {
+        "MAILSCAN_VAR_DIR": str(root / variant),
+        "MAILSCAN_SPAMD": f"{LOOPBACK}:{_free_port()}",
+        "MAILSCAN_SPAM_CONCURRENCY": str(children),
+    }
+    stack = Stack(load_settings(env), env)
+    if variant == "uncompiled":
+        argv = stack.services["spamd"].argv
+        argv.insert(1, f"--siteconfigpath={_site_without_plugin(root)}")
+    stack.start(["spamd"], progress=say)
+    return stack
+
+
+def _site_without_plugin(root: Path) -> Path:
+    site = root / "site-uncompiled"
+    shutil.copytree(SITE_CONFIG, site)
+    for pre in files_loading_plugin(site):
+        pre.unlink()
+    return site
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return int(probe.getsockname()[1])
+
+
+def _round(stack: Stack, messages: list[bytes], clients: int) -> tuple[float, float, int]:
+    """msg/s, spamd's CPU ms per message and the spam count of one round."""
+    scanners = threading.local()
+
+    def scan(message: bytes) -> bool:
+        if not hasattr(scanners, "plugin"):
+            scanners.plugin = SpamassassinPlugin(stack.settings)
+        return scanners.plugin.scan(message).status == "spam"
+
+    small = [m for m in messages if len(m) <= stack.settings.spam_max_bytes]  # as the plugin
+    before, started = cpu_by_service(stack), time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        spam = sum(pool.map(scan, small))
+    wall = time.perf_counter() - started
+    used = cpu_delta(before, cpu_by_service(stack))
+    return len(small) / wall, 1000 * used["spamd"] / len(small), spam
+
+
+def report(figures: Figures, args: argparse.Namespace) -> str:
+    plain, compiled = figures["uncompiled"], figures["compiled"]
+    rate_ratio = [c[0] / p[0] for p, c in zip(plain, compiled, strict=True)]
+    cpu_ratio = [c[1] / p[1] for p, c in zip(plain, compiled, strict=True)]
+    lines = [
+        f"spamd, {args.corpus} mail, {args.concurrency} clients, {args.rounds} rounds of "
+        f"{args.messages} messages per spamd, taking turns",
+        "",
+        "| body rules | msg/s, median | spamd CPU ms/msg, median | spam verdicts |",
+        "|---|---:|---:|---:|",
+    ]
+    for variant, rounds in figures.items():
+        rate = statistics.median(r[0] for r in rounds)
+        cpu = statistics.median(r[1] for r in rounds)
+        lines.append(f"| {variant} | {rate:.2f} | {cpu:.1f} | {sum(r[2] for r in rounds)} |")
+    lines += [
+        "",
+        f"compiled / uncompiled, per round: msg/s {_spread(rate_ratio)}; "
+        f"spamd CPU {_spread(cpu_ratio)}",
+    ]
+    return "\n".join(lines)
+
+
+def _spread(ratios: list[float]) -> str:
+    return f"median {statistics.median(ratios):.2f} (from {min(ratios):.2f} to {max(ratios):.2f})"
+
+
+if __name__ == "__main__":
+    main()
