@@ -40,7 +40,11 @@ def _loads_plugin(pre: Path) -> bool:
 
 
 def body_rules_note(site: Path = SITE_CONFIG, compiled: Path = COMPILED_RULES) -> str:
-    """A few words for ``mailscan up``'s summary."""
+    """A few words for ``mailscan up``'s summary, with what to do when they are not compiled."""
     if body_rules_compiled(site, compiled):
         return "body rules compiled"
+    if files_loading_plugin(site):
+        # The package is there but its rule set is not (a failed compile, a new Perl): the
+        # package's own step compiles it and leaves it readable to spamd's children.
+        return "body rules not compiled: run dpkg-reconfigure sa-compile to scan faster"
     return "body rules not compiled: install the sa-compile package to scan faster"
