@@ -39,6 +39,7 @@ def test_up_runs_everything_and_leaves_nothing_behind_on_sigterm(tmp_path):
         assert "mailscan is up" in text, text
         for service in ("SMTP front", "Flower", "av pool", "spam pool", "logs"):
             assert service in text
+        assert "body rules " in text  # whether spamd runs them compiled, and what to do if not
         smtp_port = int(env["MAILSCAN_SMTP_PORT"])
         assert send(make_message(X_Test_Id="up-1"), smtp_port).code == 250
         assert all(listening(port) for port in ports)
