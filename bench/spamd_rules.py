@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 from bench.cpu import cpu_by_service, cpu_delta
 from bench.floor import samples_of
@@ -35,7 +36,15 @@ from tasks.plugins.spamassassin import SpamassassinPlugin
 from tasks.settings import load_settings
 
 VARIANTS = ("uncompiled", "compiled")
-Figures = dict[str, list[tuple[float, float, int]]]  # variant -> (msg/s, spamd ms, spam) per round
+
+
+class Round(NamedTuple):
+    msg_per_s: float
+    spamd_ms: float  # spamd's CPU per message
+    spam: int  # spam verdicts
+
+
+Figures = dict[str, list[Round]]  # per variant, its rounds in order
 
 
 def main() -> None:
@@ -51,10 +60,10 @@ def main() -> None:
             order = VARIANTS if number % 2 == 0 else VARIANTS[::-1]
             for variant in order:
                 messages = [s.render(f"r{number}-{variant}-{n}") for n, s in enumerate(batch)]
-                figures[variant].append(_round(stacks[variant], messages, args.concurrency))
-                rate, spamd_ms, spam = figures[variant][-1]
-                say(f"round {number + 1}/{args.rounds} {variant}: {rate:.2f} msg/s, "
-                    f"spamd {spamd_ms:.1f} ms per message, {spam} spam")  # fmt: skip
+                done = _round(stacks[variant], messages, args.concurrency)
+                figures[variant].append(done)
+                say(f"round {number + 1}/{args.rounds} {variant}: {done.msg_per_s:.2f} msg/s, "
+                    f"spamd {done.spamd_ms:.1f} ms per message, {done.spam} spam")  # fmt: skip
     print(report(figures, args))
 
 
@@ -114,8 +123,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _round(stack: Stack, messages: list[bytes], clients: int) -> tuple[float, float, int]:
-    """msg/s, spamd's CPU ms per message and the spam count of one round."""
+def _round(stack: Stack, messages: list[bytes], clients: int) -> Round:
     scanners = threading.local()
 
     def scan(message: bytes) -> bool:
@@ -129,13 +137,14 @@ def _round(stack: Stack, messages: list[bytes], clients: int) -> tuple[float, fl
         spam = sum(pool.map(scan, small))
     wall = time.perf_counter() - started
     used = cpu_delta(before, cpu_by_service(stack))
-    return len(small) / wall, 1000 * used["spamd"] / len(small), spam
+    return Round(len(small) / wall, 1000 * used["spamd"] / len(small), spam)
 
 
 def report(figures: Figures, args: argparse.Namespace) -> str:
     plain, compiled = figures["uncompiled"], figures["compiled"]
-    rate_ratio = [c[0] / p[0] for p, c in zip(plain, compiled, strict=True)]
-    cpu_ratio = [c[1] / p[1] for p, c in zip(plain, compiled, strict=True)]
+    pairs = list(zip(plain, compiled, strict=True))  # the same messages in each pair
+    rate_ratio = [c.msg_per_s / p.msg_per_s for p, c in pairs]
+    cpu_ratio = [c.spamd_ms / p.spamd_ms for p, c in pairs]
     lines = [
         f"spamd, {args.corpus} mail, {args.concurrency} clients, {args.rounds} rounds of "
         f"{args.messages} messages per spamd, taking turns",
@@ -144,9 +153,9 @@ def report(figures: Figures, args: argparse.Namespace) -> str:
         "|---|---:|---:|---:|",
     ]
     for variant, rounds in figures.items():
-        rate = statistics.median(r[0] for r in rounds)
-        cpu = statistics.median(r[1] for r in rounds)
-        lines.append(f"| {variant} | {rate:.2f} | {cpu:.1f} | {sum(r[2] for r in rounds)} |")
+        rate = statistics.median(r.msg_per_s for r in rounds)
+        cpu = statistics.median(r.spamd_ms for r in rounds)
+        lines.append(f"| {variant} | {rate:.2f} | {cpu:.1f} | {sum(r.spam for r in rounds)} |")
     lines += [
         "",
         f"compiled / uncompiled, per round: msg/s {_spread(rate_ratio)}; "
