@@ -16,11 +16,14 @@ from typing import Any
 from bench import checks
 from bench.corpus import Sample, repeated
 from bench.load import arrival_times, say
-from bench.phases import PhaseInfo, opened, percentile
+from bench.phases import PhaseInfo, open_blocks, opened, percentile
 from bench.stacks import BenchStack
 from bench.throughput import PATHS, after_phase, copy_prefix
 
 LOAD_SHARE = 0.8
+# The paths take turns in spans of the arrivals, as the sweep's paths do in blocks: a host
+# that slows down during the scenario then weighs on both p99 alike.
+LATENCY_BLOCKS = 4
 OVERLOAD_SHARE, RECOVERY_SHARE = 1.5, 0.5
 RECOVERY_WINDOW_S = 5.0
 DRAIN_LIMIT_S = 180.0
@@ -40,17 +43,20 @@ def at_load(
     rate = LOAD_SHARE * capacity
     arrivals = arrival_times([(rate, duration_s)], seed)
     chosen = repeated(samples, len(arrivals))
-    phases = []
-    for path in paths:
-        load = "load" if scenario == "latency" else "of own capacity"
-        label = f"{LOAD_SHARE:.0%} {load} {path}"
-        info = PhaseInfo(label, scenario, path, "generated", rate=rate)
-        say(f"{label}: {len(arrivals)} messages at {rate:.1f} msg/s for {duration_s:.0f} s")
-        prefix = copy_prefix(info)
-        messages = [s.render(f"{prefix}-{i}") for i, s in enumerate(chosen)]
-        phase = opened(bench, info, messages, arrivals)
-        phases.append(phase | after_phase(bench, phase, prefix, chosen))
-    return phases
+    load = "load" if scenario == "latency" else "of own capacity"
+    infos = [
+        PhaseInfo(f"{LOAD_SHARE:.0%} {load} {path}", scenario, path, "generated", rate=rate)
+        for path in paths
+    ]
+    say(f"{LOAD_SHARE:.0%} {load}, {' and '.join(paths)}: {len(arrivals)} messages each at "
+        f"{rate:.1f} msg/s for {duration_s:.0f} s, in {LATENCY_BLOCKS} spans in turns")  # fmt: skip
+    prefixes = [copy_prefix(info) for info in infos]
+    messages = [[s.render(f"{prefix}-{i}") for i, s in enumerate(chosen)] for prefix in prefixes]
+    phases = open_blocks(bench, infos, messages, arrivals, LATENCY_BLOCKS)
+    return [
+        phase | after_phase(bench, phase, prefix, chosen)
+        for phase, prefix in zip(phases, prefixes, strict=True)
+    ]
 
 
 def overload(

@@ -4,7 +4,9 @@ used meanwhile, summed up as a plain dict that goes into results.json and the re
 from __future__ import annotations
 
 import asyncio
+import bisect
 import functools
+import itertools
 import math
 from collections import Counter
 from collections.abc import Callable, Coroutine
@@ -100,17 +102,58 @@ def closed_blocks(
     count = len(messages[0])
     bounds = [(count * b // blocks, count * (b + 1) // blocks) for b in range(blocks)]
     clients = infos[0].concurrency or 1
+
+    def load(path: int, work: Work, block: int) -> Coroutine[Any, Any, Run]:
+        first, end = bounds[block]
+        return closed_loop(infos[path].label, work, end - first, clients, limit_s / blocks)
+
+    return _in_turns(bench, infos, messages, bounds, [clients] * len(infos), load)
+
+
+def open_blocks(
+    bench: BenchStack,
+    infos: list[PhaseInfo],
+    messages: list[list[bytes]],
+    arrivals: list[float],
+    blocks: int,
+) -> list[dict[str, Any]]:
+    """The same ``arrivals`` (sorted, s) on every path, cut into ``blocks`` spans of equal
+    time that the paths take in turns as in ``closed_blocks``. Each span starts on an idle
+    stack and ends when its last message is answered."""
+    span_s = (arrivals[-1] if arrivals else 0.0) / blocks
+    edges = [bisect.bisect_left(arrivals, span_s * b) for b in range(blocks)] + [len(arrivals)]
+    bounds = list(itertools.pairwise(edges))
+    limits = [MAX_OPEN_SMTP if info.path == "mailscan" else MAX_OPEN_DIRECT for info in infos]
+
+    def load(path: int, work: Work, block: int) -> Coroutine[Any, Any, Run]:
+        first, end = bounds[block]
+        times = [at - span_s * block for at in arrivals[first:end]]
+        return open_loop(infos[path].label, work, times, limits[path])
+
+    return _in_turns(bench, infos, messages, bounds, limits, load)
+
+
+def _in_turns(
+    bench: BenchStack,
+    infos: list[PhaseInfo],
+    messages: list[list[bytes]],
+    bounds: list[tuple[int, int]],
+    threads: list[int],
+    load: Callable[[int, Work, int], Coroutine[Any, Any, Run]],
+) -> list[dict[str, Any]]:
+    """``load(path, work, block)`` of each block (messages ``bounds[block]``) on each path
+    (``infos[path]``), in turns; ``threads``: each path's client threads."""
     totals = [_Total() for _ in infos]
     works = [
-        _work(bench, info.path, msgs, clients) for info, msgs in zip(infos, messages, strict=True)
+        _work(bench, info.path, msgs, count)
+        for info, msgs, count in zip(infos, messages, threads, strict=True)
     ]
     try:
-        for number, (first, end) in enumerate(bounds):
+        for number, (first, _) in enumerate(bounds):
             order = range(len(infos)) if number % 2 == 0 else reversed(range(len(infos)))
             for path in order:
                 work = _shifted(works[path][0], first)
-                load = closed_loop(infos[path].label, work, end - first, clients, limit_s / blocks)
-                totals[path].add(bench, load, first)
+                totals[path].add(bench, load(path, work, number), first)
     finally:
         for _, done in works:
             done()

@@ -190,8 +190,9 @@ def _latency(results: dict[str, Any]) -> list[str]:
         "## Latency at 80% of capacity (fixed arrival rate, Poisson)",
         "",
         f"Capacity: {capacity:.1f} msg/s, mailscan's closed-loop rate at the first "
-        "concurrency on the generated corpus; both paths get the same arrivals. The baseline "
-        "also runs at 80% of its own closed-loop rate (last row).",
+        "concurrency on the generated corpus; both paths get the same arrivals, cut into "
+        "spans of equal time that the paths take in turns (each span starts idle). The "
+        "baseline also runs at 80% of its own closed-loop rate (last row).",
         "",
     ]
     header = [
