@@ -87,6 +87,7 @@ def _spamds(children: int) -> Iterator[dict[str, Stack]]:
     try:
         for variant in VARIANTS:
             stacks[variant] = _spamd_stack(root, variant, children)
+            stacks[variant].start(["spamd"], progress=say)  # stopped below even if this fails
         yield stacks
     finally:
         for stack in stacks.values():
@@ -95,6 +96,7 @@ def _spamds(children: int) -> Iterator[dict[str, Stack]]:
 
 
 def _spamd_stack(root: Path, variant: str, children: int) -> Stack:
+    """Not started yet."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSCAN_")}
     env |= {
         "MAILSCAN_VAR_DIR": str(root / variant),
@@ -105,7 +107,6 @@ def _spamd_stack(root: Path, variant: str, children: int) -> Stack:
     if variant == "uncompiled":
         argv = stack.services["spamd"].argv
         argv.insert(1, f"--siteconfigpath={_site_without_plugin(root)}")
-    stack.start(["spamd"], progress=say)
     return stack
 
 
