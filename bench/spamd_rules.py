@@ -14,26 +14,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shutil
-import socket
 import statistics
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import NamedTuple
 
 from bench.cpu import cpu_by_service, cpu_delta
 from bench.floor import samples_of
 from bench.load import say
-from bench.stacks import LOOPBACK, stop_on_sigterm
+from bench.stacks import scratch
 from mailserver.spamrules import SITE_CONFIG, body_rules_compiled, files_loading_plugin
 from mailserver.stack import Stack
 from tasks.plugins.spamassassin import SpamassassinPlugin
-from tasks.settings import load_settings
 
 VARIANTS = ("uncompiled", "compiled")
 
@@ -51,7 +46,6 @@ def main() -> None:
     args = _arguments()
     if not body_rules_compiled():
         raise SystemExit("bench: the body rules are not compiled here: install sa-compile first")
-    stop_on_sigterm()
     samples = samples_of(args.corpus, args.messages * args.rounds)
     figures: Figures = {variant: [] for variant in VARIANTS}
     with _spamds(args.concurrency) as stacks:
@@ -81,47 +75,28 @@ def _arguments() -> argparse.Namespace:
 
 @contextlib.contextmanager
 def _spamds(children: int) -> Iterator[dict[str, Stack]]:
-    root = Path(tempfile.mkdtemp(prefix="mailscan-spamd-rules-"))
-    root.chmod(0o755)  # spamd runs as nobody when we are root: its home is in there
-    stacks: dict[str, Stack] = {}
-    try:
-        for variant in VARIANTS:
-            stacks[variant] = _spamd_stack(root, variant, children)
-            stacks[variant].start(["spamd"], progress=say)  # stopped below even if this fails
-        yield stacks
-    finally:
-        for stack in stacks.values():
-            stack.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    """One spamd per variant, each a scratch stack of its own (the second one's port is the
+    one the kernel hands out)."""
+    with contextlib.ExitStack() as started:
+        yield {
+            variant: started.enter_context(
+                scratch(
+                    ["spamd"],
+                    before_start=_without_plugin if variant == "uncompiled" else None,
+                    spam_concurrency=str(children),
+                )
+            )
+            for variant in VARIANTS
+        }
 
 
-def _spamd_stack(root: Path, variant: str, children: int) -> Stack:
-    """Not started yet."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSCAN_")}
-    env |= {
-        "MAILSCAN_VAR_DIR": str(root / variant),
-        "MAILSCAN_SPAMD": f"{LOOPBACK}:{_free_port()}",
-        "MAILSCAN_SPAM_CONCURRENCY": str(children),
-    }
-    stack = Stack(load_settings(env), env)
-    if variant == "uncompiled":
-        argv = stack.services["spamd"].argv
-        argv.insert(1, f"--siteconfigpath={_site_without_plugin(root)}")
-    return stack
-
-
-def _site_without_plugin(root: Path) -> Path:
-    site = root / "site-uncompiled"
+def _without_plugin(stack: Stack) -> None:
+    """spamd reads a copy of the site configuration without the plugin's ``.pre`` files."""
+    site = stack.settings.var_dir / "site-uncompiled"
     shutil.copytree(SITE_CONFIG, site)
     for pre in files_loading_plugin(site):
         pre.unlink()
-    return site
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return int(probe.getsockname()[1])
+    stack.services["spamd"].argv.insert(1, f"--siteconfigpath={site}")
 
 
 def _round(stack: Stack, messages: list[bytes], clients: int) -> Round:

@@ -99,11 +99,13 @@ def running(plan: Plan, keep_var: bool = False) -> Iterator[BenchStack]:
 
 
 @contextlib.contextmanager
-def scratch(services: list[str], **settings: str) -> Iterator[Stack]:
+def scratch(
+    services: list[str], before_start: Callable[[Stack], None] | None = None, **settings: str
+) -> Iterator[Stack]:
     """Some services alone (Redis, clamd, both pools...) for the benchmarks of one part, on
     the bench's ports, in a temporary folder; ``settings`` are MAILSCAN_* names without the
     prefix. This process's environment gets the same settings, so its Celery app and
-    clients talk to these services."""
+    clients talk to these services. ``before_start`` may change a service's command line."""
     stop_on_sigterm()
     var = Path(tempfile.mkdtemp(prefix="mailscan-scratch-"))
     var.chmod(0o755)  # spamd runs as nobody when we are root: its home is in there
@@ -113,11 +115,14 @@ def scratch(services: list[str], **settings: str) -> Iterator[Stack]:
         "MAILSCAN_VAR_DIR": str(var),
         "MAILSCAN_REDIS_URL": f"redis://{LOOPBACK}:{ports['redis']}/0",
         "MAILSCAN_CLAMD": f"{LOOPBACK}:{ports['clamd']}",
+        "MAILSCAN_SPAMD": f"{LOOPBACK}:{ports['spamd']}",
         **{ENV_PREFIX + name.upper(): value for name, value in settings.items()},
     }
     os.environ.update(env)
     stack = Stack(load_settings(env), env)
     try:
+        if before_start:
+            before_start(stack)
         stack.start(services, progress=say)
         yield stack
     finally:

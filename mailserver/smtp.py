@@ -75,9 +75,15 @@ class ScanHandler:
         try:
             return await asyncio.to_thread(write, spool_envelope, _bytes(envelope), entry_id)
         except OSError:
-            log.exception("could not write the spool")
-            await asyncio.to_thread(self.spool.discard, entry_id)  # no 250: no entry either
+            await self._refuse_unkept(entry_id)
             return None
+
+    async def _refuse_unkept(self, entry_id: str) -> str:
+        """The spool could not keep the message: 451, and no entry left for the redriver
+        (no 250: no entry either). Called while the failure is being handled."""
+        log.exception("could not write the spool")
+        await asyncio.to_thread(self.spool.discard, entry_id)
+        return SPOOL_FAILED
 
     async def _overloaded(self) -> bool:
         """Refuse now, cheaply, rather than accept mail that would only miss its deadline:
@@ -97,9 +103,7 @@ class ScanHandler:
         try:
             outcome = await self.pipeline.process(entry, client_waiting=True, settling=settling)
         except SpoolWriteFailed:
-            log.exception("could not write the spool")
-            await asyncio.to_thread(self.spool.discard, entry.id)
-            return SPOOL_FAILED
+            return await self._refuse_unkept(entry.id)
         except (RedisError, OperationalError, OSError) as err:
             log.warning("message %s: broker unavailable (%s); answering 451", entry.id, err)
             await asyncio.to_thread(self.spool.finish, entry.id)
