@@ -138,7 +138,21 @@ class Pipeline:
         content = blobs.content_key(entry.content)
         origin = blobs.whole_digest(entry.content, content)
         ttl_s = self.settings.blob_ttl_s
-        submit(self.app, self.redis, entry.id, scan_copy, ttl_s, origin, task_ids, content)
+        shared_from = self.settings.shared_spool_from_bytes
+        # A big message reaches the pools through the spool they share: Redis gets only our
+        # header lines on top of it (the spool entry is staged before the enqueue).
+        tail = len(entry.content) if 0 < shared_from <= len(entry.content) else 0
+        submit(
+            self.app,
+            self.redis,
+            entry.id,
+            scan_copy,
+            ttl_s,
+            origin,
+            task_ids,
+            content,
+            spooled_tail=tail,
+        )
 
     async def _await(self, task_id: str, deadline: float) -> dict[str, Any] | None:
         try:

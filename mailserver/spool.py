@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tasks.errors import MailscanError
+from tasks.spoolfile import QUEUE, STAGING, is_entry_id, split_entry
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,8 @@ class Spool:
     """Commit, list, read and finish spool entries under one folder."""
 
     def __init__(self, root: Path) -> None:
-        self.tmp = root / "tmp"
-        self.queue = root / "queue"
+        self.tmp = root / STAGING
+        self.queue = root / QUEUE
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.queue.mkdir(parents=True, exist_ok=True)
         self._remover = _Remover(self.queue)
@@ -101,7 +102,7 @@ class Spool:
     def clear_staging(self) -> int:
         """Remove what a crash left in ``tmp/``: entries nobody was told 250 for. Only at
         start, before any session stages one."""
-        left = [path for path in self.tmp.iterdir() if _is_id(path.name)]
+        left = [path for path in self.tmp.iterdir() if is_entry_id(path.name)]
         for path in left:
             path.unlink(missing_ok=True)
         return len(left)
@@ -110,16 +111,15 @@ class Spool:
         """Ids of entries without a final outcome, oldest first."""
         leaving = self._remover.leaving()
         names = (p.name for p in self.queue.iterdir())
-        return sorted(name for name in names if _is_id(name) and name not in leaving)
+        return sorted(name for name in names if is_entry_id(name) and name not in leaving)
 
     def load(self, entry_id: str) -> SpoolEntry:
-        if not _is_id(entry_id):
+        if not is_entry_id(entry_id):
             raise ValueError(f"not a spool id: {entry_id!r}")
         if self._remover.is_leaving(entry_id):
             # Finished: whoever listed it before must not drive it again.
             raise FileNotFoundError(f"spool entry {entry_id} is finished")
-        raw = (self.queue / entry_id).read_bytes()
-        header, _, content = raw.partition(b"\n")
+        header, content = split_entry((self.queue / entry_id).read_bytes())
         fields = json.loads(header)
         fields["rcpt_tos"] = tuple(fields["rcpt_tos"])
         return SpoolEntry(entry_id, Envelope(**fields), content)
@@ -154,10 +154,6 @@ def spooled_at(entry_id: str) -> float:
     """The wall clock when the entry's id was made, at the end of DATA: ``new_id`` starts
     it with the milliseconds."""
     return int(entry_id[:12], 16) / 1000
-
-
-def _is_id(name: str) -> bool:
-    return len(name) == 24 and all(c in "0123456789abcdef" for c in name)
 
 
 def fsync_dir(folder: Path) -> None:

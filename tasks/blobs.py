@@ -2,7 +2,9 @@
 
 A reference is ``{"blob": id, "size": bytes, "digest": sha256 hex, "content": sha256 hex}``
 (``whole_digest``, ``content_key``): no address, no subject, nothing Flower's task list
-should not show.
+should not show. A big message's reference also names its spool entry (``spool``): then only
+the header lines the SMTP front adds are in Redis, and the message itself is read from the
+spool (tasks/spoolfile.py).
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from __future__ import annotations
 import hashlib
 import re
 import zlib
+from pathlib import Path
 from typing import Any, TypedDict
 
 from tasks.constants import BLOB_KEY
 from tasks.errors import BlobMissing
+from tasks.spoolfile import read_message
 
 # Compression pays for text (a tenth of the bytes or less, at 2-5 ms of CPU per MB) and not
 # for attachments: base64 of already-compressed data (zip, PDF, images) shrinks only to about
@@ -35,6 +39,8 @@ class BlobRef(TypedDict, total=False):
     # Digest of what an antivirus engine judges (the verdict cache's key, content_key).
     content: str
     packing: str  # how the stored bytes are packed: raw or zlib
+    # The spool entry whose message follows the stored bytes (the front's header lines).
+    spool: str
 
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -141,14 +147,19 @@ def put(redis: Any, blob_id: str, data: bytes, ttl_s: int, origin: str = "") -> 
     return reference(blob_id, data, origin, packing=packing)
 
 
-def get(redis: Any, ref: BlobRef) -> bytes:
-    return unpack(ref, redis.get(key(ref["blob"])))
+def get(redis: Any, ref: BlobRef, spool_dir: Path | None = None) -> bytes:
+    return unpack(ref, redis.get(key(ref["blob"])), spool_dir)
 
 
-def unpack(ref: BlobRef, stored: bytes | None) -> bytes:
-    """The message from what GET of ``key(ref["blob"])`` answered, checked against ``ref``."""
+def unpack(ref: BlobRef, stored: bytes | None, spool_dir: Path | None = None) -> bytes:
+    """The message from what GET of ``key(ref["blob"])`` answered, and for a reference to a
+    spool entry the message read from the spool under ``spool_dir``; checked against ``ref``."""
     if stored is None:
         raise BlobMissing(f"message {ref['blob']} is no longer in Redis")
+    if "spool" in ref:
+        if spool_dir is None:
+            raise BlobMissing(f"message {ref['blob']} is in a spool, and no spool folder given")
+        stored += read_message(spool_dir, ref["spool"])
     data, intact = _unpacked(ref, stored)
     if not intact:
         raise BlobMissing(f"message {ref['blob']} does not match its digest")

@@ -137,7 +137,7 @@ def _fetch(job: JobContext, guards: list[Guard]) -> bytes:
     for guard in guards:
         safely(guard.plan_reads, job, reads)
     job.reads = reads.run()
-    return blobs.unpack(job.ref, job.reads.pop("message"))
+    return blobs.unpack(job.ref, job.reads.pop("message"), job.settings.spool_dir)
 
 
 def _send_writes(job: JobContext) -> None:

@@ -43,6 +43,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _size_or_off(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be a number of bytes, or 0 for off")
+    return value
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 < value < 65536:
@@ -215,6 +222,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "delivery": _choice(*DELIVERIES),
     "relay": _endpoint,
     "blob_ttl_s": _positive_int,
+    "shared_spool_from_bytes": _size_or_off,
     "redrive_interval_s": _seconds,
     "flower_port": _port,
     "flower_user": str,

@@ -81,6 +81,11 @@ class Settings:
     delivery: Literal["maildir", "relay"] = "maildir"
     relay: Endpoint = Endpoint(port=25)
     blob_ttl_s: int = 24 * 3600
+    # Messages of at least this many bytes reach the pools as their spool file, which the
+    # pools read from the folder they share with the SMTP front, instead of through Redis:
+    # Redis's time per byte grows with the size (bench/README.md). 0: always through Redis,
+    # for pools that cannot read the front's spool (on other machines).
+    shared_spool_from_bytes: int = 1024 * 1024
     redrive_interval_s: float = 30.0
     flower_port: int = 5555
     flower_user: str = "admin"

@@ -60,13 +60,18 @@ def submit(
     task_ids: dict[str, str] | None = None,
     content: str = "",
     pools: tuple[str, ...] = POOLS,
+    spooled_tail: int = 0,
 ) -> dict[str, str]:
     """Store the message and enqueue its jobs (ids from ``job_ids``, made here unless the
     caller made them to listen for the results first); return the job id per pool.
     ``content``: the message's ``blobs.content_key`` when the caller has it. ``pools``: the
-    queues that get a job (a benchmark's floor enqueues one job for both)."""
-    stored, packing = blobs.pack(data)
+    queues that get a job (a benchmark's floor enqueues one job for both). ``spooled_tail``:
+    how many bytes at the end of ``data`` the pools read from spool entry ``blob_id``
+    instead; only the rest goes to Redis."""
+    stored, packing = blobs.pack(data[: len(data) - spooled_tail] if spooled_tail else data)
     ref = blobs.reference(blob_id, data, origin, content, packing)
+    if spooled_tail:
+        ref["spool"] = blob_id
     task_ids = task_ids or job_ids(blob_id)
     with redis.pipeline(transaction=False) as pipe:
         # The blob first: a worker that pops a job finds its message already stored.

@@ -278,3 +278,18 @@ def test_per_process_crash_files_are_not_shared(services: dict[str, Any], name: 
     tmpfs = services[name].get("tmpfs", [])
     tmpfs = [tmpfs] if isinstance(tmpfs, str) else tmpfs
     assert folder in [t.split(":")[0] for t in tmpfs], f"{name}: {folder} must be per container"
+
+
+@pytest.mark.parametrize("name", sorted(WORKERS))
+def test_pools_read_big_messages_from_the_fronts_spool_volume(
+    services: dict[str, Any], name: str
+) -> None:
+    """MAILSCAN_SHARED_SPOOL_FROM_BYTES is on: a pool without the spool at the front's path
+    would answer every big message's job as not scanned."""
+    settings = settings_of(services[name])
+    assert settings.shared_spool_from_bytes > 0
+    assert settings.spool_dir == settings_of(services["mailserver"]).spool_dir
+    spool = str(settings.spool_dir)
+    assert mounts(services[name]).get(spool) == mounts(services["mailserver"])[spool]
+    read_only = [v for v in services[name]["volumes"] if isinstance(v, str) and spool in v]
+    assert [v.endswith(":ro") for v in read_only] == [True], f"{name}: mount it read-only"

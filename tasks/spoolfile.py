@@ -1,0 +1,58 @@
+"""A spool entry's file, as the pools read it: big messages reach them this way.
+
+The SMTP front writes each message to its spool before it enqueues the scans
+(mailserver/spool.py): one file, a JSON line with the envelope, then the message as the
+client sent it. It is written under ``tmp/`` and renamed into ``queue/`` while the scans run,
+and removed once the message has its outcome. For a message of at least
+``MAILSCAN_SHARED_SPOOL_FROM_BYTES`` the pools read it from that file, through the spool
+folder they share with the front, instead of from Redis: only the header lines the front
+adds travel through Redis (tasks/blobs.py).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import BinaryIO
+
+from tasks.errors import BlobMissing
+
+STAGING, QUEUE = "tmp", "queue"
+_ENTRY_ID = re.compile(r"[0-9a-f]{24}")
+
+
+def is_entry_id(name: str) -> bool:
+    return bool(_ENTRY_ID.fullmatch(name))
+
+
+def split_entry(raw: bytes) -> tuple[bytes, bytes]:
+    """(the envelope's JSON line, the message) of a spool file's bytes."""
+    header, _, content = raw.partition(b"\n")
+    return header, content
+
+
+def read_message(spool_dir: Path, entry_id: str) -> bytes:
+    """The message of a spool entry, staged or settled; BlobMissing when it is in neither
+    folder (the message has its outcome, or this process does not see the front's spool)."""
+    if not is_entry_id(entry_id):
+        raise BlobMissing(f"not a spool entry id: {entry_id!r}")
+    # Staged first: the front renames tmp/ -> queue/ only, so a miss in tmp/ followed by one
+    # in queue/ means the entry is gone, not that the rename was passed by.
+    for folder in (STAGING, QUEUE):
+        try:
+            with open(spool_dir / folder / entry_id, "rb") as handle:
+                return _message_of(handle)
+        except FileNotFoundError:
+            continue
+    if not (spool_dir / QUEUE).is_dir():
+        raise BlobMissing(
+            f"message {entry_id}: the spool folder {spool_dir} is not here. The pools read big "
+            "messages from the SMTP front's spool: share its folder with them (read-only), or "
+            "set MAILSCAN_SHARED_SPOOL_FROM_BYTES=0 for the front to send all through Redis"
+        )
+    raise BlobMissing(f"message {entry_id} is no longer in the spool")
+
+
+def _message_of(handle: BinaryIO) -> bytes:
+    handle.readline()  # the envelope: addresses, which a pool has no use for
+    return handle.read()
