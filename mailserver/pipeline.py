@@ -137,22 +137,18 @@ class Pipeline:
         # Our headers in front do not change the content key: the body is hashed once.
         content = blobs.content_key(entry.content)
         origin = blobs.whole_digest(entry.content, content)
-        ttl_s = self.settings.blob_ttl_s
-        shared_from = self.settings.shared_spool_from_bytes
-        # A big message reaches the pools through the spool they share: Redis gets only our
-        # header lines on top of it (the spool entry is staged before the enqueue).
-        tail = len(entry.content) if 0 < shared_from <= len(entry.content) else 0
+        ttl_s, tail = self.settings.blob_ttl_s, self._spooled_tail(entry)
         submit(
-            self.app,
-            self.redis,
-            entry.id,
-            scan_copy,
-            ttl_s,
-            origin,
-            task_ids,
-            content,
+            self.app, self.redis, entry.id, scan_copy, ttl_s, origin, task_ids, content,
             spooled_tail=tail,
-        )
+        )  # fmt: skip
+
+    def _spooled_tail(self, entry: SpoolEntry) -> int:
+        """How much of the scan copy the pools read from the spool entry (staged before the
+        enqueue): a big message, all of it but our header lines in front. Redis's time per
+        byte grows with the size; a file read from the page cache does not."""
+        shared_from = self.settings.shared_spool_from_bytes
+        return len(entry.content) if 0 < shared_from <= len(entry.content) else 0
 
     async def _await(self, task_id: str, deadline: float) -> dict[str, Any] | None:
         try:
