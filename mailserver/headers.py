@@ -32,11 +32,11 @@ def return_path(entry: SpoolEntry) -> str:
 
 
 def spam_headers(spam: dict[str, Any] | None) -> list[str]:
+    if spam is not None and spam["status"] == "skipped":
+        return [f"X-Spam-Status: No, not scanned ({spam.get('reason', 'message too large')})"]
     verdict = _first(spam)
     if verdict is None or spam is None or spam["status"] == "error":
         return ["X-Spam-Status: Unknown, scan failed"]
-    if spam["status"] == "skipped":
-        return ["X-Spam-Status: No, not scanned (message too large)"]
     is_spam = spam["status"] == "spam"
     score, required = verdict.get("score") or 0.0, verdict.get("threshold") or 0.0
     tests = ",".join(verdict.get("rules") or ()) or "none"

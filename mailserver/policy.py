@@ -16,6 +16,11 @@ Action = Literal["deliver", "quarantine", "reject", "tempfail"]
 PoolResult = dict[str, Any] | None
 
 TEMPFAIL_REPLY = "451 4.7.1 Content scan could not finish, try again later"
+# The spam result of a message found infected: its verdict is not waited for, since a virus
+# decides the outcome alone.
+SPAM_NOT_AWAITED: dict[str, Any] = {
+    "pool": "spam", "status": "skipped", "verdicts": [], "reason": "a virus was found",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -32,7 +37,7 @@ class Decision:
 def decide(av: PoolResult, spam: PoolResult, settings: Settings, client_waiting: bool) -> Decision:
     """``client_waiting`` is true in pre-queue mode: a virus can then be refused outright."""
     lines = headers.virus_headers(av) + headers.spam_headers(spam)
-    if av is not None and av["status"] == "infected":
+    if virus_found(av):
         return _virus(av, lines, client_waiting)
     if not client_waiting and _unscannable(av, spam):
         # Nobody to answer and retrying cannot help: an administrator has to look at it.
@@ -44,6 +49,10 @@ def decide(av: PoolResult, spam: PoolResult, settings: Settings, client_waiting:
     if spam is None or spam["status"] == "error":
         return _failure(settings.spam_failure_policy, "spam scan failed", lines)
     return _spam(spam, lines, settings)
+
+
+def virus_found(av: PoolResult) -> bool:
+    return av is not None and av["status"] == "infected"
 
 
 def _virus(av: dict[str, Any], lines: list[str], client_waiting: bool) -> Decision:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -64,13 +65,13 @@ def scan(
     client, guards = state["redis"], state["guards"]
     job = JobContext(pool, job_id, ref, hostname, settings, client, state["crashes"])
     job.plugins = _plugins(state, pool, plugin_names(pool, settings), settings)
-    job.writes = client.pipeline(transaction=False)
+    job.writes, job.backend = client.pipeline(transaction=False), backend
     if _too_large_for_all(job.plugins, ref):
-        verdicts = _skip_unread(job, guards, started)
+        verdicts = _skip_unread(job, guards, lambda plugin: plugin.too_large(started))
         status = combine(pool, verdicts)
     else:
         try:
-            verdicts, status = _fetch_and_scan(job, guards, state)
+            verdicts, status = _fetch_and_scan(job, guards, state, started)
         except BlobMissing as gone:
             # The bytes go when the message has its outcome (a job that waited past the
             # scan deadline) or when their TTL passes: nobody waits for this verdict now.
@@ -92,11 +93,16 @@ def scan(
 
 
 def _fetch_and_scan(
-    job: JobContext, guards: list[Guard], state: dict[str, Any]
+    job: JobContext, guards: list[Guard], state: dict[str, Any], started: float
 ) -> tuple[list[Verdict], str]:
     """The verdicts of the pool's engines (and of the backup engines when allowed and
     needed), and the status they give."""
-    message = job.message = _fetch(job, guards)
+    _read(job, guards)
+    reason = _skip_reason(job, guards)
+    if reason:
+        verdicts = _skip_unread(job, guards, lambda p: p.verdict("skipped", started, detail=reason))
+        return verdicts, combine(job.pool, verdicts)
+    message = job.message = _unpack(job)
     for guard in guards:
         safely(guard.before_job, job)
     try:
@@ -113,10 +119,16 @@ def _fetch_and_scan(
     return verdicts, status
 
 
-def _skip_unread(job: JobContext, guards: list[Guard], started: float) -> list[Verdict]:
-    """Every engine skips the message for its size, without its bytes being fetched; the
-    guards see the skips as they would see skips by the engines themselves."""
-    return [_answered(ScanContext(job, p), guards, p.too_large(started)) for p in job.plugins]
+def _skip_unread(
+    job: JobContext, guards: list[Guard], skipped: Callable[[Plugin], Verdict]
+) -> list[Verdict]:
+    """Every engine skips the message (for its size, or as a guard said) without its bytes
+    being read; the guards see the skips as they would see skips by the engines themselves."""
+    return [_answered(ScanContext(job, p), guards, skipped(p)) for p in job.plugins]
+
+
+def _skip_reason(job: JobContext, guards: list[Guard]) -> str | None:
+    return next(filter(None, (safely(guard.skip_job, job) for guard in guards)), None)
 
 
 def _too_large_for_all(plugins: list[Plugin], ref: BlobRef) -> bool:
@@ -130,13 +142,16 @@ def _after_job(job: JobContext, guards: list[Guard]) -> None:
         safely(guard.after_job, job)
 
 
-def _fetch(job: JobContext, guards: list[Guard]) -> bytes:
+def _read(job: JobContext, guards: list[Guard]) -> None:
     """The message and every read the guards planned, in one round trip."""
     reads = Reads(job.redis)
     reads.add("message", "get", blobs.key(job.ref["blob"]))
     for guard in guards:
         safely(guard.plan_reads, job, reads)
     job.reads = reads.run()
+
+
+def _unpack(job: JobContext) -> bytes:
     return blobs.unpack(job.ref, job.reads.pop("message"), job.settings.spool_dir)
 
 

@@ -4,6 +4,7 @@ import base64
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -166,6 +167,67 @@ def test_a_job_whose_message_is_gone_ends_as_not_scanned_without_failing(stack, 
     result = runner.scan("av", ref, settings, "gone-job", "test@host", app.backend)
     assert (result["status"], result["verdicts"]) == ("error", [])
     assert app.AsyncResult("gone-job").get(timeout=5)["status"] == "error"
+
+
+def test_a_virus_is_refused_on_the_av_verdict_alone_and_its_spam_job_skips_spamd(stack, settings):
+    import redis
+
+    from mailserver.spool import spooled_at
+    from tasks.celeryapp import app
+    from tasks.constants import RESULT_KEY_PREFIX
+    from tasks.guards.virusfirst import SKIPPED
+    from tasks.spoolfile import is_entry_id
+    from tasks.submit import split_job_id
+
+    client = redis.Redis.from_url(settings.redis_url)
+    spam_pool = stack.pid("spam-worker")
+    os.killpg(spam_pool, signal.SIGSTOP)  # no spam verdict can come
+    try:
+        sent, sent_wall = time.monotonic(), time.time()
+        reply = send(make_message(attachment=EICAR, X_Test_Id="virus-first"), settings.smtp_port)
+        waited = time.monotonic() - sent
+    finally:
+        os.killpg(spam_pool, signal.SIGCONT)
+    assert (reply.code, "EICAR" in reply.text) == (550, True), reply
+    assert waited < settings.scan_deadline_s / 3
+    found: list[dict] = []
+
+    def spam_verdict_of_the_virus() -> bool:
+        for key in client.scan_iter(match=RESULT_KEY_PREFIX + "*-spam-*", count=1000):
+            blob_id = split_job_id(key.decode().removeprefix(RESULT_KEY_PREFIX))[0]
+            if is_entry_id(blob_id) and spooled_at(blob_id) >= sent_wall - 1:
+                found.append(app.backend.decode(client.get(key))["result"])
+        return bool(found)
+
+    # The pool resumed and took the job: it found the av verdict and did not ask spamd.
+    wait_for(spam_verdict_of_the_virus, 20, "the spam job of the virus")
+    [skipped] = found
+    assert (skipped["status"], _details(skipped)) == ("skipped", [SKIPPED])
+
+
+def _details(result: dict) -> list:
+    return [v.get("detail") for v in result.get("verdicts") or []]
+
+
+def test_a_spam_job_scans_when_the_av_verdict_is_clean_and_skips_when_infected(stack, settings):
+    import redis
+
+    from tasks import results, runner
+    from tasks.blobs import put
+    from tasks.celeryapp import app
+    from tasks.guards.virusfirst import SKIPPED
+    from tasks.submit import job_ids
+
+    client = redis.Redis.from_url(settings.redis_url)
+    for av_status, expected in (("clean", "spam"), ("infected", "skipped")):
+        blob_id = f"vf{av_status}{time.time_ns():x}"
+        ref = put(client, blob_id, make_message(body=GTUBE).as_bytes(), 60)
+        ids = job_ids(blob_id)
+        av = {"pool": "av", "status": av_status, "verdicts": [], "unscannable": False}
+        results.store(client.pipeline(transaction=False), app.backend, ids["av"], av)
+        spam = runner.scan("spam", ref, settings, ids["spam"], "test@host", app.backend)
+        assert spam["status"] == expected, spam
+        assert (_details(spam) == [SKIPPED]) == (av_status == "infected")
 
 
 def test_av_and_spam_jobs_run_in_different_pools(stack, settings):

@@ -2,7 +2,7 @@
 
 from dataclasses import replace
 
-from mailserver.policy import decide
+from mailserver.policy import SPAM_NOT_AWAITED, decide
 from tasks.settings import load_settings
 
 SETTINGS = load_settings({})
@@ -71,3 +71,10 @@ def test_spam_is_tagged_and_quarantined_above_the_level():
     held = decide(av("clean"), spam("spam", 12.0), replace(SETTINGS, spam_quarantine_score=10.0),
                   client_waiting=True)  # fmt: skip
     assert held.action == "quarantine"
+
+
+def test_a_virus_quarantined_without_its_spam_verdict_says_why_it_was_not_spam_scanned():
+    decision = decide(av("infected", "Eicar-Test"), SPAM_NOT_AWAITED, SETTINGS, False)
+    assert decision.action == "quarantine"
+    assert "X-Spam-Status: No, not scanned (a virus was found)" in decision.header_lines
+    assert "X-Virus-Status: Infected" in decision.header_lines

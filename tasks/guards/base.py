@@ -57,6 +57,7 @@ class JobContext:
     plugins: list[Plugin] = field(default_factory=list)
     reads: dict[str, Any] = field(default_factory=dict)
     writes: Any = None  # a redis pipeline (no transaction)
+    backend: Any = None  # Celery's result backend, whose encoding verdicts are stored in
 
     def read(self, name: str, live: Callable[[], Any]) -> Any:
         """The answer read before the job, or ``live()`` for a read nobody planned (a
@@ -78,6 +79,11 @@ class Guard:
     def plan_reads(self, job: JobContext, reads: Reads) -> None:
         """Queue the reads this guard will want for ``job.plugins``, before the message is
         even fetched; ``job.read`` gives their answers later."""
+
+    def skip_job(self, job: JobContext) -> str | None:
+        """Why no engine need scan this job, from the reads planned for it (before the
+        message is unpacked); None to scan."""
+        return None
 
     def before_job(self, job: JobContext) -> None:
         pass
@@ -112,12 +118,13 @@ def default_guards() -> list[Guard]:
     from tasks.guards.cache import VerdictCacheGuard
     from tasks.guards.crashes import CrashGuard
     from tasks.guards.metrics import MetricsGuard
+    from tasks.guards.virusfirst import VirusFirstGuard
     from tasks.guards.watchdog import WatchdogGuard
 
     # Order matters: the watchdog arms first; a cached verdict needs no backend; the breaker
     # is asked before an attempt is counted, so a skipped plugin does not count against a
-    # message.
+    # message. (The virus-first guard acts on whole jobs, before any of that.)
     return [
-        WatchdogGuard(), MetricsGuard(), VerdictCacheGuard(), BreakerGuard(), AttemptsGuard(),
-        CrashGuard(),
+        VirusFirstGuard(), WatchdogGuard(), MetricsGuard(), VerdictCacheGuard(), BreakerGuard(),
+        AttemptsGuard(), CrashGuard(),
     ]  # fmt: skip

@@ -1,0 +1,44 @@
+"""Virus first: a spam job whose message the av pool has already found infected is answered
+without spamd.
+
+A message with a virus is refused (or quarantined) whatever its spam score, and the SMTP
+front answers it as soon as the av verdict arrives (mailserver/pipeline.py). Its spam job may
+still be waiting in the queue, behind other mail in a virus outbreak: spamd's time, the
+scarcest there is, would go to mail whose outcome is settled. The av verdict is read in the
+job's first round trip, with the message itself, so a job that finds none costs nothing more.
+"""
+
+from __future__ import annotations
+
+from tasks.constants import AV_POOL, RESULT_KEY_PREFIX, SPAM_POOL
+from tasks.guards.base import Guard, JobContext, Reads
+from tasks.submit import sibling_job_id
+
+AV_VERDICT = "virusfirst:av"
+SKIPPED = "not scanned: the av pool found a virus"
+
+
+class VirusFirstGuard(Guard):
+    def plan_reads(self, job: JobContext, reads: Reads) -> None:
+        av_job = _av_job_of(job)
+        if av_job:
+            reads.add(AV_VERDICT, "get", RESULT_KEY_PREFIX + av_job)
+
+    def skip_job(self, job: JobContext) -> str | None:
+        stored = job.reads.pop(AV_VERDICT, None)
+        if stored is None or job.backend is None:
+            return None
+        meta = job.backend.decode(stored)
+        result = meta.get("result") if isinstance(meta, dict) else None
+        infected = isinstance(result, dict) and result.get("status") == "infected"
+        return SKIPPED if infected else None
+
+
+def _av_job_of(job: JobContext) -> str | None:
+    """The id of the same message's av job, for a spam job whose id ``job_ids`` made."""
+    if job.pool != SPAM_POOL:
+        return None
+    try:
+        return sibling_job_id(job.job_id, AV_POOL)
+    except ValueError:
+        return None  # a job enqueued some other way (a test, a benchmark): no sibling
