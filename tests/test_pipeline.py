@@ -195,7 +195,7 @@ def test_a_virus_is_refused_on_the_av_verdict_alone_and_its_spam_job_skips_spamd
     def spam_verdict_of_the_virus() -> bool:
         for key in client.scan_iter(match=RESULT_KEY_PREFIX + "*-spam-*", count=1000):
             blob_id = split_job_id(key.decode().removeprefix(RESULT_KEY_PREFIX))[0]
-            if is_entry_id(blob_id) and spooled_at(blob_id) >= sent_wall - 1:
+            if is_entry_id(blob_id) and spooled_at(blob_id) >= int(sent_wall * 1000) / 1000:
                 found.append(app.backend.decode(client.get(key))["result"])
         return bool(found)
 
