@@ -105,10 +105,10 @@ class Pipeline:
         spam = asyncio.ensure_future(self._await(task_ids[SPAM_POOL], deadline))
         try:
             av = await self._await(task_ids[AV_POOL], deadline)
-            if policy.virus_found(av):
+            if policy.virus_found(av) and not spam.done():
                 # The outcome is the virus's whatever spamd says: answer now, not after it
                 # (its job skips spamd if it has not started: tasks/guards/virusfirst.py).
-                return {AV_POOL: av, SPAM_POOL: policy.SPAM_NOT_AWAITED}
+                return {AV_POOL: av, SPAM_POOL: dict(policy.SPAM_NOT_AWAITED)}
             return {AV_POOL: av, SPAM_POOL: await spam}
         finally:
             await _call_off(spam)  # nothing when it has its verdict

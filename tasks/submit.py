@@ -68,7 +68,10 @@ def submit(
     queues that get a job (a benchmark's floor enqueues one job for both). ``spooled_tail``:
     how many bytes at the end of ``data`` the pools read from spool entry ``blob_id``
     instead; only the rest goes to Redis."""
-    stored, packing = blobs.pack(data[: len(data) - spooled_tail] if spooled_tail else data)
+    if spooled_tail:  # the head stays raw: the pools append the spool's bytes to it
+        stored, packing = data[: len(data) - spooled_tail], blobs.RAW
+    else:
+        stored, packing = blobs.pack(data)
     ref = blobs.reference(blob_id, data, origin, content, packing)
     if spooled_tail:
         ref["spool"] = blob_id
