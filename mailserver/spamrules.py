@@ -24,7 +24,13 @@ _COMPILED_MODULES = "*/*/Mail/SpamAssassin/CompiledRegexps/*.pm"
 
 def body_rules_compiled(site: Path = SITE_CONFIG, compiled: Path = COMPILED_RULES) -> bool:
     """True when the plugin is loaded and a compiled rule set is there for it to use."""
-    return bool(files_loading_plugin(site)) and _rule_set_there(compiled)
+    return _step_missing(site, compiled) is None
+
+
+def body_rules_note(site: Path = SITE_CONFIG, compiled: Path = COMPILED_RULES) -> str:
+    """A few words for ``mailscan up``'s summary, with what to do when they are not compiled."""
+    step = _step_missing(site, compiled)
+    return "body rules compiled" if step is None else f"body rules not compiled: {step}"
 
 
 def files_loading_plugin(site: Path = SITE_CONFIG) -> list[Path]:
@@ -32,23 +38,19 @@ def files_loading_plugin(site: Path = SITE_CONFIG) -> list[Path]:
     return [pre for pre in sorted(site.glob("*.pre")) if _loads_plugin(pre)]
 
 
+def _step_missing(site: Path, compiled: Path) -> str | None:
+    """What the operator has to do for spamd to run compiled body rules; None: nothing."""
+    if not files_loading_plugin(site):
+        return "install the sa-compile package to scan faster"
+    if not any(compiled.glob(_COMPILED_MODULES)):
+        # The package is there but its rule set is not (a failed compile, a new Perl): the
+        # package's own step compiles it and leaves it readable to spamd's children.
+        return "run dpkg-reconfigure sa-compile to scan faster"
+    return None
+
+
 def _loads_plugin(pre: Path) -> bool:
     try:
         return bool(_LOADS_PLUGIN.search(pre.read_text(errors="replace")))
     except OSError:
         return False  # unreadable to us means unknown; another file may still say it
-
-
-def _rule_set_there(compiled: Path) -> bool:
-    return any(compiled.glob(_COMPILED_MODULES))
-
-
-def body_rules_note(site: Path = SITE_CONFIG, compiled: Path = COMPILED_RULES) -> str:
-    """A few words for ``mailscan up``'s summary, with what to do when they are not compiled."""
-    if not files_loading_plugin(site):
-        return "body rules not compiled: install the sa-compile package to scan faster"
-    if not _rule_set_there(compiled):
-        # The package is there but its rule set is not (a failed compile, a new Perl): the
-        # package's own step compiles it and leaves it readable to spamd's children.
-        return "body rules not compiled: run dpkg-reconfigure sa-compile to scan faster"
-    return "body rules compiled"

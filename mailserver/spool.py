@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tasks.errors import MailscanError
-from tasks.spoolfile import QUEUE, STAGING, is_entry_id, split_entry
+from tasks.spoolfile import QUEUE, STAGING, is_entry_id, read_entry
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class Spool:
         if self._remover.is_leaving(entry_id):
             # Finished: whoever listed it before must not drive it again.
             raise FileNotFoundError(f"spool entry {entry_id} is finished")
-        header, content = split_entry((self.queue / entry_id).read_bytes())
+        header, content = read_entry(self.queue / entry_id)
         fields = json.loads(header)
         fields["rcpt_tos"] = tuple(fields["rcpt_tos"])
         return SpoolEntry(entry_id, Envelope(**fields), content)

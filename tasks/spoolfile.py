@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import BinaryIO
 
 from tasks.errors import BlobMissing
 
@@ -25,10 +24,11 @@ def is_entry_id(name: str) -> bool:
     return bool(_ENTRY_ID.fullmatch(name))
 
 
-def split_entry(raw: bytes) -> tuple[bytes, bytes]:
-    """(the envelope's JSON line, the message) of a spool file's bytes."""
-    header, _, content = raw.partition(b"\n")
-    return header, content
+def read_entry(path: Path) -> tuple[bytes, bytes]:
+    """(the envelope's JSON line, the message) of a spool file, the message read in one
+    piece: no second copy of a 25 MB message to split it off its envelope."""
+    with open(path, "rb") as handle:
+        return handle.readline().removesuffix(b"\n"), handle.read()
 
 
 def read_message(spool_dir: Path, entry_id: str) -> bytes:
@@ -40,8 +40,7 @@ def read_message(spool_dir: Path, entry_id: str) -> bytes:
     # in queue/ means the entry is gone, not that the rename was passed by.
     for folder in (STAGING, QUEUE):
         try:
-            with open(spool_dir / folder / entry_id, "rb") as handle:
-                return _message_of(handle)
+            return read_entry(spool_dir / folder / entry_id)[1]  # a pool needs no envelope
         except FileNotFoundError:
             continue
     if not (spool_dir / QUEUE).is_dir():
@@ -51,8 +50,3 @@ def read_message(spool_dir: Path, entry_id: str) -> bytes:
             "set MAILSCAN_SHARED_SPOOL_FROM_BYTES=0 for the front to send all through Redis"
         )
     raise BlobMissing(f"message {entry_id} is no longer in the spool")
-
-
-def _message_of(handle: BinaryIO) -> bytes:
-    handle.readline()  # the envelope: addresses, which a pool has no use for
-    return handle.read()
