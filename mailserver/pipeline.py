@@ -69,6 +69,8 @@ class Pipeline:
         self.delivery, self.quarantine = delivery, quarantine
         # For the console, and the removal of finished messages' bytes; written by its own task.
         self.outcomes = OutcomeLog(redis)
+        # Until a pool says it cannot read big messages from the spool (scan).
+        self._spool_shared = True
 
     async def process(
         self, entry: SpoolEntry, client_waiting: bool, settling: asyncio.Future[None] | None = None
@@ -88,7 +90,20 @@ class Pipeline:
         return outcome
 
     async def scan(self, entry: SpoolEntry, deadline_s: float) -> dict[str, Any]:
-        """Both pool verdicts, or None for a pool that did not answer by the deadline."""
+        """Both pool verdicts, or None for a pool that did not answer by the deadline. A big
+        message a pool could not read from the spool is scanned again through Redis."""
+        deadline = time.monotonic() + deadline_s
+        spooled_tail = self._spooled_tail(entry)
+        results = await self._scan_once(entry, deadline, spooled_tail)
+        unread_by = _spool_unread_by(results)
+        if spooled_tail and unread_by:
+            self._stop_sharing_the_spool(unread_by)
+            results = await self._scan_once(entry, deadline, spooled_tail=0)
+        return results
+
+    async def _scan_once(
+        self, entry: SpoolEntry, deadline: float, spooled_tail: int
+    ) -> dict[str, Any]:
         scan_copy = headers.prepend(
             entry.content, [headers.return_path(entry), self._received(entry)]
         )
@@ -96,12 +111,11 @@ class Pipeline:
         for task_id in task_ids.values():
             self.waiter.expect(task_id)
         try:
-            await asyncio.to_thread(self._enqueue, entry, scan_copy, task_ids)
+            await asyncio.to_thread(self._enqueue, entry, scan_copy, task_ids, spooled_tail)
         except BaseException:
             for task_id in task_ids.values():
                 self.waiter.forget(task_id)
             raise
-        deadline = time.monotonic() + deadline_s
         spam = asyncio.ensure_future(self._await(task_ids[SPAM_POOL], deadline))
         try:
             av = await self._await(task_ids[AV_POOL], deadline)
@@ -112,6 +126,19 @@ class Pipeline:
             return {AV_POOL: av, SPAM_POOL: await spam}
         finally:
             await _call_off(spam)  # nothing when it has its verdict
+
+    def _stop_sharing_the_spool(self, pool_result: dict[str, Any]) -> None:
+        """A pool cannot read big messages from this front's spool (on another machine, or
+        with another folder): they go through Redis from now on, which costs Redis time
+        per byte but refuses no mail for a deployment's mistake."""
+        if self._spool_shared:
+            self._spool_shared = False
+            log.warning(
+                "the %s pool (%s) cannot read big messages from the spool at %s: until this "
+                "front restarts, they go through Redis. Share the spool folder with every "
+                "pool (read-only), or set MAILSCAN_SHARED_SPOOL_FROM_BYTES=0",
+                pool_result.get("pool"), pool_result.get("worker"), self.settings.spool_dir,
+            )  # fmt: skip
 
     async def _scan_while_settling(
         self, entry: SpoolEntry, settling: asyncio.Future[None]
@@ -141,11 +168,13 @@ class Pipeline:
         depths, oldest = answers[0::2], answers[1::2]
         return max(depths), max(queued_for_s(raw) for raw in oldest)
 
-    def _enqueue(self, entry: SpoolEntry, scan_copy: bytes, task_ids: dict[str, str]) -> None:
+    def _enqueue(
+        self, entry: SpoolEntry, scan_copy: bytes, task_ids: dict[str, str], tail: int
+    ) -> None:
         # Our headers in front do not change the content key: the body is hashed once.
         content = blobs.content_key(entry.content)
         origin = blobs.whole_digest(entry.content, content)
-        ttl_s, tail = self.settings.blob_ttl_s, self._spooled_tail(entry)
+        ttl_s = self.settings.blob_ttl_s
         submit(
             self.app, self.redis, entry.id, scan_copy, ttl_s, origin, task_ids, content,
             spooled_tail=tail,
@@ -155,7 +184,7 @@ class Pipeline:
         """How much of the scan copy the pools read from the spool entry (staged before the
         enqueue): a big message, all of it but our header lines in front. Redis's time per
         byte grows with the size; a file read from the page cache does not."""
-        shared_from = self.settings.shared_spool_from_bytes
+        shared_from = self.settings.shared_spool_from_bytes if self._spool_shared else 0
         return len(entry.content) if 0 < shared_from <= len(entry.content) else 0
 
     async def _await(self, task_id: str, deadline: float) -> dict[str, Any] | None:
@@ -231,6 +260,11 @@ class Pipeline:
 
     def _received(self, entry: SpoolEntry) -> str:
         return headers.received(entry, self.settings.hostname)
+
+
+def _spool_unread_by(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The result of a pool that could not read the message from the spool, if any."""
+    return next((r for r in results.values() if r and r.get("spool_unreadable")), None)
 
 
 async def _call_off(scanning: asyncio.Future[Any]) -> None:

@@ -3,6 +3,7 @@
     MailscanError
     ├── ConfigError            bad or missing configuration; raised at start, never mid-scan
     ├── BlobMissing            the message bytes are gone from Redis (expired or never stored)
+    │   └── SpoolUnreadable    a big message is not in the spool this pool process reads
     ├── UploadFailed           a crash report did not reach the vendor's endpoint
     └── ScanError              a plugin could not produce a verdict
         ├── BackendUnavailable the daemon behind a plugin refused, dropped or timed out
@@ -22,6 +23,12 @@ class ConfigError(MailscanError):
 
 class BlobMissing(MailscanError):
     """The stored copy of a message could not be found or failed its digest check."""
+
+
+class SpoolUnreadable(BlobMissing):
+    """A big message's spool entry is not in the spool folder this pool process reads: the
+    folder is not shared with the SMTP front, or is another one. The front then sends the
+    message through Redis (mailserver/pipeline.py)."""
 
 
 class ScanError(MailscanError):

@@ -21,7 +21,7 @@ from tasks import blobs, results
 from tasks.blobs import BlobRef
 from tasks.constants import AV_POOL
 from tasks.crashstore import CrashStore
-from tasks.errors import BlobMissing, ScanError
+from tasks.errors import BlobMissing, ScanError, SpoolUnreadable
 from tasks.guards import Guard, JobContext, ScanContext, default_guards
 from tasks.guards.base import Reads, safely
 from tasks.plugins import Plugin, Verdict, load_plugin, plugin_names
@@ -66,6 +66,7 @@ def scan(
     job = JobContext(pool, job_id, ref, hostname, settings, client, state["crashes"])
     job.plugins = _plugins(state, pool, plugin_names(pool, settings), settings)
     job.writes, job.backend = client.pipeline(transaction=False), backend
+    unread: BlobMissing | None = None
     if _too_large_for_all(job.plugins, ref):
         verdicts = _skip_unread(job, guards, lambda plugin: plugin.too_large(started))
         status = combine(pool, verdicts)
@@ -76,7 +77,7 @@ def scan(
             # The bytes go when the message has its outcome (a job that waited past the
             # scan deadline) or when their TTL passes: nobody waits for this verdict now.
             log.warning("job %s not scanned: %s", job_id, gone)
-            verdicts, status = [], "error"
+            verdicts, status, unread = [], "error", gone
     result = {
         "pool": pool,
         "status": status,
@@ -86,6 +87,8 @@ def scan(
         # Which worker answered is part of the verdict: tests and operators can see that
         # the av and spam jobs of one message really ran in different pools.
         "worker": hostname,
+        # The front then sends the message again, through Redis (mailserver/pipeline.py).
+        "spool_unreadable": isinstance(unread, SpoolUnreadable),
     }
     _after_job(job, guards)
     results.store(job.writes, backend, job_id, result)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tasks.errors import BlobMissing
+from tasks.errors import BlobMissing, SpoolUnreadable
 
 STAGING, QUEUE = "tmp", "queue"
 _ENTRY_ID = re.compile(r"[0-9a-f]{24}")
@@ -32,8 +32,9 @@ def read_entry(path: Path) -> tuple[bytes, bytes]:
 
 
 def read_message(spool_dir: Path, entry_id: str) -> bytes:
-    """The message of a spool entry, staged or settled; BlobMissing when it is in neither
-    folder (the message has its outcome, or this process does not see the front's spool)."""
+    """The message of a spool entry, staged or settled; SpoolUnreadable when it is in
+    neither folder (this process does not see the front's spool, or the message has its
+    outcome), BlobMissing for a name that is not an entry id."""
     if not is_entry_id(entry_id):
         raise BlobMissing(f"not a spool entry id: {entry_id!r}")
     # Staged first: the front renames tmp/ -> queue/ only, so a miss in tmp/ followed by one
@@ -43,10 +44,22 @@ def read_message(spool_dir: Path, entry_id: str) -> bytes:
             return read_entry(spool_dir / folder / entry_id)[1]  # a pool needs no envelope
         except FileNotFoundError:
             continue
+        except OSError as err:  # there, and not for this process to read (its user, say)
+            raise SpoolUnreadable(f"message {entry_id}: {err}. {_SHARE_IT}") from err
     if not (spool_dir / QUEUE).is_dir():
-        raise BlobMissing(
-            f"message {entry_id}: the spool folder {spool_dir} is not here. The pools read big "
-            "messages from the SMTP front's spool: share its folder with them (read-only), or "
-            "set MAILSCAN_SHARED_SPOOL_FROM_BYTES=0 for the front to send all through Redis"
+        raise SpoolUnreadable(
+            f"message {entry_id}: the spool folder {spool_dir} is not here. {_SHARE_IT}"
         )
-    raise BlobMissing(f"message {entry_id} is no longer in the spool")
+    # While the front waits for a verdict, its entry is in one of the two folders: found in
+    # neither, this pool reads another spool than the front's, or the message has its
+    # outcome already and nobody waits for this verdict.
+    raise SpoolUnreadable(
+        f"message {entry_id} is not, or no longer, in the spool at {spool_dir}. {_SHARE_IT}"
+    )
+
+
+_SHARE_IT = (
+    "The pools read big messages from the SMTP front's spool: share its folder with them "
+    "(read-only), or set MAILSCAN_SHARED_SPOOL_FROM_BYTES=0 for the front to send all "
+    "through Redis"
+)

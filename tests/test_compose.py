@@ -285,7 +285,7 @@ def test_pools_read_big_messages_from_the_fronts_spool_volume(
     services: dict[str, Any], name: str
 ) -> None:
     """MAILSCAN_SHARED_SPOOL_FROM_BYTES is on: a pool without the spool at the front's path
-    would answer every big message's job as not scanned."""
+    would cost the first big message a second scan and every big message Redis's time."""
     settings = settings_of(services[name])
     assert settings.shared_spool_from_bytes > 0
     assert settings.spool_dir == settings_of(services["mailserver"]).spool_dir

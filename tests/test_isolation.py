@@ -4,8 +4,10 @@ twice, and the crashdump points at the failing plugin code."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import random
 import re
 import signal
 import smtplib
@@ -24,6 +26,7 @@ from tasks.plugins.chaos import marker
 from tasks.settings import Settings
 from tests.conftest import (
     CORPUS,
+    EICAR,
     HARD_S,
     SOFT_S,
     find_delivered,
@@ -386,3 +389,33 @@ def refuse_then_flow(faults, fs, front_settings, jobs: int, stalled_s: float) ->
     assert send(make_message(X_Test_Id="busy-2"), front_settings.smtp_port).code == 250
     assert find_delivered(front_settings.maildir, b"busy-1") == []
     assert len(find_delivered(front_settings.maildir, b"busy-2")) == 1
+
+
+@pytest.fixture
+def pools_without_the_spool(faults, tmp_path) -> Iterator[Stack]:
+    """Both pools reading a spool folder of their own, as pools on another machine would."""
+    faults.env["MAILSCAN_SPOOL_DIR"] = str(tmp_path / "not-the-fronts")
+    for name in ("av-worker", "spam-worker"):
+        faults.restart(name)
+    yield faults
+    del faults.env["MAILSCAN_SPOOL_DIR"]
+    for name in ("av-worker", "spam-worker", "mailserver"):  # the front shares it again
+        faults.restart(name)
+
+
+def test_pools_that_cannot_read_the_spool_get_big_messages_through_redis(
+    pools_without_the_spool, fs
+):
+    noise = base64.encodebytes(random.Random(11).randbytes(fs.shared_spool_from_bytes))
+    for n, attachment in enumerate((EICAR, None)):
+        message = make_message(body=noise.decode(), attachment=attachment, X_Test_Id=f"big-{n}")
+        replies = send(message, fs.smtp_port)
+        # Scanned all the same: neither refused for a deployment's mistake nor let through.
+        assert replies.code == (550 if attachment else 250), replies
+    assert len(find_delivered(fs.maildir, b"X-Test-Id: big-1")) == 1
+    front_log = pools_without_the_spool.log_tail("mailserver", 200)
+    assert front_log.count("cannot read big messages from the spool") == 1, front_log
+    assert "MAILSCAN_SHARED_SPOOL_FROM_BYTES=0" in front_log
+    # Only the first message was looked for in the spool: the second went through Redis.
+    av_log = pools_without_the_spool.log_tail("av-worker", 400)
+    assert av_log.count("MAILSCAN_SHARED_SPOOL_FROM_BYTES=0") == 1, av_log

@@ -5,7 +5,7 @@ import pytest
 from mailserver import headers
 from mailserver.spool import Envelope, Spool
 from tasks import blobs
-from tasks.errors import BlobMissing
+from tasks.errors import BlobMissing, SpoolUnreadable
 from tasks.spoolfile import read_message
 
 MESSAGE = b"Subject: big\r\n\r\n" + b"a line of a big message\r\n" * 1000
@@ -19,13 +19,26 @@ def test_a_message_is_read_while_staged_settled_and_not_after_its_outcome(tmp_pa
     spool.settle(entry.id)
     assert read_message(tmp_path, entry.id) == MESSAGE
     spool.finish(entry.id)
-    with pytest.raises(BlobMissing, match="no longer in the spool"):
+    with pytest.raises(SpoolUnreadable, match="no longer, in the spool"):
         read_message(tmp_path, entry.id)
 
 
 def test_a_pool_without_the_fronts_spool_is_told_which_setting_to_change(tmp_path):
-    with pytest.raises(BlobMissing, match="MAILSCAN_SHARED_SPOOL_FROM_BYTES=0"):
+    with pytest.raises(SpoolUnreadable, match="MAILSCAN_SHARED_SPOOL_FROM_BYTES=0"):
         read_message(tmp_path / "not-shared", "0" * 24)
+
+
+def test_a_pool_with_a_spool_of_its_own_is_told_too(tmp_path):
+    Spool(tmp_path / "its-own")  # the folders are there, the front's entries are not
+    with pytest.raises(SpoolUnreadable, match="share its folder with them"):
+        read_message(tmp_path / "its-own", "0" * 24)
+
+
+def test_an_entry_this_process_cannot_open_is_unreadable_not_an_error_of_the_job(tmp_path):
+    Spool(tmp_path)
+    (tmp_path / "tmp" / ("0" * 24)).mkdir()  # opening it fails as a file of another user would
+    with pytest.raises(SpoolUnreadable, match="Is a directory"):
+        read_message(tmp_path, "0" * 24)
 
 
 def test_only_spool_ids_are_read(tmp_path):
