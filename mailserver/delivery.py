@@ -9,12 +9,17 @@ from __future__ import annotations
 import os
 import secrets
 import smtplib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
 from mailserver.spool import Envelope, fsync_dir
 from tasks.errors import MailscanError
 from tasks.settings import Settings
+
+# The Maildir copy is converted and written in pieces of this size (lf_pieces).
+LF_PIECE_BYTES = 1024 * 1024
+CR = ord("\r")
 
 
 class DeliveryError(MailscanError):
@@ -71,7 +76,7 @@ class MaildirDelivery:
         staging = self.root / "tmp" / f"{name}.{secrets.token_hex(4)}"
         with open(staging, "wb") as handle:
             handle.write(f"Return-Path: <{envelope.mail_from}>\n".encode())
-            handle.write(message.replace(b"\r\n", b"\n"))
+            handle.writelines(lf_pieces(message))
             handle.flush()
             os.fsync(handle.fileno())
         os.rename(staging, self.root / "new" / name)
@@ -85,6 +90,21 @@ class MaildirDelivery:
             return self.root / "new"
         fsync_dir(self.root / "new")
         return None
+
+
+def lf_pieces(message: bytes, piece_bytes: int = LF_PIECE_BYTES) -> Iterator[bytes]:
+    """``message`` with its CRLF line ends made LF, as Maildir files have them, in pieces of
+    about ``piece_bytes``: a 25 MB message is converted without a second 25 MB copy. Each
+    piece ends after an LF where it can, and never between a CR and its LF."""
+    start, size = 0, len(message)
+    while start < size:
+        end = message.rfind(b"\n", start, start + piece_bytes) + 1
+        if end <= start:  # no line end in reach: a piece of one long line
+            end = min(size, start + piece_bytes)
+            if end < size and message[end - 1] == CR and end - 1 > start:
+                end -= 1  # the CR goes with the next piece, where its LF may be
+        yield message[start:end].replace(b"\r\n", b"\n")
+        start = end
 
 
 class RelayDelivery:

@@ -69,9 +69,14 @@ def virus_name(av: dict[str, Any]) -> str:
 
 def prepend(content: bytes, lines: list[str]) -> bytes:
     """Put header lines on top of the message, in the message's own line ending."""
+    return block_for(content, lines) + content
+
+
+def block_for(content: bytes, lines: list[str]) -> bytes:
+    """The header lines ``prepend`` puts on top of ``content``, each line ended."""
     eol = line_ending(content)
     block = "\r\n".join(lines).replace("\r\n", eol.decode()).encode("utf-8", "replace")
-    return block + eol + content
+    return block + eol
 
 
 def tag_subject(content: bytes, tag: str) -> bytes:

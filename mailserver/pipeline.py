@@ -93,25 +93,21 @@ class Pipeline:
         """Both pool verdicts, or None for a pool that did not answer by the deadline. A big
         message a pool could not read from the spool is scanned again through Redis."""
         deadline = time.monotonic() + deadline_s
-        spooled_tail = self._spooled_tail(entry)
-        results = await self._scan_once(entry, deadline, spooled_tail)
+        spooled = self._spooled(entry)
+        results = await self._scan_once(entry, deadline, spooled)
         unread_by = _spool_unread_by(results)
-        if spooled_tail and unread_by:
+        if spooled and unread_by:
             self._stop_sharing_the_spool(unread_by)
-            results = await self._scan_once(entry, deadline, spooled_tail=0)
+            results = await self._scan_once(entry, deadline, spooled=False)
         return results
 
-    async def _scan_once(
-        self, entry: SpoolEntry, deadline: float, spooled_tail: int
-    ) -> dict[str, Any]:
-        scan_copy = headers.prepend(
-            entry.content, [headers.return_path(entry), self._received(entry)]
-        )
+    async def _scan_once(self, entry: SpoolEntry, deadline: float, spooled: bool) -> dict[str, Any]:
+        top = headers.block_for(entry.content, [headers.return_path(entry), self._received(entry)])
         task_ids = job_ids(entry.id)
         for task_id in task_ids.values():
             self.waiter.expect(task_id)
         try:
-            await asyncio.to_thread(self._enqueue, entry, scan_copy, task_ids, spooled_tail)
+            await asyncio.to_thread(self._enqueue, entry, top, task_ids, spooled)
         except BaseException:
             for task_id in task_ids.values():
                 self.waiter.forget(task_id)
@@ -169,23 +165,23 @@ class Pipeline:
         return max(depths), max(queued_for_s(raw) for raw in oldest)
 
     def _enqueue(
-        self, entry: SpoolEntry, scan_copy: bytes, task_ids: dict[str, str], tail: int
+        self, entry: SpoolEntry, top: bytes, task_ids: dict[str, str], spooled: bool
     ) -> None:
         # Our headers in front do not change the content key: the body is hashed once.
         content = blobs.content_key(entry.content)
         origin = blobs.whole_digest(entry.content, content)
         ttl_s = self.settings.blob_ttl_s
         submit(
-            self.app, self.redis, entry.id, scan_copy, ttl_s, origin, task_ids, content,
-            spooled_tail=tail,
+            self.app, self.redis, entry.id, entry.content, ttl_s, origin, task_ids, content,
+            top=top, spooled=spooled,
         )  # fmt: skip
 
-    def _spooled_tail(self, entry: SpoolEntry) -> int:
-        """How much of the scan copy the pools read from the spool entry (staged before the
-        enqueue): a big message, all of it but our header lines in front. Redis's time per
-        byte grows with the size; a file read from the page cache does not."""
+    def _spooled(self, entry: SpoolEntry) -> bool:
+        """Whether the pools read the message from its spool entry (staged before the
+        enqueue), and only our header lines in front from Redis: a big message. Redis's
+        time per byte grows with the size; a file read from the page cache does not."""
         shared_from = self.settings.shared_spool_from_bytes if self._spool_shared else 0
-        return len(entry.content) if 0 < shared_from <= len(entry.content) else 0
+        return 0 < shared_from <= len(entry.content)
 
     async def _await(self, task_id: str, deadline: float) -> dict[str, Any] | None:
         try:

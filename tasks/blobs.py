@@ -43,7 +43,8 @@ class BlobRef(TypedDict, total=False):
     spool: str
 
 
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
+# The blank line after the header block; at the very start, a line end alone is one.
+_HEADER_END = re.compile(rb"\A\r?\n|\r?\n\r?\n")
 # The headers that change how the body is decoded: a different value must be a different key.
 _DECODING_HEADERS = re.compile(
     rb"(?im)^(content-type|content-transfer-encoding|mime-version)[ \t]*:(.*(?:\r?\n[ \t].*)*)"
@@ -52,13 +53,21 @@ _DECODING_HEADERS = re.compile(
 
 def head_end(message: bytes) -> tuple[int, int]:
     """Where the header block ends and where the body starts (CRLF or bare LF line
-    endings); a message without a blank line is all header."""
+    endings); a message without a blank line is all header, one that starts with a blank
+    line has none. The front's header lines on top must not move the body's start: that is
+    what keeps a message's content key and digest the same in the front and the pools."""
     split = _HEADER_END.search(message)
     return (split.start(), split.end()) if split else (len(message), len(message))
 
 
-def head_of(message: bytes) -> bytes:
-    return message[: head_end(message)[0]]
+def head_of(message: bytes, top: bytes = b"") -> bytes:
+    """The header block of ``top + message``, without a copy of ``message``: its first blank
+    line is within ``top``'s end and ``message``'s own header block (``top`` is whole
+    header lines), so only that much of it is joined."""
+    if not top:
+        return message[: head_end(message)[0]]
+    joined = top + message[: head_end(message)[1]]
+    return joined[: head_end(joined)[0]]
 
 
 def content_key(message: bytes) -> str:
@@ -73,11 +82,11 @@ def content_key(message: bytes) -> str:
     return digest.hexdigest()
 
 
-def whole_digest(message: bytes, content: str) -> str:
-    """A digest of the whole message, from its header block and its ``content_key``: the
-    body, nearly all of a large message, is hashed once for both (SHA-256 costs about 20 ms
-    per 25 MB, and the front needs three digests of a message)."""
-    return hashlib.sha256(head_of(message) + b"\0" + content.encode()).hexdigest()
+def whole_digest(message: bytes, content: str, top: bytes = b"") -> str:
+    """A digest of the whole message (``top + message``), from its header block and its
+    ``content_key``: the body, nearly all of a large message, is hashed once for both
+    (SHA-256 costs about 14 ms per 25 MB, and the front needs three digests of a message)."""
+    return hashlib.sha256(head_of(message, top) + b"\0" + content.encode()).hexdigest()
 
 
 def pack(data: bytes) -> tuple[bytes, str]:
@@ -107,12 +116,19 @@ def _unpacked(ref: BlobRef, stored: bytes) -> tuple[bytes, bool]:
 
 
 def reference(
-    blob_id: str, data: bytes, origin: str = "", content: str = "", packing: str = RAW
+    blob_id: str,
+    data: bytes,
+    origin: str = "",
+    content: str = "",
+    packing: str = RAW,
+    top: bytes = b"",
 ) -> BlobRef:
-    """``content``: ``content_key(data)`` when the caller has it already (our headers added
-    in front of a message do not change it)."""
+    """The reference to ``top + data``, with ``top`` header lines in front (not joined:
+    ``data`` can be 25 MB). ``content``: ``content_key(data)`` when the caller has it
+    already; our header lines in front of a message do not change it."""
     content = content or content_key(data)
-    ref = BlobRef(blob=blob_id, size=len(data), digest=whole_digest(data, content))
+    digest = whole_digest(data, content, top)
+    ref = BlobRef(blob=blob_id, size=len(top) + len(data), digest=digest)
     ref["content"], ref["packing"] = content, packing
     if origin:
         ref["origin"] = origin

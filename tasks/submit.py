@@ -60,21 +60,23 @@ def submit(
     task_ids: dict[str, str] | None = None,
     content: str = "",
     pools: tuple[str, ...] = POOLS,
-    spooled_tail: int = 0,
+    top: bytes = b"",
+    spooled: bool = False,
 ) -> dict[str, str]:
     """Store the message and enqueue its jobs (ids from ``job_ids``, made here unless the
     caller made them to listen for the results first); return the job id per pool.
+    The pools scan ``top + data``: ``top``, header lines the front puts in front.
     ``content``: the message's ``blobs.content_key`` when the caller has it. ``pools``: the
-    queues that get a job (a benchmark's floor enqueues one job for both). ``spooled_tail``:
-    how many bytes at the end of ``data`` the pools read from spool entry ``blob_id``
-    instead; only the rest goes to Redis."""
-    if spooled_tail:  # the head stays raw: the pools append the spool's bytes to it
-        stored, packing = data[: len(data) - spooled_tail], blobs.RAW
-    else:
-        stored, packing = blobs.pack(data)
-    ref = blobs.reference(blob_id, data, origin, content, packing)
-    if spooled_tail:
+    queues that get a job (a benchmark's floor enqueues one job for both). ``spooled``: the
+    pools read ``data`` from spool entry ``blob_id``; only ``top`` goes to Redis."""
+    if spooled:  # stored raw: the pools append the spool's bytes to it
+        stored, packing = top, blobs.RAW
+        ref = blobs.reference(blob_id, data, origin, content, packing, top)
         ref["spool"] = blob_id
+    else:
+        whole = top + data if top else data
+        stored, packing = blobs.pack(whole)
+        ref = blobs.reference(blob_id, whole, origin, content, packing)
     task_ids = task_ids or job_ids(blob_id)
     with redis.pipeline(transaction=False) as pipe:
         # The blob first: a worker that pops a job finds its message already stored.

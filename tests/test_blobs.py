@@ -87,6 +87,29 @@ def test_our_headers_in_front_keep_the_content_key_the_front_computes_once():
     assert blobs.whole_digest(original, content) != ref["digest"]
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        b"Subject: hi\r\nContent-Type: text/plain\r\n\r\nbody\r\n",
+        b"Subject: hi\n\nbody with LF line ends\n",
+        b"\r\nno header at all, the blank line first\r\n",
+        b"\nthe same with LF\n",
+        b"Subject: only a header, no blank line\r\n",
+        b"Subject: hi\r\n\n\r\nmixed line ends at the blank line\r\n",
+        b"",
+    ],
+)
+@pytest.mark.parametrize("eol", [b"\r\n", b"\n"])
+def test_a_reference_to_our_lines_and_the_message_apart_is_that_of_the_two_joined(message, eol):
+    # A spooled message is referenced without the 25 MB copy that joins it to our lines;
+    # the pool checks the joined bytes against it.
+    top = b"Return-Path: <a@example.test>" + eol + b"Received: from x" + eol
+    content = blobs.content_key(message)
+    apart = blobs.reference("id1", message, "origin", content, top=top)
+    assert apart == blobs.reference("id1", top + message, "origin")
+    assert apart["size"] == len(top) + len(message)
+
+
 def test_attachments_of_compressed_data_are_stored_without_compression():
     # base64 of random bytes, as a zip or a PDF attachment is: zlib would save a fifth of the
     # bytes at many times the CPU of text.

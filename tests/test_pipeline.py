@@ -143,6 +143,20 @@ def test_a_big_message_reaches_the_pools_through_the_spool_not_through_redis(sta
     assert redis_saw.longest < 64 * 1024 < settings.shared_spool_from_bytes < len(message)
 
 
+@pytest.mark.parametrize("size", ["small", "big"])
+def test_a_message_without_headers_is_scanned_like_any_other(stack, settings, size):
+    # A blank line first: the header block is empty. Our lines on top must not make the
+    # pools' digest of the message differ from the front's, which would answer it 451.
+    marker = f"headerless-{size}-{time.time_ns()}"
+    filler = "x" * 70 + "\r\n"
+    lines = filler * (settings.shared_spool_from_bytes // len(filler) + 1) if size == "big" else ""
+    message = f"\r\n{marker}: no header at all\r\n{lines}".encode()
+    assert send(message, settings.smtp_port).code == 250
+    [delivered] = find_delivered(settings.maildir, marker.encode())
+    assert "X-Virus-Status: Clean" in header_block(delivered)
+    assert send(b"\r\n" + EICAR + b"\r\n", settings.smtp_port).code == 550
+
+
 def test_a_job_over_every_engines_size_limit_is_answered_without_reading_the_message(
     stack, settings
 ):

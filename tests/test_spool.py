@@ -172,3 +172,32 @@ def test_a_delivery_left_to_sync_is_durable_before_its_spool_entry_goes(tmp_path
     assert events.index(("fsync", new)) < events.index(removed)
     assert events[-1] == ("fsync", str(spool.queue))
     assert len(list((tmp_path / "mail" / "new").iterdir())) == 1
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        b"Subject: x\r\n\r\n" + b"a line of text\r\n" * 500,
+        b"Subject: x\r\n\r\n" + b"x" * 3000 + b"\r\n" + b"y" * 2000,  # lines longer than a piece
+        b"A\r" * 700 + b"\r\n" * 300,  # CRs that are not line ends stay, whatever the cut
+        b"Subject: x\n\nalready LF\n" * 100,
+        b"ends in a CR\r",
+        b"",
+    ],
+)
+@pytest.mark.parametrize("piece_bytes", [2, 7, 64, 1024 * 1024])
+def test_the_maildir_copy_is_converted_in_pieces_as_in_one(message, piece_bytes):
+    from mailserver.delivery import lf_pieces
+
+    pieces = list(lf_pieces(message, piece_bytes))
+    assert b"".join(pieces) == message.replace(b"\r\n", b"\n")
+    assert all(len(p) <= piece_bytes for p in pieces)
+
+
+def test_a_big_message_reaches_the_maildir_as_sent_with_lf_line_ends(tmp_path):
+    envelope = Envelope("alice@example.test", ("bob@example.test",), "127.0.0.1", "client.test")
+    message = b"Subject: big\r\n\r\n" + b"0123456789abcdef\r\n" * 200_000  # 3.6 MB
+    MaildirDelivery(tmp_path).deliver("1" * 24, envelope, message)
+    [delivered] = (tmp_path / "new").iterdir()
+    expected = b"Return-Path: <alice@example.test>\n" + message.replace(b"\r\n", b"\n")
+    assert delivered.read_bytes() == expected
