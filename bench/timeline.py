@@ -7,7 +7,7 @@ and at each pool's verdict, as a subscriber of the bench's own on the front's ve
 channel sees it publish, less the job's own time (``elapsed_ms``):
 
 - *SMTP session, admission*: connect to the end of DATA, and the front's backlog read;
-- *spool, to enqueue*: the spool entry written and the scan copy made;
+- *spool, to enqueue*: the spool entry written and the jobs' reference made;
 - *enqueue to spam job*: the enqueue, the queue, the hand-off to a pool process;
 - *spam job*, *av job*: the jobs' own times (blob fetch, engine exchange, guards);
 - *after verdicts*: the last verdict's way to the front, policy, delivery, spool removal
