@@ -38,9 +38,12 @@ class Delivery(Protocol):
         message: bytes,
         first: bool = False,
         defer_sync: bool = False,
+        top: bytes = b"",
     ) -> Path | None:
-        """``first``: this entry was never handed on before (a message whose sender is still
-        connected), so there is no earlier delivery to look for.
+        """Hand on ``top + message``: ``top``, whole header lines put on top of the message,
+        not joined to it (a message can be 25 MB). ``first``: this entry was never handed on
+        before (a message whose sender is still connected), so there is no earlier delivery
+        to look for.
 
         Durable on return, unless ``defer_sync``: then the folder returned (if any) must be
         fsynced before the message's spool entry goes."""
@@ -65,6 +68,7 @@ class MaildirDelivery:
         message: bytes,
         first: bool = False,
         defer_sync: bool = False,
+        top: bytes = b"",
     ) -> Path | None:
         # The look for an earlier copy lists cur/, which grows with the mailbox: only for
         # re-driven and released entries, which may have been delivered before.
@@ -76,6 +80,7 @@ class MaildirDelivery:
         staging = self.root / "tmp" / f"{name}.{secrets.token_hex(4)}"
         with open(staging, "wb") as handle:
             handle.write(f"Return-Path: <{envelope.mail_from}>\n".encode())
+            handle.writelines(lf_pieces(top))  # whole lines: no CRLF is cut at the joint
             handle.writelines(lf_pieces(message))
             handle.flush()
             os.fsync(handle.fileno())
@@ -120,10 +125,13 @@ class RelayDelivery:
         message: bytes,
         first: bool = False,
         defer_sync: bool = False,
+        top: bytes = b"",
     ) -> Path | None:
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as client:
-                refused = client.sendmail(envelope.mail_from, list(envelope.rcpt_tos), message)
+                # smtplib makes its own copies to send: one more costs little here.
+                data = top + message
+                refused = client.sendmail(envelope.mail_from, list(envelope.rcpt_tos), data)
         except smtplib.SMTPResponseException as err:
             raise DeliveryError(f"next hop said {err.smtp_code}", err.smtp_code >= 500) from err
         except smtplib.SMTPRecipientsRefused as err:

@@ -220,15 +220,19 @@ class Pipeline:
         before the spool entry goes."""
         if decision.action not in ("deliver", "quarantine"):
             return None  # reject or tempfail to a waiting client: the sender keeps it
-        message = headers.prepend(entry.content, [*decision.header_lines, self._received(entry)])
-        if decision.tag_subject:
-            message = headers.tag_subject(message, self.settings.spam_subject_tag)
+        # Our header lines go on top apart: joined, a 25 MB message would be copied for them.
+        top = headers.block_for(entry.content, [*decision.header_lines, self._received(entry)])
+        message = entry.content
+        if decision.tag_subject:  # its Subject is in the message: tagged, it is a new copy
+            message, top = headers.tag_subject(top + message, self.settings.spam_subject_tag), b""
         if decision.action == "quarantine":
-            self.quarantine.put(entry, message, decision.reason, results)
+            self.quarantine.put(entry, top + message, decision.reason, results)
             return None
         # The folder's fsync goes with the spool entry's removal, after the reply: the entry
         # keeps the message durable until then (bench/README.md, "the time after the verdicts").
-        return self.delivery.deliver(entry.id, entry.envelope, message, first, defer_sync=True)
+        return self.delivery.deliver(
+            entry.id, entry.envelope, message, first, defer_sync=True, top=top
+        )
 
     def _delivery_failed(
         self, entry: SpoolEntry, results: dict[str, Any], err: DeliveryError, waiting: bool

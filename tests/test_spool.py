@@ -194,10 +194,11 @@ def test_the_maildir_copy_is_converted_in_pieces_as_in_one(message, piece_bytes)
     assert all(len(p) <= piece_bytes for p in pieces)
 
 
-def test_a_big_message_reaches_the_maildir_as_sent_with_lf_line_ends(tmp_path):
+def test_a_big_message_reaches_the_maildir_as_sent_with_our_lines_on_top_and_lf_ends(tmp_path):
     envelope = Envelope("alice@example.test", ("bob@example.test",), "127.0.0.1", "client.test")
     message = b"Subject: big\r\n\r\n" + b"0123456789abcdef\r\n" * 200_000  # 3.6 MB
-    MaildirDelivery(tmp_path).deliver("1" * 24, envelope, message)
+    top = b"X-Virus-Status: Clean\r\nReceived: by mailscan\r\n"
+    MaildirDelivery(tmp_path).deliver("1" * 24, envelope, message, top=top)
     [delivered] = (tmp_path / "new").iterdir()
-    expected = b"Return-Path: <alice@example.test>\n" + message.replace(b"\r\n", b"\n")
+    expected = b"Return-Path: <alice@example.test>\n" + (top + message).replace(b"\r\n", b"\n")
     assert delivered.read_bytes() == expected
