@@ -19,7 +19,6 @@ from tasks.settings import Settings
 
 # The Maildir copy is converted and written in pieces of this size (lf_pieces).
 LF_PIECE_BYTES = 1024 * 1024
-CR = ord("\r")
 
 
 class DeliveryError(MailscanError):
@@ -80,7 +79,7 @@ class MaildirDelivery:
         staging = self.root / "tmp" / f"{name}.{secrets.token_hex(4)}"
         with open(staging, "wb") as handle:
             handle.write(f"Return-Path: <{envelope.mail_from}>\n".encode())
-            handle.writelines(lf_pieces(top))  # whole lines: no CRLF is cut at the joint
+            handle.write(top.replace(b"\r\n", b"\n"))  # whole lines: no CRLF cut at the joint
             handle.writelines(lf_pieces(message))
             handle.flush()
             os.fsync(handle.fileno())
@@ -106,7 +105,7 @@ def lf_pieces(message: bytes, piece_bytes: int = LF_PIECE_BYTES) -> Iterator[byt
         end = message.rfind(b"\n", start, start + piece_bytes) + 1
         if end <= start:  # no line end in reach: a piece of one long line
             end = min(size, start + piece_bytes)
-            if end < size and message[end - 1] == CR and end - 1 > start:
+            if start < end - 1 < size - 1 and message[end - 1 : end] == b"\r":
                 end -= 1  # the CR goes with the next piece, where its LF may be
         yield message[start:end].replace(b"\r\n", b"\n")
         start = end

@@ -66,7 +66,7 @@ def scan(
     job = JobContext(pool, job_id, ref, hostname, settings, client, state["crashes"])
     job.plugins = _plugins(state, pool, plugin_names(pool, settings), settings)
     job.writes, job.backend = client.pipeline(transaction=False), backend
-    unread: BlobMissing | None = None
+    spool_unreadable = False
     if _too_large_for_all(job.plugins, ref):
         verdicts = _skip_unread(job, guards, lambda plugin: plugin.too_large(started))
         status = combine(pool, verdicts)
@@ -77,7 +77,8 @@ def scan(
             # The bytes go when the message has its outcome (a job that waited past the
             # scan deadline) or when their TTL passes: nobody waits for this verdict now.
             log.warning("job %s not scanned: %s", job_id, gone)
-            verdicts, status, unread = [], "error", gone
+            verdicts, status = [], "error"
+            spool_unreadable = isinstance(gone, SpoolUnreadable)
     result = {
         "pool": pool,
         "status": status,
@@ -88,7 +89,7 @@ def scan(
         # the av and spam jobs of one message really ran in different pools.
         "worker": hostname,
         # The front then sends the message again, through Redis (mailserver/pipeline.py).
-        "spool_unreadable": isinstance(unread, SpoolUnreadable),
+        "spool_unreadable": spool_unreadable,
     }
     _after_job(job, guards)
     results.store(job.writes, backend, job_id, result)

@@ -74,7 +74,7 @@ def submit(
         ref = blobs.reference(blob_id, data, origin, content, packing, top)
         ref["spool"] = blob_id
     else:
-        whole = top + data if top else data
+        whole = top + data  # no copy without a top: CPython returns data itself
         stored, packing = blobs.pack(whole)
         ref = blobs.reference(blob_id, whole, origin, content, packing)
     task_ids = task_ids or job_ids(blob_id)
