@@ -28,6 +28,10 @@ SAMPLE_SLICES, SLICE_BYTES = 4, 2048
 PAYS_BELOW_RATIO = 0.6
 RAW, ZLIB = "raw", "zlib"
 
+# A message as the pools get it: a big one read from the spool is one bytearray, filled in
+# place behind the front's header lines (tasks/spoolfile.py). Plugins only read it.
+Message = bytes | bytearray
+
 
 class BlobRef(TypedDict, total=False):
     blob: str
@@ -103,7 +107,7 @@ def compresses_well(data: bytes) -> bool:
     return len(zlib.compress(sample, 1)) < len(sample) * PAYS_BELOW_RATIO
 
 
-def _unpacked(ref: BlobRef, stored: bytes) -> tuple[bytes, bool]:
+def _unpacked(ref: BlobRef, stored: Message) -> tuple[Message, bool]:
     """The message, and whether it matches the reference's digest."""
     if "packing" not in ref:
         # A job enqueued before the packing and the whole-message digest were in the
@@ -163,11 +167,11 @@ def put(redis: Any, blob_id: str, data: bytes, ttl_s: int, origin: str = "") -> 
     return reference(blob_id, data, origin, packing=packing)
 
 
-def get(redis: Any, ref: BlobRef, spool_dir: Path | None = None) -> bytes:
+def get(redis: Any, ref: BlobRef, spool_dir: Path | None = None) -> Message:
     return unpack(ref, redis.get(key(ref["blob"])), spool_dir)
 
 
-def unpack(ref: BlobRef, stored: bytes | None, spool_dir: Path | None = None) -> bytes:
+def unpack(ref: BlobRef, stored: bytes | None, spool_dir: Path | None = None) -> Message:
     """The message from what GET of ``key(ref["blob"])`` answered, and for a reference to a
     spool entry the message read from the spool under ``spool_dir``; checked against ``ref``."""
     if stored is None:
@@ -175,7 +179,7 @@ def unpack(ref: BlobRef, stored: bytes | None, spool_dir: Path | None = None) ->
     if "spool" in ref:
         if spool_dir is None:
             raise BlobMissing(f"message {ref['blob']} is in a spool, and no spool folder given")
-        stored += read_message(spool_dir, ref["spool"])
+        stored = read_message(spool_dir, ref["spool"], top=stored)
     data, intact = _unpacked(ref, stored)
     if not intact:
         raise BlobMissing(f"message {ref['blob']} does not match its digest")

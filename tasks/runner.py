@@ -18,7 +18,7 @@ import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
 from tasks import blobs, results
-from tasks.blobs import BlobRef
+from tasks.blobs import BlobRef, Message
 from tasks.constants import AV_POOL
 from tasks.crashstore import CrashStore
 from tasks.errors import BlobMissing, ScanError, SpoolUnreadable
@@ -155,7 +155,7 @@ def _read(job: JobContext, guards: list[Guard]) -> None:
     job.reads = reads.run()
 
 
-def _unpack(job: JobContext) -> bytes:
+def _unpack(job: JobContext) -> Message:
     return blobs.unpack(job.ref, job.reads.pop("message"), job.settings.spool_dir)
 
 
@@ -169,7 +169,7 @@ def _send_writes(job: JobContext) -> None:
 
 
 def _scan_with(
-    job: JobContext, guards: list[Guard], plugins: list[Plugin], message: bytes
+    job: JobContext, guards: list[Guard], plugins: list[Plugin], message: Message
 ) -> list[Verdict]:
     return [_ask(ScanContext(job, plugin), guards, message) for plugin in plugins]
 
@@ -179,7 +179,7 @@ def _backup_allowed(pool: str, settings: Settings) -> bool:
     return pool == AV_POOL and settings.av_failure_policy == "backup-engine"
 
 
-def _ask(scan: ScanContext, guards: list[Guard], message: bytes) -> Verdict:
+def _ask(scan: ScanContext, guards: list[Guard], message: Message) -> Verdict:
     for guard in guards:
         skipped = safely(guard.before_scan, scan)
         if skipped is not None:

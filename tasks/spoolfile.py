@@ -11,6 +11,7 @@ adds travel through Redis (tasks/blobs.py).
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -31,17 +32,33 @@ def read_entry(path: Path) -> tuple[bytes, bytes]:
         return handle.readline().removesuffix(b"\n"), handle.read()
 
 
-def read_message(spool_dir: Path, entry_id: str) -> bytes:
-    """The message of a spool entry, staged or settled; SpoolUnreadable when it is in
-    neither folder (this process does not see the front's spool, or the message has its
-    outcome), BlobMissing for a name that is not an entry id."""
+def read_after_envelope(path: Path, top: bytes) -> bytearray:
+    """``top`` and then the message of a spool file, read into one buffer of their size: a
+    25 MB message read alone and then joined to the front's header lines would be in memory
+    twice."""
+    with open(path, "rb") as handle:
+        handle.readline()  # the envelope: a pool needs none
+        size = os.fstat(handle.fileno()).st_size - handle.tell()
+        buffer = bytearray(len(top) + size)
+        buffer[: len(top)] = top
+        read = handle.readinto(memoryview(buffer)[len(top) :])
+    # A file that changed size since fstat is not the message the front referenced: the
+    # reference's digest refuses it, so what was read is returned as it is.
+    del buffer[len(top) + read :]
+    return buffer
+
+
+def read_message(spool_dir: Path, entry_id: str, top: bytes = b"") -> bytearray:
+    """``top`` followed by the message of a spool entry, staged or settled; SpoolUnreadable
+    when it is in neither folder (this process does not see the front's spool, or the
+    message has its outcome), BlobMissing for a name that is not an entry id."""
     if not is_entry_id(entry_id):
         raise BlobMissing(f"not a spool entry id: {entry_id!r}")
     # Staged first: the front renames tmp/ -> queue/ only, so a miss in tmp/ followed by one
     # in queue/ means the entry is gone, not that the rename was passed by.
     for folder in (STAGING, QUEUE):
         try:
-            return read_entry(spool_dir / folder / entry_id)[1]  # a pool needs no envelope
+            return read_after_envelope(spool_dir / folder / entry_id, top)
         except FileNotFoundError:
             continue
         except OSError as err:  # there, and not for this process to read (its user, say)

@@ -1,5 +1,7 @@
 """Big messages reach the pools as their spool file: the read side, against the front's spool."""
 
+import tracemalloc
+
 import pytest
 
 from mailserver import headers
@@ -80,3 +82,30 @@ def test_a_spool_file_that_is_not_the_referenced_message_is_refused(tmp_path):
     path.write_bytes(path.read_bytes().replace(b"a line", b"A line", 1))
     with pytest.raises(BlobMissing, match="does not match its digest"):
         blobs.get(HeadOnlyRedis(head), ref, tmp_path)
+
+
+@pytest.mark.parametrize("change", [b"", b"appended after the reference\r\n"])
+def test_a_spool_file_cut_short_or_grown_is_refused(tmp_path, change):
+    entry, _, head, ref = scan_copy_and_reference(tmp_path)
+    path = tmp_path / "queue" / entry.id
+    whole = path.read_bytes()
+    path.write_bytes(whole + change if change else whole[:-100])
+    with pytest.raises(BlobMissing, match="does not match its digest"):
+        blobs.get(HeadOnlyRedis(head), ref, tmp_path)
+
+
+def test_a_big_message_is_in_a_pools_memory_once(tmp_path):
+    big = b"Subject: big\r\n\r\n" + (b"x" * 76 + b"\r\n") * (20 * 1024 * 1024 // 78)
+    entry = Spool(tmp_path).commit(ENVELOPE, big)
+    head = headers.block_for(big, [headers.return_path(entry)])
+    ref = blobs.reference(entry.id, big, top=head)
+    ref["spool"] = entry.id
+    tracemalloc.start()
+    try:
+        message = blobs.get(HeadOnlyRedis(head), ref, tmp_path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert message == head + big
+    # Read alone and then joined to our header lines, it would be there twice: 40 MiB.
+    assert peak < len(big) * 1.2, f"peak {peak / 2**20:.1f} MiB for a 20 MiB message"

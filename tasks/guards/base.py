@@ -17,7 +17,7 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 from redis import Redis
 
-from tasks.blobs import BlobRef
+from tasks.blobs import BlobRef, Message
 from tasks.crashstore import CrashStore
 from tasks.plugins.base import Plugin, Verdict
 from tasks.settings import Settings
@@ -53,7 +53,7 @@ class JobContext:
     settings: Settings
     redis: Redis
     crashes: CrashStore
-    message: bytes = b""
+    message: Message = b""
     plugins: list[Plugin] = field(default_factory=list)
     reads: dict[str, Any] = field(default_factory=dict)
     writes: Any = None  # a redis pipeline (no transaction)

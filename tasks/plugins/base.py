@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Literal, TypeVar
 
+from tasks.blobs import Message
 from tasks.errors import BackendUnavailable
 from tasks.settings import Settings
 
@@ -56,7 +57,7 @@ class Plugin(ABC):
     pool: str = "av"
 
     @abstractmethod
-    def scan(self, message: bytes) -> Verdict: ...
+    def scan(self, message: Message) -> Verdict: ...
 
     def health(self) -> str:
         return "ok"

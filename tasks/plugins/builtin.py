@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import yara
 
 from tasks.errors import ConfigError
-from tasks.plugins.base import Plugin, Verdict
+from tasks.plugins.base import Message, Plugin, Verdict
 
 # Bounds against archive bombs: members larger than this, or beyond this many, are not opened.
 MAX_MEMBER_BYTES = 16 * 1024 * 1024
@@ -47,7 +47,7 @@ class BuiltinPlugin(Plugin):
         except yara.Error as err:
             raise ConfigError(f"YARA rules in {folder} do not compile: {err}") from err
 
-    def scan(self, message: bytes) -> Verdict:
+    def scan(self, message: Message) -> Verdict:
         started = time.perf_counter()
         for blob in _decoded_parts(message):
             matches = self._rules.match(data=blob)
@@ -69,7 +69,7 @@ def _virus_name(match: Any) -> str:
     return str(match.meta.get("virus", match.rule))
 
 
-def _decoded_parts(message: bytes) -> Iterator[bytes]:
+def _decoded_parts(message: Message) -> Iterator[bytes]:
     yield message
     parsed = email.message_from_bytes(message, policy=email.policy.compat32)
     for part in parsed.walk():

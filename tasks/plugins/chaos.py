@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import ClassVar, NoReturn
 
 from tasks.errors import BackendUnavailable
-from tasks.plugins.base import Plugin, Verdict
+from tasks.plugins.base import Message, Plugin, Verdict
 
 LEAK_MB = 64
 _leaked: list[bytearray] = []
@@ -34,7 +34,7 @@ class ChaosPlugin(Plugin):
     name: ClassVar[str] = "chaos"
     pools: ClassVar[tuple[str, ...]] = ("av", "spam")
 
-    def scan(self, message: bytes) -> Verdict:
+    def scan(self, message: Message) -> Verdict:
         started = time.perf_counter()
         for action, trigger in self.settings.chaos:
             if _fires(trigger, action, message):
@@ -42,7 +42,7 @@ class ChaosPlugin(Plugin):
         return self.verdict("clean" if self.pool == "av" else "ham", started)
 
 
-def _fires(trigger: str, action: str, message: bytes) -> bool:
+def _fires(trigger: str, action: str, message: Message) -> bool:
     if trigger == "marker":
         return marker(action) in message
     return random.random() < float(trigger)

@@ -16,7 +16,7 @@ from clamav_client.clamd import (
 )
 
 from tasks.errors import BackendProtocol, BackendUnavailable, ScanError
-from tasks.plugins.base import Plugin, Verdict
+from tasks.plugins.base import Message, Plugin, Verdict
 from tasks.setting_parsers import Endpoint
 
 IDENTITY_EVERY_S = 60.0
@@ -29,7 +29,7 @@ SIZE_LIMIT_REPLY = "INSTREAM size limit exceeded. ERROR"
 class _Streaming:
     """INSTREAM in large chunks, over clamav-client's own connection and reply parsing."""
 
-    def instream_bytes(self, data: bytes) -> dict[str, Any]:
+    def instream_bytes(self, data: Message) -> dict[str, Any]:
         try:
             self._init_socket()
             self._send_command("INSTREAM")
@@ -89,7 +89,7 @@ class ClamavPlugin(Plugin):
     def _client(self) -> StreamingNetworkSocket:
         return clamd_client(self.settings.clamd, self.settings.clamd_timeout_s)
 
-    def scan(self, message: bytes) -> Verdict:
+    def scan(self, message: Message) -> Verdict:
         started = time.perf_counter()
         reply = self.reconnecting(lambda: self._instream(message))
         status, virus = reply.get("stream", ("", None))
@@ -99,7 +99,7 @@ class ClamavPlugin(Plugin):
             return self.verdict("clean", started)
         raise BackendProtocol(f"clamd answered {reply!r}")
 
-    def _instream(self, message: bytes) -> dict[str, Any]:
+    def _instream(self, message: Message) -> dict[str, Any]:
         try:
             return self._client().instream_bytes(message)
         except CommunicationError as err:

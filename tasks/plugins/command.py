@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from tasks.errors import BackendUnavailable, ConfigError, ScanError
-from tasks.plugins.base import Plugin, Verdict
+from tasks.plugins.base import Message, Plugin, Verdict
 
 
 @dataclass
@@ -26,7 +26,7 @@ class CommandPlugin(Plugin):
         if not self.settings.command_scanner:
             raise ConfigError("the command plugin needs MAILSCAN_COMMAND_SCANNER")
 
-    def scan(self, message: bytes) -> Verdict:
+    def scan(self, message: Message) -> Verdict:
         started = time.perf_counter()
         if any("{file}" in arg for arg in self.settings.command_scanner):
             completed = self._run_on_file(message)
@@ -34,7 +34,7 @@ class CommandPlugin(Plugin):
             completed = self._run(list(self.settings.command_scanner), message)
         return self._read(completed, started)
 
-    def _run_on_file(self, message: bytes) -> subprocess.CompletedProcess[bytes]:
+    def _run_on_file(self, message: Message) -> subprocess.CompletedProcess[bytes]:
         with tempfile.TemporaryDirectory(prefix="mailscan-cmd-") as folder:
             path = Path(folder) / "message.eml"
             path.write_bytes(message)

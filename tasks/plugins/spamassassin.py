@@ -14,7 +14,7 @@ from aiospamc.responses import Response, ResponseException
 from loguru import logger
 
 from tasks.errors import BackendProtocol, BackendUnavailable
-from tasks.plugins.base import Plugin, Verdict
+from tasks.plugins.base import Message, Plugin, Verdict
 from tasks.setting_parsers import Endpoint
 
 RECEIVE_BYTES = 64 * 1024
@@ -95,7 +95,7 @@ class SpamassassinPlugin(Plugin):
         except ResponseException as err:
             raise BackendProtocol(f"spamd answered an error: {err!r}") from err
 
-    def scan(self, message: bytes) -> Verdict:
+    def scan(self, message: Message) -> Verdict:
         started = time.perf_counter()
         if len(message) > self.size_limit():
             return self.too_large(started)

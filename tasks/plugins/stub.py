@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar
 
-from tasks.plugins.base import Plugin, Verdict
+from tasks.plugins.base import Message, Plugin, Verdict
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
@@ -23,7 +23,7 @@ class StubPlugin(Plugin):
     name: ClassVar[str] = "stub"
     pools: ClassVar[tuple[str, ...]] = ("av", "spam")
 
-    def scan(self, message: bytes) -> Verdict:
+    def scan(self, message: Message) -> Verdict:
         started = time.perf_counter()
         if self.pool == "av":
             if EICAR in message:
