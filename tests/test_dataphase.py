@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import socket
+import tracemalloc
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -59,6 +60,33 @@ def test_message_larger_than_the_stream_buffer_is_read_whole():
     result, rest = read(body + b".\r\nQUIT\r\n", buffer_limit=1024)
     assert result.content == body
     assert rest == b"QUIT\r\n"
+
+
+def test_a_big_message_is_in_memory_once_while_it_is_read():
+    message = b"Subject: big\r\n\r\n" + (b"x" * 76 + b"\r\n") * (20 * 1024 * 1024 // 78)
+
+    async def arrive(reader: asyncio.StreamReader, wire: memoryview) -> None:
+        for start in range(0, len(wire), 2**16):  # as a socket delivers it: piece by piece
+            reader.feed_data(wire[start : start + 2**16])
+            await asyncio.sleep(0)
+        reader.feed_eof()
+
+    async def peak_of_reading() -> tuple[DataRead, int]:
+        reader = asyncio.StreamReader(limit=2**16)
+        wire = memoryview(message + b".\r\n")
+        tracemalloc.start()
+        try:
+            arriving = asyncio.create_task(arrive(reader, wire))
+            result = await read_data(reader, None)
+            await arriving
+            return result, tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    result, peak = asyncio.run(peak_of_reading())
+    assert result.content == message
+    # Its pieces kept apart and then joined, it was there twice: 40 MiB.
+    assert peak < len(message) * 1.3, f"peak {peak / 2**20:.1f} MiB for a 20 MiB message"
 
 
 def test_pieces_cut_anywhere_give_the_same_message():
