@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from redis import Redis
+from redis import Redis, RedisError
 
 from mailserver import headers, policy
 from mailserver.delivery import Delivery, DeliveryError
@@ -21,8 +21,9 @@ from mailserver.outcomes import OutcomeLog
 from mailserver.policy import Decision
 from mailserver.quarantine import Quarantine
 from mailserver.spool import Spool, SpoolEntry, SpoolWriteFailed
+from mailserver.spoolsharing import SpoolSharing
 from mailserver.verdicts import VerdictWaiter
-from tasks import blobs
+from tasks import blobs, health
 from tasks.constants import AV_POOL, POOLS, SPAM_POOL
 from tasks.settings import Settings
 from tasks.submit import enqueued_at, job_ids, submit
@@ -69,8 +70,8 @@ class Pipeline:
         self.delivery, self.quarantine = delivery, quarantine
         # For the console, and the removal of finished messages' bytes; written by its own task.
         self.outcomes = OutcomeLog(redis)
-        # Until a pool says it cannot read big messages from the spool (scan).
-        self._spool_shared = True
+        # Whether the pools read big messages from the spool (scan, follow_probes).
+        self.sharing = SpoolSharing(spool.id, settings.spool_dir, settings.health_probe_every_s)
 
     async def process(
         self, entry: SpoolEntry, client_waiting: bool, settling: asyncio.Future[None] | None = None
@@ -124,17 +125,21 @@ class Pipeline:
             await _call_off(spam)  # nothing when it has its verdict
 
     def _stop_sharing_the_spool(self, pool_result: dict[str, Any]) -> None:
-        """A pool cannot read big messages from this front's spool (on another machine, or
-        with another folder): they go through Redis from now on, which costs Redis time
-        per byte but refuses no mail for a deployment's mistake."""
-        if self._spool_shared:
-            self._spool_shared = False
-            log.warning(
-                "the %s pool (%s) cannot read big messages from the spool at %s: until this "
-                "front restarts, they go through Redis. Share the spool folder with every "
-                "pool (read-only), or set MAILSCAN_SHARED_SPOOL_FROM_BYTES=0",
-                pool_result.get("pool"), pool_result.get("worker"), self.settings.spool_dir,
-            )  # fmt: skip
+        """A pool cannot read big messages from this front's spool: they go through Redis,
+        which costs Redis time per byte but refuses no mail for a deployment's mistake."""
+        pool, worker = pool_result.get("pool", "?"), pool_result.get("worker", "?")
+        self.sharing.stop(pool, worker, "its job could not read a message")
+
+    async def follow_probes(self) -> None:
+        """Every redrive interval, what the pools' health probes say about the spool."""
+        while True:
+            try:
+                probes = await asyncio.to_thread(health.probes, self.redis)
+            except RedisError as err:
+                log.debug("health probes not read: %s", err)
+            else:
+                self.sharing.follow(probes, time.time())
+            await asyncio.sleep(self.settings.redrive_interval_s)
 
     async def _scan_while_settling(
         self, entry: SpoolEntry, settling: asyncio.Future[None]
@@ -180,7 +185,7 @@ class Pipeline:
         """Whether the pools read the message from its spool entry (staged before the
         enqueue), and only our header lines in front from Redis: a big message. Redis's
         time per byte grows with the size; a file read from the page cache does not."""
-        shared_from = self.settings.shared_spool_from_bytes if self._spool_shared else 0
+        shared_from = self.settings.shared_spool_from_bytes if self.sharing.shared else 0
         return 0 < shared_from <= len(entry.content)
 
     async def _await(self, task_id: str, deadline: float) -> dict[str, Any] | None:

@@ -79,13 +79,16 @@ async def _serve_until_stopped(settings: Settings, pipeline: Pipeline) -> None:
     handler = ScanHandler(pipeline, pipeline.spool, redriver, settings.mode == "post-queue")
     server = await _listen(settings, handler)
     try:
-        reporter = SpoolReporter(pipeline.redis, settings.hostname, settings.spool_alarm_age_s)
+        reporter = SpoolReporter(
+            pipeline.redis, settings.hostname, settings.spool_alarm_age_s, pipeline.sharing
+        )
         _serve_metrics(pipeline.redis, settings, reporter)
     except BaseException:
         server.close()
         raise
     redrive = asyncio.create_task(redriver.run(reporter), name="redriver")
     recorder = asyncio.create_task(pipeline.outcomes.run(), name="outcomes")
+    probes = asyncio.create_task(pipeline.follow_probes(), name="spool-sharing")
     log.info(
         "SMTP front listening on %s:%s (%s)", settings.smtp_host, settings.smtp_port, settings.mode
     )
@@ -94,6 +97,7 @@ async def _serve_until_stopped(settings: Settings, pipeline: Pipeline) -> None:
     finally:
         server.close()
         redrive.cancel()
+        probes.cancel()
         recorder.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await recorder  # writes what the last quarter second added

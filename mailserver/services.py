@@ -219,7 +219,7 @@ def _worker(settings: Settings, pool: str) -> Service:
         control = control_app(settings).control
         return bool(control.ping(destination=[node_name(pool, settings)], timeout=0.5))
 
-    env = POOL_MALLOC if pool in (AV_POOL, SPAM_POOL) else {}
+    env = dict(POOL_MALLOC) if pool in (AV_POOL, SPAM_POOL) else {}  # each its own
     return Service(f"{pool}-worker", argv, ready, ready_timeout_s=60.0, env=env)
 
 
@@ -286,7 +286,7 @@ def _mailserver(settings: Settings) -> Service:
         with socket.create_connection((settings.smtp_host, settings.smtp_port), timeout=1) as s:
             return s.recv(3) == b"220"
 
-    return Service("mailserver", argv, ready, port=settings.smtp_port, env=FRONT_MALLOC)
+    return Service("mailserver", argv, ready, port=settings.smtp_port, env=dict(FRONT_MALLOC))
 
 
 def _console(settings: Settings) -> Service:

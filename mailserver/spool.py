@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tasks.errors import MailscanError
-from tasks.spoolfile import QUEUE, STAGING, is_entry_id, read_entry
+from tasks.spoolfile import ID_FILE, QUEUE, STAGING, is_entry_id, read_entry, spool_id
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ class Spool:
         self.queue = root / QUEUE
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.queue.mkdir(parents=True, exist_ok=True)
+        self.id = _named(root)
         self._remover = _Remover(self.queue)
 
     def commit(self, envelope: Envelope, content: bytes, entry_id: str = "") -> SpoolEntry:
@@ -154,6 +155,22 @@ def spooled_at(entry_id: str) -> float:
     """The wall clock when the entry's id was made, at the end of DATA: ``new_id`` starts
     it with the milliseconds."""
     return int(entry_id[:12], 16) / 1000
+
+
+def _named(root: Path) -> str:
+    """The spool's name (``spool_id``), given the first time the folder is used."""
+    existing = spool_id(root)
+    if existing:
+        return existing
+    staged = root / f"{ID_FILE}.{secrets.token_hex(4)}"
+    staged.write_text(secrets.token_hex(8) + "\n")
+    try:
+        os.link(staged, root / ID_FILE)  # whole or absent; of two fronts at once, one wins
+    except FileExistsError:
+        pass
+    finally:
+        staged.unlink()
+    return spool_id(root) or ""
 
 
 def fsync_dir(folder: Path) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from redis import Redis, RedisError
 
 from mailserver.spool import Spool
+from mailserver.spoolsharing import SpoolSharing
 from tasks.constants import SPOOL_REPORT_KEY
 
 log = logging.getLogger(__name__)
@@ -23,15 +24,21 @@ class SpoolReporter:
     redis: Redis
     hostname: str
     alarm_age_s: float
+    # Which spool this is, and whether the pools read big messages from it: the pools'
+    # health probes name the spool they see (mailscan status).
+    sharing: SpoolSharing | None = None
     latest: dict[str, float] = field(default_factory=lambda: {"count": 0, "oldest_age_s": 0.0})
 
     def __call__(self, pending: list[str]) -> None:
         oldest = Spool.age_s(pending[0]) if pending else 0.0
         self.latest = {"count": len(pending), "oldest_age_s": oldest, "at": time.time()}
+        report = dict(self.latest)
+        if self.sharing:
+            report |= {"spool_id": self.sharing.spool_id, "spool_shared": self.sharing.shared}
         if oldest > self.alarm_age_s:
             log.error("spool alarm: %d message(s), the oldest %.0f s without an outcome",
                       len(pending), oldest)  # fmt: skip
         try:
-            self.redis.hset(SPOOL_REPORT_KEY, self.hostname, json.dumps(self.latest))
+            self.redis.hset(SPOOL_REPORT_KEY, self.hostname, json.dumps(report))
         except RedisError as err:
             log.warning("could not publish the spool report: %s", err)

@@ -1,21 +1,26 @@
-"""``mailscan status``: what the workers themselves report, and how deep each queue is."""
+"""``mailscan status``: what the workers themselves report, how deep each queue is, and what
+the pools' last health probes found: their engines, and whether they see the front's spool."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from beat.autoscaler import pool_size
 from mailserver.server import check_redis
 from tasks.celeryapp import app
-from tasks.constants import QUEUES
+from tasks.constants import QUEUES, SPOOL_REPORT_KEY
+from tasks.health import json_records, probes
 from tasks.settings import Settings
+
+FRONT_GONE_AFTER_S = 300.0
 
 
 def collect(settings: Settings) -> dict[str, Any]:
     client = check_redis(settings)
     stats = app.control.inspect(timeout=1.0).stats() or {}
     pools: dict[str, Any] = {
-        pool: {"queue_depth": client.llen(pool), "workers": {}} for pool in QUEUES
+        pool: {"queue_depth": client.llen(pool), "workers": {}, "probes": {}} for pool in QUEUES
     }
     for worker, info in sorted(stats.items()):
         pool = worker.split("@", 1)[0]
@@ -25,11 +30,25 @@ def collect(settings: Settings) -> dict[str, Any]:
                 "processes": info.get("pool", {}).get("processes", []),
                 "tasks_done": sum(info.get("total", {}).values()),
             }
-    return {"redis": settings.redis_url, "pools": pools}
+    for worker, probe in probes(client).items():
+        if probe.get("pool") in pools:
+            pools[probe["pool"]]["probes"][worker] = probe
+    return {
+        "redis": settings.redis_url,
+        "fronts": json_records(client, SPOOL_REPORT_KEY),
+        "pools": pools,
+    }
 
 
-def status_lines(report: dict[str, Any]) -> list[str]:
+def status_lines(report: dict[str, Any], now: float | None = None) -> list[str]:
+    now = time.time() if now is None else now
+    fronts = report.get("fronts", {})
     lines = [f"redis {report['redis']}"]
+    for host, front in fronts.items():
+        through = "the spool" if front.get("spool_shared", True) else "Redis"
+        lines.append(f"SMTP front {host}: spool {front.get('spool_id') or '?'}, "
+                     f"{front.get('count', 0)} message(s) without an outcome, "
+                     f"big messages to the pools through {through}")  # fmt: skip
     for pool, info in report["pools"].items():
         workers = info["workers"]
         lines.append(f"pool {pool}: {len(workers)} worker(s), {info['queue_depth']} job(s) queued")
@@ -39,4 +58,36 @@ def status_lines(report: dict[str, Any]) -> list[str]:
             )
         if not workers:
             lines.append("  no worker answered")
+        for name, probe in info.get("probes", {}).items():
+            lines += _probe_lines(name, probe, fronts, now)
     return lines
+
+
+def _probe_lines(name: str, probe: dict[str, Any], fronts: dict[str, Any], now: float) -> list[str]:
+    engines = ", ".join(_engine(n, answer) for n, answer in probe.get("plugins", {}).items())
+    lines = [f"  {name}: health probe {now - probe.get('at', 0):.0f} s ago: {engines or '-'}"]
+    spool = probe.get("spool", {})
+    running = {
+        h: f["spool_id"] for h, f in fronts.items() if _running(f, now) and f.get("spool_id")
+    }
+    missed = [host for host, their_id in running.items() if their_id != spool.get("id")]
+    if missed:
+        lines.append(
+            f"    does not see the spool of {', '.join(missed)} at {spool.get('dir')}: "
+            "big messages from there reach it through Redis"
+        )
+    elif running:
+        lines.append(f"    reads big messages from the front's spool at {spool.get('dir')}")
+    return lines
+
+
+def _engine(plugin: str, answer: dict[str, Any]) -> str:
+    if answer.get("ok"):
+        return f"{plugin} {answer.get('version', '')}"
+    return f"{plugin} failing ({answer.get('error', '')})"
+
+
+def _running(front: dict[str, Any], now: float) -> bool:
+    """A front reports its spool every few seconds while it runs; one that stopped long ago
+    is no front the pools must see."""
+    return now - front.get("at", 0) < FRONT_GONE_AFTER_S

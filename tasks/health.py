@@ -16,6 +16,7 @@ from tasks.errors import MailscanError
 from tasks.guards import breaker
 from tasks.plugins import load_plugin, plugin_names
 from tasks.settings import current_settings
+from tasks.spoolfile import spool_id
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +30,32 @@ def probe(pool: str, hostname: str) -> dict[str, Any]:
         except MailscanError as err:
             report[name] = {"ok": False, "error": str(err)}
     record = {"pool": pool, "worker": hostname, "at": time.time(), "plugins": report}
+    # Whether big messages can reach this pool through the spool (tasks/spoolfile.py).
+    record["spool"] = {"dir": str(settings.spool_dir), "id": spool_id(settings.spool_dir)}
     answers = ", ".join(f"{n} {'ok' if a['ok'] else 'failing'}" for n, a in report.items())
     log.info("health probe %s: %s", pool, answers)
     client = redis.Redis.from_url(settings.redis_url)
-    client.hset(HEALTH_KEY, pool, json.dumps(record))
+    client.hset(HEALTH_KEY, hostname, json.dumps(record))  # a worker's own: hosts differ
     for name in (n for n, answer in report.items() if answer["ok"]):
         breaker.close(client, name)  # the backend answers: no worker need skip it any more
     client.close()
     return record
+
+
+def probes(client: redis.Redis) -> dict[str, dict[str, Any]]:
+    """The latest health probe of each pool worker, by worker name."""
+    return json_records(client, HEALTH_KEY)
+
+
+def json_records(client: redis.Redis, key: str) -> dict[str, dict[str, Any]]:
+    """The JSON records of a hash, by field; a record that does not parse is left out."""
+    records = {}
+    for name, raw in sorted(client.hgetall(key).items()):
+        try:
+            records[name.decode()] = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            continue
+    return records
 
 
 @app.task(name=HEALTH_TASKS[AV_POOL], bind=True)

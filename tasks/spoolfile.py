@@ -18,11 +18,22 @@ from pathlib import Path
 from tasks.errors import BlobMissing, SpoolUnreadable
 
 STAGING, QUEUE = "tmp", "queue"
+# A random name the front gives its spool folder once: a pool that reads the same name
+# sees the front's spool, not merely a folder of the same path (tasks/health.py).
+ID_FILE = "spool-id"
 _ENTRY_ID = re.compile(r"[0-9a-f]{24}")
 
 
 def is_entry_id(name: str) -> bool:
     return bool(_ENTRY_ID.fullmatch(name))
+
+
+def spool_id(spool_dir: Path) -> str | None:
+    """The name of the spool under ``spool_dir``, None where this process sees none."""
+    try:
+        return (spool_dir / ID_FILE).read_text().strip() or None
+    except OSError:
+        return None
 
 
 def read_entry(path: Path) -> tuple[bytes, bytes]:

@@ -4,10 +4,15 @@ their own and both Celery pools, started on loopback test ports through the same
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import smtplib
+import socket
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,8 +20,11 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+import redis
 
+from mailserver.services import control_app
 from mailserver.stack import Stack
+from tasks.constants import HEALTH_KEY, HEALTH_TASKS
 from tasks.settings import Settings, load_settings
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
@@ -181,3 +189,56 @@ def fs(fault_env) -> Settings:
 def faults(fs, fault_env) -> Iterator[Stack]:
     """A stack of its own with the chaos plugin in the av pool and short time limits."""
     yield from running_stack(fs, fault_env)
+
+
+def probe_pools_now(settings: Settings) -> None:
+    """Both pools' health probes, sent now (beat sends them every 30 s), and their answers
+    stored."""
+    client, sent_at = redis.Redis.from_url(settings.redis_url), time.time()
+    app = control_app(settings)
+    for task in HEALTH_TASKS.values():
+        app.send_task(task)
+
+    def probed(pool: str) -> bool:
+        record = client.hget(HEALTH_KEY, f"{pool}@{settings.hostname}")
+        return bool(record) and json.loads(record)["at"] >= sent_at
+
+    for pool in HEALTH_TASKS:
+        wait_for(lambda pool=pool: probed(pool), 30, f"the {pool} pool's health probe")
+
+
+def mailscan(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The mailscan command, run against the test stack, or the stack of ``env``."""
+    return subprocess.run([sys.executable, "-m", "mailserver.cli", *args], capture_output=True,
+                          text=True, timeout=60, env=env or dict(os.environ))  # fmt: skip
+
+
+class LongestCommand:
+    """Redis's MONITOR, on a socket of its own: the longest command line Redis executed
+    while the block ran (arguments are written out, so a message's bytes make it long)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=0.5)
+        self.longest, self.commands = 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+
+    def __enter__(self) -> LongestCommand:
+        self.sock.sendall(b"MONITOR\r\n")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        time.sleep(0.5)  # the pools' last writes
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+    def _read(self) -> None:
+        lines = self.sock.makefile("rb")
+        while not self._stop.is_set():
+            try:
+                line = lines.readline()
+            except TimeoutError:
+                continue
+            self.longest, self.commands = max(self.longest, len(line)), self.commands + 1

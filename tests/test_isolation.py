@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -29,8 +30,11 @@ from tests.conftest import (
     EICAR,
     HARD_S,
     SOFT_S,
+    LongestCommand,
     find_delivered,
+    mailscan,
     make_message,
+    probe_pools_now,
     send,
     wait_for,
 )
@@ -391,31 +395,69 @@ def refuse_then_flow(faults, fs, front_settings, jobs: int, stalled_s: float) ->
     assert len(find_delivered(front_settings.maildir, b"busy-2")) == 1
 
 
+POOLS_SERVICES = ("av-worker", "spam-worker")
+
+
 @pytest.fixture
-def pools_without_the_spool(faults, tmp_path) -> Iterator[Stack]:
+def pools_without_the_spool(faults, fs, tmp_path) -> Iterator[Stack]:
     """Both pools reading a spool folder of their own, as pools on another machine would."""
-    faults.env["MAILSCAN_SPOOL_DIR"] = str(tmp_path / "not-the-fronts")
-    for name in ("av-worker", "spam-worker"):
+    for name in POOLS_SERVICES:
+        service = faults.services[name]
+        service.env = {**service.env, "MAILSCAN_SPOOL_DIR": str(tmp_path / "not-the-fronts")}
         faults.restart(name)
     yield faults
-    del faults.env["MAILSCAN_SPOOL_DIR"]
-    for name in ("av-worker", "spam-worker", "mailserver"):  # the front shares it again
+    if "MAILSCAN_SPOOL_DIR" in faults.services["av-worker"].env:
+        give_the_pools_the_spool_again(faults, fs)
+        faults.restart("mailserver")
+
+
+def give_the_pools_the_spool_again(faults: Stack, fs: Settings) -> None:
+    for name in POOLS_SERVICES:
+        service = faults.services[name]
+        service.env = {k: v for k, v in service.env.items() if k != "MAILSCAN_SPOOL_DIR"}
         faults.restart(name)
+    probe_pools_now(fs)  # the pools' last probes must not say that they do not see it
+
+
+def front_log(stack: Stack) -> str:
+    return (stack.log_dir / "mailserver.log").read_text(errors="replace")
+
+
+def send_big(fs: Settings, test_id: str, attachment: bytes | None = None) -> int:
+    noise = base64.encodebytes(random.Random(11).randbytes(fs.shared_spool_from_bytes))
+    message = make_message(body=noise.decode(), attachment=attachment, X_Test_Id=test_id)
+    return send(message, fs.smtp_port).code
 
 
 def test_pools_that_cannot_read_the_spool_get_big_messages_through_redis(
     pools_without_the_spool, fs
 ):
-    noise = base64.encodebytes(random.Random(11).randbytes(fs.shared_spool_from_bytes))
-    for n, attachment in enumerate((EICAR, None)):
-        message = make_message(body=noise.decode(), attachment=attachment, X_Test_Id=f"big-{n}")
-        replies = send(message, fs.smtp_port)
-        # Scanned all the same: neither refused for a deployment's mistake nor let through.
-        assert replies.code == (550 if attachment else 250), replies
+    stack, logged_before = pools_without_the_spool, len(front_log(pools_without_the_spool))
+    # Scanned all the same: neither refused for a deployment's mistake nor let through.
+    assert (send_big(fs, "big-0", EICAR), send_big(fs, "big-1")) == (550, 250)
     assert len(find_delivered(fs.maildir, b"X-Test-Id: big-1")) == 1
-    front_log = pools_without_the_spool.log_tail("mailserver", 200)
-    assert front_log.count("cannot read big messages from the spool") == 1, front_log
-    assert "MAILSCAN_SHARED_SPOOL_FROM_BYTES=0" in front_log
+    logged = front_log(stack)[logged_before:]
+    assert logged.count("cannot read big messages from the spool") == 1, logged
+    assert "MAILSCAN_SHARED_SPOOL_FROM_BYTES=0" in logged
     # Only the first message was looked for in the spool: the second went through Redis.
-    av_log = pools_without_the_spool.log_tail("av-worker", 400)
+    av_log = stack.log_tail("av-worker", 400)
     assert av_log.count("MAILSCAN_SHARED_SPOOL_FROM_BYTES=0") == 1, av_log
+
+    # The pools' health probes say it too: to the operator, and to a front just started,
+    # which then sends even its first big message through Redis.
+    probe_pools_now(fs)
+    status = mailscan("status", env=stack.env).stdout
+    assert status.count(f"does not see the spool of {fs.hostname}") == 2, status
+    assert "big messages to the pools through Redis" in status
+    logged_before = len(front_log(stack))
+    stack.restart("mailserver")
+    wait_for(lambda: "its health probe found" in front_log(stack)[logged_before:])
+    assert send_big(fs, "big-2") == 250
+    assert stack.log_tail("av-worker", 400).count("MAILSCAN_SHARED_SPOOL_FROM_BYTES=0") == 1
+
+    # Once every pool sees the spool again, big messages go through it again, unrestarted.
+    give_the_pools_the_spool_again(stack, fs)
+    wait_for(lambda: "through it again" in front_log(stack)[logged_before:], 30, "the spool shared")
+    with LongestCommand(urlsplit(fs.redis_url).port) as redis_saw:
+        assert send_big(fs, "big-3", EICAR) == 550  # found: the pools read the spool file
+    assert redis_saw.longest < 64 * 1024 < fs.shared_spool_from_bytes

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,7 +21,7 @@ from tasks.constants import SPOOL_REPORT_KEY
 from tasks.plugins.chaos import marker
 from tasks.settings import Settings, load_settings
 from tasks.submit import submit
-from tests.conftest import make_message, send, stack_env, wait_for
+from tests.conftest import mailscan, make_message, probe_pools_now, send, stack_env, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -111,25 +108,39 @@ def test_mailserver_reports_its_spool_for_the_alarm(stack, settings):
     assert report["oldest_age_s"] < settings.spool_alarm_age_s
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mailserver.cli", *args], capture_output=True,
-                          text=True, timeout=60, env=dict(os.environ))  # fmt: skip
-
-
 def test_scale_sets_the_pool_size_the_workers_report(stack, settings):
     node = f"av@{settings.hostname}"
     try:
-        grown = run_cli("scale", "av", "4")
+        grown = mailscan("scale", "av", "4")
         assert grown.returncode == 0, grown.stderr
         assert f"{node}: 4 processes" in grown.stdout
-        report = json.loads(run_cli("status", "--json").stdout)
+        report = json.loads(mailscan("status", "--json").stdout)
         assert report["pools"]["av"]["workers"][node]["concurrency"] == 4
     finally:
-        shrunk = run_cli("scale", "av", "2")
+        shrunk = mailscan("scale", "av", "2")
     assert f"{node}: 2 processes" in shrunk.stdout
-    refused = run_cli("scale", "av", "--autoscale", "6,2")
+    refused = mailscan("scale", "av", "--autoscale", "6,2")
     assert refused.returncode == 2
     assert "MAILSCAN_AV_AUTOSCALE=6,2" in refused.stderr
+
+
+def test_status_shows_each_pools_engines_and_that_it_reads_the_fronts_spool(stack, settings):
+    probe_pools_now(settings)
+    status = mailscan("status")
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    spool_id = (settings.spool_dir / "spool-id").read_text().strip()
+    assert f"SMTP front {settings.hostname}: spool {spool_id}," in status.stdout
+    assert "big messages to the pools through the spool" in status.stdout
+    for pool, engine in (("av", "clamav ClamAV "), ("spam", "spamassassin PONG")):
+        probe = next(
+            n for n, line in enumerate(lines) if f"  {pool}@{settings.hostname}: health" in line
+        )
+        assert engine in lines[probe], lines[probe]
+        assert "reads big messages from the front's spool" in lines[probe + 1], status.stdout
+    report = json.loads(mailscan("status", "--json").stdout)
+    probed = report["pools"]["av"]["probes"][f"av@{settings.hostname}"]
+    assert probed["spool"]["id"] == spool_id
 
 
 def test_backlog_autoscaler_grows_then_shrinks_the_pool(faults, fs):

@@ -5,10 +5,8 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from urllib.parse import urlsplit
 
@@ -18,6 +16,7 @@ from mailserver.stack import Stack
 from tests.conftest import (
     EICAR,
     GTUBE,
+    LongestCommand,
     find_delivered,
     make_message,
     send,
@@ -97,37 +96,6 @@ def test_mail_over_the_spam_size_limit_is_delivered_unscanned_by_spamd(stack, se
     head = header_block(delivered)
     assert "X-Spam-Status: No, not scanned (message too large)" in head
     assert "X-Virus-Status: Clean" in head
-
-
-class LongestCommand:
-    """Redis's MONITOR, on a socket of its own: the longest command line Redis executed
-    while the block ran (arguments are written out, so a message's bytes make it long)."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=0.5)
-        self.longest, self.commands = 0, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-
-    def __enter__(self) -> "LongestCommand":
-        self.sock.sendall(b"MONITOR\r\n")
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_) -> None:
-        time.sleep(0.5)  # the pools' last writes
-        self._stop.set()
-        self._thread.join(5)
-        self.sock.close()
-
-    def _read(self) -> None:
-        lines = self.sock.makefile("rb")
-        while not self._stop.is_set():
-            try:
-                line = lines.readline()
-            except TimeoutError:
-                continue
-            self.longest, self.commands = max(self.longest, len(line)), self.commands + 1
 
 
 def test_a_big_message_reaches_the_pools_through_the_spool_not_through_redis(stack, settings):

@@ -1,0 +1,57 @@
+"""``mailscan status`` as an operator reads it, from reports as the workers store them, and
+the spool's name that the pools' health probes compare."""
+
+from mailserver.spool import Spool
+from mailserver.status import status_lines
+from tasks.spoolfile import spool_id
+
+NOW = 1_000_000.0
+
+
+def report(probe_spool_id: str | None, front_at: float = NOW - 1, ok: bool = True) -> dict:
+    clamav = {"ok": True, "version": "ClamAV 1.4"} if ok else {"ok": False, "error": "refused"}
+    probe = {
+        "pool": "av",
+        "worker": "av@mx1",
+        "at": NOW - 12,
+        "plugins": {"clamav": clamav},
+        "spool": {"dir": "/var/spool/mailscan", "id": probe_spool_id},
+    }
+    return {
+        "redis": "redis://127.0.0.1:6379/0",
+        "fronts": {"mx1": {"spool_id": "ab12", "spool_shared": True, "count": 3, "at": front_at}},
+        "pools": {"av": {"queue_depth": 0, "workers": {}, "probes": {"av@mx1": probe}}},
+    }
+
+
+def test_a_pool_that_sees_the_fronts_spool():
+    lines = status_lines(report("ab12"), now=NOW)
+    front = "SMTP front mx1: spool ab12, 3 message(s) without an outcome"
+    assert f"{front}, big messages to the pools through the spool" in lines
+    assert "  av@mx1: health probe 12 s ago: clamav ClamAV 1.4" in lines
+    assert "    reads big messages from the front's spool at /var/spool/mailscan" in lines
+
+
+def test_a_pool_with_another_spool_or_none_is_named_with_the_front_it_does_not_see():
+    for seen in ("cd34", None):
+        text = "\n".join(status_lines(report(seen), now=NOW))
+        assert "does not see the spool of mx1 at /var/spool/mailscan" in text
+        assert "reach it through Redis" in text
+
+
+def test_a_front_that_stopped_long_ago_is_not_held_against_the_pools():
+    text = "\n".join(status_lines(report("cd34", front_at=NOW - 3600), now=NOW))
+    assert "does not see" not in text
+    assert "reads big messages" not in text
+
+
+def test_a_failing_engine_says_why():
+    assert "clamav failing (refused)" in "\n".join(status_lines(report("ab12", ok=False), now=NOW))
+
+
+def test_a_spool_is_named_once_and_keeps_its_name(tmp_path):
+    assert spool_id(tmp_path) is None  # a pool's folder that is not the front's spool
+    first = Spool(tmp_path).id
+    assert first
+    assert Spool(tmp_path).id == first == spool_id(tmp_path)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("spool-id")] == ["spool-id"]
