@@ -134,11 +134,11 @@ class Pipeline:
         """Every redrive interval, what the pools' health probes say about the spool."""
         while True:
             try:
-                probes = await asyncio.to_thread(health.probes, self.redis)
+                self.sharing.follow(await asyncio.to_thread(health.probes, self.redis), time.time())
             except RedisError as err:
-                log.debug("health probes not read: %s", err)
-            else:
-                self.sharing.follow(probes, time.time())
+                log.debug("health probes not read: %s", err)  # Redis away: mail waits anyway
+            except Exception:  # a record this front cannot make sense of: the next may do
+                log.exception("health probes not followed")
             await asyncio.sleep(self.settings.redrive_interval_s)
 
     async def _scan_while_settling(
