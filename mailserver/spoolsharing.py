@@ -38,8 +38,8 @@ class SpoolSharing:
             self.stopped_at = time.time()
             log.warning(
                 "the %s pool (%s) cannot read big messages from the spool at %s (%s): they "
-                "go through Redis until every pool's health probe sees the spool. Share the "
-                "spool folder with every pool (read-only), or set "
+                "go through Redis until every pool's health probe sees the spool (or this "
+                "front restarts). Share the spool folder with every pool (read-only), or set "
                 "MAILSCAN_SHARED_SPOOL_FROM_BYTES=0",
                 pool, worker, self.spool_dir, how,
             )  # fmt: skip

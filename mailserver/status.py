@@ -66,7 +66,9 @@ def status_lines(report: dict[str, Any], now: float | None = None) -> list[str]:
 def _probe_lines(name: str, probe: dict[str, Any], fronts: dict[str, Any], now: float) -> list[str]:
     engines = ", ".join(_engine(n, answer) for n, answer in probe.get("plugins", {}).items())
     lines = [f"  {name}: health probe {now - probe.get('at', 0):.0f} s ago: {engines or '-'}"]
-    spool = probe.get("spool", {})
+    if "spool" not in probe:  # stored by a worker from before probes named the spool
+        return lines
+    spool = probe["spool"]
     running = {
         h: f["spool_id"] for h, f in fronts.items() if _running(f, now) and f.get("spool_id")
     }
@@ -88,6 +90,6 @@ def _engine(plugin: str, answer: dict[str, Any]) -> str:
 
 
 def _running(front: dict[str, Any], now: float) -> bool:
-    """A front reports its spool every few seconds while it runs; one that stopped long ago
-    is no front the pools must see."""
+    """A front reports its spool every redrive interval (30 s by default) while it runs; one
+    that stopped long ago is no front the pools must see."""
     return now - front.get("at", 0) < FRONT_GONE_AFTER_S

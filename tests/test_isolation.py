@@ -29,6 +29,7 @@ from tests.conftest import (
     CORPUS,
     EICAR,
     HARD_S,
+    POOLS,
     SOFT_S,
     LongestCommand,
     find_delivered,
@@ -395,13 +396,10 @@ def refuse_then_flow(faults, fs, front_settings, jobs: int, stalled_s: float) ->
     assert len(find_delivered(front_settings.maildir, b"busy-2")) == 1
 
 
-POOLS_SERVICES = ("av-worker", "spam-worker")
-
-
 @pytest.fixture
 def pools_without_the_spool(faults, fs, tmp_path) -> Iterator[Stack]:
     """Both pools reading a spool folder of their own, as pools on another machine would."""
-    for name in POOLS_SERVICES:
+    for name in POOLS:
         service = faults.services[name]
         service.env = {**service.env, "MAILSCAN_SPOOL_DIR": str(tmp_path / "not-the-fronts")}
         faults.restart(name)
@@ -412,7 +410,7 @@ def pools_without_the_spool(faults, fs, tmp_path) -> Iterator[Stack]:
 
 
 def give_the_pools_the_spool_again(faults: Stack, fs: Settings) -> None:
-    for name in POOLS_SERVICES:
+    for name in POOLS:
         service = faults.services[name]
         service.env = {k: v for k, v in service.env.items() if k != "MAILSCAN_SPOOL_DIR"}
         faults.restart(name)
@@ -453,6 +451,7 @@ def test_pools_that_cannot_read_the_spool_get_big_messages_through_redis(
     stack.restart("mailserver")
     wait_for(lambda: "its health probe found" in front_log(stack)[logged_before:])
     assert send_big(fs, "big-2") == 250
+    assert len(find_delivered(fs.maildir, b"X-Test-Id: big-2")) == 1
     assert stack.log_tail("av-worker", 400).count("MAILSCAN_SHARED_SPOOL_FROM_BYTES=0") == 1
 
     # Once every pool sees the spool again, big messages go through it again, unrestarted.

@@ -45,6 +45,14 @@ def test_a_front_that_stopped_long_ago_is_not_held_against_the_pools():
     assert "reads big messages" not in text
 
 
+def test_a_probe_from_before_probes_named_the_spool_says_nothing_of_it():
+    old = report("ab12")
+    del old["pools"]["av"]["probes"]["av@mx1"]["spool"]
+    text = "\n".join(status_lines(old, now=NOW))
+    assert "av@mx1: health probe 12 s ago" in text
+    assert "spool at" not in text
+
+
 def test_a_failing_engine_says_why():
     assert "clamav failing (refused)" in "\n".join(status_lines(report("ab12", ok=False), now=NOW))
 
