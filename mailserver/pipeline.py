@@ -98,7 +98,9 @@ class Pipeline:
         results = await self._scan_once(entry, deadline, spooled)
         unread_by = _spool_unread_by(results)
         if spooled and unread_by:
-            self._stop_sharing_the_spool(unread_by)
+            # Through Redis from now on: it costs Redis time per byte, but refuses no mail
+            # for a deployment's mistake.
+            self.sharing.stop(unread_by, "its job could not read a message")
             results = await self._scan_once(entry, deadline, spooled=False)
         return results
 
@@ -123,12 +125,6 @@ class Pipeline:
             return {AV_POOL: av, SPAM_POOL: await spam}
         finally:
             await _call_off(spam)  # nothing when it has its verdict
-
-    def _stop_sharing_the_spool(self, pool_result: dict[str, Any]) -> None:
-        """A pool cannot read big messages from this front's spool: they go through Redis,
-        which costs Redis time per byte but refuses no mail for a deployment's mistake."""
-        pool, worker = pool_result.get("pool", "?"), pool_result.get("worker", "?")
-        self.sharing.stop(pool, worker, "its job could not read a message")
 
     async def follow_probes(self) -> None:
         """Every redrive interval, what the pools' health probes say about the spool."""

@@ -43,6 +43,8 @@ def collect(settings: Settings) -> dict[str, Any]:
 def status_lines(report: dict[str, Any], now: float | None = None) -> list[str]:
     now = time.time() if now is None else now
     fronts = report.get("fronts", {})
+    # The spool of each front still running: the ones every pool must see.
+    spools = {h: f["spool_id"] for h, f in fronts.items() if _running(f, now) and f.get("spool_id")}
     lines = [f"redis {report['redis']}"]
     for host, front in fronts.items():
         through = "the spool" if front.get("spool_shared", True) else "Redis"
@@ -59,26 +61,23 @@ def status_lines(report: dict[str, Any], now: float | None = None) -> list[str]:
         if not workers:
             lines.append("  no worker answered")
         for name, probe in info.get("probes", {}).items():
-            lines += _probe_lines(name, probe, fronts, now)
+            lines += _probe_lines(name, probe, spools, now)
     return lines
 
 
-def _probe_lines(name: str, probe: dict[str, Any], fronts: dict[str, Any], now: float) -> list[str]:
+def _probe_lines(name: str, probe: dict[str, Any], spools: dict[str, str], now: float) -> list[str]:
     engines = ", ".join(_engine(n, answer) for n, answer in probe.get("plugins", {}).items())
     lines = [f"  {name}: health probe {now - probe.get('at', 0):.0f} s ago: {engines or '-'}"]
     if "spool" not in probe:  # stored by a worker from before probes named the spool
         return lines
     spool = probe["spool"]
-    running = {
-        h: f["spool_id"] for h, f in fronts.items() if _running(f, now) and f.get("spool_id")
-    }
-    missed = [host for host, their_id in running.items() if their_id != spool.get("id")]
+    missed = [host for host, their_id in spools.items() if their_id != spool.get("id")]
     if missed:
         lines.append(
             f"    does not see the spool of {', '.join(missed)} at {spool.get('dir')}: "
             "big messages from there reach it through Redis"
         )
-    elif running:
+    elif spools:
         lines.append(f"    reads big messages from the front's spool at {spool.get('dir')}")
     return lines
 

@@ -210,7 +210,7 @@ def probe_pools_now(settings: Settings) -> None:
 def mailscan(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """The mailscan command, run against the test stack, or the stack of ``env``."""
     return subprocess.run([sys.executable, "-m", "mailserver.cli", *args], capture_output=True,
-                          text=True, timeout=60, env=env or dict(os.environ))  # fmt: skip
+                          text=True, timeout=90, env=env or dict(os.environ))  # fmt: skip
 
 
 class LongestCommand:

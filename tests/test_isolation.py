@@ -322,14 +322,12 @@ def test_soak_with_random_faults_loses_and_duplicates_nothing(random_faults, fs,
 
 def test_crashdumps_command_lists_and_shows_records(faults, fs, fault_env, crashes):
     import subprocess
-    import sys
 
     assert send(chaos_message("raise", "cli-raise"), fs.smtp_port).code == 451
     [dump] = dumps_of(crashes, "exception")
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "mailserver.cli", "crashdumps", *args]
-        return subprocess.run(command, capture_output=True, text=True, env=fault_env, timeout=60)
+        return mailscan("crashdumps", *args, env=fault_env)
 
     listing = cli("list")
     assert dump["id"] in listing.stdout

@@ -5,8 +5,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from urllib.parse import urlsplit
 
@@ -18,6 +16,7 @@ from tests.conftest import (
     GTUBE,
     LongestCommand,
     find_delivered,
+    mailscan,
     make_message,
     send,
     wait_for,
@@ -267,20 +266,13 @@ def test_post_queue_clean_mail_is_delivered_after_the_250(post_queue):
     wait_for(lambda: not list((settings.spool_dir / "queue").iterdir()), 10, "empty spool")
 
 
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mailserver.cli", *args],
-        capture_output=True, text=True, timeout=90, env=env or dict(os.environ),
-    )  # fmt: skip
-
-
 def test_scan_command_on_eicar_and_gtube(stack, settings, tmp_path):
     eicar = tmp_path / "eicar.eml"
     eicar.write_bytes(make_message(attachment=EICAR).as_bytes())
     gtube = tmp_path / "gtube.eml"
     gtube.write_bytes(make_message(body=GTUBE).as_bytes())
-    virus = run_cli("scan", str(eicar))
-    spam = run_cli("scan", "--json", str(gtube))
+    virus = mailscan("scan", str(eicar))
+    spam = mailscan("scan", "--json", str(gtube))
     assert virus.returncode == 1
     assert "infected" in virus.stdout
     assert "EICAR" in virus.stdout
@@ -292,7 +284,7 @@ def test_scan_command_on_eicar_and_gtube(stack, settings, tmp_path):
 
 
 def test_status_reports_both_pools_from_the_workers(stack, settings):
-    status = run_cli("status", "--json")
+    status = mailscan("status", "--json")
     report = json.loads(status.stdout)
     for pool in ("av", "spam"):
         workers = report["pools"][pool]["workers"]
@@ -308,13 +300,13 @@ def test_status_reports_both_pools_from_the_workers(stack, settings):
     ],
 )
 def test_bad_configuration_stops_start_up_with_one_clear_line(variable, value, says):
-    result = run_cli("serve", env={**os.environ, variable: value})
+    result = mailscan("serve", env={**os.environ, variable: value})
     assert result.returncode == 2
     assert says in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_port_in_use_stops_start_up_clearly(stack, settings):
-    result = run_cli("serve")  # the session's front already holds the port
+    result = mailscan("serve")  # the session's front already holds the port
     assert result.returncode == 2
     assert f"cannot listen for SMTP on 127.0.0.1:{settings.smtp_port}" in result.stderr
