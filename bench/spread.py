@@ -1,0 +1,106 @@
+"""The latency target's p99 gap read over several runs of the suite, and why one run cannot
+decide it.
+
+At 80 % load a p99 rests on the few slowest messages of the run's worst spells of queueing,
+and those differ from run to run far more than the target's 50 ms. ``--simulate`` shows it
+on a model with nothing of mailscan in it: two servers fed Poisson arrivals at 80 % of their
+capacity, service times lognormal (mean 200 ms), 1000 messages a run, as the full profile
+sends per path. The p99 of such runs, and the gap between two of them, spread by hundreds of
+milliseconds though every run is the same queue. ``--load-share`` puts the model at another
+share of its capacity: with the same arrivals, a path with less capacity runs at a higher
+share, and what that alone does to its p99 is the gap to expect.
+
+    .venv/bin/python -m bench.spread bench/results/*/results.json
+    .venv/bin/python -m bench.spread --simulate 400 [--load-share 0.86]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import statistics
+from pathlib import Path
+from typing import Any
+
+from bench.phases import percentile
+
+SERVERS, LOAD_SHARE, MEAN_SERVICE_S, SERVICE_SIGMA = 2, 0.8, 0.2, 0.8
+
+
+def p99_gap(results: dict[str, Any]) -> tuple[float, float, float] | None:
+    """(gap, mailscan's p99, the baseline's p99) in ms of a run's latency scenario, or None
+    if the run had none."""
+    by_path = {p["path"]: p for p in results["phases"] if p.get("scenario") == "latency"}
+    if not {"mailscan", "baseline"} <= by_path.keys():
+        return None
+    mine, base = (by_path[k]["latency_ms"]["p99"] for k in ("mailscan", "baseline"))
+    return mine - base, mine, base
+
+
+def over_runs(gaps: list[float]) -> str:
+    if not gaps:
+        return "no run had the latency scenario"
+    return (
+        f"{len(gaps)} runs: p99 gap median {statistics.median(gaps):+.0f} ms, "
+        f"from {min(gaps):+.0f} to {max(gaps):+.0f} ms"
+    )
+
+
+def simulated_p99_s(seed: int, share: float = LOAD_SHARE, messages: int = 1000) -> float:
+    """The p99 latency of one run of the model queue at ``share`` of its capacity (first free
+    server, in arrival order)."""
+    draw = random.Random(seed)
+    # The lognormal's mean is exp(sigma^2 / 2) times its median.
+    median_s = MEAN_SERVICE_S / math.exp(SERVICE_SIGMA**2 / 2)
+    rate = share * SERVERS / MEAN_SERVICE_S
+    now, free_at, latencies = 0.0, [0.0] * SERVERS, []
+    for _ in range(messages):
+        now += draw.expovariate(rate)
+        server = min(range(SERVERS), key=free_at.__getitem__)
+        free_at[server] = max(now, free_at[server]) + median_s * draw.lognormvariate(
+            0, SERVICE_SIGMA
+        )
+        latencies.append(free_at[server] - now)
+    return percentile(latencies, 99)
+
+
+def simulate(runs: int, share: float) -> str:
+    p99s = [simulated_p99_s(seed, share) * 1000 for seed in range(runs)]
+    gaps = [a - b for a, b in zip(p99s[::2], p99s[1::2], strict=False)]
+    p99_text = (
+        f"p99 median {statistics.median(p99s):.0f} ms, standard deviation "
+        f"{statistics.stdev(p99s):.0f} ms, from {min(p99s):.0f} to {max(p99s):.0f} ms"
+    )
+    gap_text = (
+        f"gap between two runs: standard deviation {statistics.stdev(gaps):.0f} ms, "
+        f"from {min(gaps):+.0f} to {max(gaps):+.0f} ms"
+    )
+    return f"model queue at {share:.0%} load, {runs} runs of 1000 messages: {p99_text}; {gap_text}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", nargs="*", type=Path, help="a suite run's results.json")
+    parser.add_argument("--simulate", type=int, metavar="RUNS", help="runs of the model queue")
+    parser.add_argument(
+        "--load-share", type=float, default=LOAD_SHARE, help="of the model's capacity (0-1)"
+    )
+    args = parser.parse_args()
+    if args.simulate:
+        if args.simulate < 4 or not 0 < args.load_share < 1:
+            parser.error("--simulate needs at least 4 runs and a --load-share between 0 and 1")
+        print(simulate(args.simulate, args.load_share))
+    gaps = []
+    for path in args.results:
+        found = p99_gap(json.loads(path.read_text()))
+        if found:
+            gaps.append(found[0])
+            print(f"{path.parent.name}: {found[0]:+.0f} ms ({found[1]:.0f} vs {found[2]:.0f})")
+    if args.results:
+        print(over_runs(gaps))
+
+
+if __name__ == "__main__":
+    main()
