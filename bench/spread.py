@@ -1,5 +1,5 @@
-"""The latency target's p99 gap read over several runs of the suite, and why one run cannot
-decide it.
+"""The latency target's p99 gap, and the throughput ratios, read over several runs of the
+suite; and why one run cannot decide the p99 target.
 
 At 80 % load a p99 rests on the few slowest messages of the run's worst spells of queueing,
 and those differ from run to run far more than the target's 50 ms. ``--simulate`` shows it
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.phases import percentile
+from bench.targets import pick
 
 SERVERS, LOAD_SHARE, MEAN_SERVICE_S, SERVICE_SIGMA = 2, 0.8, 0.2, 0.8
 
@@ -54,6 +55,32 @@ def over_runs(gaps: list[float]) -> str:
         f"{len(gaps)} runs: p99 gap median {statistics.median(gaps):+.0f} ms, "
         f"from {min(gaps):+.0f} to {max(gaps):+.0f} ms"
     )
+
+
+def ratios(results: dict[str, Any]) -> dict[str, float]:
+    """The sweep's msg/s of mailscan over the baseline's, by "corpus, c=C"."""
+    found = {}
+    for mine in pick(results["phases"], scenario="sweep", path="mailscan"):
+        same = dict(corpus=mine["corpus"], concurrency=mine["concurrency"])
+        base = pick(results["phases"], scenario="sweep", path="baseline", **same)
+        if base and base[0]["msg_per_s"]:
+            found[f"{mine['corpus']}, c={mine['concurrency']}"] = (
+                mine["msg_per_s"] / base[0]["msg_per_s"]
+            )
+    return found
+
+
+def ratios_over_runs(runs: list[dict[str, Any]]) -> list[str]:
+    """One line per corpus and concurrency: the ratio's median and range over the runs."""
+    by_key: dict[str, list[float]] = {}
+    for results in runs:
+        for key, ratio in ratios(results).items():
+            by_key.setdefault(key, []).append(ratio)
+    return [
+        f"{key}: {len(found)} runs, median {statistics.median(found):.2f}, "
+        f"from {min(found):.2f} to {max(found):.2f}"
+        for key, found in sorted(by_key.items())
+    ]
 
 
 def simulated_p99_s(seed: int, share: float = LOAD_SHARE, messages: int = 1000) -> float:
@@ -110,6 +137,9 @@ def main() -> None:
                 gaps.append(found[0])
                 print(f"  {name}: {found[0]:+.0f} ms ({found[1]:.0f} vs {found[2]:.0f})")
         print(f"  {over_runs(gaps)}")
+    if runs:
+        print("msg/s of mailscan over the baseline's (the sweep):")
+        print("\n".join(f"  {line}" for line in ratios_over_runs([r for _, r in runs])))
 
 
 if __name__ == "__main__":

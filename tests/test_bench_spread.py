@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 
-from bench.spread import over_runs, p99_gap, simulated_p99_s
+from bench.spread import over_runs, p99_gap, ratios_over_runs, simulated_p99_s
 
 
 def run_with(mailscan_p99: float, baseline_p99: float, own_p99: float) -> dict[str, object]:
@@ -37,3 +37,23 @@ def test_the_model_queue_waits_longer_at_a_higher_load() -> None:
     assert statistics.median(p99[0.9]) > 1.5 * statistics.median(p99[0.5])
     # One run's p99 varies though the queue does not: the reason one run cannot decide 50 ms.
     assert statistics.stdev(p99[0.9]) > 0.05
+
+
+def sweep(corpus: str, clients: int, mailscan: float, baseline: float) -> list[dict[str, object]]:
+    same = {"scenario": "sweep", "corpus": corpus, "concurrency": clients}
+    return [
+        same | {"path": "mailscan", "msg_per_s": mailscan},
+        same | {"path": "baseline", "msg_per_s": baseline},
+    ]
+
+
+def test_the_ratio_of_each_corpus_and_concurrency_is_read_over_runs() -> None:
+    runs = [
+        {"phases": sweep("sa-public", 2, 16.6, 20.0) + sweep("generated", 2, 9.3, 10.0)},
+        {"phases": sweep("sa-public", 2, 17.0, 20.0)},
+        {"phases": sweep("sa-public", 2, 18.0, 20.0) + sweep("generated", 4, 1.0, 0.0)},
+    ]
+    assert ratios_over_runs(runs) == [
+        "generated, c=2: 1 runs, median 0.93, from 0.93 to 0.93",
+        "sa-public, c=2: 3 runs, median 0.85, from 0.83 to 0.90",
+    ]
