@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.phases import percentile
-from bench.targets import pick
+from bench.targets import sweep_ratios
 
 SERVERS, LOAD_SHARE, MEAN_SERVICE_S, SERVICE_SIGMA = 2, 0.8, 0.2, 0.8
 
@@ -59,15 +59,10 @@ def over_runs(gaps: list[float]) -> str:
 
 def ratios(results: dict[str, Any]) -> dict[str, float]:
     """The sweep's msg/s of mailscan over the baseline's, by "corpus, c=C"."""
-    found = {}
-    for mine in pick(results["phases"], scenario="sweep", path="mailscan"):
-        same = dict(corpus=mine["corpus"], concurrency=mine["concurrency"])
-        base = pick(results["phases"], scenario="sweep", path="baseline", **same)
-        if base and base[0]["msg_per_s"]:
-            found[f"{mine['corpus']}, c={mine['concurrency']}"] = (
-                mine["msg_per_s"] / base[0]["msg_per_s"]
-            )
-    return found
+    return {
+        f"{mine['corpus']}, c={mine['concurrency']}": ratio
+        for mine, _, ratio in sweep_ratios(results["phases"])
+    }
 
 
 def ratios_over_runs(runs: list[dict[str, Any]]) -> list[str]:
@@ -128,18 +123,25 @@ def main() -> None:
             parser.error("--simulate needs at least 4 runs and a --load-share between 0 and 1")
         print(simulate(args.simulate, args.load_share))
     runs = [(path.parent.name, json.loads(path.read_text())) for path in args.results]
-    for scenario, how in COMPARISONS.items() if runs else ():
-        print(f"p99 of mailscan less the baseline's, {how}:")
+    if runs:
+        print(_over(runs))
+
+
+def _over(runs: list[tuple[str, dict[str, Any]]]) -> str:
+    """Each run's p99 gaps, then the gaps and the ratios over all of them."""
+    lines = []
+    for scenario, how in COMPARISONS.items():
+        lines.append(f"p99 of mailscan less the baseline's, {how}:")
         gaps = []
         for name, results in runs:
             found = p99_gap(results, scenario)
             if found:
                 gaps.append(found[0])
-                print(f"  {name}: {found[0]:+.0f} ms ({found[1]:.0f} vs {found[2]:.0f})")
-        print(f"  {over_runs(gaps)}")
-    if runs:
-        print("msg/s of mailscan over the baseline's (the sweep):")
-        print("\n".join(f"  {line}" for line in ratios_over_runs([r for _, r in runs])))
+                lines.append(f"  {name}: {found[0]:+.0f} ms ({found[1]:.0f} vs {found[2]:.0f})")
+        lines.append(f"  {over_runs(gaps)}")
+    lines.append("msg/s of mailscan over the baseline's (the sweep):")
+    lines += [f"  {line}" for line in ratios_over_runs([results for _, results in runs])]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
