@@ -82,7 +82,16 @@ def _head(results: dict[str, Any]) -> list[str]:
 def _targets(results: dict[str, Any]) -> list[str]:
     mark = {True: "yes", False: "**no**", None: "n/a"}
     rows = [[t.name, t.measured, t.goal, mark[t.met]] for t in all_targets(results)]
-    return ["## Targets", "", *_table(["target", "measured", "goal", "met"], rows)]
+    return ["## Targets", "", *_table(["target", "measured", "goal", "met"], rows), *OVER_RUNS]
+
+
+# Said under every run's targets: a reader of one report should not take its p99 for settled.
+OVER_RUNS = [
+    "One run's figures move from run to run, the p99 gap by hundreds of milliseconds "
+    '(bench/README.md, "The p99 target cannot be decided by one run"). Read them over runs: '
+    "`python -m bench.spread bench/results/suite-*/results.json`.",
+    "",
+]
 
 
 def _latency_cells(phase: dict[str, Any]) -> list[str]:
