@@ -9,7 +9,7 @@ mailscan. The rates take turns in rounds, so all of them see the same machine.
 
 With ``--front-env NAME=VALUE`` every load runs twice a round, the SMTP front restarted
 between them as configured and with that variable: an experiment on the front measured in
-turns within one run. Runs apart differed by up to a fifth on the same code here.
+turns within one run. Runs apart differed by up to a third on the same code here.
 """
 
 from __future__ import annotations

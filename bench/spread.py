@@ -48,11 +48,11 @@ def _p99(results: dict[str, Any], scenario: str, path: str) -> float | None:
     return found[0]["latency_ms"]["p99"] if found else None
 
 
-def over_runs(gaps: list[float]) -> str:
+def gaps_over_runs(gaps: list[float]) -> str:
     if not gaps:
         return "no run had it"
     return (
-        f"{len(gaps)} runs: p99 gap median {statistics.median(gaps):+.0f} ms, "
+        f"{_runs(len(gaps))}: p99 gap median {statistics.median(gaps):+.0f} ms, "
         f"from {min(gaps):+.0f} to {max(gaps):+.0f} ms"
     )
 
@@ -72,10 +72,14 @@ def ratios_over_runs(runs: list[dict[str, Any]]) -> list[str]:
         for key, ratio in ratios(results).items():
             by_key.setdefault(key, []).append(ratio)
     return [
-        f"{key}: {len(found)} runs, median {statistics.median(found):.2f}, "
+        f"{key}: {_runs(len(found))}, median {statistics.median(found):.2f}, "
         f"from {min(found):.2f} to {max(found):.2f}"
         for key, found in sorted(by_key.items())
     ]
+
+
+def _runs(count: int) -> str:
+    return f"{count} run" if count == 1 else f"{count} runs"
 
 
 def simulated_p99_s(seed: int, share: float = LOAD_SHARE, messages: int = 1000) -> float:
@@ -138,7 +142,7 @@ def _over(runs: list[tuple[str, dict[str, Any]]]) -> str:
             if found:
                 gaps.append(found[0])
                 lines.append(f"  {name}: {found[0]:+.0f} ms ({found[1]:.0f} vs {found[2]:.0f})")
-        lines.append(f"  {over_runs(gaps)}")
+        lines.append(f"  {gaps_over_runs(gaps)}")
     lines.append("msg/s of mailscan over the baseline's (the sweep):")
     lines += [f"  {line}" for line in ratios_over_runs([results for _, results in runs])]
     return "\n".join(lines)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 
-from bench.spread import over_runs, p99_gap, ratios_over_runs, simulated_p99_s
+from bench.spread import gaps_over_runs, p99_gap, ratios_over_runs, simulated_p99_s
 
 
 def run_with(mailscan_p99: float, baseline_p99: float, own_p99: float) -> dict[str, object]:
@@ -26,17 +26,18 @@ def test_a_runs_gap_is_mailscans_p99_less_the_baselines() -> None:
 
 
 def test_runs_are_summed_up_by_median_and_range() -> None:
-    assert over_runs([391, -125, 473, 460]) == (
+    assert gaps_over_runs([391, -125, 473, 460]) == (
         "4 runs: p99 gap median +426 ms, from -125 to +473 ms"
     )
-    assert over_runs([]) == "no run had it"
+    assert gaps_over_runs([]) == "no run had it"
 
 
 def test_the_model_queue_waits_longer_at_a_higher_load() -> None:
     p99 = {share: [simulated_p99_s(seed, share) for seed in range(40)] for share in (0.5, 0.9)}
     assert statistics.median(p99[0.9]) > 1.5 * statistics.median(p99[0.5])
-    # One run's p99 varies though the queue does not: the reason one run cannot decide 50 ms.
-    assert statistics.stdev(p99[0.9]) > 0.05
+    # One run's p99 varies by hundreds of ms though the queue does not: the reason one run
+    # cannot decide a goal of 50 ms.
+    assert statistics.stdev(p99[0.9]) > 0.2
 
 
 def sweep(corpus: str, clients: int, mailscan: float, baseline: float) -> list[dict[str, object]]:
@@ -54,6 +55,6 @@ def test_the_ratio_of_each_corpus_and_concurrency_is_read_over_runs() -> None:
         {"phases": sweep("sa-public", 2, 18.0, 20.0) + sweep("generated", 4, 1.0, 0.0)},
     ]
     assert ratios_over_runs(runs) == [
-        "generated, c=2: 1 runs, median 0.93, from 0.93 to 0.93",
+        "generated, c=2: 1 run, median 0.93, from 0.93 to 0.93",
         "sa-public, c=2: 3 runs, median 0.85, from 0.83 to 0.90",
     ]
