@@ -18,8 +18,20 @@ from tasks.settings import Settings
 REPO = Path(__file__).resolve().parent.parent
 
 
-def machine_info(settings: Settings) -> dict[str, str]:
+def at_start() -> dict[str, str]:
+    """What a run must read before it starts anything: the tree it runs (which may be
+    committed to meanwhile) and the load (which its own stacks raise)."""
     load = os.getloadavg()
+    return {
+        "mailscan": _first_line(
+            _output(["git", "-C", str(REPO), "describe", "--always", "--dirty"])
+        ),
+        "load 1/5 min at start": f"{load[0]:.2f} / {load[1]:.2f}",
+    }
+
+
+def machine_info(settings: Settings, started: dict[str, str]) -> dict[str, str]:
+    """The machine and the versions of what runs on it; ``started`` from ``at_start``."""
     return {
         "CPUs": str(len(os.sched_getaffinity(0))),
         "CPU": cpu_model(),
@@ -30,10 +42,7 @@ def machine_info(settings: Settings) -> dict[str, str]:
         "spamd": _first_line(_output([binary("spamd", "spamd"), "--version"])),
         "SpamAssassin body rules": "compiled" if body_rules_compiled() else "not compiled",
         "Redis": _redis_version(settings),
-        "mailscan": _first_line(
-            _output(["git", "-C", str(REPO), "describe", "--always", "--dirty"])
-        ),
-        "load 1/5 min at start": f"{load[0]:.2f} / {load[1]:.2f}",
+        **started,
     }
 
 

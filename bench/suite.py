@@ -23,7 +23,7 @@ from typing import Any
 
 from bench import corpus, latency, plots, report, sizes, throughput
 from bench.load import say
-from bench.machine import REPO, machine_info
+from bench.machine import REPO, at_start, machine_info
 from bench.stacks import BenchStack, Plan, running
 from mailserver.stack import StackError
 
@@ -72,6 +72,7 @@ FULL = Profile(
 
 
 def run(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
+    started = at_start()
     generated = corpus.generated(max(profile.messages, profile.glue_messages), args.seed)
     results: dict[str, Any] = {
         "command": args.command,
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
     if "glue" in args.scenarios:
         with running(Plan("glue", GLUE_POOL_PROCESSES, glue=True), args.keep_var) as bench:
             samples = generated[: profile.glue_messages]
-            results.setdefault("machine", machine_info(bench.settings))
+            results.setdefault("machine", machine_info(bench.settings, started))
             results["phases"] += throughput.glue(
                 bench, samples, profile.glue_levels, profile.time_limit_s
             )
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
             continue  # no scenario of this stack was asked for
         with running(Plan(f"real c={clients}", clients), args.keep_var) as bench:
             if clients == profile.concurrencies[0]:
-                results["machine"] = machine_info(bench.settings)  # with clamd's version
+                results["machine"] = machine_info(bench.settings, started)  # with clamd's version
             corpora = {"generated": generated[: profile.messages], "sa-public": real_mail}
             corpora = {name: corpora[name] for name in args.corpora}
             if "sweep" in args.scenarios:
