@@ -126,9 +126,24 @@ def main() -> None:
         if args.simulate < 4 or not 0 < args.load_share < 1:
             parser.error("--simulate needs at least 4 runs and a --load-share between 0 and 1")
         print(simulate(args.simulate, args.load_share))
-    runs = [(path.parent.name, json.loads(path.read_text())) for path in args.results]
+    if not args.simulate and not args.results:
+        parser.error("name a suite run's results.json, or --simulate")
+    try:
+        runs = [(path.parent.name, _results(path)) for path in args.results]
+    except ValueError as err:
+        parser.error(str(err))
     if runs:
         print(_over(runs))
+
+
+def _results(path: Path) -> dict[str, Any]:
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a suite run's results ({err})") from err
+    if not isinstance(results, dict) or not isinstance(results.get("phases"), list):
+        raise ValueError(f"{path}: not a suite run's results (no phases)")
+    return results
 
 
 def _over(runs: list[tuple[str, dict[str, Any]]]) -> str:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
+from pathlib import Path
 
 from bench.spread import gaps_over_runs, p99_gap, ratios_over_runs, simulated_p99_s
 
@@ -58,3 +61,17 @@ def test_the_ratio_of_each_corpus_and_concurrency_is_read_over_runs() -> None:
         "generated, c=2: 1 run, median 0.93, from 0.93 to 0.93",
         "sa-public, c=2: 3 runs, median 0.85, from 0.83 to 0.90",
     ]
+
+
+def test_a_file_that_is_not_a_suites_results_is_named_in_a_clear_error(tmp_path: Path) -> None:
+    not_results = tmp_path / "report.md"
+    not_results.write_text("| load | msg/s |\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.spread", str(not_results)],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert f"{not_results}: not a suite run's results" in done.stderr
