@@ -1,4 +1,4 @@
-"""The latency target's p99 gap over runs, and the model queue (bench/spread.py)."""
+"""The targets read over runs, the model queue, and a file that is not a run (bench/spread.py)."""
 
 from __future__ import annotations
 
