@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from collections.abc import Callable
 
 from bench import corpus
 from bench.cpu import MAILSCAN_GROUPS
@@ -42,10 +41,11 @@ def main() -> None:
         fronts = _fronts(bench, args.front_env)
         for round_ in range(args.rounds):
             for way in _turn(len(fronts), round_):
-                front, use = fronts[way]
-                use()
+                label, env = fronts[way]
+                if env is not None:
+                    _restart_front(bench, env)
                 for name, figure in _one_round(bench, args, round_, tag=f"{round_}-{way}"):
-                    figures.setdefault(f"{name}{front}", []).append(figure)
+                    figures.setdefault(f"{name}{label}", []).append(figure)
             say(f"round {round_ + 1}/{args.rounds} done")
     print(report(figures, args))
 
@@ -64,25 +64,19 @@ def _variable(text: str) -> tuple[str, str]:
 
 def _fronts(
     bench: BenchStack, variable: tuple[str, str] | None
-) -> list[tuple[str, Callable[[], None]]]:
-    """(label, a call that readies the front that way) for each way the front runs."""
+) -> list[tuple[str, dict[str, str] | None]]:
+    """(label, the front's environment to restart it with, or None to leave it) for each way
+    the front runs."""
     if variable is None:
-        return [("", lambda: None)]
-    front = bench.stack.services["mailserver"]
-    as_is = dict(front.env)
-
-    def restarted(env: dict[str, str]) -> Callable[[], None]:
-        def use() -> None:
-            front.env = env
-            bench.stack.restart("mailserver")
-
-        return use
-
+        return [("", None)]
+    as_is = dict(bench.stack.services["mailserver"].env)
     name, value = variable
-    return [
-        (", front as is", restarted(as_is)),
-        (f", front with {name}={value}", restarted(as_is | {name: value})),
-    ]
+    return [(", front as is", as_is), (f", front with {name}={value}", as_is | {name: value})]
+
+
+def _restart_front(bench: BenchStack, env: dict[str, str]) -> None:
+    bench.stack.services["mailserver"].env = env
+    bench.stack.restart("mailserver")
 
 
 def _one_round(

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.phases import percentile
-from bench.targets import sweep_ratios
+from bench.targets import p99_gap, sweep_ratios
 
 SERVERS, LOAD_SHARE, MEAN_SERVICE_S, SERVICE_SIGMA = 2, 0.8, 0.2, 0.8
 
@@ -33,19 +33,6 @@ SERVERS, LOAD_SHARE, MEAN_SERVICE_S, SERVICE_SIGMA = 2, 0.8, 0.2, 0.8
 # How the baseline was loaded in each comparison: the same arrivals as mailscan (the target),
 # and 80 % of its own capacity (each path at the same share of what it can do).
 COMPARISONS = {"latency": "same arrivals", "latency-own": "each at 80 % of its own capacity"}
-
-
-def p99_gap(results: dict[str, Any], baseline_scenario: str) -> tuple[float, float, float] | None:
-    """(gap, mailscan's p99, the baseline's p99) in ms, mailscan's from the latency scenario
-    and the baseline's from ``baseline_scenario``; None if the run had either not."""
-    mine = _p99(results, "latency", "mailscan")
-    base = _p99(results, baseline_scenario, "baseline")
-    return None if mine is None or base is None else (mine - base, mine, base)
-
-
-def _p99(results: dict[str, Any], scenario: str, path: str) -> float | None:
-    found = [p for p in results["phases"] if (p.get("scenario"), p["path"]) == (scenario, path)]
-    return found[0]["latency_ms"]["p99"] if found else None
 
 
 def gaps_over_runs(gaps: list[float]) -> str:
@@ -153,7 +140,7 @@ def _over(runs: list[tuple[str, dict[str, Any]]]) -> str:
         lines.append(f"p99 of mailscan less the baseline's, {how}:")
         gaps = []
         for name, results in runs:
-            found = p99_gap(results, scenario)
+            found = p99_gap(results["phases"], scenario)
             if found:
                 gaps.append(found[0])
                 lines.append(f"  {name}: {found[0]:+.0f} ms ({found[1]:.0f} vs {found[2]:.0f})")

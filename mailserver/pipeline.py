@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from redis import Redis, RedisError
+from redis import Redis
 
 from mailserver import headers, policy
 from mailserver.delivery import Delivery, DeliveryError
@@ -23,7 +23,7 @@ from mailserver.quarantine import Quarantine
 from mailserver.spool import Spool, SpoolEntry, SpoolWriteFailed
 from mailserver.spoolsharing import SpoolSharing
 from mailserver.verdicts import VerdictWaiter
-from tasks import blobs, health
+from tasks import blobs
 from tasks.constants import AV_POOL, POOLS, SPAM_POOL
 from tasks.settings import Settings
 from tasks.submit import enqueued_at, job_ids, submit
@@ -70,7 +70,8 @@ class Pipeline:
         self.delivery, self.quarantine = delivery, quarantine
         # For the console, and the removal of finished messages' bytes; written by its own task.
         self.outcomes = OutcomeLog(redis)
-        # Whether the pools read big messages from the spool (scan, follow_probes).
+        # Whether the pools read big messages from the spool (scan; the spool reporter
+        # follows the pools' health probes).
         self.sharing = SpoolSharing(spool.id, settings.spool_dir, settings.health_probe_every_s)
 
     async def process(
@@ -125,17 +126,6 @@ class Pipeline:
             return {AV_POOL: av, SPAM_POOL: await spam}
         finally:
             await _call_off(spam)  # nothing when it has its verdict
-
-    async def follow_probes(self) -> None:
-        """Every redrive interval, what the pools' health probes say about the spool."""
-        while True:
-            try:
-                self.sharing.follow(await asyncio.to_thread(health.probes, self.redis), time.time())
-            except RedisError as err:
-                log.debug("health probes not read: %s", err)  # Redis away: mail waits anyway
-            except Exception:  # a record this front cannot make sense of: the next may do
-                log.exception("health probes not followed")
-            await asyncio.sleep(self.settings.redrive_interval_s)
 
     async def _scan_while_settling(
         self, entry: SpoolEntry, settling: asyncio.Future[None]

@@ -88,7 +88,6 @@ async def _serve_until_stopped(settings: Settings, pipeline: Pipeline) -> None:
         raise
     redrive = asyncio.create_task(redriver.run(reporter), name="redriver")
     recorder = asyncio.create_task(pipeline.outcomes.run(), name="outcomes")
-    probes = asyncio.create_task(pipeline.follow_probes(), name="spool-sharing")
     log.info(
         "SMTP front listening on %s:%s (%s)", settings.smtp_host, settings.smtp_port, settings.mode
     )
@@ -97,7 +96,6 @@ async def _serve_until_stopped(settings: Settings, pipeline: Pipeline) -> None:
     finally:
         server.close()
         redrive.cancel()
-        probes.cancel()
         recorder.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await recorder  # writes what the last quarter second added

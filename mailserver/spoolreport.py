@@ -1,5 +1,6 @@
 """What this mailserver's spool holds, published to Redis for the spool alarm (beat) and
-kept for the metrics endpoint."""
+kept for the metrics endpoint; and, before each report, what the pools' health probes say
+about the spool (mailserver/spoolsharing.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from redis import Redis, RedisError
 
 from mailserver.spool import Spool
 from mailserver.spoolsharing import SpoolSharing
+from tasks import health
 from tasks.constants import SPOOL_REPORT_KEY
 
 log = logging.getLogger(__name__)
@@ -19,22 +21,24 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SpoolReporter:
-    """Called by the redriver each interval with the pending spool ids."""
+    """Called by the redriver each interval, on a thread, with the pending spool ids."""
 
     redis: Redis
     hostname: str
     alarm_age_s: float
     # Which spool this is, and whether the pools read big messages from it: the pools'
     # health probes name the spool they see (mailscan status).
-    sharing: SpoolSharing | None = None
+    sharing: SpoolSharing
     latest: dict[str, float] = field(default_factory=lambda: {"count": 0, "oldest_age_s": 0.0})
 
     def __call__(self, pending: list[str]) -> None:
         oldest = Spool.age_s(pending[0]) if pending else 0.0
         self.latest = {"count": len(pending), "oldest_age_s": oldest, "at": time.time()}
-        report = dict(self.latest)
-        if self.sharing:
-            report |= {"spool_id": self.sharing.spool_id, "spool_shared": self.sharing.shared}
+        self._follow_probes()
+        report = self.latest | {
+            "spool_id": self.sharing.spool_id,
+            "spool_shared": self.sharing.shared,
+        }
         if oldest > self.alarm_age_s:
             log.error("spool alarm: %d message(s), the oldest %.0f s without an outcome",
                       len(pending), oldest)  # fmt: skip
@@ -42,3 +46,11 @@ class SpoolReporter:
             self.redis.hset(SPOOL_REPORT_KEY, self.hostname, json.dumps(report))
         except RedisError as err:
             log.warning("could not publish the spool report: %s", err)
+
+    def _follow_probes(self) -> None:
+        try:
+            self.sharing.follow(health.probes(self.redis), time.time())
+        except RedisError as err:
+            log.debug("health probes not read: %s", err)  # Redis away: mail waits anyway
+        except Exception:  # a record this front cannot make sense of: the next may do
+            log.exception("health probes not followed")
