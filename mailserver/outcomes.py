@@ -86,6 +86,8 @@ class OutcomeLog:
         try:
             while True:
                 await asyncio.sleep(FLUSH_EVERY_S)
+                if not self.pending():
+                    continue  # an idle front: no thread woken four times a second for nothing
                 try:
                     await asyncio.to_thread(self.flush)
                 except Exception:  # a bug here must not stop the recording for good
@@ -93,6 +95,10 @@ class OutcomeLog:
         finally:
             with contextlib.suppress(Exception):
                 self.flush()  # at shutdown: what the last quarter second added
+
+    def pending(self) -> bool:
+        with self._lock:
+            return bool(self._items or self._done_blobs)  # counts only come with items
 
     def flush(self) -> None:
         with self._lock:
