@@ -16,17 +16,22 @@ import asyncio
 import time
 
 from bench import corpus, smtpclient
+from bench.arguments import number, whole
 from bench.baseline import direct_scan
 from bench.cpu import cpu_by_service, cpu_delta, peak_memory_mb
 from bench.load import say
 from bench.stacks import BenchStack, Plan, running
+from tasks.settings import Settings
+
+# The front refuses a larger message (MAILSCAN_MAX_MESSAGE_BYTES, at its default in a bench).
+MAX_MEGABYTES = Settings.max_message_bytes / 1_000_000
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--megabytes", type=float, default=25.0)
-    parser.add_argument("--messages", type=int, default=3, help="per path and round")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--megabytes", type=number(0.0, MAX_MEGABYTES), default=25.0)
+    parser.add_argument("--messages", type=whole(1), default=3, help="per path and round")
+    parser.add_argument("--rounds", type=whole(1), default=2)
     parser.add_argument("--glue", action="store_true", help="stub plugins, mailscan only")
     args = parser.parse_args()
     sample = corpus.sized(int(args.megabytes * 1_000_000), 6)
@@ -39,11 +44,13 @@ def main() -> None:
         "|---|---|---:|---|",
     ]
     with running(plan) as bench:
-        for number in range(args.rounds):
+        for round_number in range(args.rounds):
             for path in paths:
-                wall_ms, cpu_ms = _round(bench, path, sample, f"{number}-{path}", args.messages)
+                wall_ms, cpu_ms = _round(
+                    bench, path, sample, f"{round_number}-{path}", args.messages
+                )
                 cpu = ", ".join(f"{name} {ms:.0f}" for name, ms in cpu_ms.items() if ms >= 1)
-                lines.append(f"| {number + 1} | {path} | {wall_ms:.0f} | {cpu} |")
+                lines.append(f"| {round_number + 1} | {path} | {wall_ms:.0f} | {cpu} |")
                 say(lines[-1])
         lines += ["", _peaks(bench)]
     print("\n".join(lines))

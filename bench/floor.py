@@ -40,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench import corpus
+from bench.arguments import listed, number, whole
 from bench.baseline import spamd_status
 from bench.cpu import MAILSCAN_GROUPS, cpu_by_service
 from bench.load import arrival_times, say
@@ -60,14 +61,20 @@ FLAT_OUT_MSG_PER_S = 150  # messages planned per second of a flat-out phase
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rates", default="10,100", help="msg/s, comma-separated")
-    parser.add_argument("--clients", type=int, default=16, help="of the flat-out phase; 0: none")
-    parser.add_argument("--seconds", type=float, default=20.0, help="per rate, path and round")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--spamd-messages", type=int, default=80, help="0: skip spamd")
+    parser.add_argument(
+        "--rates", type=listed(number(0.0)), default="10,100", help="msg/s, comma-separated"
+    )
+    parser.add_argument(
+        "--clients", type=whole(0, 256), default=16, help="of the flat-out phase; 0: none"
+    )
+    parser.add_argument(
+        "--seconds", type=number(0.0), default=20.0, help="per rate, path and round"
+    )
+    parser.add_argument("--rounds", type=whole(1), default=2)
+    parser.add_argument("--spamd-messages", type=whole(0), default=80, help="0: skip spamd")
     parser.add_argument("--one-job", action="store_true", help="also the one-job floor")
     args = parse_with_corpus(parser, default="generated")
-    loads = [Load(float(r)) for r in args.rates.split(",")]
+    loads = [Load(rate) for rate in args.rates]
     loads += [Load(clients=args.clients)] if args.clients else []
     spamd_ms = _spamd_cost(args.corpus, args.spamd_messages) if args.spamd_messages else None
     figures: dict[tuple[str, Load], list[dict[str, float]]] = {}
@@ -125,14 +132,13 @@ def parse_turns(description: str, paths: str) -> argparse.Namespace:
     """The arguments of a bench whose ``paths`` take turns in blocks on one real stack:
     clients, messages per path, blocks, --keep-var and the corpus, checked."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--concurrency", type=int, default=2, help="clients, children, pools")
-    parser.add_argument("--messages", type=int, default=200, help="per path")
-    parser.add_argument("--blocks", type=int, default=4, help=f"turns of the {paths}")
+    parser.add_argument(
+        "--concurrency", type=whole(1, 32), default=2, help="clients, children, pools"
+    )
+    parser.add_argument("--messages", type=whole(1), default=200, help="per path")
+    parser.add_argument("--blocks", type=whole(1), default=4, help=f"turns of the {paths}")
     parser.add_argument("--keep-var", action="store_true", help="keep the stack's folder and logs")
-    args = parse_with_corpus(parser, default="sa-public")
-    if min(args.concurrency, args.messages, args.blocks) < 1:
-        parser.error("--concurrency, --messages and --blocks must be at least 1")
-    return args
+    return parse_with_corpus(parser, default="sa-public")
 
 
 def parse_with_corpus(parser: argparse.ArgumentParser, default: str) -> argparse.Namespace:

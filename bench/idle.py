@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from bench.arguments import number, whole
 from bench.cpu import MAILSCAN_GROUPS, cpu_by_service, cpu_delta
 from bench.load import say
 from bench.stacks import Plan, running
@@ -20,9 +21,13 @@ from bench.stacks import Plan, running
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=30.0, help="the measured window")
-    parser.add_argument("--settle", type=float, default=5.0, help="wait after the start")
-    parser.add_argument("--concurrency", type=int, default=2, help="pool processes per pool")
+    parser.add_argument("--seconds", type=number(0.0), default=30.0, help="the measured window")
+    parser.add_argument(
+        "--settle", type=number(0.0, above=False), default=5.0, help="wait after the start"
+    )
+    parser.add_argument(
+        "--concurrency", type=whole(1, 32), default=2, help="pool processes per pool"
+    )
     args = parser.parse_args()
     with running(Plan(f"real c={args.concurrency}", args.concurrency)) as bench:
         say(f"settling for {args.settle:g} s, then measuring {args.seconds:g} s of no mail")

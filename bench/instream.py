@@ -17,6 +17,7 @@ from collections.abc import Callable
 from clamav_client.clamd import ClamdNetworkSocket
 
 from bench import corpus
+from bench.arguments import whole
 from bench.cpu import CLIENT, cpu_by_service, cpu_delta
 from bench.load import say
 from bench.stacks import scratch
@@ -52,8 +53,8 @@ def _round(stack: Stack, send, messages: list[bytes]) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--messages", type=whole(1), default=200)
+    parser.add_argument("--rounds", type=whole(1), default=3)
     args = parser.parse_args()
     # clamd caches clean results by content: every round and path gets new copies.
     sets = {

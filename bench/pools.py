@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import redis as redis_py
 
+from bench.arguments import whole
 from bench.cpu import cpu_by_service, cpu_delta
 from bench.load import say
 from bench.stacks import scratch
@@ -47,8 +48,8 @@ class Round:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=1000, help="per round and variant")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--messages", type=whole(1), default=1000, help="per round and variant")
+    parser.add_argument("--rounds", type=whole(1), default=3)
     parser.add_argument("--variants", default="no-task-events,task-events")
     args = parser.parse_args()
     variants = args.variants.split(",")

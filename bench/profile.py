@@ -34,6 +34,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from bench.arguments import number
 from bench.floor import parse_with_corpus, samples_of
 from bench.load import arrival_times, say
 from bench.phases import PhaseInfo, opened
@@ -81,13 +82,13 @@ def main() -> None:
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--glue", action="store_true", help="stub plugins, no clamd or spamd")
-    parser.add_argument("--rate", type=float, default=6.0, help="msg/s, Poisson arrivals")
-    parser.add_argument("--seconds", type=float, default=60.0, help="of profiled load")
-    parser.add_argument("--warmup", type=float, default=5.0, help="seconds of load before")
+    parser.add_argument("--rate", type=number(0.0), default=6.0, help="msg/s, Poisson arrivals")
+    parser.add_argument("--seconds", type=number(0.0), default=60.0, help="of profiled load")
+    parser.add_argument(
+        "--warmup", type=number(0.0, above=False), default=5.0, help="seconds of load before"
+    )
     parser.add_argument("--all-threads", action="store_true", help="not only GIL holders")
     args = parse_with_corpus(parser, default="generated")
-    if args.rate <= 0 or args.seconds <= 0 or args.warmup < 0:
-        parser.error("--rate and --seconds must be above 0, --warmup at least 0")
     return args
 
 

@@ -14,6 +14,7 @@ import argparse
 import statistics
 from collections.abc import Callable
 
+from bench.arguments import whole
 from bench.cpu import own_cpu_s
 from bench.load import say
 from bench.stacks import scratch
@@ -48,8 +49,8 @@ def ms_per_message(publish: Callable[..., None], app, redis, count: int, tag: st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--messages", type=whole(1), default=2000)
+    parser.add_argument("--rounds", type=whole(1), default=5)
     args = parser.parse_args()
     with scratch(["redis"]):
         run(args.messages, args.rounds)

@@ -18,6 +18,7 @@ import argparse
 import statistics
 
 from bench import corpus
+from bench.arguments import listed, number, whole
 from bench.cpu import MAILSCAN_GROUPS
 from bench.load import arrival_times, say
 from bench.phases import PhaseInfo, closed, opened
@@ -28,10 +29,12 @@ SHOWN = (*MAILSCAN_GROUPS, "bench client")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rates", default="10,40", help="msg/s, comma-separated")
-    parser.add_argument("--seconds", type=float, default=20.0, help="per rate and round")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--clients", type=int, default=16, help="of the closed loop")
+    parser.add_argument(
+        "--rates", type=listed(number(0.0)), default="10,40", help="msg/s, comma-separated"
+    )
+    parser.add_argument("--seconds", type=number(0.0), default=20.0, help="per rate and round")
+    parser.add_argument("--rounds", type=whole(1), default=2)
+    parser.add_argument("--clients", type=whole(1, 256), default=16, help="of the closed loop")
     parser.add_argument(
         "--front-env", type=_variable, help="NAME=VALUE: the front also with it, in turns"
     )
@@ -84,9 +87,8 @@ def _one_round(
 ) -> list[tuple[str, dict[str, float]]]:
     """Each load once; ``tag`` makes the messages new (the av verdict cache would know them)
     while the arrivals stay those of the round."""
-    rates = [float(r) for r in args.rates.split(",")]
     found = [
-        (f"{rate:g} msg/s", _at_rate(bench, rate, args.seconds, round_, tag)) for rate in rates
+        (f"{rate:g} msg/s", _at_rate(bench, rate, args.seconds, round_, tag)) for rate in args.rates
     ]
     return [*found, (f"closed, {args.clients} clients", _flat_out(bench, args, tag))]
 

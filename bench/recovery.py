@@ -21,6 +21,7 @@ from pathlib import Path
 
 import redis
 
+from bench.arguments import whole
 from mailserver.stack import Stack
 from tasks.crashstore import CrashStore
 from tasks.plugins.chaos import marker
@@ -95,8 +96,8 @@ def soak(settings: Settings, count: int, concurrency: int) -> tuple[float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--soak-messages", type=int, default=300)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--soak-messages", type=whole(1), default=300)
+    parser.add_argument("--concurrency", type=whole(1, 32), default=8)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mailscan-recovery-") as folder:
         env = environment(Path(folder))

@@ -14,12 +14,13 @@ import argparse
 import sys
 
 from bench import suite
+from bench.arguments import whole
 
 
 def translate(argv: list[str] | None) -> list[str]:
     parser = argparse.ArgumentParser(prog="python -m bench.smtp_bench", description=__doc__)
-    parser.add_argument("--messages", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--messages", type=whole(10, 20_000), default=200)
+    parser.add_argument("--concurrency", type=whole(1, 32), default=2)
     parser.add_argument("--corpus", default=suite.DEFAULT_CORPUS)
     parser.add_argument("--keep-var", action="store_true")
     args = parser.parse_args(argv)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench import corpus, smtpclient
+from bench.arguments import whole
 from bench.cpu import cpu_by_service, process_cpu_s
 from bench.load import Answer, closed_loop, say
 from bench.stacks import LOOPBACK, Plan, port_free, running
@@ -31,9 +32,9 @@ FLOOR_PORT = 22625
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=600, help="per block")
-    parser.add_argument("--blocks", type=int, default=4, help="per path")
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--messages", type=whole(1), default=600, help="per block")
+    parser.add_argument("--blocks", type=whole(1), default=4, help="per path")
+    parser.add_argument("--clients", type=whole(1, 256), default=8)
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # the floor server
     args = parser.parse_args()
     if args.serve:

@@ -20,6 +20,7 @@ from aiospamc.connections import TcpConnectionManager, Timeout
 from aiospamc.requests import Request
 
 from bench import corpus
+from bench.arguments import whole
 from bench.cpu import CLIENT, cpu_by_service, cpu_delta
 from bench.load import say
 from bench.stacks import scratch
@@ -64,8 +65,8 @@ def _round(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--messages", type=whole(1), default=100)
+    parser.add_argument("--rounds", type=whole(1), default=3)
     args = parser.parse_args()
     generated = corpus.generated(4 * args.messages, 6)
     samples = [s for s in generated if len(s.render("size")) < SMALL_BYTES][: args.messages]

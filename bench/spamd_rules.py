@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
+from bench.arguments import whole
 from bench.cpu import cpu_by_service, cpu_delta
 from bench.floor import samples_of
 from bench.load import say
@@ -64,12 +65,12 @@ def main() -> None:
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", choices=("generated", "sa-public"), default="generated")
-    parser.add_argument("--concurrency", type=int, default=2, help="clients and spamd children")
-    parser.add_argument("--messages", type=int, default=80, help="per round and spamd")
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument(
+        "--concurrency", type=whole(1, 32), default=2, help="clients and spamd children"
+    )
+    parser.add_argument("--messages", type=whole(1), default=80, help="per round and spamd")
+    parser.add_argument("--rounds", type=whole(1), default=6)
     args = parser.parse_args()
-    if min(args.concurrency, args.messages, args.rounds) < 1:
-        parser.error("--concurrency, --messages and --rounds must be at least 1")
     return args
 
 

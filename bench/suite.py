@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import corpus, latency, plots, report, sizes, throughput
+from bench.arguments import listed, number, whole
 from bench.load import say
 from bench.machine import REPO, at_start, machine_info
 from bench.stacks import BenchStack, Plan, running
@@ -201,8 +202,14 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Profile]:
         default=",".join(SCENARIOS),
         help=f"comma-separated, of {', '.join(SCENARIOS)}",
     )
-    parser.add_argument("--concurrency", help="sweep concurrencies, e.g. 2,4 (default 2,4,8)")
-    parser.add_argument("--messages", type=int, help="per path, corpus and concurrency")
+    parser.add_argument(
+        "--concurrency",
+        type=listed(whole(1, 32)),
+        help="sweep concurrencies, e.g. 2,4 (default 2,4,8)",
+    )
+    parser.add_argument(
+        "--messages", type=whole(10, 20_000), help="per path, corpus and concurrency"
+    )
     parser.add_argument(
         "--corpora", default=",".join(CORPORA), help="of the sweep: generated, sa-public or both"
     )
@@ -212,7 +219,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Profile]:
     )
     parser.add_argument(
         "--overload-deadline",
-        type=float,
+        type=number(1.0, 600.0, above=False),
         default=20.0,
         help="MAILSCAN_SCAN_DEADLINE_S in the overload phase (default 20)",
     )
@@ -232,16 +239,9 @@ def _profile(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Profi
     if not args.corpora or set(args.corpora) - set(CORPORA):
         parser.error(f"--corpora: one or both of {', '.join(CORPORA)}")
     if args.concurrency:
-        levels = tuple(int(c) for c in args.concurrency.split(","))
-        if not all(1 <= c <= 32 for c in levels):
-            parser.error("--concurrency: each from 1 to 32")
-        profile = replace(profile, concurrencies=levels)
+        profile = replace(profile, concurrencies=tuple(args.concurrency))
     if args.messages is not None:
-        if not 10 <= args.messages <= 20_000:
-            parser.error("--messages must be from 10 to 20000")
         profile = replace(profile, messages=args.messages)
-    if not 1 <= args.overload_deadline <= 600:
-        parser.error("--overload-deadline must be from 1 to 600 seconds")
     return profile
 
 
