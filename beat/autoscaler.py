@@ -18,11 +18,23 @@ from tasks.settings import Settings
 log = logging.getLogger(__name__)
 
 
+# A resize shows in a worker's report only once its pool has reaped or started the
+# processes: a shrunk process is listed until it has exited, a grown one appears at the
+# pool's next maintenance, up to 5 s later. A step acting on a report that does not show the
+# last resize yet resizes again: steps a fraction of a second apart once shrank a pool of
+# two to no process at all. So a step waits up to this long for the last resize to show.
+SETTLE_S = 15.0
+
+
 def pool_size(stats: dict[str, Any]) -> int:
     """The processes a worker runs now. Its "max-concurrency" stays at the start value when
-    the pool grows or shrinks; the list of process ids does not."""
+    the pool grows or shrinks; the list of process ids does not. An empty list is a pool
+    with no process left; only a pool without such a list (not prefork) has its limit."""
     pool = stats.get("pool", {})
-    return len(pool.get("processes") or []) or int(pool.get("max-concurrency") or 0)
+    processes = pool.get("processes")
+    if processes is not None:
+        return len(processes)
+    return int(pool.get("max-concurrency") or 0)
 
 
 def workers_of(app: Celery, pool: str) -> dict[str, int]:
@@ -68,13 +80,27 @@ def _log_resize(worker: str, action: dict[str, Any]) -> None:
     log.warning(f"{said}: refused, {action['refused']}" if action["refused"] else said)
 
 
+def settling(last: dict[str, Any] | None, current: int, now: float) -> bool:
+    """The worker's last resize was granted and is recent, and its report does not show it
+    yet."""
+    if not last or last.get("refused") or last.get("to") == last.get("from"):
+        return False
+    return current != last.get("to") and now - float(last.get("at", 0)) < SETTLE_S
+
+
 def step(app: Celery, client: Any, pool: str, settings: Settings) -> dict[str, Any]:
     depth = client.llen(pool)
     low, high = getattr(settings, f"{pool}_scale_min"), getattr(settings, f"{pool}_scale_max")
+    previous, now = _last_actions(client, pool), time.time()
     actions = {}
     for worker, current in workers_of(app, pool).items():
+        last = previous.get(worker)
+        if settling(last, current, now):
+            # The pending resize stays on record (its time too) until it shows or expires.
+            actions[worker] = {**last, "depth": depth, "waiting": current}
+            continue
         wanted = target(depth, current, low, high, settings.backlog_per_process)
-        action = {"from": current, "to": wanted, "depth": depth, "at": time.time()}
+        action = {"from": current, "to": wanted, "depth": depth, "at": now}
         if wanted != current:
             action["refused"] = resize(app, worker, current, wanted)
             _log_resize(worker, action)
@@ -82,3 +108,11 @@ def step(app: Celery, client: Any, pool: str, settings: Settings) -> dict[str, A
     if actions:
         client.hset(AUTOSCALE_KEY, pool, json.dumps(actions))
     return actions
+
+
+def _last_actions(client: Any, pool: str) -> dict[str, Any]:
+    """What the last step did to each worker of ``pool``; nothing when unknown or unreadable."""
+    try:
+        return json.loads(client.hget(AUTOSCALE_KEY, pool) or "{}")
+    except ValueError:
+        return {}

@@ -157,17 +157,29 @@ def test_backlog_autoscaler_grows_then_shrinks_the_pool(faults, fs):
     wait_for(lambda: client.llen("av") == 0, 120, "the burst to drain")
     wait_for(lambda: _answered_idle(app, node), 60, "idle")
 
-    steps = []
+    steps: list[str] = []
+    sizes: list[int] = []
 
     def shrunk() -> bool:  # one process fewer per step while nothing waits
-        steps.append(autoscaler.step(app, client, "av", fs).get(node))
-        return autoscaler.workers_of(app, "av").get(node) == fs.av_scale_min
+        step = autoscaler.step(app, client, "av", fs).get(node) or {}
+        stats = app.control.inspect(destination=[node], timeout=1.0).stats() or {}
+        pids = stats.get(node, {}).get("pool", {}).get("processes")
+        said = f"{step.get('from')} -> {step.get('to')}: {step.get('refused')}"
+        steps.append(f"{said}, waiting {step.get('waiting')}; pids {pids}")
+        size = autoscaler.workers_of(app, "av").get(node)  # None: no answer in time
+        sizes.extend([size] if size is not None else [])
+        return size == fs.av_scale_min
 
     try:
         wait_for(shrunk, 60, "the pool back at its minimum")
     except AssertionError as timeout:
-        log = faults.log_tail("av", 40)
-        raise AssertionError(f"{timeout}; last step {steps[-1:]}\n{log}") from timeout
+        # Each distinct step once, in order: what the pool answered and which processes it had.
+        distinct = "\n".join(dict.fromkeys(steps))
+        log = faults.log_tail("av-worker", 40)
+        raise AssertionError(f"{timeout}; steps:\n{distinct}\n{log}") from timeout
+    # Steps come faster than the pool reaps a shrunk process: none may shrink it below its
+    # minimum on a report that still lists that process (it once left no process at all).
+    assert min(sizes) >= fs.av_scale_min, "\n".join(dict.fromkeys(steps))
     autoscaler.resize(app, node, fs.av_scale_min, fs.av_concurrency)
 
 
