@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 # processes: a shrunk process is listed until it has exited, a grown one appears at the
 # pool's next maintenance, up to 5 s later. A step acting on a report that does not show the
 # last resize yet resizes again: steps a fraction of a second apart once shrank a pool of
-# two to no process at all. So a step waits up to this long for the last resize to show.
+# two to no process at all. So a step waits up to this long for the last resize to show
+# (and `mailscan scale` for the workers to report the size it set).
 SETTLE_S = 15.0
 
 

@@ -6,13 +6,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from beat.autoscaler import resize, workers_of
+from beat.autoscaler import SETTLE_S, resize, workers_of
 from mailserver.server import check_redis
 from tasks.celeryapp import app
 from tasks.errors import MailscanError
 from tasks.settings import Settings, env_name
-
-SETTLE_S = 15.0
 
 
 def scale(settings: Settings, pool: str, processes: int) -> dict[str, int]:
