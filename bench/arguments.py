@@ -1,7 +1,7 @@
 """Checked command-line values for the benchmarks: a count, a duration or a list of rates
-out of range is refused by argparse before any stack starts, with the option's name in
-the message (a negative size or a rate of zero would otherwise start a stack and then fail,
-or run on without end)."""
+out of range is refused by argparse before any stack starts, with the option's name in the
+message (a negative size would otherwise start a stack for a traceback, and a negative rate
+generate arrival times without end)."""
 
 from __future__ import annotations
 
