@@ -1,5 +1,7 @@
 """The backlog autoscaler's own decisions: how many processes, and what a worker's reply means."""
 
+from types import SimpleNamespace
+
 from beat import autoscaler
 from beat.autoscaler import pool_size, refusal, step, target
 from tasks.settings import load_settings
@@ -72,7 +74,7 @@ class Store:
 def test_a_step_waits_for_the_last_resize_to_show_before_it_resizes_again(monkeypatch):
     settings = load_settings({})
     workers, store, now = Workers(processes=2), Store(), [1000.0]
-    monkeypatch.setattr(autoscaler.time, "time", lambda: now[0])
+    monkeypatch.setattr(autoscaler, "time", SimpleNamespace(time=lambda: now[0]))
     step(workers, store, "av", settings)
     assert workers.resizes == [-1]
     # The shrunk process is still listed: shrinking again would leave none.

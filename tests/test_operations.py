@@ -163,12 +163,13 @@ def test_backlog_autoscaler_grows_then_shrinks_the_pool(faults, fs):
     def shrunk() -> bool:  # one process fewer per step while nothing waits
         step = autoscaler.step(app, client, "av", fs).get(node) or {}
         stats = app.control.inspect(destination=[node], timeout=1.0).stats() or {}
-        pids = stats.get(node, {}).get("pool", {}).get("processes")
+        if node not in stats:
+            return False  # no answer in time
+        pids = stats[node].get("pool", {}).get("processes")
         said = f"{step.get('from')} -> {step.get('to')}: {step.get('refused')}"
         steps.append(f"{said}, waiting {step.get('waiting')}; pids {pids}")
-        size = autoscaler.workers_of(app, "av").get(node)  # None: no answer in time
-        sizes.extend([size] if size is not None else [])
-        return size == fs.av_scale_min
+        sizes.append(autoscaler.pool_size(stats[node]))
+        return sizes[-1] == fs.av_scale_min
 
     try:
         wait_for(shrunk, 60, "the pool back at its minimum")
