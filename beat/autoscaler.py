@@ -81,7 +81,7 @@ def _log_resize(worker: str, action: dict[str, Any]) -> None:
     log.warning(f"{said}: refused, {action['refused']}" if action["refused"] else said)
 
 
-def settling(last: dict[str, Any] | None, current: int, now: float) -> bool:
+def _settling(last: dict[str, Any] | None, current: int, now: float) -> bool:
     """The worker's last resize was granted and is recent, and its report does not show it
     yet."""
     if not last or last.get("refused") or last.get("to") == last.get("from"):
@@ -96,7 +96,7 @@ def step(app: Celery, client: Any, pool: str, settings: Settings) -> dict[str, A
     actions = {}
     for worker, current in workers_of(app, pool).items():
         last = previous.get(worker)
-        if settling(last, current, now):
+        if _settling(last, current, now):
             # The pending resize stays on record (its time too) until it shows or expires.
             actions[worker] = {**last, "depth": depth, "waiting": current}
             continue

@@ -24,6 +24,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from bench.arguments import whole
 from bench.phases import percentile
 from bench.targets import p99_gap, sweep_ratios
 
@@ -104,14 +105,16 @@ def simulate(runs: int, share: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", nargs="*", type=Path, help="a suite run's results.json")
-    parser.add_argument("--simulate", type=int, metavar="RUNS", help="runs of the model queue")
+    parser.add_argument(
+        "--simulate", type=whole(4), metavar="RUNS", help="runs of the model queue (4 or more)"
+    )
     parser.add_argument(
         "--load-share", type=float, default=LOAD_SHARE, help="of the model's capacity (0-1)"
     )
     args = parser.parse_args()
     if args.simulate:
-        if args.simulate < 4 or not 0 < args.load_share < 1:
-            parser.error("--simulate needs at least 4 runs and a --load-share between 0 and 1")
+        if not 0 < args.load_share < 1:
+            parser.error("--load-share must be between 0 and 1")
         print(simulate(args.simulate, args.load_share))
     if not args.simulate and not args.results:
         parser.error("name a suite run's results.json, or --simulate")
