@@ -36,14 +36,22 @@ POOLS = ("av-worker", "spam-worker")
 # One folder for the whole run, removed at its end. tests/ is a package, so pytest and the
 # test modules (``from tests.conftest import ...``) import this file once, as tests.conftest.
 TEST_ROOT = Path(tempfile.mkdtemp(prefix="mailscan-test-"))
+# Every test port moves by this much, so two runs of the suite on one machine do not meet.
+PORT_SHIFT = int(os.environ.get("TEST_PORT_SHIFT", "0"))
+
+
+def port(base: int) -> int:
+    return base + PORT_SHIFT
+
+
 TEST_ENV = {
     "MAILSCAN_VAR_DIR": str(TEST_ROOT / "var"),
-    "MAILSCAN_REDIS_URL": "redis://127.0.0.1:16390/0",
-    "MAILSCAN_CLAMD": "127.0.0.1:13320",
-    "MAILSCAN_SPAMD": "127.0.0.1:17830",
-    "MAILSCAN_SMTP_PORT": "12525",
-    "MAILSCAN_FLOWER_PORT": "15555",
-    "MAILSCAN_METRICS_PORT": "19125",
+    "MAILSCAN_REDIS_URL": f"redis://127.0.0.1:{port(16390)}/0",
+    "MAILSCAN_CLAMD": f"127.0.0.1:{port(13320)}",
+    "MAILSCAN_SPAMD": f"127.0.0.1:{port(17830)}",
+    "MAILSCAN_SMTP_PORT": str(port(12525)),
+    "MAILSCAN_FLOWER_PORT": str(port(15555)),
+    "MAILSCAN_METRICS_PORT": str(port(19125)),
     "MAILSCAN_AV_PLUGINS": "clamav,builtin,command",
     # The command engine is clamscan with the project's own signatures (prepared for clamd).
     "MAILSCAN_COMMAND_SCANNER": f"clamscan --no-summary -d {TEST_ROOT / 'var' / 'clamd' / 'db'} -",
@@ -88,12 +96,12 @@ def running_stack(settings: Settings, env: dict[str, str]) -> Iterator[Stack]:
 def stack_env(name: str, port_offset: int, **overrides: str) -> dict[str, str]:
     """The environment of a further stack of its own: ports shifted, its own folders."""
     env = {**os.environ, **TEST_ENV, "MAILSCAN_VAR_DIR": str(TEST_ROOT / name)}
-    env["MAILSCAN_REDIS_URL"] = f"redis://127.0.0.1:{16390 + port_offset}/0"
-    env["MAILSCAN_CLAMD"] = f"127.0.0.1:{13320 + port_offset}"
-    env["MAILSCAN_SPAMD"] = f"127.0.0.1:{17830 + port_offset}"
-    env["MAILSCAN_SMTP_PORT"] = str(12525 + 10 * port_offset)
-    env["MAILSCAN_FLOWER_PORT"] = str(15555 + port_offset)
-    env["MAILSCAN_METRICS_PORT"] = str(19125 + port_offset)
+    env["MAILSCAN_REDIS_URL"] = f"redis://127.0.0.1:{port(16390) + port_offset}/0"
+    env["MAILSCAN_CLAMD"] = f"127.0.0.1:{port(13320) + port_offset}"
+    env["MAILSCAN_SPAMD"] = f"127.0.0.1:{port(17830) + port_offset}"
+    env["MAILSCAN_SMTP_PORT"] = str(port(12525) + 10 * port_offset)
+    env["MAILSCAN_FLOWER_PORT"] = str(port(15555) + port_offset)
+    env["MAILSCAN_METRICS_PORT"] = str(port(19125) + port_offset)
     signatures = TEST_ROOT / name / "clamd" / "db"
     env["MAILSCAN_COMMAND_SCANNER"] = f"clamscan --no-summary -d {signatures} -"
     env.update({f"MAILSCAN_{key.upper()}": value for key, value in overrides.items()})

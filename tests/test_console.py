@@ -22,11 +22,11 @@ from mailserver.stack import Stack
 from tasks import crashdumps
 from tasks.crashstore import CrashStore
 from tasks.settings import Settings, load_settings
-from tests.conftest import find_delivered, make_message, send, wait_for
+from tests.conftest import find_delivered, make_message, port, send, wait_for
 from tests.console_session import ADMIN, PASSWORD, add_admin, csrf_token, logged_in
 
 pytestmark = pytest.mark.integration
-CONSOLE_PORT = 18026
+CONSOLE_PORT = port(18026)
 BASE = f"http://127.0.0.1:{CONSOLE_PORT}"
 
 

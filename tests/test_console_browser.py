@@ -25,6 +25,7 @@ from tests.conftest import (
     GTUBE,
     TEST_ROOT,
     make_message,
+    port,
     running_stack,
     send,
     stack_env,
@@ -33,7 +34,7 @@ from tests.conftest import (
 from tests.console_session import ADMIN, PASSWORD, ReportReceiver, add_admin, receiving
 
 pytestmark = pytest.mark.integration
-CONSOLE_PORT = 18025
+CONSOLE_PORT = port(18025)
 BASE = f"http://127.0.0.1:{CONSOLE_PORT}"
 TOKEN = "test-token-for-the-receiver"
 # The README's screenshots are written only when asked (UPDATE_SCREENSHOTS=yes):

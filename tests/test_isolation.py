@@ -35,6 +35,7 @@ from tests.conftest import (
     find_delivered,
     mailscan,
     make_message,
+    port,
     probe_pools_now,
     send,
     wait_for,
@@ -363,7 +364,7 @@ def test_a_backlog_beyond_the_limit_is_refused_at_once_then_mail_flows(
     from tasks.settings import load_settings
 
     env = {**fault_env, **limit, "MAILSCAN_SMTP_PORT": str(fs.smtp_port + 2),
-           "MAILSCAN_METRICS_PORT": "19139",
+           "MAILSCAN_METRICS_PORT": str(port(19139)),
            "MAILSCAN_VAR_DIR": str(fs.var_dir / f"busy-front-{jobs}")}  # fmt: skip
     front_settings = load_settings(env)
     front = Stack(front_settings, env)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.conftest import make_message, send, stack_env, wait_for
+from tests.conftest import make_message, port, send, stack_env, wait_for
 
 pytestmark = pytest.mark.integration
 OFFSET = 5
@@ -22,7 +22,7 @@ def listening(port: int) -> bool:
 
 
 def test_up_runs_everything_and_leaves_nothing_behind_on_sigterm(tmp_path):
-    env = stack_env("up", OFFSET, console_port=str(18025 + 10 * OFFSET))
+    env = stack_env("up", OFFSET, console_port=str(port(18025) + 10 * OFFSET))
     ports = [int(env[f"MAILSCAN_{name}"].rsplit(":", 1)[-1].split("/")[0])
              for name in ("SMTP_PORT", "FLOWER_PORT", "METRICS_PORT", "CONSOLE_PORT", "CLAMD",
                           "SPAMD")]  # fmt: skip
