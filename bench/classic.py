@@ -26,17 +26,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench import corpus
+from bench.arguments import whole
 from bench.cpu import CLIENT, MAILSCAN_GROUPS
-from bench.floor import parse_turns, samples_of
 from bench.load import say
+from bench.machine import REPO
 from bench.phases import PhaseInfo, closed_blocks
 from bench.stacks import LOOPBACK, BenchStack, Plan, listening, pick_ports, running
+from bench.suite import CORPORA, DEFAULT_CORPUS
 from bench.throughput import warm_up
 from mailserver.services import Service, StackError, binary
 
 CLASSIC = "amavisd"
 NEXT_HOP = "next hop"
 PATHS = ("baseline", CLASSIC, "mailscan")
+SA_PUBLIC = REPO / DEFAULT_CORPUS
 SHOWN = ("mailscan's own", CLASSIC, "clamd", "spamd", NEXT_HOP, CLIENT)
 
 
@@ -54,7 +58,26 @@ def main() -> None:
 
 
 def _arguments() -> argparse.Namespace:
-    return parse_turns(__doc__.split("\n\n")[0], "three paths")
+    """Clients, messages per path, blocks, --keep-var and the corpus, checked."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--concurrency", type=whole(1, 32), default=2, help="clients, children, pools"
+    )
+    parser.add_argument("--messages", type=whole(1), default=200, help="per path")
+    parser.add_argument("--blocks", type=whole(1), default=4, help="turns of the three paths")
+    parser.add_argument("--keep-var", action="store_true", help="keep the stack's folder and logs")
+    parser.add_argument("--corpus", choices=CORPORA, default="sa-public")
+    args = parser.parse_args()
+    if args.corpus == "sa-public" and not SA_PUBLIC.is_dir():
+        parser.error(f"no sa-public corpus at {SA_PUBLIC}")
+    return args
+
+
+def samples_of(name: str, count: int) -> list[corpus.Sample]:
+    """``count`` messages of a corpus: generated mail (seed 6), or sa-public's repeated."""
+    if name == "sa-public":
+        return corpus.repeated(corpus.real(SA_PUBLIC), count)
+    return corpus.generated(count, 6)
 
 
 def _start_classic(bench: BenchStack, amavisd: str, children: int) -> None:

@@ -1,8 +1,7 @@
 """The next hop behind the classic content filter of bench/classic.py: takes every message
-and keeps none. It is aiosmtpd's Sink served by mailscan's own SMTP class
-(``bench.smtp_floor.serve_smtp``), so it accepts the long lines real mail has, as the MTA
-behind a content filter does; aiosmtpd's own server refused a tenth of the generated mail
-for them.
+and keeps none. It is aiosmtpd's Sink served by mailscan's own SMTP class, so it accepts the
+long lines real mail has, as the MTA behind a content filter does; aiosmtpd's own server
+refuses some generated mail for them.
 
     .venv/bin/python -m bench.nexthop PORT
 """
@@ -10,11 +9,28 @@ for them.
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 
 from aiosmtpd.handlers import Sink
 
-from bench.smtp_floor import serve_smtp
+from bench.stacks import LOOPBACK
+from mailserver.server import LenientSMTP
+
+
+async def serve_smtp(handler: object, port: int) -> None:
+    """Serve ``handler`` with the front's own SMTP class on loopback until SIGTERM."""
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: LenientSMTP(handler, data_size_limit=30 * 2**20, enable_SMTPUTF8=True),
+        LOOPBACK,
+        port,
+    )
+    stopped = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stopped.set)
+    async with server:
+        await stopped.wait()
+
 
 if __name__ == "__main__":
     asyncio.run(serve_smtp(Sink(), int(sys.argv[1])))

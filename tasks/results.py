@@ -1,7 +1,6 @@
 """A scan job's verdict, stored and published the way Celery's Redis result backend does, but
 in the job's own write pipeline: one round trip at the end of a job instead of three (the
-guards' writes, the backend's read of the old state, its store and publish), measured as
-``python -m bench.pools``.
+guards' writes, the backend's read of the old state, its store and publish).
 
 The scan tasks ignore their return value (``ignore_result``) so Celery does not store it a
 second time; failures (an exception, a hard time limit, a lost pool process) are still stored

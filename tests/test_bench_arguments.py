@@ -19,13 +19,11 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize(
     ("command", "refusal"),
     [
-        ("bench.bigmail --megabytes -1", "argument --megabytes: -1 must be above 0"),
-        ("bench.bigmail --megabytes 30", "argument --megabytes: 30 is out of range"),
-        ("bench.rates --rates 10,-3", "argument --rates: -3 must be above 0"),
-        ("bench.idle --seconds 0", "argument --seconds: 0 must be above 0"),
+        ("bench.suite --messages 5", "argument --messages: 5 is out of range: from 10 to 20000"),
+        ("bench.recovery --soak-messages 0", "argument --soak-messages: 0 is out of range"),
         ("bench.suite --concurrency 2,x", "argument --concurrency: 'x' is not a whole number"),
         ("bench.suite --concurrency 0", "argument --concurrency: 0 is out of range: from 1 to 32"),
-        ("bench.timeline --blocks 0", "argument --blocks: 0 is out of range: at least 1"),
+        ("bench.classic --blocks 0", "argument --blocks: 0 is out of range: at least 1"),
     ],
 )
 def test_a_bench_refuses_a_value_out_of_range_in_one_line(command: str, refusal: str) -> None:
