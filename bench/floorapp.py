@@ -25,9 +25,9 @@ from tasks.blobs import BlobRef
 from tasks.celeryapp import celery_config
 from tasks.constants import AV_POOL, SCAN_TASKS, SPAM_POOL
 from tasks.isolation import ScanTask
+from tasks.jobids import sibling_job_id
 from tasks.results import add, store, summary
 from tasks.settings import current_settings
-from tasks.submit import sibling_job_id
 from tasks.transport import use_in_workers
 
 app = Celery("mailscan-floor")
@@ -53,8 +53,8 @@ def _client() -> redis.Redis:
 def _answer(task: Task, pool: str) -> str:
     result = _verdict(task, pool)
     pipe = _client().pipeline(transaction=False)
-    if ONE_JOB:
-        spam_id = sibling_job_id(task.request.id, SPAM_POOL)
+    spam_id = sibling_job_id(task.request.id, SPAM_POOL) if ONE_JOB else None
+    if spam_id:  # the floor's front made the id: its one job answers for both pools
         add(pipe, task.backend, spam_id, _verdict(task, SPAM_POOL))
     store(pipe, task.backend, task.request.id, result)
     return summary(result)

@@ -40,8 +40,9 @@ from mailserver.spool import Spool, SpoolEntry
 from mailserver.verdicts import VerdictWaiter
 from tasks.celeryapp import app
 from tasks.constants import AV_POOL, POOLS
+from tasks.jobids import job_ids
 from tasks.settings import current_settings
-from tasks.submit import job_ids, submit
+from tasks.submit import submit
 
 VERDICT_WAIT_S = 60.0
 BLOB_TTL_S = 600  # a backstop only: a finished message's bytes go at once (above)

@@ -43,8 +43,8 @@ from bench.stacks import BenchStack, Plan, running
 from bench.throughput import warm_up
 from mailserver.spool import spooled_at
 from tasks.celeryapp import app
-from tasks.constants import AV_POOL, POOLS, RESULT_KEY_PREFIX, SPAM_POOL
-from tasks.submit import enqueued_at, split_job_id
+from tasks.constants import AV_POOL, RESULT_KEY_PREFIX, SPAM_POOL
+from tasks.jobids import parse_job_id
 
 PARTS = (
     "client",
@@ -61,7 +61,7 @@ PARTS = (
 class Published:
     """Each job's verdict as the bench's subscriber saw it, by (spool id, pool): the wall
     clock of the publish, the job's own ms, and the front's clock just before the enqueue
-    (a job id ends with it in ns: tasks/submit.py)."""
+    (a job id ends with it in ns: tasks/jobids.py)."""
 
     seen: dict[tuple[str, str], tuple[float, float, float]] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -77,15 +77,14 @@ class Published:
 
     def _note(self, at: float, channel: str, payload: bytes) -> None:
         job_id = channel.removeprefix(RESULT_KEY_PREFIX)
-        try:
-            entry_id, pool, _ = split_job_id(job_id)
-        except ValueError:
+        job = parse_job_id(job_id)
+        if job is None:
             return  # not a scan job's
         result = app.backend.decode_result(payload).get("result") or {}
         # A failed job's result is its exception, not a dict.
-        if pool in POOLS and isinstance(result, dict):
+        if isinstance(result, dict):
             job_ms = float(result.get("elapsed_ms", 0.0))
-            self.seen[entry_id, pool] = (at, job_ms, enqueued_at(job_id))
+            self.seen[job.blob_id, job.pool] = (at, job_ms, job.enqueued_at)
 
     def of(self, entry_id: str, pool: str) -> tuple[float, float, float] | None:
         return self.seen.get((entry_id, pool))
