@@ -2,12 +2,13 @@
 
 Numbers that belong to the whole fleet (queue depth, scans and latency per plugin, breakers,
 crashdumps) are read from Redis at scrape time, so any one endpoint tells the same story;
-numbers that belong to this mailserver (messages by outcome, its spool) are its own.
+numbers that belong to this mailserver (messages by outcome, its spool, whether its verdict
+subscriber is up) are its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, start_http_server
@@ -40,11 +41,21 @@ MESSAGES = Counter(
 class FleetCollector:
     """Reads the shared numbers from Redis when Prometheus scrapes."""
 
-    def __init__(self, redis: Redis, settings: Settings, spool: SpoolReporter) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        settings: Settings,
+        spool: SpoolReporter,
+        subscriber_alive: Callable[[], bool],
+    ) -> None:
         self.redis, self.settings, self.spool = redis, settings, spool
+        self.subscriber_alive = subscriber_alive
 
     def collect(self) -> Iterator[Metric]:
         yield from self._spool()
+        yield GaugeMetricFamily("mailscan_verdict_subscriber_up", "1 while this mailserver's "
+                                "verdict subscriber is subscribed",
+                                value=int(self.subscriber_alive()))  # fmt: skip
         try:
             yield from self._queues()
             yield from self._scans()
@@ -134,6 +145,8 @@ def _cumulative(fields: dict[str, str]) -> list[tuple[str, float]]:
     return buckets
 
 
-def serve_metrics(redis: Redis, settings: Settings, spool: SpoolReporter) -> None:
-    REGISTRY.register(FleetCollector(redis, settings, spool))
+def serve_metrics(
+    redis: Redis, settings: Settings, spool: SpoolReporter, subscriber_alive: Callable[[], bool]
+) -> None:
+    REGISTRY.register(FleetCollector(redis, settings, spool, subscriber_alive))
     start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=REGISTRY)

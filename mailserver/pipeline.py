@@ -4,7 +4,6 @@ decide, act, and only then remove the spool entry."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from celery import Celery
 from redis import Redis
 
 from mailserver import headers, policy
+from mailserver.admission import Backlog, read_backlog
 from mailserver.delivery import Delivery, DeliveryError
 from mailserver.metrics import MESSAGES
 from mailserver.outcomes import OutcomeLog
@@ -24,9 +24,10 @@ from mailserver.spool import Spool, SpoolEntry, SpoolWriteFailed
 from mailserver.spoolsharing import SpoolSharing
 from mailserver.verdicts import VerdictWaiter
 from tasks import blobs
-from tasks.constants import AV_POOL, POOLS, SPAM_POOL
+from tasks.constants import AV_POOL, SPAM_POOL
+from tasks.jobids import job_ids
 from tasks.settings import Settings
-from tasks.submit import enqueued_at, job_ids, submit
+from tasks.submit import submit
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +40,6 @@ class Outcome:
     action: str
     reply: str
     reason: str
-
-
-def queued_for_s(raw: bytes | None) -> float:
-    """How long a queued job has waited, read from its id: tasks/submit.py ends every scan
-    job id with its enqueue time in hex nanoseconds. 0 for an empty queue or another job."""
-    if raw is None:
-        return 0.0
-    try:
-        return max(0.0, time.time() - enqueued_at(json.loads(raw)["headers"]["id"]))
-    except (ValueError, KeyError, IndexError, TypeError):
-        return 0.0
 
 
 class Pipeline:
@@ -145,15 +135,10 @@ class Pipeline:
             raise
         return await scanning
 
-    def backlog(self) -> tuple[int, float]:
-        """Jobs waiting in the busier pool's queue, and how long its oldest job has waited
-        (one Redis round trip)."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            for pool in POOLS:
-                pipe.llen(pool).lindex(pool, -1)  # kombu pushes left, workers pop right
-            answers = pipe.execute()
-        depths, oldest = answers[0::2], answers[1::2]
-        return max(depths), max(queued_for_s(raw) for raw in oldest)
+    def backlog(self) -> Backlog:
+        """Jobs waiting in the busier pool's queue, and how long its oldest scan job has
+        waited (one Redis round trip)."""
+        return read_backlog(self.redis)
 
     def _enqueue(
         self, entry: SpoolEntry, top: bytes, task_ids: dict[str, str], spooled: bool

@@ -80,7 +80,11 @@ async def _serve_until_stopped(settings: Settings, pipeline: Pipeline) -> None:
     server = await _listen(settings, handler)
     try:
         reporter = SpoolReporter(
-            pipeline.redis, settings.hostname, settings.spool_alarm_age_s, pipeline.sharing
+            pipeline.redis,
+            settings.hostname,
+            settings.spool_alarm_age_s,
+            pipeline.sharing,
+            lambda: pipeline.waiter.alive,
         )
         _serve_metrics(pipeline.redis, settings, reporter)
     except BaseException:
@@ -103,7 +107,7 @@ async def _serve_until_stopped(settings: Settings, pipeline: Pipeline) -> None:
 
 def _serve_metrics(client: redis.Redis, settings: Settings, reporter: SpoolReporter) -> None:
     try:
-        serve_metrics(client, settings, reporter)
+        serve_metrics(client, settings, reporter, reporter.subscriber_alive)
     except OSError as err:
         where = f"{settings.metrics_host}:{settings.metrics_port}"
         raise ConfigError(f"cannot serve metrics on {where}: {err.strerror}") from err

@@ -1,12 +1,14 @@
 """What this mailserver's spool holds, published to Redis for the spool alarm (beat) and
 kept for the metrics endpoint; and, before each report, what the pools' health probes say
-about the spool (mailserver/spoolsharing.py)."""
+about the spool (mailserver/spoolsharing.py). The report also says whether the front's
+verdict subscriber is up (``mailscan status``)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from redis import Redis, RedisError
@@ -29,6 +31,8 @@ class SpoolReporter:
     # Which spool this is, and whether the pools read big messages from it: the pools'
     # health probes name the spool they see (mailscan status).
     sharing: SpoolSharing
+    # Without its verdict subscriber a front makes every message wait its whole deadline.
+    subscriber_alive: Callable[[], bool]
     latest: dict[str, float] = field(default_factory=lambda: {"count": 0, "oldest_age_s": 0.0})
 
     def __call__(self, pending: list[str]) -> None:
@@ -38,6 +42,7 @@ class SpoolReporter:
         report = self.latest | {
             "spool_id": self.sharing.spool_id,
             "spool_shared": self.sharing.shared,
+            "verdict_subscriber": self.subscriber_alive(),
         }
         if oldest > self.alarm_age_s:
             log.error("spool alarm: %d message(s), the oldest %.0f s without an outcome",

@@ -51,6 +51,8 @@ def status_lines(report: dict[str, Any], now: float | None = None) -> list[str]:
         lines.append(f"SMTP front {host}: spool {front.get('spool_id') or '?'}, "
                      f"{front.get('count', 0)} message(s) without an outcome, "
                      f"big messages to the pools through {through}")  # fmt: skip
+        if "verdict_subscriber" in front and _running(front, now):  # older fronts say nothing
+            lines.append(_subscriber_line(front["verdict_subscriber"]))
     for pool, info in report["pools"].items():
         workers = info["workers"]
         lines.append(f"pool {pool}: {len(workers)} worker(s), {info['queue_depth']} job(s) queued")
@@ -80,6 +82,12 @@ def _probe_lines(name: str, probe: dict[str, Any], spools: dict[str, str], now: 
     elif spools:
         lines.append(f"    reads big messages from the front's spool at {spool.get('dir')}")
     return lines
+
+
+def _subscriber_line(alive: bool) -> str:
+    if alive:
+        return "  verdict subscriber up"
+    return "  verdict subscriber down: its messages wait their whole deadline"
 
 
 def _engine(plugin: str, answer: dict[str, Any]) -> str:

@@ -12,7 +12,6 @@ the envelope stays the one kombu itself writes.
 from __future__ import annotations
 
 import base64
-import time
 import uuid
 from typing import Any
 
@@ -22,32 +21,7 @@ from kombu.utils.json import dumps as envelope_json
 
 from tasks import blobs
 from tasks.constants import POOLS, SCAN_TASKS
-
-
-def job_ids(blob_id: str) -> dict[str, str]:
-    """The job id per pool. Ids start with the blob id so Flower shows which message a job
-    belongs to; the suffix keeps a re-driven message's new jobs apart from the old ones and
-    tells the SMTP front's admission check how long a job has waited."""
-    suffix = f"{time.time_ns():x}"
-    return {pool: f"{blob_id}-{pool}-{suffix}" for pool in POOLS}
-
-
-def split_job_id(task_id: str) -> tuple[str, str, str]:
-    """(blob id, pool, enqueue stamp) of an id ``job_ids`` made; ValueError for one it did
-    not make."""
-    blob_id, pool, stamp = task_id.rsplit("-", 2)  # a blob id may hold dashes, a pool not
-    return blob_id, pool, stamp
-
-
-def enqueued_at(task_id: str) -> float:
-    """The wall clock just before the job was enqueued, read from its id (ns in hex)."""
-    return int(split_job_id(task_id)[2], 16) / 1e9
-
-
-def sibling_job_id(task_id: str, pool: str) -> str:
-    """The id ``job_ids`` gave the same message's job in ``pool``."""
-    blob_id, _, stamp = split_job_id(task_id)
-    return f"{blob_id}-{pool}-{stamp}"
+from tasks.jobids import job_ids
 
 
 def submit(

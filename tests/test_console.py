@@ -206,6 +206,8 @@ def test_the_dashboard_shows_real_mail_with_its_verdict(admin, settings):
     assert f"av@{settings.hostname}" in home
     assert "clamav" in home
     assert "closed" in home
+    assert "SMTP fronts" in home
+    assert "verdict subscriber up" in home
     assert "Dashboard check" in admin.get("/dashboard/live").text
 
 

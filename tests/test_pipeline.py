@@ -157,8 +157,8 @@ def test_a_virus_is_refused_on_the_av_verdict_alone_and_its_spam_job_skips_spamd
     from tasks.celeryapp import app
     from tasks.constants import RESULT_KEY_PREFIX
     from tasks.guards.virusfirst import SKIPPED
+    from tasks.jobids import parse_job_id
     from tasks.spoolfile import is_entry_id
-    from tasks.submit import split_job_id
 
     client = redis.Redis.from_url(settings.redis_url)
     spam_pool = stack.pid("spam-worker")
@@ -175,7 +175,7 @@ def test_a_virus_is_refused_on_the_av_verdict_alone_and_its_spam_job_skips_spamd
 
     def spam_verdict_of_the_virus() -> bool:
         for key in client.scan_iter(match=RESULT_KEY_PREFIX + "*-spam-*", count=1000):
-            blob_id = split_job_id(key.decode().removeprefix(RESULT_KEY_PREFIX))[0]
+            blob_id = parse_job_id(key.decode().removeprefix(RESULT_KEY_PREFIX)).blob_id
             if is_entry_id(blob_id) and spooled_at(blob_id) >= int(sent_wall * 1000) / 1000:
                 found.append(app.backend.decode(client.get(key))["result"])
         return bool(found)
@@ -197,7 +197,7 @@ def test_a_spam_job_scans_when_the_av_verdict_is_clean_and_skips_when_infected(s
     from tasks.blobs import put
     from tasks.celeryapp import app
     from tasks.guards.virusfirst import SKIPPED
-    from tasks.submit import job_ids
+    from tasks.jobids import job_ids
 
     client = redis.Redis.from_url(settings.redis_url)
     for av_status, expected in (("clean", "spam"), ("infected", "skipped")):

@@ -63,3 +63,13 @@ def test_a_spool_is_named_once_and_keeps_its_name(tmp_path):
     assert first
     assert Spool(tmp_path).id == first == spool_id(tmp_path)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("spool-id")] == ["spool-id"]
+
+
+def test_a_fronts_verdict_subscriber_is_said_up_or_down():
+    up, down = report("ab12"), report("ab12")
+    up["fronts"]["mx1"]["verdict_subscriber"] = True
+    down["fronts"]["mx1"]["verdict_subscriber"] = False
+    assert "  verdict subscriber up" in status_lines(up, now=NOW)
+    down_line = "  verdict subscriber down: its messages wait their whole deadline"
+    assert down_line in status_lines(down, now=NOW)
+    assert "verdict subscriber" not in "\n".join(status_lines(report("ab12"), now=NOW))

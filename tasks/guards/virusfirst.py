@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from tasks.constants import AV_POOL, RESULT_KEY_PREFIX, SPAM_POOL
 from tasks.guards.base import Guard, JobContext, Reads
-from tasks.submit import sibling_job_id
+from tasks.jobids import sibling_job_id
 
 AV_VERDICT = "virusfirst:av"
 SKIPPED = "not scanned: the av pool found a virus"
@@ -35,10 +35,8 @@ class VirusFirstGuard(Guard):
 
 
 def _av_job_of(job: JobContext) -> str | None:
-    """The id of the same message's av job, for a spam job whose id ``job_ids`` made."""
+    """The id of the same message's av job, for a spam job whose id ``job_ids`` made; None
+    for a job enqueued some other way (a test, a benchmark): it has no sibling."""
     if job.pool != SPAM_POOL:
         return None
-    try:
-        return sibling_job_id(job.job_id, AV_POOL)
-    except ValueError:
-        return None  # a job enqueued some other way (a test, a benchmark): no sibling
+    return sibling_job_id(job.job_id, AV_POOL)
