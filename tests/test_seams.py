@@ -1,0 +1,58 @@
+"""The framework internals mailscan relies on, held in place.
+
+Four seams reach past a library's public interface: the SMTP front's aiosmtpd subclass
+(mailserver/server.py), the clamd client's connection and reply parsing
+(tasks/plugins/clamav.py), the kombu envelope written by hand (tasks/submit.py) and the
+Celery result format written by hand (tasks/results.py). pyproject.toml pins each library to
+a minor version; these tests fail when an upgrade moves what the seam uses, before mail
+does. The envelope and the result format are also checked end to end against the real
+library in tests/test_submit.py and tests/test_results.py.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+
+import pytest
+from aiosmtpd.smtp import SMTP
+from clamav_client.clamd import ClamdNetworkSocket, ClamdUnixSocket
+
+PINNED_MINORS = {"aiosmtpd": "1.4", "clamav-client": "0.7", "kombu": "5.7", "celery": "5.7"}
+
+
+@pytest.mark.parametrize(("package", "minor"), sorted(PINNED_MINORS.items()))
+def test_each_seam_runs_on_the_minor_version_it_was_written_for(package: str, minor: str):
+    installed = importlib.metadata.version(package)
+    assert installed.startswith(minor + "."), (
+        f"{package} {installed}: the seam was written for {minor}.x; check it, then move the pin"
+    )
+
+
+def test_the_smtp_subclass_finds_the_private_hooks_it_calls():
+    # LenientSMTP.smtp_DATA replaces aiosmtpd's and calls these as aiosmtpd's own does.
+    assert list(inspect.signature(SMTP._call_handler_hook).parameters) == [
+        "self", "command", "args",
+    ]  # fmt: skip
+    assert list(inspect.signature(SMTP._set_post_data_state).parameters) == ["self"]
+    assert list(inspect.signature(SMTP._getaddr).parameters) == ["self", "arg"]
+
+
+def test_aiosmtpd_still_reads_the_stream_and_lists_commands_as_the_subclass_expects():
+    # smtp_DATA reads the body from self._reader; __dir__ is cut down because __init__
+    # builds the command table from dir(self).
+    assert "self._reader" in inspect.getsource(SMTP.connection_made)
+    assert "dir(self)" in inspect.getsource(SMTP.__init__)
+
+
+@pytest.mark.parametrize("client", [ClamdNetworkSocket, ClamdUnixSocket])
+def test_the_clamd_client_keeps_the_connection_steps_the_plugin_streams_over(client: type):
+    for name in ("_init_socket", "_send_command", "_recv_response", "_close_socket"):
+        assert callable(getattr(client, name, None)), f"{client.__name__}.{name} is gone"
+
+
+def test_the_clamd_client_parses_a_reply_into_name_reason_status():
+    parser = ClamdNetworkSocket.__new__(ClamdNetworkSocket)  # parsing needs no connection
+    found = parser._parse_response("stream: Eicar-Test-Signature FOUND")
+    assert found == ("stream", "Eicar-Test-Signature", "FOUND")
+    assert parser._parse_response("stream: OK") == ("stream", None, "OK")
