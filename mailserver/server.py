@@ -80,8 +80,9 @@ async def _serve_until_stopped(settings: Settings, pipeline: Pipeline) -> None:
     server = await _listen(settings, handler)
     try:
         reporter = SpoolReporter(
-            pipeline.redis, settings.hostname, settings.spool_alarm_age_s, pipeline.sharing
-        )
+            pipeline.redis, settings.hostname, settings.spool_alarm_age_s, pipeline.sharing,
+            pipeline.handover.dead,
+        )  # fmt: skip
         _serve_metrics(pipeline.redis, settings, reporter)
     except BaseException:
         server.close()
