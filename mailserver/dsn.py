@@ -59,8 +59,9 @@ def report(entry: SpoolEntry, failed: dict[str, Failure], hostname: str) -> byte
 
 
 def due(entry: SpoolEntry) -> bool:
-    """A DSN goes to a real sender only: never to ``<>`` (that is a bounce itself)."""
-    return bool(entry.envelope.mail_from)
+    """A DSN goes to a real sender only: never to ``<>`` (that is a bounce itself, which
+    aiosmtpd hands over with its brackets)."""
+    return entry.envelope.mail_from not in ("", "<>")
 
 
 class DsnSender:
