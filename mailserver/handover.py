@@ -124,7 +124,9 @@ class Handover:
             return None
         # The folder's fsync goes with the spool entry's removal, after the reply: the entry
         # keeps the message durable until then (bench/README.md, "the time after the verdicts").
-        envelope = replace(entry.envelope, rcpt_tos=rcpts)
+        envelope = entry.envelope
+        if rcpts != envelope.rcpt_tos:  # a later attempt, to those still waiting
+            envelope = replace(envelope, rcpt_tos=rcpts)
         return self.delivery.deliver(entry.id, envelope, message, first, defer_sync, top=top)
 
     def _failed(
@@ -140,7 +142,8 @@ class Handover:
             lost |= {rcpt: _expired(str(f)) for rcpt, f in failures.items() if rcpt not in lost}
         dsn = self._notify(entry, lost)
         now, first_wait_s = time.time(), self.settings.delivery_retry_s
-        after = attempts.after(done, _texts(lost), str(err), now, first_wait_s)
+        error = "; ".join(sorted({str(failure) for failure in failures.values()}))
+        after = attempts.after(done, _texts(lost), error, now, first_wait_s)
         after = replace(after, dsn=(*after.dsn, *dsn))
         reply = attempts.decision.reply if waiting else ""
         if not after.waiting:

@@ -104,5 +104,12 @@ class RetryStore:
     def remove(self, entry_id: str) -> None:
         self._path(entry_id).unlink(missing_ok=True)
 
+    def drop_orphans(self, pending: set[str]) -> None:
+        """Remove the records of entries that are gone: a stop between an entry's removal
+        and its record's leaves one behind."""
+        for path in self.folder.glob("*.json"):
+            if path.stem not in pending:
+                path.unlink(missing_ok=True)
+
     def _path(self, entry_id: str) -> Path:
         return self.folder / f"{entry_id}.json"

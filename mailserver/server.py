@@ -63,6 +63,7 @@ async def serve(settings: Settings) -> None:
     pipeline, waiter = build_pipeline(settings, check_redis(settings))
     if cleared := pipeline.spool.clear_staging():
         log.warning("removed %d unconfirmed spool entries a stop left in tmp/", cleared)
+    pipeline.handover.retries.drop_orphans(set(pipeline.spool.pending()))
     await waiter.start()
     try:
         await _serve_until_stopped(settings, pipeline)

@@ -212,3 +212,13 @@ def test_a_kept_record_reads_back_as_written(tmp_path):
     kept = replace(Attempts(CLEAN, VERDICTS, ("b@x",)), dsn=("sent",), failed={"c@x": "550"})
     pipeline.handover.retries.put("4" * 24, kept)
     assert pipeline.handover.retries.get("4" * 24) == kept
+
+
+def test_records_of_entries_that_are_gone_are_dropped_at_start(tmp_path):
+    pipeline = _pipeline(tmp_path, NextHop())
+    kept = Attempts(CLEAN, VERDICTS, ("b@x",))
+    for entry_id in ("5" * 24, "6" * 24):
+        pipeline.handover.retries.put(entry_id, kept)
+    pipeline.handover.retries.drop_orphans({"5" * 24})
+    assert pipeline.handover.retries.get("5" * 24) == kept
+    assert pipeline.handover.retries.get("6" * 24) is None

@@ -1,6 +1,7 @@
 """``mailscan status`` as an operator reads it, from reports as the workers store them, and
 the spool's name that the pools' health probes compare."""
 
+from beat.tasks import _dead_letters
 from mailserver.spool import Spool
 from mailserver.status import status_lines
 from tasks.spoolfile import spool_id
@@ -63,3 +64,21 @@ def test_a_spool_is_named_once_and_keeps_its_name(tmp_path):
     assert first
     assert Spool(tmp_path).id == first == spool_id(tmp_path)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("spool-id")] == ["spool-id"]
+
+
+def test_a_front_with_dead_letters_or_corrupt_entries_shows_an_alarm():
+    status = report("ab12")
+    status["fronts"]["mx1"] |= {"dead": 2, "corrupt": 1, "spool_dir": "/var/spool/mailscan"}
+    lines = status_lines(status, now=NOW)
+    assert (
+        "  ALARM: 2 message(s) dead-lettered in /var/spool/mailscan/dead, "
+        "1 unreadable entr(ies) set aside in /var/spool/mailscan/corrupt"
+    ) in lines
+    assert not any("ALARM" in line for line in status_lines(report("ab12"), now=NOW))
+
+
+def test_beat_keeps_the_alarm_while_a_front_has_dead_letters():
+    assert _dead_letters("mx1", {"dead": 0, "corrupt": 0}) is None
+    assert _dead_letters("mx1", {"dead": 1, "corrupt": 0}) == (
+        "mx1: 1 dead-lettered and 0 corrupt spool entries to look at"
+    )
