@@ -148,11 +148,13 @@ def queued_id(reply_text: str) -> str:
     return reply_text.rsplit(" ", 1)[-1]
 
 
-def raw_smtp(port_: int, mail_from: bytes, message: bytes) -> list[bytes]:
+def raw_smtp(
+    port_: int, mail_from: bytes, message: bytes, rcpts: tuple[bytes, ...] = (b"bob@example.test",)
+) -> list[bytes]:
     """One SMTP transaction written byte for byte (smtplib refuses 8-bit commands); the
     server's replies, one per command."""
     commands = [b"EHLO client.example.test", b"MAIL FROM:<" + mail_from + b">",
-                b"RCPT TO:<bob@example.test>", b"DATA"]  # fmt: skip
+                *(b"RCPT TO:<" + rcpt + b">" for rcpt in rcpts), b"DATA"]  # fmt: skip
     with socket.create_connection(("127.0.0.1", port_), timeout=60) as sock:
         reader = sock.makefile("rb")
         replies = [_reply(reader)]
@@ -247,6 +249,24 @@ def test_a_recipient_refused_for_now_alone_gets_the_message_later(relay_front, n
     assert next_hop.copies("bob@example.test", b"partial-450") == 1
     assert next_hop.copies("later@example.test", b"partial-450") == 1
     assert scan_jobs(front, entry_id) == 2  # one av and one spam job: no rescan
+
+
+def test_an_8bit_recipient_the_next_hop_cannot_be_sent_is_dead_lettered_the_rest_delivered(
+    relay_front, next_hop
+):
+    front, _ = relay_front
+    message = make_message(X_Test_Id="eight-bit-rcpt").as_bytes().replace(b"\n", b"\r\n")
+    rcpts = (b"bob@example.test", b"j\xf6rg@example.test")
+    replies = raw_smtp(front.smtp_port, b"alice@example.test", message, rcpts)
+    assert replies[-1].startswith(b"250"), replies
+    entry_id = queued_id(replies[-1].decode().strip())
+    assert next_hop.copies("bob@example.test", b"eight-bit-rcpt") == 1
+    record = json.loads((front.spool_dir / "dead" / f"{entry_id}.json").read_text())
+    [(refused, why)] = record["failed"].items()
+    assert refused.encode("utf-8", "surrogateescape") == b"j\xf6rg@example.test"
+    assert why.startswith("553 5.6.7")
+    wait_for(lambda: next_hop.dsns(b"eight-bit-rcpt"), 10, "the DSN")
+    wait_for(lambda: settled(front), 10, "an empty spool")
 
 
 def test_mail_for_a_next_hop_that_is_down_is_delivered_once_it_is_back_scanned_once(
