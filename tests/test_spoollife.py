@@ -18,7 +18,7 @@ from aiosmtpd.controller import Controller
 
 from mailserver.spool import new_id
 from mailserver.stack import Stack
-from tasks.constants import RESULT_KEY_PREFIX
+from tasks.constants import RESULT_KEY_PREFIX, SPOOL_REPORT_KEY
 from tasks.settings import Settings, load_settings
 from tests.conftest import GTUBE, find_delivered, mailscan, make_message, port, send, wait_for
 
@@ -98,6 +98,11 @@ def _front(stack: Stack, settings: Settings, name: str, n: int, **overrides: str
         yield front_settings, env
     finally:
         front.stop()
+        # Gone with its front: its spool (and the alarm of its dead letters) is not the
+        # stack's, for the tests of the status and the spool alarm that follow.
+        redis.Redis.from_url(front_settings.redis_url).hdel(
+            SPOOL_REPORT_KEY, front_settings.hostname
+        )
 
 
 @pytest.fixture(scope="module")
