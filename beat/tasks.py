@@ -80,8 +80,11 @@ def check_spools() -> list[str]:
     alarms = []
     for host, raw in client.hgetall(SPOOL_REPORT_KEY).items():
         report = json.loads(raw)
-        alarm = _spool_alarm(host.decode(), report, settings)
-        if alarm:
+        found = [
+            _spool_alarm(host.decode(), report, settings),
+            _dead_letters(host.decode(), report),
+        ]
+        for alarm in filter(None, found):
             alarms.append(alarm)
             log.error("spool alarm: %s", alarm)
     client.delete(ALARMS_KEY)
@@ -100,6 +103,14 @@ def _spool_alarm(host: str, report: dict[str, Any], settings: Settings) -> str |
             f"{report['oldest_age_s']:.0f} s without an outcome"
         )
     return None
+
+
+def _dead_letters(host: str, report: dict[str, Any]) -> str | None:
+    """A front's spool holds entries no outcome was reached for: an administrator must look."""
+    dead, corrupt = report.get("dead", 0), report.get("corrupt", 0)
+    if not dead and not corrupt:
+        return None
+    return f"{host}: {dead} dead-lettered and {corrupt} corrupt spool entries to look at"
 
 
 @app.task(name="beat.tasks.autoscale")

@@ -2,31 +2,57 @@
 
 Maildir delivery is idempotent: the file is named after the spool id, so a message that is
 re-driven after a crash between delivery and spool removal is not delivered twice.
+
+Errors: ``DeliveryError`` (nobody has the message; ``permanent`` tells a 5xx from a 4xx) and
+its ``RecipientsRefused`` (the next hop refused these recipients; the others have it).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import smtplib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+from mailserver import headers
 from mailserver.spool import Envelope, fsync_dir
 from tasks.errors import MailscanError
 from tasks.settings import Settings
 
+log = logging.getLogger(__name__)
+
 # The Maildir copy is converted and written in pieces of this size (lf_pieces).
 LF_PIECE_BYTES = 1024 * 1024
+# A staging file in the Maildir's tmp/ older than this was left by a write that died with
+# its process: a live write takes seconds, and another front sharing the Maildir may be in
+# the middle of one.
+STALE_STAGING_S = 3600.0
+# What the next hop would answer for an address we cannot put into an SMTP command to it.
+UNSENDABLE = (553, "5.6.7 address not representable for the next hop")
 
 
 class DeliveryError(MailscanError):
-    """The message could not be handed on. ``permanent`` tells a 5xx from a 4xx."""
+    """The message could not be handed on. ``permanent`` tells a 5xx from a 4xx; ``code``
+    is the next hop's reply code, when it gave one."""
 
-    def __init__(self, message: str, permanent: bool = False) -> None:
+    def __init__(self, message: str, permanent: bool = False, code: int = 0) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.code = code or (554 if permanent else 451)
+
+
+class RecipientsRefused(DeliveryError):
+    """The next hop refused ``refused`` (recipient -> (code, text)); the other recipients
+    have the message and must not get it again."""
+
+    def __init__(self, refused: dict[str, tuple[int, str]]) -> None:
+        codes = [code for code, _ in refused.values()]
+        super().__init__(f"next hop refused {len(refused)} recipient(s)", min(codes) >= 500)
+        self.refused = refused
 
 
 class Delivery(Protocol):
@@ -55,6 +81,21 @@ class MaildirDelivery:
         self.root = root
         for sub in ("tmp", "new", "cur"):
             (root / sub).mkdir(parents=True, exist_ok=True)
+        self.sweep_staging()
+
+    def sweep_staging(self, older_than_s: float = STALE_STAGING_S) -> int:
+        """Remove our staging files that writes which died with their process left in tmp/."""
+        cutoff, swept = time.time() - older_than_s, 0
+        for path in (self.root / "tmp").glob("*.mailscan.*"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    swept += 1
+            except FileNotFoundError:
+                continue  # removed by whoever else sweeps
+        if swept:
+            log.warning("removed %d staging files failed Maildir writes left in tmp/", swept)
+        return swept
 
     def delivered(self, entry_id: str) -> bool:
         name = f"{entry_id}.mailscan"
@@ -77,14 +118,25 @@ class MaildirDelivery:
         # A staging name of its own per attempt: two attempts at once must not write into
         # one file, and the rename into new/ keeps at most one copy under the final name.
         staging = self.root / "tmp" / f"{name}.{secrets.token_hex(4)}"
+        try:
+            self._write(staging, envelope, message, top)
+            os.rename(staging, self.root / "new" / name)
+        except BaseException:
+            staging.unlink(missing_ok=True)  # a failed attempt leaves nothing in tmp/
+            raise
+        return self._durable(defer_sync)
+
+    @staticmethod
+    def _write(staging: Path, envelope: Envelope, message: bytes, top: bytes) -> None:
+        # The sender as the client sent it: 8-bit bytes without SMTPUTF8 arrive as
+        # surrogates (aiosmtpd decodes with surrogateescape) and are written back as bytes.
+        return_path = headers.return_path_of(envelope.mail_from) + "\n"
         with open(staging, "wb") as handle:
-            handle.write(f"Return-Path: <{envelope.mail_from}>\n".encode())
+            handle.write(return_path.encode("utf-8", "surrogateescape"))
             handle.write(top.replace(b"\r\n", b"\n"))  # whole lines: no CRLF cut at the joint
             handle.writelines(lf_pieces(message))
             handle.flush()
             os.fsync(handle.fileno())
-        os.rename(staging, self.root / "new" / name)
-        return self._durable(defer_sync)
 
     def _durable(self, defer_sync: bool) -> Path | None:
         """The rename into new/ is durable once new/ is fsynced; it must be before the spool
@@ -128,20 +180,54 @@ class RelayDelivery:
     ) -> Path | None:
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as client:
-                # smtplib makes its own copies to send: one more costs little here.
-                data = top + message
-                refused = client.sendmail(envelope.mail_from, list(envelope.rcpt_tos), data)
+                refused = self._send(client, envelope, top + message)
         except smtplib.SMTPResponseException as err:
-            raise DeliveryError(f"next hop said {err.smtp_code}", err.smtp_code >= 500) from err
-        except smtplib.SMTPRecipientsRefused as err:
-            codes = [code for code, _ in err.recipients.values()]
-            raise DeliveryError("next hop refused every recipient", min(codes) >= 500) from err
+            permanent = err.smtp_code >= 500
+            raise DeliveryError(f"next hop said {err.smtp_code}", permanent, err.smtp_code) from err
         except (TimeoutError, OSError, smtplib.SMTPException) as err:
             raise DeliveryError(f"next hop {self.host}:{self.port} unreachable: {err}") from err
         if refused:
-            # Some recipients were refused: the rest have it; say so, but do not resend.
-            raise DeliveryError(f"next hop refused {len(refused)} recipients", permanent=True)
+            # Some recipients were refused: the rest have it and must not get it again.
+            raise RecipientsRefused(refused)
         return None  # the next hop has it: nothing of ours to sync
+
+    @staticmethod
+    def _send(client: smtplib.SMTP, envelope: Envelope, data: bytes) -> dict[str, tuple[int, str]]:
+        """Send to every recipient the next hop can be told of; the refused ones and why."""
+        client.ehlo_or_helo_if_needed()
+        utf8 = client.has_extn("smtputf8")
+        if not sendable(envelope.mail_from, utf8):
+            raise DeliveryError("the sender's address cannot be sent to the next hop", True, 553)
+        refused = {r: UNSENDABLE for r in envelope.rcpt_tos if not sendable(r, utf8)}
+        rcpts = [r for r in envelope.rcpt_tos if r not in refused]
+        if not rcpts:
+            raise RecipientsRefused(refused)
+        ascii_only = all(a.isascii() for a in (envelope.mail_from, *rcpts))
+        options = [] if ascii_only else ["SMTPUTF8"]
+        try:
+            answered = client.sendmail(envelope.mail_from, rcpts, data, mail_options=options)
+        except smtplib.SMTPRecipientsRefused as err:
+            raise RecipientsRefused({**refused, **_replies(err.recipients)}) from err
+        return {**refused, **_replies(answered)}
+
+
+def sendable(address: str, smtputf8: bool) -> bool:
+    """Whether ``address`` can go into an SMTP command to a next hop: no line break ever,
+    and beyond ASCII only as UTF-8 to one that offers SMTPUTF8 (8-bit bytes that are no
+    UTF-8 came to us as surrogates and fit no command)."""
+    if "\r" in address or "\n" in address:
+        return False
+    if address.isascii():
+        return True
+    try:
+        address.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return smtputf8
+
+
+def _replies(answers: dict[str, tuple[int, bytes]]) -> dict[str, tuple[int, str]]:
+    return {rcpt: (code, text.decode("utf-8", "replace")) for rcpt, (code, text) in answers.items()}
 
 
 def delivery_for(settings: Settings) -> Delivery:

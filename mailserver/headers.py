@@ -28,7 +28,11 @@ def received(entry: SpoolEntry, hostname: str) -> str:
 
 
 def return_path(entry: SpoolEntry) -> str:
-    return f"Return-Path: <{_clean(entry.envelope.mail_from)}>"
+    return return_path_of(entry.envelope.mail_from)
+
+
+def return_path_of(mail_from: str) -> str:
+    return f"Return-Path: <{_clean(mail_from)}>"
 
 
 def spam_headers(spam: dict[str, Any] | None) -> list[str]:
@@ -79,13 +83,17 @@ def block_for(content: bytes, lines: list[str]) -> bytes:
     return block + eol
 
 
+_SUBJECT_FIELD = re.compile(rb"(?im)^subject:[ \t]?")
+
+
 def tag_subject(content: bytes, tag: str) -> bytes:
     """Prefix the Subject with ``tag``, adding a Subject when the message has none."""
     eol = line_ending(content)
     head_end = content.find(eol + eol)
     head = content if head_end < 0 else content[:head_end]
     replacement = b"Subject: " + tag.encode() + b" "
-    tagged, count = re.subn(rb"(?im)^subject:[ \t]?", replacement, head, count=1)
+    # A function, not a template: the tag is literal text, its backslashes included.
+    tagged, count = _SUBJECT_FIELD.subn(lambda _: replacement, head, count=1)
     if count == 0:
         return prepend(content, [f"Subject: {tag}"])
     return tagged + content[len(head) :]

@@ -73,6 +73,12 @@ class FleetCollector:
                                 "outcome", value=self.spool.latest["count"])  # fmt: skip
         yield GaugeMetricFamily("mailscan_spool_oldest_age_seconds", "Age of the oldest spooled "
                                 "message", value=self.spool.latest["oldest_age_s"])  # fmt: skip
+        yield GaugeMetricFamily("mailscan_spool_dead_letters", "Messages in the spool's "
+                                "dead-letter folder (an alarm while above 0)",
+                                value=self.spool.latest.get("dead", 0))  # fmt: skip
+        yield GaugeMetricFamily("mailscan_spool_corrupt_entries", "Unreadable spool entries set "
+                                "aside (an alarm while above 0)",
+                                value=self.spool.latest.get("corrupt", 0))  # fmt: skip
 
     def _queues(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily("mailscan_queue_depth", "Jobs waiting", labels=["queue"])

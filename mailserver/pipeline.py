@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
@@ -15,11 +14,13 @@ from redis import Redis
 
 from mailserver import headers, policy
 from mailserver.admission import Backlog, read_backlog
-from mailserver.delivery import Delivery, DeliveryError
+from mailserver.delivery import Delivery
+from mailserver.handover import Handover, Outcome
 from mailserver.metrics import MESSAGES
 from mailserver.outcomes import OutcomeLog
 from mailserver.policy import Decision
 from mailserver.quarantine import Quarantine
+from mailserver.retries import Attempts
 from mailserver.spool import Spool, SpoolEntry, SpoolWriteFailed
 from mailserver.spoolsharing import SpoolSharing
 from mailserver.verdicts import VerdictWaiter
@@ -30,16 +31,6 @@ from tasks.settings import Settings
 from tasks.submit import submit
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to a message: ``action`` as decided, ``reply`` for a waiting client.
-    A tempfail when nobody waits leaves the message in the spool, to be tried again."""
-
-    action: str
-    reply: str
-    reason: str
 
 
 class Pipeline:
@@ -63,6 +54,8 @@ class Pipeline:
         # Whether the pools read big messages from the spool (scan; the spool reporter
         # follows the pools' health probes).
         self.sharing = SpoolSharing(spool.id, settings.spool_dir, settings.health_probe_every_s)
+        # Delivery, quarantine, and the end of every spool entry's life.
+        self.handover = Handover(settings, spool, delivery, quarantine, self.outcomes)
 
     async def process(
         self, entry: SpoolEntry, client_waiting: bool, settling: asyncio.Future[None] | None = None
@@ -179,60 +172,22 @@ class Pipeline:
     def _act(
         self, entry: SpoolEntry, decision: Decision, results: dict[str, Any], client_waiting: bool
     ) -> Outcome:
-        if decision.action == "tempfail" and not client_waiting:
-            return Outcome("tempfail", decision.reply, decision.reason)
-        try:
-            unsynced = self._carry_out(entry, decision, results, first=client_waiting)
-        except DeliveryError as err:
-            return self._delivery_failed(entry, results, err, client_waiting)
-        self._finish(entry, sync_first=unsynced)
-        return Outcome(decision.action, decision.reply, decision.reason)
+        return self.handover.act(entry, decision, results, client_waiting)
 
-    def _carry_out(
-        self, entry: SpoolEntry, decision: Decision, results: dict[str, Any], first: bool
-    ) -> Path | None:
-        """``first``: the entry was spooled by the SMTP session that waits for it, so it
-        cannot have been delivered before. Returns a folder the delivery left to fsync
-        before the spool entry goes."""
-        if decision.action not in ("deliver", "quarantine"):
-            return None  # reject or tempfail to a waiting client: the sender keeps it
-        # Our header lines go on top apart: joined, a 25 MB message would be copied for them.
-        top = headers.block_for(entry.content, [*decision.header_lines, self._received(entry)])
-        message = entry.content
-        if decision.tag_subject:  # its Subject is in the message: tagged, it is a new copy
-            message, top = headers.tag_subject(top + message, self.settings.spam_subject_tag), b""
-        if decision.action == "quarantine":
-            self.quarantine.put(entry, top + message, decision.reason, results)
-            return None
-        # The folder's fsync goes with the spool entry's removal, after the reply: the entry
-        # keeps the message durable until then (bench/README.md, "the time after the verdicts").
-        return self.delivery.deliver(
-            entry.id, entry.envelope, message, first, defer_sync=True, top=top
-        )
+    async def retry(self, entry: SpoolEntry, attempts: Attempts) -> Outcome:
+        """Deliver again from the kept decision, to the recipients still waiting: no scan."""
+        return await self._record(entry, self.handover.retry, entry, attempts)
 
-    def _delivery_failed(
-        self, entry: SpoolEntry, results: dict[str, Any], err: DeliveryError, waiting: bool
-    ) -> Outcome:
-        log.warning("message %s: delivery failed: %s", entry.id, err)
-        if waiting:
-            # The client hears the failure and keeps the message; we must not keep a copy.
-            self._finish(entry)
-            if err.permanent:
-                return Outcome("reject", "550 5.0.0 Next hop refused the message", str(err))
-            return Outcome("tempfail", "451 4.4.1 Next hop unavailable, try again later", str(err))
-        if err.permanent:
-            # Nobody to tell and the next hop will never take it: keep it where an admin looks.
-            self.quarantine.put(entry, entry.content, f"next hop refused: {err}", results)
-            self._finish(entry)
-            return Outcome("quarantine", "", str(err))
-        return Outcome("tempfail", "", str(err))
+    async def expire(self, entry: SpoolEntry, attempts: Attempts | None) -> Outcome:
+        """The entry's life ran out without a final outcome: it is dead-lettered."""
+        return await self._record(entry, self.handover.expire, entry, attempts)
 
-    def _finish(self, entry: SpoolEntry, sync_first: Path | None = None) -> None:
-        """The final outcome is carried out: the spool entry goes (after the reply, with
-        others, once ``sync_first`` is fsynced), and a moment later the bytes the scan jobs
-        read (the id is never used again)."""
-        self.spool.finish_soon(entry.id, sync_first)
-        self.outcomes.blob_done(entry.id)
+    async def _record(self, entry: SpoolEntry, act: Callable[..., Outcome], *args: Any) -> Outcome:
+        outcome = await asyncio.to_thread(act, *args)
+        self.outcomes.add(entry, outcome)
+        log.info("message %s: %s (%s)", entry.id, outcome.action, outcome.reason)
+        MESSAGES.labels(outcome.action).inc()
+        return outcome
 
     def _received(self, entry: SpoolEntry) -> str:
         return headers.received(entry, self.settings.hostname)

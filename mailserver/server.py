@@ -63,6 +63,7 @@ async def serve(settings: Settings) -> None:
     pipeline, waiter = build_pipeline(settings, check_redis(settings))
     if cleared := pipeline.spool.clear_staging():
         log.warning("removed %d unconfirmed spool entries a stop left in tmp/", cleared)
+    pipeline.handover.retries.drop_orphans(set(pipeline.spool.pending()))
     await waiter.start()
     try:
         await _serve_until_stopped(settings, pipeline)
@@ -85,6 +86,7 @@ async def _serve_until_stopped(settings: Settings, pipeline: Pipeline) -> None:
             settings.spool_alarm_age_s,
             pipeline.sharing,
             lambda: pipeline.waiter.alive,
+            pipeline.handover.dead,
         )
         _serve_metrics(pipeline.redis, settings, reporter)
     except BaseException:

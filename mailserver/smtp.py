@@ -50,7 +50,7 @@ class ScanHandler:
             entry = await self._write(self.spool.commit, entry_id, spool_envelope, envelope)
             if entry is None:
                 return SPOOL_FAILED
-            self.redriver.submit(entry.id)
+            self.redriver.submit(entry.id, fresh=True)
             return f"250 2.0.0 Ok: queued as {entry.id}"
         # Claimed before the file exists: the redriver lists the spool on its own, and an
         # entry it saw before this session claimed it would be scanned and delivered twice.

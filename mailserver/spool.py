@@ -29,6 +29,10 @@ class SpoolWriteFailed(MailscanError):
     """A staged entry could not be made durable: nobody may be told 250 for it."""
 
 
+class SpoolEntryCorrupt(MailscanError):
+    """A spool entry's envelope line cannot be read: it can never be delivered as it is."""
+
+
 @dataclass(frozen=True)
 class Envelope:
     """Who sent what to whom, as the SMTP session saw it."""
@@ -56,6 +60,7 @@ class Spool:
     """Commit, list, read and finish spool entries under one folder."""
 
     def __init__(self, root: Path) -> None:
+        self.root = root
         self.tmp = root / STAGING
         self.queue = root / QUEUE
         self.tmp.mkdir(parents=True, exist_ok=True)
@@ -120,10 +125,11 @@ class Spool:
         if self._remover.is_leaving(entry_id):
             # Finished: whoever listed it before must not drive it again.
             raise FileNotFoundError(f"spool entry {entry_id} is finished")
-        header, content = read_entry(self.queue / entry_id)
-        fields = json.loads(header)
-        fields["rcpt_tos"] = tuple(fields["rcpt_tos"])
-        return SpoolEntry(entry_id, Envelope(**fields), content)
+        try:
+            header, content = read_entry(self.queue / entry_id)
+        except PermissionError as err:
+            raise SpoolEntryCorrupt(f"spool entry {entry_id} cannot be read: {err}") from err
+        return SpoolEntry(entry_id, _envelope(entry_id, header), content)
 
     def finish(self, entry_id: str) -> None:
         """The message has its final outcome (delivered, quarantined, refused): forget it."""
@@ -149,6 +155,22 @@ class Spool:
     def age_s(entry_id: str) -> float:
         """How long ago the entry was spooled, read from its id (no disk access)."""
         return time.time() - spooled_at(entry_id)
+
+
+def _envelope(entry_id: str, header: bytes) -> Envelope:
+    try:
+        fields = json.loads(header)
+        fields["rcpt_tos"] = tuple(fields["rcpt_tos"])
+        envelope = Envelope(**fields)
+    except (ValueError, KeyError, TypeError) as err:  # UnicodeDecodeError is a ValueError
+        raise SpoolEntryCorrupt(f"spool entry {entry_id} has no readable envelope: {err}") from err
+    if (
+        not envelope.rcpt_tos
+        or not isinstance(envelope.mail_from, str)
+        or not all(isinstance(rcpt, str) for rcpt in envelope.rcpt_tos)
+    ):
+        raise SpoolEntryCorrupt(f"spool entry {entry_id} has an envelope of the wrong shape")
+    return envelope
 
 
 def spooled_at(entry_id: str) -> float:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from redis import Redis, RedisError
 
+from mailserver.deadletter import CORRUPT, DEAD, DeadLetters
 from mailserver.spool import Spool
 from mailserver.spoolsharing import SpoolSharing
 from tasks import health
@@ -33,16 +34,22 @@ class SpoolReporter:
     sharing: SpoolSharing
     # Without its verdict subscriber a front makes every message wait its whole deadline.
     subscriber_alive: Callable[[], bool]
-    latest: dict[str, float] = field(default_factory=lambda: {"count": 0, "oldest_age_s": 0.0})
+    # Where entries end that no outcome was reached for: each one is an alarm.
+    dead_letters: DeadLetters | None = None
+    latest: dict[str, float] = field(
+        default_factory=lambda: {"count": 0, "oldest_age_s": 0.0, DEAD: 0, CORRUPT: 0}
+    )
 
     def __call__(self, pending: list[str]) -> None:
         oldest = Spool.age_s(pending[0]) if pending else 0.0
-        self.latest = {"count": len(pending), "oldest_age_s": oldest, "at": time.time()}
+        ended = self.dead_letters.counts() if self.dead_letters else {DEAD: 0, CORRUPT: 0}
+        self.latest = {"count": len(pending), "oldest_age_s": oldest, "at": time.time(), **ended}
         self._follow_probes()
         report = self.latest | {
             "spool_id": self.sharing.spool_id,
             "spool_shared": self.sharing.shared,
             "verdict_subscriber": self.subscriber_alive(),
+            "spool_dir": str(self.sharing.spool_dir),
         }
         if oldest > self.alarm_age_s:
             log.error("spool alarm: %d message(s), the oldest %.0f s without an outcome",

@@ -53,6 +53,8 @@ def status_lines(report: dict[str, Any], now: float | None = None) -> list[str]:
                      f"big messages to the pools through {through}")  # fmt: skip
         if "verdict_subscriber" in front and _running(front, now):  # older fronts say nothing
             lines.append(_subscriber_line(front["verdict_subscriber"]))
+        if alarm := dead_letter_alarm(front):
+            lines.append(f"  ALARM: {alarm}")
     for pool, info in report["pools"].items():
         workers = info["workers"]
         lines.append(f"pool {pool}: {len(workers)} worker(s), {info['queue_depth']} job(s) queued")
@@ -65,6 +67,15 @@ def status_lines(report: dict[str, Any], now: float | None = None) -> list[str]:
         for name, probe in info.get("probes", {}).items():
             lines += _probe_lines(name, probe, spools, now)
     return lines
+
+
+def dead_letter_alarm(front: dict[str, Any]) -> str:
+    """What a front's spool holds that no outcome was reached for, or ''."""
+    dead, corrupt = front.get("dead", 0), front.get("corrupt", 0)
+    where = front.get("spool_dir", "the spool")
+    found = [f"{dead} message(s) dead-lettered in {where}/dead"] if dead else []
+    found += [f"{corrupt} unreadable entr(ies) set aside in {where}/corrupt"] if corrupt else []
+    return ", ".join(found)
 
 
 def _probe_lines(name: str, probe: dict[str, Any], spools: dict[str, str], now: float) -> list[str]:

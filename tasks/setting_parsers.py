@@ -105,6 +105,13 @@ def _redis_url(text: str) -> str:
     return text
 
 
+def _header_text(text: str) -> str:
+    """Text that goes into a header field as it is: one line, no control characters."""
+    if any(ord(char) < 32 or ord(char) == 127 for char in text):
+        raise ValueError("must be one line of text without control characters")
+    return text
+
+
 def _optional_score(text: str) -> float | None:
     return float(text) if text.strip() else None
 
@@ -208,7 +215,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "spamd_timeout_s": _seconds,
     "spam_max_bytes": _positive_int,
     "spam_quarantine_score": _optional_score,
-    "spam_subject_tag": str,
+    "spam_subject_tag": _header_text,
     "command_scanner": lambda text: tuple(shlex.split(text)),
     "command_clean_codes": _codes,
     "command_infected_codes": _codes,
@@ -224,6 +231,8 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "blob_ttl_s": _positive_int,
     "shared_spool_from_bytes": _size_or_off,
     "redrive_interval_s": _seconds,
+    "delivery_retry_s": _seconds,
+    "spool_max_lifetime_s": _seconds,
     "flower_port": _port,
     "flower_user": str,
     "flower_password": str,

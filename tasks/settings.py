@@ -87,6 +87,12 @@ class Settings:
     # for pools that cannot read the front's spool (on other machines).
     shared_spool_from_bytes: int = 1024 * 1024
     redrive_interval_s: float = 30.0
+    # A failed delivery is tried again after this, then after twice as long each time up to
+    # an hour, from the verdicts kept with its spool entry: no rescan.
+    delivery_retry_s: float = 60.0
+    # Past this age an entry without an outcome goes to the spool's dead-letter folder, with
+    # an alarm and, in relay mode, a DSN to its sender (Postfix's maximal_queue_lifetime).
+    spool_max_lifetime_s: float = 5 * 86400.0
     flower_port: int = 5555
     flower_user: str = "admin"
     # Empty: `mailscan up` makes one and keeps it in <var>/flower/password.

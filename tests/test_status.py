@@ -1,6 +1,7 @@
 """``mailscan status`` as an operator reads it, from reports as the workers store them, and
 the spool's name that the pools' health probes compare."""
 
+from beat.tasks import _dead_letters
 from mailserver.spool import Spool
 from mailserver.status import status_lines
 from tasks.spoolfile import spool_id
@@ -73,3 +74,21 @@ def test_a_fronts_verdict_subscriber_is_said_up_or_down():
     down_line = "  verdict subscriber down: its messages wait their whole deadline"
     assert down_line in status_lines(down, now=NOW)
     assert "verdict subscriber" not in "\n".join(status_lines(report("ab12"), now=NOW))
+
+
+def test_a_front_with_dead_letters_or_corrupt_entries_shows_an_alarm():
+    status = report("ab12")
+    status["fronts"]["mx1"] |= {"dead": 2, "corrupt": 1, "spool_dir": "/var/spool/mailscan"}
+    lines = status_lines(status, now=NOW)
+    assert (
+        "  ALARM: 2 message(s) dead-lettered in /var/spool/mailscan/dead, "
+        "1 unreadable entr(ies) set aside in /var/spool/mailscan/corrupt"
+    ) in lines
+    assert not any("ALARM" in line for line in status_lines(report("ab12"), now=NOW))
+
+
+def test_beat_keeps_the_alarm_while_a_front_has_dead_letters():
+    assert _dead_letters("mx1", {"dead": 0, "corrupt": 0}) is None
+    assert _dead_letters("mx1", {"dead": 1, "corrupt": 0}) == (
+        "mx1: 1 dead-lettered and 0 corrupt spool entries to look at"
+    )

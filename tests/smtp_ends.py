@@ -1,0 +1,87 @@
+"""Two ends of SMTP for the spool-life tests: a next hop on loopback that takes, refuses or
+is down on demand (aiosmtpd), and a client that writes its commands byte for byte."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+
+from aiosmtpd.controller import Controller
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    content: bytes
+
+    @property
+    def bounce(self) -> bool:
+        """Sent with the empty sender, as a DSN is (aiosmtpd keeps its brackets)."""
+        return self.mail_from in ("", "<>")
+
+
+@dataclass
+class NextHop:
+    """The SMTP server behind a relay-mode front: keeps what it takes, and answers each
+    recipient in ``refuse`` with its reply instead."""
+
+    port: int
+    refuse: dict[str, str] = field(default_factory=dict)
+    received: list[Received] = field(default_factory=list)
+    controller: Controller | None = None
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.received.append(
+            Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+        )
+        return "250 OK"
+
+    def start(self) -> None:
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def stop(self) -> None:
+        if self.controller:
+            self.controller.stop()
+            self.controller = None
+
+    def copies(self, rcpt: str, marker: bytes) -> int:
+        return sum(
+            rcpt in r.rcpt_tos and marker in r.content for r in self.received if not r.bounce
+        )
+
+    def dsns(self, marker: bytes) -> list[Received]:
+        return [r for r in self.received if r.bounce and marker in r.content]
+
+
+def raw_smtp(
+    port_: int, mail_from: bytes, message: bytes, rcpts: tuple[bytes, ...] = (b"bob@example.test",)
+) -> list[bytes]:
+    """One SMTP transaction written byte for byte (smtplib refuses 8-bit commands); the
+    server's replies, one per command."""
+    commands = [b"EHLO client.example.test", b"MAIL FROM:<" + mail_from + b">",
+                *(b"RCPT TO:<" + rcpt + b">" for rcpt in rcpts), b"DATA"]  # fmt: skip
+    with socket.create_connection(("127.0.0.1", port_), timeout=60) as sock:
+        reader = sock.makefile("rb")
+        replies = [_reply(reader)]
+        for command in commands:
+            sock.sendall(command + b"\r\n")
+            replies.append(_reply(reader))
+        sock.sendall(message + b"\r\n.\r\n")
+        replies.append(_reply(reader))
+        sock.sendall(b"QUIT\r\n")
+    return replies
+
+
+def _reply(reader) -> bytes:
+    lines = [reader.readline()]
+    while lines[-1][3:4] == b"-":
+        lines.append(reader.readline())
+    return b"".join(lines)
