@@ -62,13 +62,15 @@ def _wait_until_up(client: redis.Redis, server: subprocess.Popen) -> None:
 @dataclass
 class Engine(StubPlugin):
     """The stub plugin, counting its scans. It raises ``fails_with`` instead of answering,
-    answers ``answers`` instead of looking when set, caches under ``identity``, and its
-    backend is down for the health check unless ``healthy``."""
+    answers ``answers`` instead of looking when set, says it took ``takes_ms``, caches under
+    ``identity``, skips messages over ``max_bytes``, and its backend is down for the health
+    check unless ``healthy``."""
 
     fails_with: type[BaseException] | None = None
     answers: Status | None = None
     takes_ms: float | None = None
     identity: str | None = None
+    max_bytes: int | None = None
     healthy: bool = True
     scans: int = 0
 
@@ -92,6 +94,9 @@ class Engine(StubPlugin):
 
     def cache_identity(self) -> str | None:
         return self.identity
+
+    def size_limit(self) -> int | None:
+        return self.max_bytes
 
 
 class RecordedCrashes:
