@@ -83,3 +83,16 @@ def test_a_probe_leaves_the_breaker_open_while_the_backend_is_down(pool_process)
     time.sleep(0.5)  # the probe's thread has asked by now
     assert details(pool_process.scan()) == [OPEN]
     assert engine.scans == 0
+
+
+def test_a_window_and_cooldown_under_a_second_still_work(pool_process):
+    engine = pool_process.start("av", BreakerGuard(), breaker_failures=2,
+                                breaker_window_s=0.5, breaker_cooldown_s=0.5)  # fmt: skip
+    engine.fails_with, engine.healthy = BackendUnavailable, False
+    pool_process.scan()
+    pool_process.scan()
+    assert details(pool_process.scan()) == [OPEN]
+    time.sleep(0.6)
+    engine.fails_with = None
+    assert pool_process.scan()["status"] == "clean"
+    assert engine.scans == 3
