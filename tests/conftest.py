@@ -26,6 +26,7 @@ from mailserver.services import control_app
 from mailserver.stack import Stack
 from tasks.constants import HEALTH_KEY, HEALTH_TASKS
 from tasks.settings import Settings, load_settings
+from tests.guards_redis import PoolProcess, throwaway_redis
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
@@ -82,6 +83,23 @@ def settings() -> Settings:
 def stack(settings: Settings) -> Iterator[Stack]:
     """Redis, clamd, spamd, both pools and the SMTP front, for the whole session."""
     yield from running_stack(settings, dict(os.environ))
+
+
+@pytest.fixture(scope="session")
+def guard_redis() -> Iterator[redis.Redis]:
+    """A Redis of its own for the guards' unit tests: no stack, nothing else in it."""
+    yield from throwaway_redis(port(16390) + 50)
+
+
+@pytest.fixture
+def pool_process(guard_redis, tmp_path, monkeypatch) -> PoolProcess:
+    """A pool process with an empty Redis; ``start`` gives it its guards."""
+    from tasks import runner
+
+    guard_redis.flushdb()
+    state: dict = {}
+    monkeypatch.setattr(runner, "_process_state", state)
+    return PoolProcess(guard_redis, tmp_path, state)
 
 
 def running_stack(settings: Settings, env: dict[str, str]) -> Iterator[Stack]:

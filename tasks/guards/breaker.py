@@ -10,6 +10,7 @@ scan tries for real.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 
 from redis import Redis
@@ -45,14 +46,21 @@ class BreakerGuard(Guard):
             return
         settings, redis, name = scan.job.settings, scan.job.redis, scan.plugin.name
         failures_key = BREAKER_FAILURES_KEY.format(plugin=name)
-        window_s = int(settings.breaker_window_s)
         with redis.pipeline(transaction=False) as pipe:
-            failures = pipe.incr(failures_key).expire(failures_key, window_s, nx=True).execute()[0]
+            pipe.incr(failures_key).pexpire(failures_key, _ms(settings.breaker_window_s), nx=True)
+            failures = pipe.execute()[0]
         if failures < settings.breaker_failures:
             return
-        cooldown_s = int(settings.breaker_cooldown_s)
-        if redis.set(BREAKER_OPEN_KEY.format(plugin=name), 1, nx=True, ex=cooldown_s):
+        cooldown_ms = _ms(settings.breaker_cooldown_s)
+        if redis.set(BREAKER_OPEN_KEY.format(plugin=name), 1, nx=True, px=cooldown_ms):
             log.error("breaker for %s opened after %d failures", name, failures)
+
+
+def _ms(seconds: float) -> int:
+    # The settings allow fractions of a second. In whole seconds 0.5 s is an expiry of 0,
+    # which Redis refuses (the cooldown) or takes as "delete now" (the failure count: the
+    # breaker would never open).
+    return max(1, math.ceil(seconds * 1000))
 
 
 def _probe(scan: ScanContext) -> None:
