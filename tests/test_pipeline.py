@@ -1,14 +1,17 @@
 """End to end: real SMTP in, real pools and daemons, Maildir or quarantine out."""
 
 import base64
+import io
 import json
 import os
 import random
 import signal
 import time
+import zipfile
 from urllib.parse import urlsplit
 
 import pytest
+import redis
 
 from mailserver.stack import Stack
 from tests.conftest import (
@@ -264,6 +267,47 @@ def test_post_queue_clean_mail_is_delivered_after_the_250(post_queue):
     assert "queued as" in reply.text
     wait_for(lambda: find_delivered(settings.maildir, b"clean-post"), 30, "delivery")
     wait_for(lambda: not list((settings.spool_dir / "queue").iterdir()), 10, "empty spool")
+
+
+def corrupt_deflate_zip(member: str) -> bytes:
+    """A zip whose directory is sound but whose one member's deflate data is not."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(member, b"quarterly figures " * 200)
+    data = bytearray(buffer.getvalue())
+    # The first byte of the deflate stream, after the 30-byte local header and the name:
+    # block type 3, which no deflate stream may use.
+    data[30 + len(member)] = 0xFF
+    return bytes(data)
+
+
+def test_a_zip_with_corrupt_deflate_data_is_unscannable_not_a_crash(post_queue, settings):
+    from tasks.crashstore import CrashStore
+
+    crashes = CrashStore(redis.Redis.from_url(settings.redis_url), settings.crashdump_dir)
+    builtin_crashes = [d for d in crashes.records() if d["plugin"].get("name") == "builtin"]
+    attachment = corrupt_deflate_zip("figures.txt")
+    message = make_message(attachment=attachment, X_Test_Id="corrupt-zip")
+    assert send(message, post_queue.smtp_port).code == 250
+    quarantined = post_queue.quarantine_dir
+
+    def entry() -> dict | None:
+        for path in quarantined.glob("*.json"):
+            meta = json.loads(path.read_text())
+            if b"corrupt-zip" in path.with_suffix(".eml").read_bytes():
+                return meta
+        return None
+
+    wait_for(lambda: entry() is not None, 60, "the corrupt zip quarantined")
+    meta = entry()
+    assert meta["reason"] == "unscannable"
+    [builtin] = [v for v in meta["verdicts"]["av"]["verdicts"] if v["engine"] == "builtin"]
+    assert builtin["unscannable"]
+    assert "figures.txt" in builtin["detail"]
+    assert "corrupt" in builtin["detail"]
+    after = [d for d in crashes.records() if d["plugin"].get("name") == "builtin"]
+    assert after == builtin_crashes  # no crashdump: the engine did not fail
+    assert find_delivered(post_queue.maildir, b"corrupt-zip") == []
 
 
 def test_scan_command_on_eicar_and_gtube(stack, settings, tmp_path):
