@@ -41,7 +41,7 @@ def _state(settings: Settings) -> dict[str, Any]:
         _process_state.update(
             pid=os.getpid(),
             redis=client,
-            crashes=CrashStore(client, settings.crashdump_dir),
+            crashes=CrashStore(client, settings.crashdump_dir, settings.crashdump_full_every_s),
             guards=default_guards(),
             plugins={},
         )

@@ -60,6 +60,9 @@ class Settings:
     breaker_window_s: float = 30.0
     breaker_cooldown_s: float = 15.0
     crashdump_dir: Path = Path("var/crashdumps")
+    # One full crashdump per failure signature in each window of this length; the group
+    # counts every incident. A plugin failing on every message must not fill Redis.
+    crashdump_full_every_s: float = 60.0
     chaos: tuple[tuple[str, str], ...] = tuple((action, "marker") for action in CHAOS_ACTIONS)
     clamd: Endpoint = Endpoint(port=3320)
     clamd_timeout_s: float = 30.0
