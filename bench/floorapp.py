@@ -21,6 +21,7 @@ from typing import Any
 import redis
 from celery import Celery, Task
 
+from tasks import redisauth
 from tasks.blobs import BlobRef
 from tasks.celeryapp import celery_config
 from tasks.constants import AV_POOL, SCAN_TASKS, SPAM_POOL
@@ -46,7 +47,7 @@ def _client() -> redis.Redis:
     pid = os.getpid()
     if pid not in _clients:
         _clients.clear()
-        _clients[pid] = redis.Redis.from_url(current_settings().redis_url, socket_timeout=10)
+        _clients[pid] = redisauth.connect(current_settings(), socket_timeout=10)
     return _clients[pid]
 
 

@@ -38,6 +38,7 @@ from mailserver.outcomes import OutcomeLog
 from mailserver.spool import Envelope as SpoolEnvelope
 from mailserver.spool import Spool, SpoolEntry
 from mailserver.verdicts import VerdictWaiter
+from tasks import redisauth
 from tasks.celeryapp import app
 from tasks.constants import AV_POOL, POOLS
 from tasks.settings import current_settings
@@ -90,9 +91,9 @@ class Essentials:
 
 async def serve() -> None:
     settings = current_settings()
-    waiter = VerdictWaiter(settings.redis_url, app.backend.decode_result)
+    waiter = VerdictWaiter(redisauth.client_url(settings), app.backend.decode_result)
     await waiter.start()
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redisauth.connect(settings)
     handler = Essentials(settings.var_dir / "floor-front", client, waiter)
     remover = asyncio.create_task(handler.finished.run())
     await serve_smtp(handler, settings.smtp_port)

@@ -17,13 +17,12 @@ import statistics
 import time
 from dataclasses import dataclass
 
-import redis as redis_py
-
 from bench.arguments import whole
 from bench.cpu import cpu_by_service, cpu_delta
 from bench.load import say
 from bench.stacks import scratch
 from mailserver.stack import Stack
+from tasks import redisauth
 from tasks.constants import RESULT_KEY_PREFIX
 from tasks.submit import submit
 
@@ -85,7 +84,7 @@ def _run(stack: Stack, count: int, tag: str) -> None:
     """Submit ``count`` messages, IN_FLIGHT ahead, and wait for both results of each."""
     from tasks.celeryapp import app
 
-    client = redis_py.Redis.from_url(stack.settings.redis_url)
+    client = redisauth.connect(stack.settings)
     with client.pubsub() as results:
         results.psubscribe(RESULT_KEY_PREFIX + "*")
         results.get_message(timeout=5)  # the subscription's confirmation

@@ -42,6 +42,7 @@ from bench.smtpclient import QUEUE_ID, send
 from bench.stacks import BenchStack, Plan, running
 from bench.throughput import warm_up
 from mailserver.spool import spooled_at
+from tasks import redisauth
 from tasks.celeryapp import app
 from tasks.constants import AV_POOL, POOLS, RESULT_KEY_PREFIX, SPAM_POOL
 from tasks.submit import enqueued_at, split_job_id
@@ -96,7 +97,9 @@ def main() -> None:
     plan = Plan(f"real c={args.concurrency}", args.concurrency)
     with running(plan, keep_var=args.keep_var) as bench:
         published = Published()
-        listener = threading.Thread(target=published.listen, args=(bench.settings.redis_url,))
+        listener = threading.Thread(
+            target=published.listen, args=(redisauth.client_url(bench.settings),)
+        )
         listener.start()
         try:
             parts = _turns(bench, args, published)

@@ -18,6 +18,7 @@ from typing import Any
 
 import redis
 
+from tasks import redisauth
 from tasks.constants import (
     CRASHDUMP_INDEX,
     CRASHDUMP_KEY,
@@ -137,5 +138,5 @@ def _group_fields(dump: dict[str, Any]) -> dict[str, Any]:
 
 
 def open_store(settings: Settings) -> CrashStore:
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=3)
+    client = redisauth.connect(settings, socket_timeout=5, socket_connect_timeout=3)
     return CrashStore(client, settings.crashdump_dir, settings.crashdump_full_every_s)

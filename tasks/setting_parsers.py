@@ -176,6 +176,7 @@ def _chaos(text: str) -> tuple[tuple[str, str], ...]:
 
 PARSERS: dict[str, Callable[[str], Any]] = {
     "redis_url": _redis_url,
+    "redis_password_file": Path,
     "smtp_host": str,
     "smtp_port": _port,
     "max_message_bytes": _positive_int,

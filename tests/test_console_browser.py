@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from mailserver.stack import Stack
+from tasks import redisauth
 from tasks.crashstore import CrashStore
 from tasks.plugins.chaos import marker
 from tasks.settings import Settings, load_settings
@@ -91,7 +91,7 @@ def browser(console) -> Iterator[Browser]:
 @pytest.fixture
 def crashes(console, bs, receiver) -> CrashStore:
     """No crashdump, decision or remembered choice left from an earlier test."""
-    client = redis.Redis.from_url(bs.redis_url)
+    client = redisauth.connect(bs)
     for pattern in ("mailscan:crash*", "mailscan:assist:*"):
         for key in client.scan_iter(pattern):
             client.delete(key)

@@ -15,13 +15,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import redis
 
 from mailserver import admission
 from mailserver.stack import Stack
+from tasks import redisauth
 from tasks.crashstore import CrashStore
 from tasks.plugins.chaos import marker
 from tasks.settings import Settings
@@ -46,7 +46,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def crashes(faults, fs) -> CrashStore:
-    client = redis.Redis.from_url(fs.redis_url)
+    client = redisauth.connect(fs)
     for key in client.scan_iter("mailscan:crash*"):
         client.delete(key)
     return CrashStore(client, fs.crashdump_dir)
@@ -426,7 +426,7 @@ def refuse_then_flow(faults, fs, front_settings, jobs: int, stalled_s: float) ->
     from mailserver.services import control_app
     from tasks.submit import submit
 
-    spam_pool, client = faults.pid("spam-worker"), redis.Redis.from_url(fs.redis_url)
+    spam_pool, client = faults.pid("spam-worker"), redisauth.connect(fs)
     os.killpg(spam_pool, signal.SIGSTOP)  # the spam pool stops taking jobs: a backlog builds
     try:
         for n in range(jobs):
@@ -510,6 +510,6 @@ def test_pools_that_cannot_read_the_spool_get_big_messages_through_redis(
     # Once every pool sees the spool again, big messages go through it again, unrestarted.
     give_the_pools_the_spool_again(stack, fs)
     wait_for(lambda: "through it again" in front_log(stack)[logged_before:], 30, "the spool shared")
-    with LongestCommand(urlsplit(fs.redis_url).port) as redis_saw:
+    with LongestCommand(fs) as redis_saw:
         assert send_big(fs, "big-3", EICAR) == 550  # found: the pools read the spool file
     assert redis_saw.longest < 64 * 1024 < fs.shared_spool_from_bytes

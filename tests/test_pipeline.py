@@ -8,12 +8,11 @@ import random
 import signal
 import time
 import zipfile
-from urllib.parse import urlsplit
 
 import pytest
-import redis
 
 from mailserver.stack import Stack
+from tasks import redisauth
 from tests.conftest import (
     EICAR,
     GTUBE,
@@ -64,11 +63,10 @@ def test_eicar_is_refused_with_the_virus_name_in_pre_queue_mode(stack, settings)
 
 
 def test_a_finished_message_leaves_no_copy_of_its_bytes_in_redis(stack, settings):
-    import redis
 
     from tasks import blobs
 
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redisauth.connect(settings)
     reply = send(make_message(X_Test_Id="blob-gone-1"), settings.smtp_port)
     assert reply.code == 250
     entry_id = reply.text.rsplit(" as ", 1)[1]
@@ -106,7 +104,7 @@ def test_a_big_message_reaches_the_pools_through_the_spool_not_through_redis(sta
     body = noise.decode("ascii")
     # The virus is in the spooled part: finding it proves the pools read the spool file.
     message = make_message(body=body, attachment=EICAR, X_Test_Id="big-eicar-1").as_bytes()
-    with LongestCommand(urlsplit(settings.redis_url).port) as redis_saw:
+    with LongestCommand(settings) as redis_saw:
         reply = send(message, settings.smtp_port)
     assert (reply.code, "EICAR" in reply.text) == (550, True), reply
     assert redis_saw.commands > 10  # the enqueue, the jobs, the verdicts
@@ -154,7 +152,6 @@ def test_a_job_whose_message_is_gone_ends_as_not_scanned_without_failing(stack, 
 
 
 def test_a_virus_is_refused_on_the_av_verdict_alone_and_its_spam_job_skips_spamd(stack, settings):
-    import redis
 
     from mailserver.spool import spooled_at
     from tasks.celeryapp import app
@@ -163,7 +160,7 @@ def test_a_virus_is_refused_on_the_av_verdict_alone_and_its_spam_job_skips_spamd
     from tasks.spoolfile import is_entry_id
     from tasks.submit import split_job_id
 
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redisauth.connect(settings)
     spam_pool = stack.pid("spam-worker")
     os.killpg(spam_pool, signal.SIGSTOP)  # no spam verdict can come
     try:
@@ -194,7 +191,6 @@ def _details(result: dict) -> list:
 
 
 def test_a_spam_job_scans_when_the_av_verdict_is_clean_and_skips_when_infected(stack, settings):
-    import redis
 
     from tasks import results, runner
     from tasks.blobs import put
@@ -202,7 +198,7 @@ def test_a_spam_job_scans_when_the_av_verdict_is_clean_and_skips_when_infected(s
     from tasks.guards.virusfirst import SKIPPED
     from tasks.submit import job_ids
 
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redisauth.connect(settings)
     for av_status, expected in (("clean", "spam"), ("infected", "skipped")):
         blob_id = f"vf{av_status}{time.time_ns():x}"
         ref = put(client, blob_id, make_message(body=GTUBE).as_bytes(), 60)
@@ -284,7 +280,7 @@ def corrupt_deflate_zip(member: str) -> bytes:
 def test_a_zip_with_corrupt_deflate_data_is_unscannable_not_a_crash(post_queue, settings):
     from tasks.crashstore import CrashStore
 
-    crashes = CrashStore(redis.Redis.from_url(settings.redis_url), settings.crashdump_dir)
+    crashes = CrashStore(redisauth.connect(settings), settings.crashdump_dir)
     builtin_crashes = [d for d in crashes.records() if d["plugin"].get("name") == "builtin"]
     attachment = corrupt_deflate_zip("figures.txt")
     message = make_message(attachment=attachment, X_Test_Id="corrupt-zip")
