@@ -14,6 +14,7 @@ from typing import Any
 import redis
 from celery.beat import PersistentScheduler
 
+from tasks import redisauth
 from tasks.constants import BEAT_LOCK_KEY
 from tasks.settings import current_settings
 
@@ -27,7 +28,7 @@ class LockedScheduler(PersistentScheduler):
     """celery beat -S beat.scheduler:LockedScheduler"""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._redis = redis.Redis.from_url(current_settings().redis_url, socket_timeout=5)
+        self._redis = redisauth.connect(current_settings(), socket_timeout=5)
         self._lock = self._redis.lock(BEAT_LOCK_KEY, timeout=LOCK_TTL_S, thread_local=False)
         self._leading = False
         super().__init__(*args, **kwargs)

@@ -11,6 +11,7 @@ from typing import Any
 import redis
 
 from beat import autoscaler
+from tasks import redisauth
 from tasks.celeryapp import app
 from tasks.constants import (
     ALARMS_KEY,
@@ -30,7 +31,7 @@ STATS_KEEP = 24 * 60  # a day of one-minute snapshots
 
 
 def _redis(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    return redisauth.connect(settings, socket_timeout=10)
 
 
 @app.task(name="beat.tasks.queue_stats")

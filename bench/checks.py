@@ -8,8 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import redis
-
+from tasks import redisauth
 from tasks.constants import POOLS
 from tasks.settings import Settings
 
@@ -44,7 +43,7 @@ def _spam_mark(head: bytes) -> str:
 
 def queue_depths(settings: Settings) -> dict[str, float]:
     """Jobs waiting in each pool's queue (all priorities)."""
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
+    client = redisauth.connect(settings, socket_timeout=2)
     depths = {}
     for pool in POOLS:
         names = [pool, *(f"{pool}{PRIORITY_SEPARATOR}{p}" for p in range(1, 10))]

@@ -8,11 +8,11 @@ import re
 import subprocess
 from pathlib import Path
 
-import redis
 from clamav_client.clamd import ClamdNetworkSocket, CommunicationError
 
 from mailserver.services import binary
 from mailserver.spamrules import body_rules_compiled
+from tasks import redisauth
 from tasks.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,7 +64,7 @@ def _clamd_version(settings: Settings) -> str:
 
 
 def _redis_version(settings: Settings) -> str:
-    return str(redis.Redis.from_url(settings.redis_url).info("server")["redis_version"])
+    return str(redisauth.connect(settings).info("server")["redis_version"])
 
 
 def _output(argv: list[str]) -> str:

@@ -19,10 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from pathlib import Path
 
-import redis
-
 from bench.arguments import whole
 from mailserver.stack import Stack
+from tasks import redisauth
 from tasks.crashstore import CrashStore
 from tasks.plugins.chaos import marker
 from tasks.settings import Settings, load_settings
@@ -111,7 +110,7 @@ def main() -> None:
 
 
 def run(stack: Stack, settings: Settings, args: argparse.Namespace) -> None:
-    crashes = CrashStore(redis.Redis.from_url(settings.redis_url), settings.crashdump_dir)
+    crashes = CrashStore(redisauth.connect(settings), settings.crashdump_dir)
     print("| fault | failure to next delivered scan (s) | outage seen by mail (s) |")
     print("|---|---:|---:|")
     for fault in FAULTS:

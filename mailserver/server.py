@@ -26,25 +26,26 @@ from mailserver.smtp import ScanHandler
 from mailserver.spool import Spool
 from mailserver.spoolreport import SpoolReporter
 from mailserver.verdicts import VerdictWaiter
-from tasks import plugins
+from tasks import plugins, redisauth
 from tasks.celeryapp import app
 from tasks.errors import ConfigError
+from tasks.redisauth import client_url, masked
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 def check_redis(settings: Settings) -> redis.Redis:
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3)
+    client = redisauth.connect(settings, socket_connect_timeout=3)
     try:
         client.ping()
     except redis.RedisError as err:
-        raise ConfigError(f"cannot reach Redis at {settings.redis_url}: {err}") from err
+        raise ConfigError(f"cannot reach Redis at {masked(settings.redis_url)}: {err}") from err
     return client
 
 
 def build_pipeline(settings: Settings, client: redis.Redis) -> tuple[Pipeline, VerdictWaiter]:
-    waiter = VerdictWaiter(settings.redis_url, app.backend.decode_result)
+    waiter = VerdictWaiter(client_url(settings), app.backend.decode_result)
     pipeline = Pipeline(
         settings,
         app,

@@ -21,6 +21,8 @@ import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
+from mailserver import localredis
+from tasks import redisauth
 from tasks.constants import AV_POOL, OPS_QUEUE, SPAM_POOL
 from tasks.errors import MailscanError
 from tasks.plugins.clamav import ClamavPlugin
@@ -54,6 +56,8 @@ class Service:
     port: int | None = None
     ready_timeout_s: float = 60.0
     env: dict[str, str] = field(default_factory=dict, repr=False)
+    # Runs just before each start: files the service reads, written only when it starts.
+    before_start: Callable[[], None] | None = field(default=None, repr=False)
     after_ready: Callable[[], None] | None = field(default=None, repr=False)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -82,24 +86,17 @@ def all_services(settings: Settings) -> list[Service]:
 
 
 def _redis(settings: Settings) -> Service:
-    url = urlsplit(settings.redis_url)
-    data = settings.var_dir / "redis"
-    data.mkdir(parents=True, exist_ok=True)
-    argv = [
-        binary("redis-server", "redis-server"),
-        "--bind", "127.0.0.1", "--port", str(url.port or 6379), "--dir", str(data.resolve()),
-        # Queued jobs and crashdumps live in Redis: it must keep them across a restart and
-        # never evict them to make room.
-        "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-        "--maxmemory-policy", "noeviction", "--daemonize", "no",
-    ]  # fmt: skip
-    if url.password:
-        argv += ["--requirepass", url.password]
+    # Everything, the password included, is in its config file (mailserver/localredis.py).
+    argv = [binary("redis-server", "redis-server"), str(localredis.config_path(settings))]
 
     def ready() -> bool:
-        return bool(redis.Redis.from_url(settings.redis_url, socket_timeout=1).ping())
+        return bool(redisauth.connect(settings, socket_timeout=1).ping())
 
-    return Service("redis", argv, ready, port=url.port or 6379)
+    def configure() -> None:
+        localredis.write_config(settings)
+
+    port = urlsplit(settings.redis_url).port or 6379
+    return Service("redis", argv, ready, port=port, before_start=configure)
 
 
 def prepare_clamd(settings: Settings) -> Path:

@@ -50,6 +50,8 @@ class Stack:
             progress(f"  {name:<12} ready in {time.monotonic() - started:4.1f} s")
 
     def _spawn(self, service: Service) -> None:
+        if service.before_start:
+            service.before_start()
         log = open(self.log_dir / f"{service.name}.log", "ab")  # noqa: SIM115 - owned by the child
         # Own session: Ctrl-C in the terminal reaches only `mailscan up`, which then stops
         # the children in order instead of all of them dying at once.

@@ -11,6 +11,7 @@ from mailserver.server import check_redis
 from tasks.celeryapp import app
 from tasks.constants import QUEUES, SPOOL_REPORT_KEY
 from tasks.health import json_records, probes
+from tasks.redisauth import masked
 from tasks.settings import Settings
 
 FRONT_GONE_AFTER_S = 300.0
@@ -34,7 +35,7 @@ def collect(settings: Settings) -> dict[str, Any]:
         if probe.get("pool") in pools:
             pools[probe["pool"]]["probes"][worker] = probe
     return {
-        "redis": settings.redis_url,
+        "redis": masked(settings.redis_url),
         "fronts": json_records(client, SPOOL_REPORT_KEY),
         "pools": pools,
     }

@@ -12,6 +12,7 @@ from mailserver.services import StackError, node_name
 from mailserver.spamrules import body_rules_note
 from mailserver.stack import Stack
 from tasks import plugins
+from tasks.redisauth import masked, password, url_password
 from tasks.settings import Settings
 
 SUPERVISE_EVERY_S = 2.0
@@ -48,7 +49,7 @@ def summary(settings: Settings, stack: Stack) -> list[str]:
         f"  Flower       http://127.0.0.1:{settings.flower_port}/",
         f"  console      http://{settings.console_host}:{settings.console_port}/ "
         "(add an administrator: mailscan console adduser NAME)",
-        f"  Redis        {settings.redis_url}",
+        f"  Redis        {masked(settings.redis_url)}{_password_note(settings)}",
         f"  clamd        {settings.clamd}",
         f"  spamd        {settings.spamd} ({body_rules_note()})",
         f"  av pool      {node_name('av', settings)}, concurrency {settings.av_concurrency}, "
@@ -63,6 +64,13 @@ def summary(settings: Settings, stack: Stack) -> list[str]:
         f"(SMTP at {settings.smtp_host}:{settings.smtp_port}).",
         "Ctrl-C stops everything.",
     ]
+
+
+def _password_note(settings: Settings) -> str:
+    """Where the password is, when the URL shown (masked) does not carry it."""
+    if url_password(settings.redis_url) or not password(settings):
+        return ""
+    return f" (password in {settings.redis_password_file})"
 
 
 def _supervise(stack: Stack, stopping: threading.Event) -> None:

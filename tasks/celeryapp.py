@@ -9,6 +9,7 @@ from celery import Celery
 from kombu import Queue
 
 from tasks.constants import HEALTH_TASKS, OPS_QUEUE, POOLS, QUEUES, SCAN_TASKS
+from tasks.redisauth import client_url
 from tasks.settings import Settings, current_settings
 from tasks.transport import use_in_workers
 
@@ -21,8 +22,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     routes |= {HEALTH_TASKS[pool]: {"queue": pool} for pool in POOLS}
     routes |= {"tasks.ops.*": {"queue": OPS_QUEUE}, "beat.*": {"queue": OPS_QUEUE}}
     return {
-        "broker_url": settings.redis_url,
-        "result_backend": settings.redis_url,
+        "broker_url": client_url(settings),
+        "result_backend": client_url(settings),
         # msgpack carries raw bytes; pickle would let anyone who can write to Redis run code.
         "task_serializer": "msgpack",
         "result_serializer": "msgpack",

@@ -31,6 +31,8 @@ CRASHDUMP_KEY = "mailscan:crashdump:{id}"
 CRASHDUMP_INDEX = "mailscan:crashdumps"
 CRASHGROUP_KEY = "mailscan:crashgroup:{signature}"
 CRASHGROUP_INDEX = "mailscan:crashgroups"
+# Taken by the first incident of a signature in each window: only that one keeps a full record.
+CRASHGROUP_WINDOW_KEY = "mailscan:crashgroup:{signature}:window:{window}"
 AVCACHE_KEY = "mailscan:avcache:{engine}:{content}"
 BEAT_LOCK_KEY = "mailscan:beat:lock"
 # Observability: per-plugin counters and latency buckets, queue snapshots, spool reports.

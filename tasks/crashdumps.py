@@ -21,6 +21,14 @@ from typing import Any, Literal
 Kind = Literal["freeze", "crash", "exception", "connection", "poison"]
 # Frames in these files say nothing about the failure; the signature skips them.
 _PLUMBING = ("celery/", "billiard/", "kombu/", "tasks/runner.py", "tasks/guards/", "threading.py")
+# Caps on the text a record keeps. A plugin can raise with a message of any size and a
+# flood of such failures would fill Redis, which never evicts; the head (where it started)
+# and the tail (where it ended) say most, so the middle goes.
+MAX_MESSAGE_CHARS = 2000
+MAX_TRACE_CHARS = 20000
+# One traceback line (a frame, or the exception with its message) beyond this is cut too,
+# so a huge message cannot push every frame out of the capped traceback.
+MAX_TRACE_LINE_CHARS = 2000
 
 
 @dataclass
@@ -47,9 +55,21 @@ class Incident:
 
 def from_exception(incident: Incident, error: BaseException) -> Incident:
     incident.exception_type = type(error).__name__
-    incident.exception_message = str(error)[:2000]
-    incident.traceback = "".join(traceback.format_exception(error))[-20000:]
+    incident.exception_message = str(error)
+    chunks = traceback.format_exception(error)
+    incident.traceback = "".join(clip(chunk, MAX_TRACE_LINE_CHARS) for chunk in chunks)
     return incident
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` if it fits in ``limit`` characters, else its head and tail around a line
+    that says how much was cut."""
+    if len(text) <= limit:
+        return text
+    head = limit // 2
+    tail = limit - head
+    cut = len(text) - head - tail
+    return f"{text[:head]}\n[... {cut} characters cut ...]\n{text[-tail:]}"
 
 
 def all_thread_stacks(error: BaseException | None = None) -> str:
@@ -80,10 +100,13 @@ def record(incident: Incident) -> dict[str, Any]:
         "worker": {"host": incident.worker_host, "pid": incident.worker_pid},
         "job_id": incident.job_id,
         "message": incident.message,
-        "exception": {"type": incident.exception_type, "message": incident.exception_message},
-        "traceback": incident.traceback,
-        "threads": incident.threads,
-        "faulthandler": incident.faulthandler,
+        "exception": {
+            "type": incident.exception_type,
+            "message": clip(incident.exception_message, MAX_MESSAGE_CHARS),
+        },
+        "traceback": clip(incident.traceback, MAX_TRACE_CHARS),
+        "threads": clip(incident.threads, MAX_TRACE_CHARS),
+        "faulthandler": clip(incident.faulthandler, MAX_TRACE_CHARS),
         "signal": incident.signal,
         "exit_status": incident.exit_status,
         "note": incident.note,

@@ -10,6 +10,7 @@ from typing import Any
 import redis
 from celery import Task
 
+from tasks import redisauth
 from tasks.celeryapp import app
 from tasks.constants import AV_POOL, HEALTH_KEY, HEALTH_TASKS, SPAM_POOL
 from tasks.errors import MailscanError
@@ -34,7 +35,7 @@ def probe(pool: str, hostname: str) -> dict[str, Any]:
     record["spool"] = {"dir": str(settings.spool_dir), "id": spool_id(settings.spool_dir)}
     answers = ", ".join(f"{n} {'ok' if a['ok'] else 'failing'}" for n, a in report.items())
     log.info("health probe %s: %s", pool, answers)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redisauth.connect(settings)
     client.hset(HEALTH_KEY, hostname, json.dumps(record))  # a worker's own: hosts differ
     for name in (n for n, answer in report.items() if answer["ok"]):
         breaker.close(client, name)  # the backend answers: no worker need skip it any more

@@ -65,7 +65,7 @@ class ScanRequest(Request):
         )
         incident.signal, incident.exit_status = _death(str(error), trace)
         dump = crashdumps.record(incident)
-        where = open_store(settings.redis_url, settings.crashdump_dir).save(dump)
+        where = open_store(settings).save(dump)
         log.error("crashdump %s (%s of pool process %d) -> %s", dump["id"], kind, pid, where)
         procfiles.remove(settings.crashdump_dir, pid)
 
@@ -128,6 +128,6 @@ def _pool_process_recycled(pid: int | None = None, exitcode: int | None = None, 
 @signals.worker_ready.connect
 def _drain_crashdump_spool(**_: Any) -> None:
     settings = current_settings()
-    moved = open_store(settings.redis_url, settings.crashdump_dir).drain()
+    moved = open_store(settings).drain()
     if moved:
         log.warning("moved %d crashdumps from the local spool to Redis", moved)

@@ -8,10 +8,9 @@ import logging
 from typing import Any
 
 import httpx
-import redis
 from celery import Task
 
-from tasks import crashreports
+from tasks import crashreports, redisauth
 from tasks.celeryapp import app
 from tasks.constants import UPLOAD_TASK
 from tasks.errors import UploadFailed
@@ -49,7 +48,7 @@ def post_report(settings: Settings, report: dict[str, Any]) -> int:
 @app.task(name=UPLOAD_TASK, bind=True, max_retries=MAX_RETRIES, acks_late=True)
 def upload_crash_report(self: Task, report: dict[str, Any], requested_by: str) -> str:
     settings = current_settings()
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    client = redisauth.connect(settings, socket_timeout=10)
     ids = [dump["id"] for dump in report.get("crashdumps", [])]
     report_id = report.get("report_id", "")
     try:

@@ -17,7 +17,7 @@ from typing import Any
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
-from tasks import blobs, results
+from tasks import blobs, redisauth, results
 from tasks.blobs import BlobRef, Message
 from tasks.constants import AV_POOL
 from tasks.crashstore import CrashStore
@@ -37,11 +37,11 @@ _process_state: dict[str, Any] = {}
 def _state(settings: Settings) -> dict[str, Any]:
     if _process_state.get("pid") != os.getpid():
         _process_state.clear()
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+        client = redisauth.connect(settings, socket_timeout=10)
         _process_state.update(
             pid=os.getpid(),
             redis=client,
-            crashes=CrashStore(client, settings.crashdump_dir),
+            crashes=CrashStore(client, settings.crashdump_dir, settings.crashdump_full_every_s),
             guards=default_guards(),
             plugins={},
         )

@@ -17,7 +17,8 @@ FailurePolicy = Literal["tempfail", "quarantine", "deliver-tagged", "backup-engi
 MODES = ("pre-queue", "post-queue")
 FAILURE_POLICIES = ("tempfail", "quarantine", "deliver-tagged")
 CHAOS_ACTIONS = (
-    "freeze-python", "freeze-c", "segfault", "abort", "exit", "leak", "raise", "drop-connection",
+    "freeze-python", "freeze-c", "segfault", "abort", "exit", "leak", "raise", "huge-error",
+    "drop-connection",
 )  # fmt: skip
 DELIVERIES = ("maildir", "relay")
 ASSIST_PROMPTS = ("immediate", "next-start")
@@ -182,6 +183,7 @@ def _chaos(text: str) -> tuple[tuple[str, str], ...]:
 
 PARSERS: dict[str, Callable[[str], Any]] = {
     "redis_url": _redis_url,
+    "redis_password_file": Path,
     "smtp_host": str,
     "smtp_port": _port,
     "max_message_bytes": _positive_int,
@@ -207,6 +209,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "breaker_window_s": _seconds,
     "breaker_cooldown_s": _seconds,
     "crashdump_dir": Path,
+    "crashdump_full_every_s": _seconds,
     "chaos": _chaos,
     "spam_failure_policy": _choice(*FAILURE_POLICIES),
     "clamd": _endpoint,

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from tasks.constants import ENV_PREFIX
 from tasks.errors import ConfigError
+from tasks.redisauth import masked
 from tasks.setting_parsers import (
     CHAOS_ACTIONS,
     PARSERS,
@@ -31,6 +32,8 @@ class Settings:
     """Everything mailscan can be told, with units in the names."""
 
     redis_url: str = "redis://127.0.0.1:6390/0"
+    # Read when the URL carries no password; `mailscan up` makes one there for its Redis.
+    redis_password_file: Path = Path("var/redis/password")
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525
     max_message_bytes: int = 25 * 1024 * 1024
@@ -60,6 +63,9 @@ class Settings:
     breaker_window_s: float = 30.0
     breaker_cooldown_s: float = 15.0
     crashdump_dir: Path = Path("var/crashdumps")
+    # One full crashdump per failure signature in each window of this length; the group
+    # counts every incident. A plugin failing on every message must not fill Redis.
+    crashdump_full_every_s: float = 60.0
     chaos: tuple[tuple[str, str], ...] = tuple((action, "marker") for action in CHAOS_ACTIONS)
     clamd: Endpoint = Endpoint(port=3320)
     clamd_timeout_s: float = 30.0
@@ -145,6 +151,7 @@ _UNDER_VAR = {
     "quarantine_dir": "quarantine",
     "crashdump_dir": "crashdumps",
     "console_users_file": "console/users.json",
+    "redis_password_file": "redis/password",
 }
 
 
@@ -164,7 +171,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         try:
             values[name] = parse(raw)
         except (ValueError, re.error) as err:
-            problems.append(f"{env_name(name)}={raw!r}: {err}")
+            shown = masked(raw) if name == "redis_url" else raw
+            problems.append(f"{env_name(name)}={shown!r}: {err}")
     unknown = sorted(k for k in environ if k.startswith(ENV_PREFIX) and not _known(k))
     problems += [f"{k}: unknown setting" for k in unknown]
     if problems:

@@ -18,12 +18,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis
 
 from mailserver.services import control_app
 from mailserver.stack import Stack
+from tasks import redisauth
 from tasks.constants import HEALTH_KEY, HEALTH_TASKS
 from tasks.settings import Settings, load_settings
 from tests.guards_redis import PoolProcess, throwaway_redis
@@ -48,6 +50,9 @@ def port(base: int) -> int:
 TEST_ENV = {
     "MAILSCAN_VAR_DIR": str(TEST_ROOT / "var"),
     "MAILSCAN_REDIS_URL": f"redis://127.0.0.1:{port(16390)}/0",
+    # Made by the session's stack as it starts Redis; named here so that fronts of their own
+    # (another var folder, the same Redis) find it too.
+    "MAILSCAN_REDIS_PASSWORD_FILE": str(TEST_ROOT / "var" / "redis" / "password"),
     "MAILSCAN_CLAMD": f"127.0.0.1:{port(13320)}",
     "MAILSCAN_SPAMD": f"127.0.0.1:{port(17830)}",
     "MAILSCAN_SMTP_PORT": str(port(12525)),
@@ -115,6 +120,8 @@ def stack_env(name: str, port_offset: int, **overrides: str) -> dict[str, str]:
     """The environment of a further stack of its own: ports shifted, its own folders."""
     env = {**os.environ, **TEST_ENV, "MAILSCAN_VAR_DIR": str(TEST_ROOT / name)}
     env["MAILSCAN_REDIS_URL"] = f"redis://127.0.0.1:{port(16390) + port_offset}/0"
+    if port_offset:  # a Redis of its own, with its own password
+        env["MAILSCAN_REDIS_PASSWORD_FILE"] = str(TEST_ROOT / name / "redis" / "password")
     env["MAILSCAN_CLAMD"] = f"127.0.0.1:{port(13320) + port_offset}"
     env["MAILSCAN_SPAMD"] = f"127.0.0.1:{port(17830) + port_offset}"
     env["MAILSCAN_SMTP_PORT"] = str(port(12525) + 10 * port_offset)
@@ -220,7 +227,7 @@ def faults(fs, fault_env) -> Iterator[Stack]:
 def probe_pools_now(settings: Settings) -> None:
     """Both pools' health probes, sent now (beat sends them every 30 s), and their answers
     stored."""
-    client, sent_at = redis.Redis.from_url(settings.redis_url), time.time()
+    client, sent_at = redisauth.connect(settings), time.time()
     app = control_app(settings)
     for task in HEALTH_TASKS.values():
         app.send_task(task)
@@ -243,14 +250,17 @@ class LongestCommand:
     """Redis's MONITOR, on a socket of its own: the longest command line Redis executed
     while the block ran (arguments are written out, so a message's bytes make it long)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, settings: Settings) -> None:
+        port = urlsplit(settings.redis_url).port or 6379
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=0.5)
+        self.password = redisauth.password(settings)
         self.longest, self.commands = 0, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, daemon=True)
 
     def __enter__(self) -> LongestCommand:
-        self.sock.sendall(b"MONITOR\r\n")
+        auth = f"AUTH {self.password}\r\n" if self.password else ""
+        self.sock.sendall(f"{auth}MONITOR\r\n".encode())
         self._thread.start()
         return self
 

@@ -17,6 +17,7 @@ from mailserver.admission import MAX_AGE_S, BacklogGauge, oldest_scan_wait_s
 from mailserver.services import control_app
 from mailserver.smtp import BUSY
 from mailserver.stack import Stack
+from tasks import redisauth
 from tasks.constants import AV_POOL, HEALTH_KEY, HEALTH_TASKS, SPAM_POOL
 from tasks.jobids import job_ids, parse_job_id
 from tasks.settings import Settings, load_settings
@@ -112,7 +113,7 @@ def _load(port: int, until: float, replies: list[tuple[int, str, float]]) -> Non
 @pytest.mark.integration
 def test_sustained_load_among_health_probes_is_never_refused_busy(probed):
     settings = probed.settings
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redisauth.connect(settings)
     started = time.time()
     wait_for(lambda: _probed_since(client, started), 30, "beat's probes through both pools")
     replies: list[tuple[int, str, float]] = []
@@ -151,7 +152,7 @@ def test_a_real_backlog_behind_a_probe_and_a_foreign_job_is_refused_at_once(
     probed, front_with_short_deadline
 ):
     settings = front_with_short_deadline
-    client, app = redis.Redis.from_url(settings.redis_url), control_app(settings)
+    client, app = redisauth.connect(settings), control_app(settings)
     probed.stop(["beat", *POOLS])
     try:
         client.delete(AV_POOL, SPAM_POOL)  # what the stopped pools gave back: a known tail

@@ -29,14 +29,26 @@ MAILSCAN_SERVICES = {
 WORKERS = {"av-worker": ("av", "clamd"), "spam-worker": ("spam", "spamd")}
 MAILSERVER_FOLDERS = ("spool_dir", "maildir", "quarantine_dir")
 
-# ${VAR}, ${VAR:-default}, ${VAR-default} and $$, as compose interpolates them.
-_VARIABLE = re.compile(r"\$\$|\$\{(?P<name>\w+)(?::?-(?P<default>[^}]*))?\}")
+# ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error} and $$, as compose
+# interpolates them.
+_VARIABLE = re.compile(r"\$\$|\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
+# What an administrator puts in .env: the variables compose refuses to start without.
+DOT_ENV = {"REDIS_PASSWORD": "redis-from-dot-env", "FLOWER_PASSWORD": "flower-from-dot-env"}
+
+
+def _value(variable: re.Match[str]) -> str:
+    if variable[0] == "$$":
+        return "$"
+    if variable["op"] and "?" in variable["op"]:
+        return DOT_ENV[variable["name"]]
+    return variable["arg"] or ""
 
 
 def interpolate(value: Any) -> Any:
-    """What compose makes of a value when none of the variables is set: their defaults."""
+    """What compose makes of a value when only the required variables are set (to the
+    values of DOT_ENV): the defaults of the others."""
     if isinstance(value, str):
-        return _VARIABLE.sub(lambda m: "$" if m[0] == "$$" else (m["default"] or ""), value)
+        return _VARIABLE.sub(_value, value)
     if isinstance(value, list):
         return [interpolate(v) for v in value]
     if isinstance(value, dict):
@@ -109,18 +121,30 @@ def compose_command() -> list[str]:
     return [standalone]
 
 
-def test_docker_compose_accepts_the_file() -> None:
-    result = subprocess.run(
+def compose_config(**variables: str) -> subprocess.CompletedProcess:
+    """`compose config` with these variables set, and no other of those in DOT_ENV."""
+    env = {k: v for k, v in os.environ.items() if k not in DOT_ENV}
+    return subprocess.run(
         [*compose_command(), "-f", str(COMPOSE), "config", "-q"],
         capture_output=True,
         text=True,
         check=False,
         cwd=ROOT,
         timeout=60,
-        # What an administrator puts in .env: the file refuses to start Flower without it.
-        env={**os.environ, "FLOWER_PASSWORD": "from-dot-env"},
+        env={**env, **variables},
     )
+
+
+def test_docker_compose_accepts_the_file() -> None:
+    result = compose_config(**DOT_ENV)
     assert result.returncode == 0, f"docker compose rejects compose.yaml:\n{result.stderr}"
+
+
+def test_compose_refuses_to_start_without_a_redis_password(text: str) -> None:
+    result = compose_config(FLOWER_PASSWORD=DOT_ENV["FLOWER_PASSWORD"])
+    assert result.returncode != 0, "compose starts Redis with a password anyone can know"
+    assert "set REDIS_PASSWORD" in result.stderr
+    assert "${REDIS_PASSWORD:-" not in text, "a default Redis password is a known one"
 
 
 def test_all_services_are_defined(services: dict[str, Any]) -> None:
@@ -205,6 +229,7 @@ def test_mailscan_services_accept_their_settings(services: dict[str, Any], name:
     settings = settings_of(services[name])  # raises ConfigError as the service would at start
     redis_url = re.match(r"rediss?://:(?P<password>[^@]+)@(?P<host>[^:/]+)", settings.redis_url)
     assert redis_url, f"{name}: the Redis URL carries no password: {settings.redis_url}"
+    assert redis_url["password"] == DOT_ENV["REDIS_PASSWORD"], name
     assert redis_url["password"] == option(argv(services["redis"]), "--requirepass"), name
     assert redis_url["host"] in services, f"{name}: no service {redis_url['host']}"
     assert settings.clamd.host in services, f"{name}: MAILSCAN_CLAMD={settings.clamd}"

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from mailserver.quarantine import Quarantine
 from mailserver.spool import Envelope, SpoolEntry, new_id
 from mailserver.stack import Stack
-from tasks import crashdumps
+from tasks import crashdumps, redisauth
 from tasks.crashstore import CrashStore
 from tasks.settings import Settings, load_settings
 from tests.conftest import find_delivered, make_message, port, send, wait_for
@@ -213,7 +212,7 @@ def test_the_dashboard_shows_real_mail_with_its_verdict(admin, settings):
 
 @pytest.fixture
 def crash(cs) -> Iterator[dict]:
-    client = redis.Redis.from_url(cs.redis_url)
+    client = redisauth.connect(cs)
     incident = crashdumps.Incident(
         "exception", "av", {"name": "clamav"}, "job-terminal", {"blob": "0" * 24, "size": 3},
         exception_type="ConnectionError",

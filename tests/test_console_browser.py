@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from mailserver.stack import Stack
+from tasks import redisauth
 from tasks.crashstore import CrashStore
 from tasks.plugins.chaos import marker
 from tasks.settings import Settings, load_settings
@@ -58,9 +58,10 @@ def receiver() -> Iterator[ReportReceiver]:
 
 @pytest.fixture(scope="module")
 def console_env(receiver) -> dict[str, str]:
+    # A full crashdump per second: a test that crashes the plugin twice gets two records.
     return stack_env("console", 3, av_plugins="chaos,clamav", console_port=str(CONSOLE_PORT),
                      assist_url=receiver.url, assist_token=TOKEN,
-                     assist_prompt="immediate")  # fmt: skip
+                     assist_prompt="immediate", crashdump_full_every_s="1")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def browser(console) -> Iterator[Browser]:
 @pytest.fixture
 def crashes(console, bs, receiver) -> CrashStore:
     """No crashdump, decision or remembered choice left from an earlier test."""
-    client = redis.Redis.from_url(bs.redis_url)
+    client = redisauth.connect(bs)
     for pattern in ("mailscan:crash*", "mailscan:assist:*"):
         for key in client.scan_iter(pattern):
             client.delete(key)
@@ -112,6 +113,10 @@ def open_console(browser: Browser) -> Page:
 def crash_the_plugin(bs: Settings, crashes: CrashStore, test_id: str) -> dict[str, Any]:
     """A real plugin failure: the chaos plugin raises on this message; the sender hears 451."""
     before = {d["id"] for d in crashes.records()}
+    # The same failure keeps one full record per window (MAILSCAN_CRASHDUMP_FULL_EVERY_S).
+    window = bs.crashdump_full_every_s
+    newest = max((d["ts"] for d in crashes.records()), default=0.0)
+    wait_for(lambda: time.time() // window > newest // window, 5, "the next crashdump window")
     body = f"Please look: {marker('raise').decode()} thanks, alice@example.test"
     message = make_message(body=body, subject=f"Private subject {test_id}", X_Test_Id=test_id)
     assert send(message, bs.smtp_port).code == 451

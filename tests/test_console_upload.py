@@ -11,6 +11,7 @@ import redis
 
 from mailserver import outcomes
 from mailserver.spool import Envelope, SpoolEntry
+from tasks import redisauth
 from tasks.errors import ConfigError, UploadFailed
 from tasks.ops import backoff_s, post_report
 from tasks.settings import load_settings, platform_assist_prompt
@@ -106,7 +107,7 @@ def test_each_outcome_counts_under_the_verdict_a_person_expects(action, reason, 
 
 @pytest.mark.integration
 def test_outcomes_written_in_one_round_keep_their_order_and_counts(stack, settings):
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redisauth.connect(settings)
     log = outcomes.OutcomeLog(client)
     before = _counts_now(client)
     for n, reason in enumerate(["clean", "virus Eicar", "clean"]):

@@ -15,13 +15,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import redis
 
 from mailserver import admission
 from mailserver.stack import Stack
+from tasks import redisauth
 from tasks.crashstore import CrashStore
 from tasks.plugins.chaos import marker
 from tasks.settings import Settings
@@ -46,7 +46,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def crashes(faults, fs) -> CrashStore:
-    client = redis.Redis.from_url(fs.redis_url)
+    client = redisauth.connect(fs)
     for key in client.scan_iter("mailscan:crash*"):
         client.delete(key)
     return CrashStore(client, fs.crashdump_dir)
@@ -62,6 +62,11 @@ def dumps_of(store: CrashStore, kind: str, count: int = 1, timeout_s: float = 30
 
     wait_for(lambda: len(found()) >= count, timeout_s, f"{count} crashdump(s) of kind {kind}")
     return found()
+
+
+def incidents(store: CrashStore, kind: str) -> int:
+    """How many incidents of ``kind`` the groups counted, with or without a full record."""
+    return sum(group["count"] for group in store.groups() if group["kind"] == kind)
 
 
 def pool_processes(stack: Stack, name: str = "av-worker") -> set[int]:
@@ -124,8 +129,10 @@ def test_a_message_that_kills_the_plugin_every_time_is_given_up(
     poison = chaos_message(action, f"poison-{action}")
     reply = send(poison, fs.smtp_port)
     assert reply.code == 451
-    deaths = dumps_of(crashes, "crash", count=3)
-    assert len(deaths) == fs.max_attempts  # bounded: never a loop
+    # Bounded, never a loop: each attempt counted in the group of that failure (its records
+    # are rate-limited, one per window).
+    deaths = dumps_of(crashes, "crash")
+    wait_for(lambda: incidents(crashes, "crash") == fs.max_attempts, 30, "every death counted")
     for dump in deaths:
         assert dump["signal"] == signal_name
         assert dump["exit_status"] == exit_status
@@ -139,7 +146,7 @@ def test_a_message_that_kills_the_plugin_every_time_is_given_up(
     started = time.monotonic()
     assert send(poison, fs.smtp_port).code == 451
     assert time.monotonic() - started < SOFT_S
-    assert len([d for d in crashes.records() if d["kind"] == "crash"]) == fs.max_attempts
+    assert incidents(crashes, "crash") == fs.max_attempts
     assert find_delivered(fs.maildir, f"poison-{action}".encode()) == []
     assert_mail_flows(fs, f"after-{action}")
 
@@ -167,6 +174,46 @@ def test_plugin_exceptions_and_dropped_connections_become_crashdumps(
     assert "chaos.py" in dump["traceback"]
     assert dump["versions"]["python"]
     assert_mail_flows(fs, f"after-{action}")
+
+
+FLOOD_MESSAGES = 12
+
+
+def test_a_flood_of_one_failure_keeps_one_record_per_window_and_counts_every_incident(
+    faults, fs, crashes
+):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def fail(n: int) -> int:
+        return send(chaos_message("raise", f"flood-{n}"), fs.smtp_port).code
+
+    with ThreadPoolExecutor(4) as pool:
+        assert set(pool.map(fail, range(FLOOD_MESSAGES))) == {451}
+    wait_for(lambda: incidents(crashes, "exception") >= FLOOD_MESSAGES, 30, "every incident")
+    [group] = [g for g in crashes.groups() if g["kind"] == "exception"]
+    assert group["count"] == FLOOD_MESSAGES
+    records = [d for d in crashes.records() if d["signature"] == group["signature"]]
+    windows = [int(d["ts"] // fs.crashdump_full_every_s) for d in records]
+    assert sorted(windows) == sorted(set(windows)), "more than one full record in a window"
+    assert group["last_id"] in {d["id"] for d in records}  # the group leads to a full record
+    assert float(group["last_seen"]) >= max(d["ts"] for d in records)
+    assert_mail_flows(fs, "after-flood")
+
+
+def test_a_huge_exception_is_capped_keeping_where_it_started_and_ended(faults, fs, crashes):
+    from tasks.plugins.chaos import HUGE_ERROR_CHARS
+
+    assert send(chaos_message("huge-error", "huge-error"), fs.smtp_port).code == 451
+    [dump] = dumps_of(crashes, "exception")
+    message = dump["exception"]["message"]
+    assert message.startswith("chaos: injected failure quoting xxx")
+    assert "characters cut" in message
+    # Where it failed survives the cut, and what was cut is said.
+    assert "in fail_hugely" in dump["traceback"]
+    assert "chaos.py" in dump["traceback"]
+    assert "characters cut" in dump["traceback"]
+    assert len(json.dumps(dump)) < HUGE_ERROR_CHARS / 10
+    assert_mail_flows(fs, "after-huge-error")
 
 
 def test_spamd_frozen_past_the_hard_limit_then_resumed(faults, fs, crashes):
@@ -379,7 +426,7 @@ def refuse_then_flow(faults, fs, front_settings, jobs: int, stalled_s: float) ->
     from mailserver.services import control_app
     from tasks.submit import submit
 
-    spam_pool, client = faults.pid("spam-worker"), redis.Redis.from_url(fs.redis_url)
+    spam_pool, client = faults.pid("spam-worker"), redisauth.connect(fs)
     os.killpg(spam_pool, signal.SIGSTOP)  # the spam pool stops taking jobs: a backlog builds
     try:
         for n in range(jobs):
@@ -463,6 +510,6 @@ def test_pools_that_cannot_read_the_spool_get_big_messages_through_redis(
     # Once every pool sees the spool again, big messages go through it again, unrestarted.
     give_the_pools_the_spool_again(stack, fs)
     wait_for(lambda: "through it again" in front_log(stack)[logged_before:], 30, "the spool shared")
-    with LongestCommand(urlsplit(fs.redis_url).port) as redis_saw:
+    with LongestCommand(fs) as redis_saw:
         assert send_big(fs, "big-3", EICAR) == 550  # found: the pools read the spool file
     assert redis_saw.longest < 64 * 1024 < fs.shared_spool_from_bytes

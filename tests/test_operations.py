@@ -11,12 +11,12 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from beat import autoscaler
 from mailserver.services import control_app, flower_credentials
 from mailserver.stack import Stack
+from tasks import redisauth
 from tasks.constants import SPOOL_REPORT_KEY
 from tasks.plugins.chaos import marker
 from tasks.settings import Settings, load_settings
@@ -101,7 +101,7 @@ def test_metrics_parse_and_move_when_mail_is_sent(stack, settings):
 
 
 def test_mailserver_reports_its_spool_for_the_alarm(stack, settings):
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redisauth.connect(settings)
     wait_for(lambda: client.hget(SPOOL_REPORT_KEY, settings.hostname), 10, "a spool report")
     report = json.loads(client.hget(SPOOL_REPORT_KEY, settings.hostname))
     assert time.time() - report["at"] < 10
@@ -144,7 +144,7 @@ def test_status_shows_each_pools_engines_and_that_it_reads_the_fronts_spool(stac
 
 
 def test_backlog_autoscaler_grows_then_shrinks_the_pool(faults, fs):
-    app, client = control_app(fs), redis.Redis.from_url(fs.redis_url)
+    app, client = control_app(fs), redisauth.connect(fs)
     node = f"av@{fs.hostname}"
     slow = f"Subject: slow\r\n\r\n{marker('freeze-python').decode()}\r\n".encode()
     for n in range(14):  # each holds a process for the soft limit: a backlog that lasts
@@ -234,7 +234,7 @@ def test_retention_forgets_old_crashdumps_and_their_decisions(ops_worker, settin
     from tasks.constants import ASSIST_STATE_KEY
     from tasks.crashstore import CrashStore
 
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redisauth.connect(settings)
     store = CrashStore(client, settings.crashdump_dir)
     incident = crashdumps.Incident("exception", "av", {"name": "chaos"}, "old-job", {"blob": "x"})
     old, recent = crashdumps.record(incident), crashdumps.record(incident)

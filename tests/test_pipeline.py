@@ -1,16 +1,18 @@
 """End to end: real SMTP in, real pools and daemons, Maildir or quarantine out."""
 
 import base64
+import io
 import json
 import os
 import random
 import signal
 import time
-from urllib.parse import urlsplit
+import zipfile
 
 import pytest
 
 from mailserver.stack import Stack
+from tasks import redisauth
 from tests.conftest import (
     EICAR,
     GTUBE,
@@ -61,11 +63,10 @@ def test_eicar_is_refused_with_the_virus_name_in_pre_queue_mode(stack, settings)
 
 
 def test_a_finished_message_leaves_no_copy_of_its_bytes_in_redis(stack, settings):
-    import redis
 
     from tasks import blobs
 
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redisauth.connect(settings)
     reply = send(make_message(X_Test_Id="blob-gone-1"), settings.smtp_port)
     assert reply.code == 250
     entry_id = reply.text.rsplit(" as ", 1)[1]
@@ -103,7 +104,7 @@ def test_a_big_message_reaches_the_pools_through_the_spool_not_through_redis(sta
     body = noise.decode("ascii")
     # The virus is in the spooled part: finding it proves the pools read the spool file.
     message = make_message(body=body, attachment=EICAR, X_Test_Id="big-eicar-1").as_bytes()
-    with LongestCommand(urlsplit(settings.redis_url).port) as redis_saw:
+    with LongestCommand(settings) as redis_saw:
         reply = send(message, settings.smtp_port)
     assert (reply.code, "EICAR" in reply.text) == (550, True), reply
     assert redis_saw.commands > 10  # the enqueue, the jobs, the verdicts
@@ -151,7 +152,6 @@ def test_a_job_whose_message_is_gone_ends_as_not_scanned_without_failing(stack, 
 
 
 def test_a_virus_is_refused_on_the_av_verdict_alone_and_its_spam_job_skips_spamd(stack, settings):
-    import redis
 
     from mailserver.spool import spooled_at
     from tasks.celeryapp import app
@@ -160,7 +160,7 @@ def test_a_virus_is_refused_on_the_av_verdict_alone_and_its_spam_job_skips_spamd
     from tasks.jobids import parse_job_id
     from tasks.spoolfile import is_entry_id
 
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redisauth.connect(settings)
     spam_pool = stack.pid("spam-worker")
     os.killpg(spam_pool, signal.SIGSTOP)  # no spam verdict can come
     try:
@@ -191,7 +191,6 @@ def _details(result: dict) -> list:
 
 
 def test_a_spam_job_scans_when_the_av_verdict_is_clean_and_skips_when_infected(stack, settings):
-    import redis
 
     from tasks import results, runner
     from tasks.blobs import put
@@ -199,7 +198,7 @@ def test_a_spam_job_scans_when_the_av_verdict_is_clean_and_skips_when_infected(s
     from tasks.guards.virusfirst import SKIPPED
     from tasks.jobids import job_ids
 
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redisauth.connect(settings)
     for av_status, expected in (("clean", "spam"), ("infected", "skipped")):
         blob_id = f"vf{av_status}{time.time_ns():x}"
         ref = put(client, blob_id, make_message(body=GTUBE).as_bytes(), 60)
@@ -264,6 +263,47 @@ def test_post_queue_clean_mail_is_delivered_after_the_250(post_queue):
     assert "queued as" in reply.text
     wait_for(lambda: find_delivered(settings.maildir, b"clean-post"), 30, "delivery")
     wait_for(lambda: not list((settings.spool_dir / "queue").iterdir()), 10, "empty spool")
+
+
+def corrupt_deflate_zip(member: str) -> bytes:
+    """A zip whose directory is sound but whose one member's deflate data is not."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(member, b"quarterly figures " * 200)
+    data = bytearray(buffer.getvalue())
+    # The first byte of the deflate stream, after the 30-byte local header and the name:
+    # block type 3, which no deflate stream may use.
+    data[30 + len(member)] = 0xFF
+    return bytes(data)
+
+
+def test_a_zip_with_corrupt_deflate_data_is_unscannable_not_a_crash(post_queue, settings):
+    from tasks.crashstore import CrashStore
+
+    crashes = CrashStore(redisauth.connect(settings), settings.crashdump_dir)
+    builtin_crashes = [d for d in crashes.records() if d["plugin"].get("name") == "builtin"]
+    attachment = corrupt_deflate_zip("figures.txt")
+    message = make_message(attachment=attachment, X_Test_Id="corrupt-zip")
+    assert send(message, post_queue.smtp_port).code == 250
+    quarantined = post_queue.quarantine_dir
+
+    def entry() -> dict | None:
+        for path in quarantined.glob("*.json"):
+            meta = json.loads(path.read_text())
+            if b"corrupt-zip" in path.with_suffix(".eml").read_bytes():
+                return meta
+        return None
+
+    wait_for(lambda: entry() is not None, 60, "the corrupt zip quarantined")
+    meta = entry()
+    assert meta["reason"] == "unscannable"
+    [builtin] = [v for v in meta["verdicts"]["av"]["verdicts"] if v["engine"] == "builtin"]
+    assert builtin["unscannable"]
+    assert "figures.txt" in builtin["detail"]
+    assert "corrupt" in builtin["detail"]
+    after = [d for d in crashes.records() if d["plugin"].get("name") == "builtin"]
+    assert after == builtin_crashes  # no crashdump: the engine did not fail
+    assert find_delivered(post_queue.maildir, b"corrupt-zip") == []
 
 
 def test_scan_command_on_eicar_and_gtube(stack, settings, tmp_path):

@@ -11,7 +11,7 @@ import redis
 from celery import states
 
 from mailserver.services import control_app
-from tasks import results
+from tasks import redisauth, results
 from tasks.constants import RESULT_KEY_PREFIX
 from tasks.submit import submit
 from tests.conftest import make_message
@@ -20,7 +20,7 @@ from tests.conftest import make_message
 @pytest.mark.integration
 def test_a_verdict_reads_back_through_celery(stack, settings):
     app = control_app(settings)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redisauth.connect(settings)
     job_ids = submit(app, client, "results-probe", make_message("plain").as_bytes(), 60)
     for pool, job_id in job_ids.items():
         async_result = app.AsyncResult(job_id)

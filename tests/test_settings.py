@@ -42,6 +42,19 @@ def test_every_bad_value_is_named_in_one_error():
     assert "pre-queue, post-queue" in text
 
 
+def test_a_bad_redis_url_is_named_without_its_password():
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"MAILSCAN_REDIS_URL": "http://:hunter2-secret@redis.example.net:6379/0"})
+    assert "MAILSCAN_REDIS_URL='http://:***@redis.example.net:6379/0'" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_the_redis_password_file_follows_the_var_dir():
+    assert load_settings({}).redis_password_file == Path("var/redis/password")
+    moved = load_settings({"MAILSCAN_VAR_DIR": "/srv/ms"})
+    assert moved.redis_password_file == Path("/srv/ms/redis/password")
+
+
 def test_a_misspelt_setting_is_not_silently_ignored():
     with pytest.raises(ConfigError, match="MAILSCAN_SMTP_PROT: unknown setting"):
         load_settings({"MAILSCAN_SMTP_PROT": "25"})

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from mailserver.spool import new_id
 from mailserver.stack import Stack
+from tasks import redisauth
 from tasks.constants import RESULT_KEY_PREFIX, SPOOL_REPORT_KEY
 from tasks.settings import Settings, load_settings
 from tests.conftest import GTUBE, find_delivered, mailscan, make_message, port, send, wait_for
@@ -47,9 +47,7 @@ def _front(stack: Stack, settings: Settings, name: str, n: int, **overrides: str
         front.stop()
         # Gone with its front: its spool (and the alarm of its dead letters) is not the
         # stack's, for the tests of the status and the spool alarm that follow.
-        redis.Redis.from_url(front_settings.redis_url).hdel(
-            SPOOL_REPORT_KEY, front_settings.hostname
-        )
+        redisauth.connect(front_settings).hdel(SPOOL_REPORT_KEY, front_settings.hostname)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +90,7 @@ def settled(front: Settings) -> bool:
 
 def scan_jobs(settings: Settings, entry_id: str) -> int:
     """The scan jobs the pools ran for a message: each left its result in Redis."""
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redisauth.connect(settings)
     return len(list(client.scan_iter(f"{RESULT_KEY_PREFIX}{entry_id}-*")))
 
 

@@ -11,6 +11,7 @@ import redis
 from kombu import Queue
 
 from mailserver.services import control_app
+from tasks import redisauth
 from tasks.constants import AV_POOL, RESULT_KEY_PREFIX, SCAN_TASKS
 from tasks.submit import submit, task_envelope
 from tests.conftest import wait_for
@@ -30,7 +31,7 @@ def kombu_envelope(app, client: redis.Redis) -> dict:
 
 def test_envelope_is_the_one_kombu_writes(stack, settings):
     app = control_app(settings)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redisauth.connect(settings)
     theirs = kombu_envelope(app, client)
     ours = json.loads(task_envelope(app, AV_POOL, "probe-av-1", REF))
     assert ours["headers"] == theirs["headers"]
@@ -47,7 +48,7 @@ def test_envelope_is_the_one_kombu_writes(stack, settings):
 
 def test_submitted_jobs_run_in_both_pools_and_store_their_verdicts(stack, settings):
     app = control_app(settings)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redisauth.connect(settings)
     message = b"Subject: submit test\r\n\r\nhello\r\n"
     task_ids = submit(app, client, "submit0test0000000000000", message, 60)
     for pool, task_id in task_ids.items():

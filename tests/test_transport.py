@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
-import redis
 from kombu import Connection, Queue
 
+from tasks import redisauth
 from tasks.transport import Transport
 
 pytestmark = pytest.mark.integration
@@ -24,7 +24,7 @@ KEYS = {
 
 
 def connection(settings) -> Connection:
-    return Connection(settings.redis_url, transport=Transport, transport_options=KEYS)
+    return Connection(redisauth.client_url(settings), transport=Transport, transport_options=KEYS)
 
 
 def test_one_client_object_per_pool(stack, settings):
@@ -40,7 +40,7 @@ def test_one_client_object_per_pool(stack, settings):
 
 
 def test_taken_jobs_are_tracked_until_acked_and_come_back_when_not(stack, settings):
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redisauth.connect(settings)
     client.delete(QUEUE, *KEYS.values())
     queue = Queue(QUEUE, routing_key=QUEUE)
     with connection(settings) as conn:

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,25 @@ def listening(port: int) -> bool:
     with socket.socket() as probe:
         probe.settimeout(0.5)
         return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def assert_the_redis_password_kept_secret(env: dict[str, str], printed: str) -> None:
+    """Every service of `mailscan up` runs against a Redis that wants the password, which
+    shows in no command line, no log and nothing printed."""
+    password_file = env["MAILSCAN_REDIS_PASSWORD_FILE"]
+    secret = Path(password_file).read_text().strip()
+    assert f"password in {password_file}" in printed
+    redis_port = int(env["MAILSCAN_REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
+    with socket.create_connection(("127.0.0.1", redis_port), timeout=5) as anonymous:
+        anonymous.sendall(b"PING\r\n")
+        assert anonymous.recv(200).startswith(b"-NOAUTH")
+    everyone = subprocess.run(["ps", "-eww", "-o", "args="], capture_output=True, text=True)
+    assert "flower" in everyone.stdout
+    assert secret not in everyone.stdout + printed
+    logs = list((Path(env["MAILSCAN_VAR_DIR"]) / "log").glob("*.log"))
+    assert {"flower.log", "beat.log", "console.log", "av-worker.log"} <= {p.name for p in logs}
+    for log in logs:
+        assert secret not in log.read_text(errors="replace"), log
 
 
 def test_up_runs_everything_and_leaves_nothing_behind_on_sigterm(tmp_path):
@@ -43,6 +63,7 @@ def test_up_runs_everything_and_leaves_nothing_behind_on_sigterm(tmp_path):
         smtp_port = int(env["MAILSCAN_SMTP_PORT"])
         assert send(make_message(X_Test_Id="up-1"), smtp_port).code == 250
         assert all(listening(port) for port in ports)
+        assert_the_redis_password_kept_secret(env, output.read_text())
     finally:
         os.kill(up.pid, signal.SIGTERM)
         up.wait(90)

@@ -2,8 +2,8 @@
 signatures are the same."""
 
 import pytest
-import redis
 
+from tasks import redisauth
 from tasks.blobs import content_key
 from tests.conftest import EICAR, make_message, send
 
@@ -33,7 +33,7 @@ def test_copies_of_a_bulk_mailing_share_a_key_other_content_does_not():
 
 
 def test_a_bulk_mailing_is_scanned_once_and_a_cached_virus_is_still_refused(stack, settings):
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redisauth.connect(settings)
     for key in client.scan_iter("mailscan:avcache:*"):
         client.delete(key)
     attachment = f"report {id(client)}".encode()
@@ -52,7 +52,7 @@ def test_a_bulk_mailing_is_scanned_once_and_a_cached_virus_is_still_refused(stac
 def test_a_cached_verdict_leaves_no_attempt_counted_against_the_message(stack, settings):
     from tasks.constants import ATTEMPTS_KEY
 
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redisauth.connect(settings)
     attachment = f"attempts {id(client)}".encode()
     ids = []
     for n in range(2):  # the second copy is answered from the cache

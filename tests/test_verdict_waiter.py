@@ -18,7 +18,7 @@ import redis
 from mailserver.services import control_app
 from mailserver.stack import Stack
 from mailserver.verdicts import VerdictWaiter
-from tasks import results
+from tasks import redisauth, results
 from tasks.constants import RESULT_KEY_PREFIX, SPOOL_REPORT_KEY
 from tasks.health import json_records
 from tasks.jobids import job_ids
@@ -75,7 +75,7 @@ def redis_only(redis_stack) -> Settings:
 async def subscribed(settings: Settings) -> AsyncIterator[tuple[VerdictWaiter, Any]]:
     """A started waiter, decoding as the front does, and the backend that writes verdicts."""
     backend = control_app(settings).backend
-    waiter = VerdictWaiter(settings.redis_url, backend.decode_result)
+    waiter = VerdictWaiter(redisauth.client_url(settings), backend.decode_result)
     await waiter.start()
     try:
         await _until(lambda: waiter.alive, "the subscriber to subscribe")
@@ -105,7 +105,7 @@ async def _waited(waiter: VerdictWaiter, task_id: str) -> tuple[dict[str, Any], 
 
 def test_a_verdict_that_cannot_be_decoded_fails_its_job_and_the_next_is_delivered(redis_only):
     async def run() -> None:
-        client = redis.Redis.from_url(redis_only.redis_url)
+        client = redisauth.connect(redis_only)
         async with subscribed(redis_only) as (waiter, backend):
             garbled, good = job_ids(f"{time.time_ns():024x}").values()
             for task_id in (garbled, good):
@@ -128,7 +128,7 @@ def test_the_subscriber_recovers_a_killed_connection_and_what_was_published_mean
     redis_only,
 ):
     async def run() -> None:
-        client = redis.Redis.from_url(redis_only.redis_url)
+        client = redisauth.connect(redis_only)
         async with subscribed(redis_only) as (waiter, backend):
             during, after = job_ids(f"{time.time_ns():024x}").values()
             for task_id in (during, after):
@@ -151,7 +151,7 @@ def test_the_subscriber_recovers_a_killed_connection_and_what_was_published_mean
 
 def test_a_subscriber_that_fails_unexpectedly_is_logged_and_started_again(redis_only, caplog):
     async def run() -> None:
-        client = redis.Redis.from_url(redis_only.redis_url)
+        client = redisauth.connect(redis_only)
         async with subscribed(redis_only) as (waiter, backend):
             listen, failures = waiter._listen, [RuntimeError("a bug of ours")]
 
@@ -179,7 +179,7 @@ def test_the_front_shows_its_subscriber_alive_in_metrics_and_status(redis_stack)
     settings = redis_stack.settings
     redis_stack.start(["mailserver"], progress=lambda _: None)
     try:
-        client = redis.Redis.from_url(settings.redis_url)
+        client = redisauth.connect(settings)
         wait_for(lambda: "mailscan_verdict_subscriber_up 1.0" in _metrics(settings), 10, "up")
         client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
         lost = "verdict subscriber lost Redis"

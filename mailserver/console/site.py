@@ -22,6 +22,7 @@ from mailserver.console.dashboard import PoolStatus
 from mailserver.console.scrub import scrubber_for
 from mailserver.delivery import Delivery, delivery_for
 from mailserver.quarantine import Quarantine
+from tasks import redisauth
 from tasks.constants import ASSIST_STATE_KEY, CRASHDUMP_INDEX, UPLOAD_TASK
 from tasks.crashstore import CrashStore
 from tasks.settings import Settings
@@ -50,7 +51,7 @@ def open_console(settings: Settings) -> Console:
         celery_app.send_task(UPLOAD_TASK, args=[report, by])
 
     secret = console_secret(settings)
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=3)
+    client = redisauth.connect(settings, socket_timeout=5, socket_connect_timeout=3)
     crashes = CrashStore(client, settings.crashdump_dir)
     reports = console_dir(settings) / "reports"
     assist = Assist(settings, crashes, scrubber_for(secret), send_task, reports)

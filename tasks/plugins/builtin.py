@@ -1,5 +1,9 @@
 """The built-in engine: YARA rules, no daemon. It decodes every MIME part (and the members
-of small zip attachments) so a rule sees the attachment as the recipient would save it."""
+of small zip attachments) so a rule sees the attachment as the recipient would save it.
+
+A zip member whose compressed data is corrupt cannot be looked at, ever: the engine says so
+in an unscannable verdict (the failure policy applies, post-queue it is quarantined) rather
+than fail as if the engine itself were broken."""
 
 from __future__ import annotations
 
@@ -7,8 +11,10 @@ import email
 import email.policy
 import hashlib
 import io
+import lzma
 import time
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +28,8 @@ from tasks.plugins.base import Message, Plugin, Verdict
 # Bounds against archive bombs: members larger than this, or beyond this many, are not opened.
 MAX_MEMBER_BYTES = 16 * 1024 * 1024
 MAX_MEMBERS = 100
+# What inflating a member raises when its compressed data is corrupt or cut short.
+CORRUPT_MEMBER_ERRORS = (zlib.error, lzma.LZMAError, EOFError)
 
 
 @dataclass
@@ -49,10 +57,14 @@ class BuiltinPlugin(Plugin):
 
     def scan(self, message: Message) -> Verdict:
         started = time.perf_counter()
-        for blob in _decoded_parts(message):
+        unreadable: list[str] = []
+        for blob in _decoded_parts(message, unreadable):
             matches = self._rules.match(data=blob)
             if matches:
                 return self.verdict("infected", started, virus=_virus_name(matches[0]))
+        if unreadable:
+            detail = f"not scannable: {'; '.join(unreadable)}"[:500]
+            return self.verdict("error", started, detail=detail, unscannable=True)
         return self.verdict("clean", started)
 
     def health(self) -> str:
@@ -69,7 +81,9 @@ def _virus_name(match: Any) -> str:
     return str(match.meta.get("virus", match.rule))
 
 
-def _decoded_parts(message: Message) -> Iterator[bytes]:
+def _decoded_parts(message: Message, unreadable: list[str]) -> Iterator[bytes]:
+    """The message, each decoded part and each zip member; what cannot be decoded is named
+    in ``unreadable``."""
     yield message
     parsed = email.message_from_bytes(message, policy=email.policy.compat32)
     for part in parsed.walk():
@@ -80,14 +94,25 @@ def _decoded_parts(message: Message) -> Iterator[bytes]:
             continue
         yield payload
         if zipfile.is_zipfile(io.BytesIO(payload)):
-            yield from _zip_members(payload)
+            yield from _zip_members(payload, unreadable)
 
 
-def _zip_members(payload: bytes) -> Iterator[bytes]:
+def _zip_members(payload: bytes, unreadable: list[str]) -> Iterator[bytes]:
     try:
         with zipfile.ZipFile(io.BytesIO(payload)) as archive:
             for info in archive.infolist()[:MAX_MEMBERS]:
                 if info.file_size <= MAX_MEMBER_BYTES and not info.is_dir():
-                    yield archive.read(info)
+                    yield from _member(archive, info, unreadable)
     except (zipfile.BadZipFile, RuntimeError, NotImplementedError, OSError):
         return  # encrypted or broken archives are clamd's job; the engine says what it can
+
+
+def _member(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, unreadable: list[str]
+) -> Iterator[bytes]:
+    try:
+        data = archive.read(info)
+    except CORRUPT_MEMBER_ERRORS as err:
+        unreadable.append(f"zip member {info.filename!r}: corrupt compressed data ({err})")
+        return
+    yield data

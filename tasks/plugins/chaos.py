@@ -20,6 +20,7 @@ from tasks.errors import BackendUnavailable
 from tasks.plugins.base import Message, Plugin, Verdict
 
 LEAK_MB = 64
+HUGE_ERROR_CHARS = 1024 * 1024
 _leaked: list[bytearray] = []
 
 
@@ -83,6 +84,11 @@ def fail(_: ChaosPlugin) -> NoReturn:
     raise RuntimeError("chaos: injected plugin failure")
 
 
+def fail_hugely(_: ChaosPlugin) -> NoReturn:
+    """An exception whose message is a megabyte, as a plugin quoting a whole buffer does."""
+    raise RuntimeError("chaos: injected failure quoting " + "x" * HUGE_ERROR_CHARS)
+
+
 def drop_connection(plugin: ChaosPlugin) -> NoReturn:
     """Starts an INSTREAM to clamd and resets the connection mid-request, as a broken
     network or a dying daemon would; the plugin then reports a connection failure."""
@@ -105,5 +111,6 @@ FAULTS: dict[str, Callable[[ChaosPlugin], None]] = {
     "exit": exit_abruptly,
     "leak": leak,
     "raise": fail,
+    "huge-error": fail_hugely,
     "drop-connection": drop_connection,
 }

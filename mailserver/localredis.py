@@ -1,0 +1,76 @@
+"""The local stack's Redis and its password.
+
+Whoever reaches Redis can forge verdicts, read every message in flight and run any
+registered task, so the local Redis never runs without a password: the one in
+``MAILSCAN_REDIS_URL`` if it carries one, else one made once and kept in
+``MAILSCAN_REDIS_PASSWORD_FILE`` (mode 600), where every client of this machine reads it
+(tasks/redisauth.py). redis-server gets it through a config file (mode 600), never its
+command line, which every local user can read with ps.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tasks.redisauth import url_password
+from tasks.settings import Settings
+
+CONFIG_NAME = "redis.conf"
+
+
+def ensure_password(settings: Settings) -> str:
+    """The password the local Redis requires: the URL's, or the kept one, made if missing."""
+    in_url = url_password(settings.redis_url)
+    if in_url:
+        return in_url
+    path = settings.redis_password_file
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_private(path, secrets.token_urlsafe(24) + "\n")
+    return path.read_text().strip()
+
+
+def config_path(settings: Settings) -> Path:
+    return (settings.var_dir / "redis" / CONFIG_NAME).resolve()
+
+
+def write_config(settings: Settings) -> Path:
+    """Write redis-server's config, the password included; return its path."""
+    data = config_path(settings).parent
+    data.mkdir(parents=True, exist_ok=True)
+    port = urlsplit(settings.redis_url).port or 6379
+    lines = [
+        "bind 127.0.0.1",
+        f"port {port}",
+        f"dir {_quoted(str(data))}",
+        # Queued jobs and crashdumps live in Redis: it must keep them across a restart and
+        # never evict them to make room.
+        "appendonly yes",
+        "appendfsync everysec",
+        'save ""',
+        "maxmemory-policy noeviction",
+        "daemonize no",
+        f"requirepass {_quoted(ensure_password(settings))}",
+    ]
+    path = config_path(settings)
+    write_private(path, "\n".join(lines) + "\n")
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file only its owner can read, from its first byte on."""
+    staging = path.with_name(f".{path.name}.tmp")
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(handle.fileno(), 0o600)  # a leftover staging file may have had another mode
+        handle.write(text)
+    os.replace(staging, path)
+
+
+def _quoted(value: str) -> str:
+    """A value as redis.conf reads it: in double quotes, with backslash escapes."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
