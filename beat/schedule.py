@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.constants import HEALTH_TASKS, POOLS
 from tasks.settings import Settings
+from tasks.wire.keys import HEALTH_TASKS, POOLS
 
 
 def _every(task: str, seconds: float) -> dict[str, Any]:

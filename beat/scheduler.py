@@ -15,8 +15,8 @@ import redis
 from celery.beat import PersistentScheduler
 
 from tasks import redisauth
-from tasks.constants import BEAT_LOCK_KEY
 from tasks.settings import current_settings
+from tasks.wire.keys import BEAT_LOCK_KEY
 
 log = logging.getLogger(__name__)
 # A holder renews far more often than this; a dead holder is replaced within it.

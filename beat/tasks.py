@@ -12,8 +12,9 @@ import redis
 
 from beat import autoscaler
 from tasks import redisauth
-from tasks.celeryapp import app
-from tasks.constants import (
+from tasks.celery import app
+from tasks.settings import Settings, current_settings
+from tasks.wire.keys import (
     ALARMS_KEY,
     ASSIST_STATE_KEY,
     CRASHDUMP_INDEX,
@@ -24,7 +25,6 @@ from tasks.constants import (
     SPOOL_REPORT_KEY,
     STATS_KEY,
 )
-from tasks.settings import Settings, current_settings
 
 log = logging.getLogger(__name__)
 STATS_KEEP = 24 * 60  # a day of one-minute snapshots

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from tasks import redisauth
-from tasks.constants import POOLS
 from tasks.settings import Settings
+from tasks.wire.keys import POOLS
 
 HEAD_BYTES = 16_384  # mailscan's headers and the client's X-Bench-Id are all in here
 BENCH_ID = re.compile(rb"(?m)^X-Bench-Id: (\S+)")

@@ -35,7 +35,7 @@ from bench.phases import PhaseInfo, closed_blocks
 from bench.stacks import LOOPBACK, BenchStack, Plan, listening, pick_ports, running
 from bench.suite import CORPORA, DEFAULT_CORPUS
 from bench.throughput import warm_up
-from mailserver.services import Service, StackError, binary
+from mailserver.supervisor.services import Service, StackError, binary
 
 CLASSIC = "amavisd"
 NEXT_HOP = "next hop"

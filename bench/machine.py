@@ -10,8 +10,8 @@ from pathlib import Path
 
 from clamav_client.clamd import ClamdNetworkSocket, CommunicationError
 
-from mailserver.services import binary
-from mailserver.spamrules import body_rules_compiled
+from mailserver.supervisor.services import binary
+from mailserver.supervisor.spamrules import body_rules_compiled
 from tasks import redisauth
 from tasks.settings import Settings
 

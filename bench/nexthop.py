@@ -15,7 +15,7 @@ import sys
 from aiosmtpd.handlers import Sink
 
 from bench.stacks import LOOPBACK
-from mailserver.server import LenientSMTP
+from mailserver.front.server import LenientSMTP
 
 
 async def serve_smtp(handler: object, port: int) -> None:

@@ -20,9 +20,9 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from bench.arguments import whole
-from mailserver.stack import Stack
+from mailserver.supervisor.stack import Stack
 from tasks import redisauth
-from tasks.crashstore import CrashStore
+from tasks.crashes.store import CrashStore
 from tasks.plugins.chaos import marker
 from tasks.settings import Settings, load_settings
 

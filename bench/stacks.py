@@ -1,6 +1,6 @@
-"""The stacks the suite measures, each started through ``mailserver.stack.Stack`` (the code
-``mailscan up`` and the integration tests use) in a temporary folder, on loopback ports of its
-own, and always stopped again.
+"""The stacks the suite measures, each started through ``mailserver.supervisor.stack.Stack``
+(the code ``mailscan up`` and the integration tests use) in a temporary folder, on loopback
+ports of its own, and always stopped again.
 
 Two kinds: *real* (Redis, clamd, spamd, both pools, SMTP front; plugins ``clamav`` and
 ``spamassassin``) and *glue* (Redis, both pools with the ``stub`` plugin, SMTP front: what
@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.load import say
-from mailserver.stack import Stack
-from tasks.constants import ENV_PREFIX
+from mailserver.supervisor.stack import Stack
 from tasks.settings import Settings, load_settings
+from tasks.wire.keys import ENV_PREFIX
 
 LOOPBACK = "127.0.0.1"
 REAL_SERVICES = ("redis", "clamd", "spamd", "av-worker", "spam-worker", "mailserver")

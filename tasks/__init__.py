@@ -1,6 +1,3 @@
-"""Celery side of mailscan: the app, the scan tasks, the plugins. ``celery -A tasks`` finds
-``app`` here."""
-
-from tasks.celeryapp import app
-
-__all__ = ["app"]
+"""The pool side of mailscan: the scan tasks, the runner and its guards, the plugins, and the
+contract every process shares (``tasks.wire``). Importing this package builds nothing:
+``celery -A tasks`` finds the app in ``tasks.celery``."""

@@ -28,7 +28,7 @@ class BlobMissing(MailscanError):
 class SpoolUnreadable(BlobMissing):
     """A big message's spool entry is not in the spool folder this pool process reads: the
     folder is not shared with the SMTP front, or is another one. The front then sends the
-    message through Redis (mailserver/pipeline.py)."""
+    message through Redis (mailserver/front/pipeline.py)."""
 
 
 class ScanError(MailscanError):

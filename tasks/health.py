@@ -7,17 +7,16 @@ import logging
 import time
 from typing import Any
 
-import redis
 from celery import Task
 
 from tasks import redisauth
-from tasks.celeryapp import app
-from tasks.constants import AV_POOL, HEALTH_KEY, HEALTH_TASKS, SPAM_POOL
+from tasks.celery import app
 from tasks.errors import MailscanError
 from tasks.guards import breaker
 from tasks.plugins import load_plugin, plugin_names
 from tasks.settings import current_settings
-from tasks.spoolfile import spool_id
+from tasks.wire.keys import AV_POOL, HEALTH_KEY, HEALTH_TASKS, SPAM_POOL
+from tasks.wire.spoolfile import spool_id
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +30,7 @@ def probe(pool: str, hostname: str) -> dict[str, Any]:
         except MailscanError as err:
             report[name] = {"ok": False, "error": str(err)}
     record = {"pool": pool, "worker": hostname, "at": time.time(), "plugins": report}
-    # Whether big messages can reach this pool through the spool (tasks/spoolfile.py).
+    # Whether big messages can reach this pool through the spool (tasks/wire/spoolfile.py).
     record["spool"] = {"dir": str(settings.spool_dir), "id": spool_id(settings.spool_dir)}
     answers = ", ".join(f"{n} {'ok' if a['ok'] else 'failing'}" for n, a in report.items())
     log.info("health probe %s: %s", pool, answers)
@@ -41,22 +40,6 @@ def probe(pool: str, hostname: str) -> dict[str, Any]:
         breaker.close(client, name)  # the backend answers: no worker need skip it any more
     client.close()
     return record
-
-
-def probes(client: redis.Redis) -> dict[str, dict[str, Any]]:
-    """The latest health probe of each pool worker, by worker name."""
-    return json_records(client, HEALTH_KEY)
-
-
-def json_records(client: redis.Redis, key: str) -> dict[str, dict[str, Any]]:
-    """The JSON records of a hash, by field; a record that does not parse is left out."""
-    records = {}
-    for name, raw in sorted(client.hgetall(key).items()):
-        try:
-            records[name.decode()] = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            continue
-    return records
 
 
 @app.task(name=HEALTH_TASKS[AV_POOL], bind=True)

@@ -19,11 +19,12 @@ from celery import Task, signals
 from celery.exceptions import TimeLimitExceeded
 from celery.worker.request import Request
 
-from tasks import crashdumps, procfiles
-from tasks.constants import SCAN_TASKS
-from tasks.crashdumps import Incident, Kind
-from tasks.crashstore import open_store
+from tasks import procfiles
+from tasks.crashes import records as crashdumps
+from tasks.crashes.records import Incident, Kind
+from tasks.crashes.store import open_store
 from tasks.settings import current_settings
+from tasks.wire.keys import SCAN_TASKS
 
 log = logging.getLogger(__name__)
 POOL_OF_TASK = {name: pool for pool, name in SCAN_TASKS.items()}
@@ -72,7 +73,7 @@ class ScanRequest(Request):
 
 class ScanTask(Task):
     """Base of the scan tasks: the parent-side request class above. The runner stores a
-    verdict itself (tasks/results.py); Celery stores the failures."""
+    verdict itself (tasks/wire/results.py); Celery stores the failures."""
 
     Request = ScanRequest
     store_errors_even_if_ignored = True

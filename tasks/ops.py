@@ -10,11 +10,12 @@ from typing import Any
 import httpx
 from celery import Task
 
-from tasks import crashreports, redisauth
-from tasks.celeryapp import app
-from tasks.constants import UPLOAD_TASK
+from tasks import redisauth
+from tasks.celery import app
+from tasks.crashes import reports as crashreports
 from tasks.errors import UploadFailed
 from tasks.settings import Settings, current_settings
+from tasks.wire.keys import UPLOAD_TASK
 
 log = logging.getLogger(__name__)
 MAX_RETRIES = 6

@@ -16,8 +16,8 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 
 import redis
 
-from tasks.constants import ENV_PREFIX
 from tasks.errors import ConfigError
+from tasks.wire.keys import ENV_PREFIX
 
 if TYPE_CHECKING:  # settings show URLs through masked() below
     from tasks.settings import Settings

@@ -17,15 +17,16 @@ from typing import Any
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
-from tasks import blobs, redisauth, results
-from tasks.blobs import BlobRef, Message
-from tasks.constants import AV_POOL
-from tasks.crashstore import CrashStore
+from tasks import redisauth
+from tasks.crashes.store import CrashStore
 from tasks.errors import BlobMissing, ScanError, SpoolUnreadable
 from tasks.guards import Guard, JobContext, ScanContext, default_guards
 from tasks.guards.base import Reads, safely
 from tasks.plugins import Plugin, Verdict, load_plugin, plugin_names
 from tasks.settings import Settings
+from tasks.wire import blobs, results
+from tasks.wire.blobs import BlobRef, Message
+from tasks.wire.keys import AV_POOL
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def scan(
     pool: str, ref: BlobRef, settings: Settings, job_id: str, hostname: str, backend: Any
 ) -> dict[str, Any]:
     """Scan the referenced message with every plugin of the pool; store and return the pool
-    verdict (with the guards' writes, in one round trip: tasks/results.py)."""
+    verdict (with the guards' writes, in one round trip: tasks/wire/results.py)."""
     state = _state(settings)
     started = time.perf_counter()
     client, guards = state["redis"], state["guards"]
@@ -88,7 +89,7 @@ def scan(
         # Which worker answered is part of the verdict: tests and operators can see that
         # the av and spam jobs of one message really ran in different pools.
         "worker": hostname,
-        # The front then sends the message again, through Redis (mailserver/pipeline.py).
+        # The front then sends the message again, through Redis (mailserver/front/pipeline.py).
         "spool_unreadable": spool_unreadable,
     }
     _after_job(job, guards)

@@ -1,5 +1,5 @@
 """The scan tasks: one per pool, each a thin call into the runner, which stores the verdict
-itself (tasks/results.py); Celery stores only failures. A task returns a one-line summary,
+itself (tasks/wire/results.py); Celery stores only failures. A task returns a one-line summary,
 what Flower shows as its result."""
 
 from __future__ import annotations
@@ -7,12 +7,12 @@ from __future__ import annotations
 from celery import Task
 
 from tasks import runner
-from tasks.blobs import BlobRef
-from tasks.celeryapp import app
-from tasks.constants import AV_POOL, SCAN_TASKS, SPAM_POOL
+from tasks.celery import app
 from tasks.isolation import ScanTask
-from tasks.results import summary
 from tasks.settings import current_settings
+from tasks.wire.blobs import BlobRef
+from tasks.wire.keys import AV_POOL, SCAN_TASKS, SPAM_POOL
+from tasks.wire.results import summary
 
 
 def _run(task: Task, pool: str, ref: BlobRef) -> str:

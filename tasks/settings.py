@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tasks.constants import ENV_PREFIX
 from tasks.errors import ConfigError
 from tasks.redisauth import masked
 from tasks.setting_parsers import (
@@ -25,6 +24,7 @@ from tasks.setting_parsers import (
     FailurePolicy,
     Mode,
 )
+from tasks.wire.keys import ENV_PREFIX
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,11 @@ class Settings:
     assist_url: str = ""
     assist_token: str = ""
     hostname: str = field(default_factory=lambda: os.uname().nodename)
+
+
+def plugin_names(pool: str, settings: Settings) -> tuple[str, ...]:
+    """The plugins ``pool`` runs, in order."""
+    return settings.av_plugins if pool == "av" else settings.spam_plugins
 
 
 def platform_assist_prompt(platform: str) -> str:

@@ -1,6 +1,6 @@
 """Test fixtures. Integration tests run against the real thing: a Redis, clamd and spamd of
 their own and both Celery pools, started on loopback test ports through the same
-``mailserver.stack`` that ``mailscan up`` uses."""
+``mailserver.supervisor.stack`` that ``mailscan up`` uses."""
 
 from __future__ import annotations
 
@@ -23,11 +23,11 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from mailserver.services import control_app
-from mailserver.stack import Stack
+from mailserver.supervisor.services import control_app
+from mailserver.supervisor.stack import Stack
 from tasks import redisauth
-from tasks.constants import HEALTH_KEY, HEALTH_TASKS
 from tasks.settings import Settings, load_settings
+from tasks.wire.keys import HEALTH_KEY, HEALTH_TASKS
 from tests.guards_redis import PoolProcess, throwaway_redis
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"

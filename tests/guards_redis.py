@@ -19,15 +19,15 @@ from typing import Any
 
 import redis
 
-from tasks import blobs, runner
-from tasks.blobs import BlobRef, Message
+from tasks import runner
 from tasks.errors import BackendUnavailable
 from tasks.guards import Guard
-from tasks.jobids import job_ids
-from tasks.plugins import plugin_names
 from tasks.plugins.base import Status, Verdict
 from tasks.plugins.stub import StubPlugin
-from tasks.settings import Settings
+from tasks.settings import Settings, plugin_names
+from tasks.wire import blobs
+from tasks.wire.blobs import BlobRef, Message
+from tasks.wire.jobids import job_ids
 
 MESSAGE = b"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: hi\r\n\r\nHello.\r\n"
 
@@ -143,7 +143,7 @@ class PoolProcess:
     def scan(self, ref: BlobRef | None = None, job_id: str = "") -> dict[str, Any]:
         """The pool's verdict on ``ref`` (a new entry of MESSAGE by default), as the scan
         task gets it from the runner."""
-        from tasks.celeryapp import app
+        from tasks.celery import app
 
         ref = ref or self.store()
         job_id = job_id or job_ids(ref["blob"])[self.pool]

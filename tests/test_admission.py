@@ -13,15 +13,15 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from mailserver.admission import MAX_AGE_S, BacklogGauge, oldest_scan_wait_s
-from mailserver.services import control_app
-from mailserver.smtp import BUSY
-from mailserver.stack import Stack
+from mailserver.front.admission import MAX_AGE_S, BacklogGauge, oldest_scan_wait_s
+from mailserver.front.smtp import BUSY
+from mailserver.supervisor.services import control_app
+from mailserver.supervisor.stack import Stack
 from tasks import redisauth
-from tasks.constants import AV_POOL, HEALTH_KEY, HEALTH_TASKS, SPAM_POOL
-from tasks.jobids import job_ids, parse_job_id
 from tasks.settings import Settings, load_settings
-from tasks.submit import submit
+from tasks.wire.jobids import job_ids, parse_job_id
+from tasks.wire.keys import AV_POOL, HEALTH_KEY, HEALTH_TASKS, SPAM_POOL
+from tasks.wire.submit import submit
 from tests.conftest import BACKENDS, POOLS, make_message, send, stack_env, wait_for
 
 OFFSET = 7  # ports of a stack of its own (tests/conftest.py stack_env)

@@ -3,7 +3,8 @@
 from types import SimpleNamespace
 
 from beat import autoscaler
-from beat.autoscaler import pool_size, refusal, step, target
+from beat.autoscaler import step, target
+from tasks.poolsize import pool_size, refusal
 from tasks.settings import load_settings
 
 

@@ -7,8 +7,8 @@ import zlib
 
 import pytest
 
-from tasks import blobs
 from tasks.errors import BlobMissing
+from tasks.wire import blobs
 
 
 class DictRedis:

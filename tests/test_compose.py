@@ -189,7 +189,7 @@ def test_each_worker_serves_its_own_queue(services: dict[str, Any], name: str) -
 @pytest.mark.parametrize("name", sorted(WORKERS))
 def test_workers_run_like_the_local_stack(services: dict[str, Any], name: str) -> None:
     """Same flags as ``mailscan up`` (concurrency, pool process limits), one node per host."""
-    from mailserver.services import worker_argv
+    from mailserver.supervisor.services import worker_argv
 
     pool, _ = WORKERS[name]
     settings = settings_of(services[name])
@@ -206,7 +206,7 @@ def test_front_and_pools_tune_malloc_like_the_local_stack(
 ) -> None:
     """The glibc settings that bound the front's memory and spare the pools a copy per big
     message hold in containers too."""
-    from mailserver.services import FRONT_MALLOC, POOL_MALLOC
+    from mailserver.supervisor.services import FRONT_MALLOC, POOL_MALLOC
 
     expected = FRONT_MALLOC if name == "mailserver" else POOL_MALLOC
     env = environment(services[name])

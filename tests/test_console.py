@@ -15,11 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mailserver.quarantine import Quarantine
-from mailserver.spool import Envelope, SpoolEntry, new_id
-from mailserver.stack import Stack
-from tasks import crashdumps, redisauth
-from tasks.crashstore import CrashStore
+from mailserver.front.quarantine import Quarantine
+from mailserver.front.spool import Envelope, SpoolEntry, new_id
+from mailserver.supervisor.stack import Stack
+from tasks import redisauth
+from tasks.crashes import records as crashdumps
+from tasks.crashes.store import CrashStore
 from tasks.settings import Settings, load_settings
 from tests.conftest import find_delivered, make_message, port, send, wait_for
 from tests.console_session import ADMIN, PASSWORD, add_admin, csrf_token, logged_in
@@ -194,7 +195,7 @@ def test_quarantine_lists_shows_headers_releases_and_deletes(admin, cs):
 def test_the_dashboard_shows_real_mail_with_its_verdict(admin, settings):
     reply = send(make_message(subject="Dashboard check", X_Test_Id="dash"), settings.smtp_port)
     assert reply.code == 250
-    # Outcomes reach Redis in rounds of a quarter of a second (mailserver/outcomes.py).
+    # Outcomes reach Redis in rounds of a quarter of a second (mailserver/front/outcomes.py).
     wait_for(lambda: "Dashboard check" in admin.get("/").text, 5, "the message on the dashboard")
     home = admin.get("/").text
     assert "alice@example.test" in home  # addresses: here, for the administrator only

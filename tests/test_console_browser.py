@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from mailserver.stack import Stack
+from mailserver.supervisor.stack import Stack
 from tasks import redisauth
-from tasks.crashstore import CrashStore
+from tasks.crashes.store import CrashStore
 from tasks.plugins.chaos import marker
 from tasks.settings import Settings, load_settings
 from tests.conftest import (

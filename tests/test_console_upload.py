@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import redis
 
-from mailserver import outcomes
-from mailserver.spool import Envelope, SpoolEntry
+from mailserver.front import outcomes
+from mailserver.front.spool import Envelope, SpoolEntry
 from tasks import redisauth
 from tasks.errors import ConfigError, UploadFailed
 from tasks.ops import backoff_s, post_report

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tasks import crashdumps
-from tasks.crashdumps import MAX_MESSAGE_CHARS, MAX_TRACE_CHARS, Incident
+from tasks.crashes import records as crashdumps
+from tasks.crashes.records import MAX_MESSAGE_CHARS, MAX_TRACE_CHARS, Incident
 
 # A faulthandler dump lists the innermost frame first, then the outer ones.
 INNERMOST = 'File "/plugins/engine.py", line 7 in inflate\n'

@@ -11,8 +11,8 @@ import tracemalloc
 import pytest
 from aiosmtpd.controller import Controller
 
-from mailserver.dataphase import DataRead, read_data
-from mailserver.server import LenientSMTP
+from mailserver.front.dataphase import DataRead, read_data
+from mailserver.front.server import LenientSMTP
 
 
 def read(wire: bytes, size_limit: int | None = None, buffer_limit: int = 2**16):

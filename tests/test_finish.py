@@ -6,12 +6,12 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from mailserver import spool as spool_module
-from mailserver.delivery import MaildirDelivery
-from mailserver.pipeline import Pipeline
-from mailserver.policy import Decision
-from mailserver.quarantine import Quarantine
-from mailserver.spool import Envelope, Spool
+from mailserver.front import spool as spool_module
+from mailserver.front.delivery import MaildirDelivery
+from mailserver.front.pipeline import Pipeline
+from mailserver.front.policy import Decision
+from mailserver.front.quarantine import Quarantine
+from mailserver.front.spool import Envelope, Spool
 from tasks.settings import load_settings
 
 CLEAN = Decision("deliver", "250 2.0.0 Ok", "clean", ["X-Virus-Status: Clean"])

@@ -3,9 +3,9 @@ answers for the plugin, a probe or the cooldown closes it."""
 
 import time
 
-from tasks.constants import BREAKER_OPEN_KEY
 from tasks.errors import BackendUnavailable
 from tasks.guards.breaker import BreakerGuard
+from tasks.wire.keys import BREAKER_OPEN_KEY
 from tests.conftest import wait_for
 from tests.guards_redis import details
 

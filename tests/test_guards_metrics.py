@@ -3,8 +3,8 @@ status, and a scan that answered to the latency histogram of its plugin."""
 
 import pytest
 
-from tasks.constants import METRICS_LATENCY_KEY, METRICS_SCANS_KEY
 from tasks.guards.metrics import MetricsGuard
+from tasks.wire.keys import METRICS_LATENCY_KEY, METRICS_SCANS_KEY
 from tests.conftest import EICAR
 from tests.guards_redis import MESSAGE
 

@@ -3,10 +3,10 @@ without the spam engine; any other spam job is scanned."""
 
 import pytest
 
-from tasks import results
-from tasks.celeryapp import app
+from tasks.celery import app
 from tasks.guards.virusfirst import SKIPPED, VirusFirstGuard
-from tasks.jobids import job_ids
+from tasks.wire import results
+from tasks.wire.jobids import job_ids
 from tests.conftest import GTUBE
 from tests.guards_redis import MESSAGE, details
 

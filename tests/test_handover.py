@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from mailserver import headers
-from mailserver.delivery import DeliveryError, MaildirDelivery, RecipientsRefused
-from mailserver.pipeline import Pipeline
-from mailserver.policy import Decision
-from mailserver.quarantine import Quarantine
-from mailserver.retries import LONGEST_WAIT_S, Attempts
-from mailserver.spool import Envelope, Spool, SpoolEntryCorrupt
+from mailserver.front import headers
+from mailserver.front.delivery import DeliveryError, MaildirDelivery, RecipientsRefused
+from mailserver.front.pipeline import Pipeline
+from mailserver.front.policy import Decision
+from mailserver.front.quarantine import Quarantine
+from mailserver.front.retries import LONGEST_WAIT_S, Attempts
+from mailserver.front.spool import Envelope, Spool, SpoolEntryCorrupt
 from tasks.errors import ConfigError
 from tasks.settings import load_settings
 

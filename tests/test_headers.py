@@ -1,7 +1,7 @@
 """Header lines: in the message's own line endings, folded like SpamAssassin's, and safe."""
 
-from mailserver import headers
-from mailserver.spool import Envelope, SpoolEntry
+from mailserver.front import headers
+from mailserver.front.spool import Envelope, SpoolEntry
 
 
 def entry(helo="mx.example.test", mail_from="alice@example.test"):

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from mailserver import admission
-from mailserver.stack import Stack
+from mailserver.front import admission
+from mailserver.supervisor.stack import Stack
 from tasks import redisauth
-from tasks.crashstore import CrashStore
+from tasks.crashes.store import CrashStore
 from tasks.plugins.chaos import marker
 from tasks.settings import Settings
 from tests.conftest import (
@@ -290,7 +290,7 @@ def test_redis_restarted_in_a_stream_loses_and_duplicates_nothing(faults, fs):
 
 
 def test_crashdump_is_kept_locally_while_redis_is_away_and_moved_later(fs, crashes, tmp_path):
-    from tasks import crashdumps
+    from tasks.crashes import records as crashdumps
 
     incident = crashdumps.Incident("exception", "av", {"name": "chaos"}, "job-1", {"blob": "x"})
     dump = crashdumps.record(incident)
@@ -423,8 +423,8 @@ def test_a_backlog_beyond_the_limit_is_refused_at_once_then_mail_flows(
 
 
 def refuse_then_flow(faults, fs, front_settings, jobs: int, stalled_s: float) -> None:
-    from mailserver.services import control_app
-    from tasks.submit import submit
+    from mailserver.supervisor.services import control_app
+    from tasks.wire.submit import submit
 
     spam_pool, client = faults.pid("spam-worker"), redisauth.connect(fs)
     os.killpg(spam_pool, signal.SIGSTOP)  # the spam pool stops taking jobs: a backlog builds

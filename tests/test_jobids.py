@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tasks.jobids import job_ids, parse_job_id, sibling_job_id
+from tasks.wire.jobids import job_ids, parse_job_id, sibling_job_id
 
 SPOOL_ID = "0193a5b2c4d1e8f9a0b1c2d3"
 STAMP = "18eee43ef7b927d0"  # as job_ids writes time.time_ns()

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from mailserver import localredis
+from mailserver.supervisor import localredis
 from tasks import redisauth
 from tests.conftest import mailscan
 

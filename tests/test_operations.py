@@ -14,13 +14,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from beat import autoscaler
-from mailserver.services import control_app, flower_credentials
-from mailserver.stack import Stack
-from tasks import redisauth
-from tasks.constants import SPOOL_REPORT_KEY
+from mailserver.supervisor.services import control_app, flower_credentials
+from mailserver.supervisor.stack import Stack
+from tasks import poolsize, redisauth
 from tasks.plugins.chaos import marker
 from tasks.settings import Settings, load_settings
-from tasks.submit import submit
+from tasks.wire.keys import SPOOL_REPORT_KEY
+from tasks.wire.submit import submit
 from tests.conftest import mailscan, make_message, probe_pools_now, send, stack_env, wait_for
 
 pytestmark = pytest.mark.integration
@@ -153,7 +153,7 @@ def test_backlog_autoscaler_grows_then_shrinks_the_pool(faults, fs):
     step = autoscaler.step(app, client, "av", fs)
     assert step[node]["to"] > step[node]["from"]
     assert step[node]["refused"] is None
-    wait_for(lambda: autoscaler.workers_of(app, "av")[node] == step[node]["to"], 10, "growth")
+    wait_for(lambda: poolsize.workers_of(app, "av")[node] == step[node]["to"], 10, "growth")
     wait_for(lambda: client.llen("av") == 0, 120, "the burst to drain")
     wait_for(lambda: _answered_idle(app, node), 60, "idle")
 
@@ -168,7 +168,7 @@ def test_backlog_autoscaler_grows_then_shrinks_the_pool(faults, fs):
         pids = stats[node].get("pool", {}).get("processes")
         said = f"{step.get('from')} -> {step.get('to')}: {step.get('refused')}"
         steps.append(f"{said}, waiting {step.get('waiting')}; pids {pids}")
-        sizes.append(autoscaler.pool_size(stats[node]))
+        sizes.append(poolsize.pool_size(stats[node]))
         return sizes[-1] == fs.av_scale_min
 
     try:
@@ -181,7 +181,7 @@ def test_backlog_autoscaler_grows_then_shrinks_the_pool(faults, fs):
     # Steps come faster than the pool reaps a shrunk process: none may shrink it below its
     # minimum on a report that still lists that process (it once left no process at all).
     assert min(sizes) >= fs.av_scale_min, "\n".join(dict.fromkeys(steps))
-    autoscaler.resize(app, node, fs.av_scale_min, fs.av_concurrency)
+    poolsize.resize(app, node, fs.av_scale_min, fs.av_concurrency)
 
 
 def _answered_idle(app, node: str) -> bool:
@@ -230,9 +230,9 @@ def run_on_ops(settings: Settings, task: str):
 
 
 def test_retention_forgets_old_crashdumps_and_their_decisions(ops_worker, settings):
-    from tasks import crashdumps
-    from tasks.constants import ASSIST_STATE_KEY
-    from tasks.crashstore import CrashStore
+    from tasks.crashes import records as crashdumps
+    from tasks.crashes.store import CrashStore
+    from tasks.wire.keys import ASSIST_STATE_KEY
 
     client = redisauth.connect(settings)
     store = CrashStore(client, settings.crashdump_dir)

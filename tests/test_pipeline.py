@@ -11,7 +11,7 @@ import zipfile
 
 import pytest
 
-from mailserver.stack import Stack
+from mailserver.supervisor.stack import Stack
 from tasks import redisauth
 from tests.conftest import (
     EICAR,
@@ -64,7 +64,7 @@ def test_eicar_is_refused_with_the_virus_name_in_pre_queue_mode(stack, settings)
 
 def test_a_finished_message_leaves_no_copy_of_its_bytes_in_redis(stack, settings):
 
-    from tasks import blobs
+    from tasks.wire import blobs
 
     client = redisauth.connect(settings)
     reply = send(make_message(X_Test_Id="blob-gone-1"), settings.smtp_port)
@@ -99,7 +99,7 @@ def test_mail_over_the_spam_size_limit_is_delivered_unscanned_by_spamd(stack, se
 
 
 def test_a_big_message_reaches_the_pools_through_the_spool_not_through_redis(stack, settings):
-    # Random text, so the front does not compress it (tasks/blobs.py).
+    # Random text, so the front does not compress it (tasks/wire/blobs.py).
     noise = base64.encodebytes(random.Random(7).randbytes(settings.shared_spool_from_bytes))
     body = noise.decode("ascii")
     # The virus is in the spooled part: finding it proves the pools read the spool file.
@@ -129,7 +129,7 @@ def test_a_job_over_every_engines_size_limit_is_answered_without_reading_the_mes
     stack, settings
 ):
     from tasks import runner
-    from tasks.celeryapp import app
+    from tasks.celery import app
 
     # No blob is stored under this id: reading it would fail the job (BlobMissing).
     ref = {"blob": "unread" + "0" * 18, "size": settings.spam_max_bytes + 1, "digest": "0" * 64}
@@ -142,7 +142,7 @@ def test_a_job_over_every_engines_size_limit_is_answered_without_reading_the_mes
 
 def test_a_job_whose_message_is_gone_ends_as_not_scanned_without_failing(stack, settings):
     from tasks import runner
-    from tasks.celeryapp import app
+    from tasks.celery import app
 
     # A job that waited past its message's outcome: the front has removed the bytes.
     ref = {"blob": "gone" + "0" * 20, "size": 100, "digest": "0" * 64}
@@ -153,12 +153,12 @@ def test_a_job_whose_message_is_gone_ends_as_not_scanned_without_failing(stack, 
 
 def test_a_virus_is_refused_on_the_av_verdict_alone_and_its_spam_job_skips_spamd(stack, settings):
 
-    from mailserver.spool import spooled_at
-    from tasks.celeryapp import app
-    from tasks.constants import RESULT_KEY_PREFIX
+    from mailserver.front.spool import spooled_at
+    from tasks.celery import app
     from tasks.guards.virusfirst import SKIPPED
-    from tasks.jobids import parse_job_id
-    from tasks.spoolfile import is_entry_id
+    from tasks.wire.jobids import parse_job_id
+    from tasks.wire.keys import RESULT_KEY_PREFIX
+    from tasks.wire.spoolfile import is_entry_id
 
     client = redisauth.connect(settings)
     spam_pool = stack.pid("spam-worker")
@@ -192,11 +192,12 @@ def _details(result: dict) -> list:
 
 def test_a_spam_job_scans_when_the_av_verdict_is_clean_and_skips_when_infected(stack, settings):
 
-    from tasks import results, runner
-    from tasks.blobs import put
-    from tasks.celeryapp import app
+    from tasks import runner
+    from tasks.celery import app
     from tasks.guards.virusfirst import SKIPPED
-    from tasks.jobids import job_ids
+    from tasks.wire import results
+    from tasks.wire.blobs import put
+    from tasks.wire.jobids import job_ids
 
     client = redisauth.connect(settings)
     for av_status, expected in (("clean", "spam"), ("infected", "skipped")):
@@ -211,7 +212,7 @@ def test_a_spam_job_scans_when_the_av_verdict_is_clean_and_skips_when_infected(s
 
 
 def test_av_and_spam_jobs_run_in_different_pools(stack, settings):
-    from mailserver.scanfile import scan_file
+    from mailserver.cli.main.scanfile import scan_file
 
     path = settings.var_dir / "pools.eml"
     path.write_bytes(make_message().as_bytes())
@@ -278,7 +279,7 @@ def corrupt_deflate_zip(member: str) -> bytes:
 
 
 def test_a_zip_with_corrupt_deflate_data_is_unscannable_not_a_crash(post_queue, settings):
-    from tasks.crashstore import CrashStore
+    from tasks.crashes.store import CrashStore
 
     crashes = CrashStore(redisauth.connect(settings), settings.crashdump_dir)
     builtin_crashes = [d for d in crashes.records() if d["plugin"].get("name") == "builtin"]

@@ -2,7 +2,7 @@
 
 from dataclasses import replace
 
-from mailserver.policy import SPAM_NOT_AWAITED, decide
+from mailserver.front.policy import SPAM_NOT_AWAITED, decide
 from tasks.settings import load_settings
 
 SETTINGS = load_settings({})

@@ -10,10 +10,11 @@ import pytest
 import redis
 from celery import states
 
-from mailserver.services import control_app
-from tasks import redisauth, results
-from tasks.constants import RESULT_KEY_PREFIX
-from tasks.submit import submit
+from mailserver.supervisor.services import control_app
+from tasks import redisauth
+from tasks.wire import results
+from tasks.wire.keys import RESULT_KEY_PREFIX
+from tasks.wire.submit import submit
 from tests.conftest import make_message
 
 
@@ -76,7 +77,7 @@ def test_a_failed_write_stores_the_verdict_through_the_backend():
 
 
 def test_a_jobs_summary_names_each_engines_answer_and_the_virus():
-    from tasks.results import summary
+    from tasks.wire.results import summary
 
     result = {
         "status": "infected",

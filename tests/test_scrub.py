@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailserver.console.scrub import BODY_MASK, EMAIL, IP_MASK, SUBJECT_MASK, scrubber_for
+from tasks.crashes.scrub import BODY_MASK, EMAIL, IP_MASK, SUBJECT_MASK, scrubber_for
 
 SCRUB = scrubber_for(b"k" * 32)
 

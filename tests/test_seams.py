@@ -1,9 +1,9 @@
 """The framework internals mailscan relies on, held in place.
 
 Four seams reach past a library's public interface: the SMTP front's aiosmtpd subclass
-(mailserver/server.py), the clamd client's connection and reply parsing
-(tasks/plugins/clamav.py), the kombu envelope written by hand (tasks/submit.py) and the
-Celery result format written by hand (tasks/results.py). pyproject.toml pins each library to
+(mailserver/front/server.py), the clamd client's connection and reply parsing
+(tasks/plugins/clamav.py), the kombu envelope written by hand (tasks/wire/submit.py) and the
+Celery result format written by hand (tasks/wire/results.py). pyproject.toml pins each library to
 a minor version; these tests fail when an upgrade moves what the seam uses, before mail
 does. The envelope and the result format are also checked end to end against the real
 library in tests/test_submit.py and tests/test_results.py.

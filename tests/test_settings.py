@@ -88,7 +88,7 @@ def test_virus_pattern_must_capture_the_name():
 
 
 def test_task_events_are_sent_only_when_asked_for():
-    from tasks.celeryapp import celery_config
+    from tasks.celery import celery_config
 
     assert celery_config(load_settings({}))["worker_send_task_events"] is False
     asked = load_settings({"MAILSCAN_TASK_EVENTS": "yes"})

@@ -13,12 +13,12 @@ from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from mailserver.delivery import MaildirDelivery
-from mailserver.pipeline import Pipeline
-from mailserver.quarantine import Quarantine
-from mailserver.redrive import Redriver
-from mailserver.smtp import BROKER_AWAY, SPOOL_FAILED, ScanHandler
-from mailserver.spool import Spool, SpoolEntry
+from mailserver.front.delivery import MaildirDelivery
+from mailserver.front.pipeline import Pipeline
+from mailserver.front.quarantine import Quarantine
+from mailserver.front.redrive import Redriver
+from mailserver.front.smtp import BROKER_AWAY, SPOOL_FAILED, ScanHandler
+from mailserver.front.spool import Spool, SpoolEntry
 from tasks.settings import load_settings
 
 CLEAN = {

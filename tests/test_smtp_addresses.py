@@ -9,7 +9,7 @@ from aiosmtpd.smtp import SMTP
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailserver.server import LenientSMTP
+from mailserver.front.server import LenientSMTP
 
 ARGS = [
     "<alice@example.test>",

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from mailserver.redrive import Redriver
-from mailserver.smtp import ScanHandler
-from mailserver.spool import Spool, SpoolEntry
+from mailserver.front.redrive import Redriver
+from mailserver.front.smtp import ScanHandler
+from mailserver.front.spool import Spool, SpoolEntry
 
 
 class CountingPipeline:
@@ -69,7 +69,7 @@ async def _redrive_pending(redriver: Redriver, spool: Spool) -> None:
 
 @pytest.mark.parametrize("post_queue", [False, True])
 def test_a_spool_that_cannot_write_answers_451_and_scans_nothing(tmp_path, post_queue):
-    from mailserver.smtp import SPOOL_FAILED
+    from mailserver.front.smtp import SPOOL_FAILED
 
     async def run() -> tuple[str, list[str]]:
         spool = Spool(tmp_path)

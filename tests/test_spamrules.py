@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mailserver.spamrules import body_rules_compiled, body_rules_note
+from mailserver.supervisor.spamrules import body_rules_compiled, body_rules_note
 
 LOAD = "loadplugin Mail::SpamAssassin::Plugin::Rule2XSBody\n"
 

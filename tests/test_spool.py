@@ -2,8 +2,8 @@
 
 import pytest
 
-from mailserver.delivery import MaildirDelivery
-from mailserver.spool import Envelope, Spool
+from mailserver.front.delivery import MaildirDelivery
+from mailserver.front.spool import Envelope, Spool
 
 
 def test_committed_message_survives_a_new_spool_object(tmp_path):
@@ -68,7 +68,7 @@ def test_delivery_and_quarantine_are_durable_before_they_return(tmp_path, monkey
     # rename is only durable once its folder is), so the spool entry may go after.
     import os
 
-    from mailserver.quarantine import Quarantine
+    from mailserver.front.quarantine import Quarantine
 
     synced = []
     real_fsync = os.fsync
@@ -102,7 +102,7 @@ def test_an_entry_finished_soon_is_gone_at_once_for_readers_and_from_disk_after_
 def test_removals_that_arrive_during_a_folder_fsync_share_the_next_one(tmp_path, monkeypatch):
     import threading
 
-    from mailserver import spool as spool_module
+    from mailserver.front import spool as spool_module
 
     first_sync_started, go_on = threading.Event(), threading.Event()
     synced: list[list[str]] = []
@@ -187,7 +187,7 @@ def test_a_delivery_left_to_sync_is_durable_before_its_spool_entry_goes(tmp_path
 )
 @pytest.mark.parametrize("piece_bytes", [2, 7, 64, 1024 * 1024])
 def test_the_maildir_copy_is_converted_in_pieces_as_in_one(message, piece_bytes):
-    from mailserver.delivery import lf_pieces
+    from mailserver.front.delivery import lf_pieces
 
     pieces = list(lf_pieces(message, piece_bytes))
     assert b"".join(pieces) == message.replace(b"\r\n", b"\n")

@@ -4,11 +4,11 @@ import tracemalloc
 
 import pytest
 
-from mailserver import headers
-from mailserver.spool import Envelope, Spool
-from tasks import blobs
+from mailserver.front import headers
+from mailserver.front.spool import Envelope, Spool
 from tasks.errors import BlobMissing, SpoolUnreadable
-from tasks.spoolfile import read_message
+from tasks.wire import blobs
+from tasks.wire.spoolfile import read_message
 
 MESSAGE = b"Subject: big\r\n\r\n" + b"a line of a big message\r\n" * 1000
 ENVELOPE = Envelope("alice@example.test", ("bob@example.test",), "127.0.0.1", "client.test")

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from mailserver.spool import new_id
-from mailserver.stack import Stack
+from mailserver.front.spool import new_id
+from mailserver.supervisor.stack import Stack
 from tasks import redisauth
-from tasks.constants import RESULT_KEY_PREFIX, SPOOL_REPORT_KEY
 from tasks.settings import Settings, load_settings
+from tasks.wire.keys import RESULT_KEY_PREFIX, SPOOL_REPORT_KEY
 from tests.conftest import GTUBE, find_delivered, mailscan, make_message, port, send, wait_for
 from tests.smtp_ends import NextHop, raw_smtp
 

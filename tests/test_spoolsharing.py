@@ -4,7 +4,7 @@ from the pools' health probes and their jobs."""
 import logging
 from pathlib import Path
 
-from mailserver.spoolsharing import SpoolSharing
+from mailserver.front.spoolsharing import SpoolSharing
 
 OURS = "ab12"
 

@@ -1,10 +1,11 @@
 """``mailscan status`` as an operator reads it, from reports as the workers store them, and
 the spool's name that the pools' health probes compare."""
 
+from mailserver.cli.main.status import status_lines
+
 from beat.tasks import _dead_letters
-from mailserver.spool import Spool
-from mailserver.status import status_lines
-from tasks.spoolfile import spool_id
+from mailserver.front.spool import Spool
+from tasks.wire.spoolfile import spool_id
 
 NOW = 1_000_000.0
 

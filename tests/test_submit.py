@@ -1,4 +1,4 @@
-"""The scan jobs tasks.submit writes are the jobs kombu itself would write, and the pools run
+"""The scan jobs tasks.wire.submit writes are the jobs kombu itself would write, and the pools run
 them."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import pytest
 import redis
 from kombu import Queue
 
-from mailserver.services import control_app
+from mailserver.supervisor.services import control_app
 from tasks import redisauth
-from tasks.constants import AV_POOL, RESULT_KEY_PREFIX, SCAN_TASKS
-from tasks.submit import submit, task_envelope
+from tasks.wire.keys import AV_POOL, RESULT_KEY_PREFIX, SCAN_TASKS
+from tasks.wire.submit import submit, task_envelope
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.integration

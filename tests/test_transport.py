@@ -63,7 +63,7 @@ def test_taken_jobs_are_tracked_until_acked_and_come_back_when_not(stack, settin
 
 def test_workers_use_it_and_other_processes_do_not(settings):
     probe = (
-        "from celery import signals; from tasks.celeryapp import app; "
+        "from celery import signals; from tasks.celery import app; "
         "app.loader.import_default_modules(); "
         "print(app.connection_for_write().as_uri()); "
         "signals.celeryd_init.send(sender='probe', instance=None, conf=app.conf, options={}); "

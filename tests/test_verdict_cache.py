@@ -4,7 +4,7 @@ signatures are the same."""
 import pytest
 
 from tasks import redisauth
-from tasks.blobs import content_key
+from tasks.wire.blobs import content_key
 from tests.conftest import EICAR, make_message, send
 
 pytestmark = pytest.mark.integration
@@ -50,7 +50,7 @@ def test_a_bulk_mailing_is_scanned_once_and_a_cached_virus_is_still_refused(stac
 
 
 def test_a_cached_verdict_leaves_no_attempt_counted_against_the_message(stack, settings):
-    from tasks.constants import ATTEMPTS_KEY
+    from tasks.wire.keys import ATTEMPTS_KEY
 
     client = redisauth.connect(settings)
     attachment = f"attempts {id(client)}".encode()

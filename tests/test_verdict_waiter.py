@@ -15,14 +15,15 @@ from typing import Any
 import pytest
 import redis
 
-from mailserver.services import control_app
-from mailserver.stack import Stack
-from mailserver.verdicts import VerdictWaiter
-from tasks import redisauth, results
-from tasks.constants import RESULT_KEY_PREFIX, SPOOL_REPORT_KEY
+from mailserver.front.verdicts import VerdictWaiter
+from mailserver.supervisor.services import control_app
+from mailserver.supervisor.stack import Stack
+from tasks import redisauth
 from tasks.health import json_records
-from tasks.jobids import job_ids
 from tasks.settings import Settings, load_settings
+from tasks.wire import results
+from tasks.wire.jobids import job_ids
+from tasks.wire.keys import RESULT_KEY_PREFIX, SPOOL_REPORT_KEY
 from tests.conftest import mailscan, stack_env, wait_for
 
 OFFSET = 8  # ports of a Redis of its own (tests/conftest.py stack_env)

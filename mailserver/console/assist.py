@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mailserver.console.scrub import Scrubber
-from tasks import crashreports
-from tasks.crashstore import CrashStore
+from tasks.crashes import reports as crashreports
+from tasks.crashes.scrub import Scrubber
+from tasks.crashes.store import CrashStore
 from tasks.settings import Settings
 
 REPORT_FORMAT = "mailscan-crash-report/1"

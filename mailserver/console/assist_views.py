@@ -13,7 +13,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from mailserver.console import csrf
 from mailserver.console.access import safe_next, user
 from mailserver.console.site import console_of, dialog_context
-from tasks import crashreports
+from tasks.crashes import reports as crashreports
 
 ANSWERS = {"send": True, "decline": False}
 

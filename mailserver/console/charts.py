@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from mailserver.outcomes import VERDICTS
+from mailserver.front.outcomes import VERDICTS
 
 WIDTH, HEIGHT = 720, 160
 LEFT, BOTTOM, TOP = 36, 22, 8

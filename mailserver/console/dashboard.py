@@ -10,14 +10,13 @@ from typing import Any
 import redis
 from kombu.exceptions import OperationalError
 
-from mailserver import outcomes
+from mailserver.cli.main.status import collect
 from mailserver.console import charts
-from mailserver.status import collect
-from tasks.constants import POOLS
+from mailserver.front import outcomes
 from tasks.errors import MailscanError
-from tasks.guards.breaker import is_open
-from tasks.plugins import plugin_names
-from tasks.settings import Settings
+from tasks.settings import Settings, plugin_names
+from tasks.wire.fleet import is_open
+from tasks.wire.keys import POOLS
 
 STATUS_FRESH_S = 5.0
 # Celery's inspect waits one second for every worker's answer; past this the page shows the
@@ -27,7 +26,7 @@ _FAILURES = (MailscanError, redis.RedisError, OperationalError, OSError, Timeout
 
 
 class PoolStatus:
-    """``mailserver.status.collect`` behind a short cache: at most one inspect call at a
+    """``mailserver.cli.main.status.collect`` behind a short cache: at most one inspect call at a
     time, however many pages and event streams ask."""
 
     def __init__(self, settings: Settings) -> None:

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from mailserver.console.site import console_of, crash_fingerprint
-from tasks.constants import OUTCOMES_KEY
+from tasks.wire.keys import OUTCOMES_KEY
 
 POLL_S = 1.0
 KEEPALIVE_EVERY = 15  # polls: a comment line keeps proxies from closing a quiet stream

@@ -15,8 +15,8 @@ from mailserver.console import dashboard, quarantined
 from mailserver.console.access import user
 from mailserver.console.assist import DUMP_ID
 from mailserver.console.site import console_of, render
-from mailserver.delivery import DeliveryError
-from tasks import crashreports
+from mailserver.front.delivery import DeliveryError
+from tasks.crashes import reports as crashreports
 
 
 async def home(request: Request) -> Response:

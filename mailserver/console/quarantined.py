@@ -8,9 +8,9 @@ import re
 from email.parser import BytesHeaderParser
 from typing import Any
 
-from mailserver.delivery import Delivery
-from mailserver.quarantine import Quarantine
-from mailserver.spool import Envelope
+from mailserver.front.delivery import Delivery
+from mailserver.front.quarantine import Quarantine
+from mailserver.front.spool import Envelope
 
 QUARANTINE_ID = re.compile(r"^[0-9a-f]{24}$")
 HEADER_BYTES_MAX = 256 * 1024

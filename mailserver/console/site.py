@@ -19,13 +19,13 @@ from mailserver.console import csrf
 from mailserver.console.assist import Assist, PendingGroup, payload_text
 from mailserver.console.auth import UserFile, console_dir, console_secret
 from mailserver.console.dashboard import PoolStatus
-from mailserver.console.scrub import scrubber_for
-from mailserver.delivery import Delivery, delivery_for
-from mailserver.quarantine import Quarantine
+from mailserver.front.delivery import Delivery, delivery_for
+from mailserver.front.quarantine import Quarantine
 from tasks import redisauth
-from tasks.constants import ASSIST_STATE_KEY, CRASHDUMP_INDEX, UPLOAD_TASK
-from tasks.crashstore import CrashStore
+from tasks.crashes.scrub import scrubber_for
+from tasks.crashes.store import CrashStore
 from tasks.settings import Settings
+from tasks.wire.keys import ASSIST_STATE_KEY, CRASHDUMP_INDEX, UPLOAD_TASK
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -45,7 +45,7 @@ class Console:
 
 
 def open_console(settings: Settings) -> Console:
-    from tasks.celeryapp import app as celery_app  # the console only sends, by task name
+    from tasks.celery import app as celery_app  # the console only sends, by task name
 
     def send_task(report: dict[str, Any], by: str) -> None:
         celery_app.send_task(UPLOAD_TASK, args=[report, by])

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from tasks.blobs import BlobRef
-from tasks.constants import ATTEMPTS_KEY, POISON_KEY
 from tasks.guards.base import Guard, JobContext, Reads, ScanContext
 from tasks.guards.crashes import report
 from tasks.plugins.base import Verdict
+from tasks.wire.blobs import BlobRef
+from tasks.wire.keys import ATTEMPTS_KEY, POISON_KEY
 
 REMEMBER_S = 24 * 3600
 

@@ -17,10 +17,10 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 from redis import Redis
 
-from tasks.blobs import BlobRef, Message
-from tasks.crashstore import CrashStore
+from tasks.crashes.store import CrashStore
 from tasks.plugins.base import Plugin, Verdict
 from tasks.settings import Settings
+from tasks.wire.blobs import BlobRef, Message
 
 log = logging.getLogger(__name__)
 
@@ -110,21 +110,3 @@ def safely(hook: Callable[..., Any], *args: Any) -> Any:
     except Exception:
         log.exception("guard hook %s failed", getattr(hook, "__qualname__", hook))
         return None
-
-
-def default_guards() -> list[Guard]:
-    from tasks.guards.attempts import AttemptsGuard
-    from tasks.guards.breaker import BreakerGuard
-    from tasks.guards.cache import VerdictCacheGuard
-    from tasks.guards.crashes import CrashGuard
-    from tasks.guards.metrics import MetricsGuard
-    from tasks.guards.virusfirst import VirusFirstGuard
-    from tasks.guards.watchdog import WatchdogGuard
-
-    # Order matters: the watchdog arms first; a cached verdict needs no backend; the breaker
-    # is asked before an attempt is counted, so a skipped plugin does not count against a
-    # message. (The virus-first guard acts on whole jobs, before any of that.)
-    return [
-        VirusFirstGuard(), WatchdogGuard(), MetricsGuard(), VerdictCacheGuard(), BreakerGuard(),
-        AttemptsGuard(), CrashGuard(),
-    ]  # fmt: skip

@@ -15,10 +15,11 @@ import threading
 
 from redis import Redis
 
-from tasks.constants import BREAKER_FAILURES_KEY, BREAKER_OPEN_KEY, BREAKER_PROBE_KEY
 from tasks.errors import BackendProtocol, BackendUnavailable, MailscanError
 from tasks.guards.base import Guard, JobContext, Reads, ScanContext
 from tasks.plugins.base import Verdict
+from tasks.wire.fleet import is_open
+from tasks.wire.keys import BREAKER_FAILURES_KEY, BREAKER_OPEN_KEY, BREAKER_PROBE_KEY
 
 log = logging.getLogger(__name__)
 PROBE_EVERY_S = 2
@@ -75,7 +76,3 @@ def _probe(scan: ScanContext) -> None:
 def close(redis: Redis, plugin: str) -> None:
     """Close the breaker of ``plugin`` (also used by the health probes)."""
     redis.delete(BREAKER_OPEN_KEY.format(plugin=plugin), BREAKER_FAILURES_KEY.format(plugin=plugin))
-
-
-def is_open(redis: Redis, plugin: str) -> bool:
-    return bool(redis.exists(BREAKER_OPEN_KEY.format(plugin=plugin)))

@@ -12,17 +12,17 @@ from __future__ import annotations
 import hashlib
 import json
 
-from tasks.blobs import content_key
-from tasks.constants import AV_POOL, AVCACHE_KEY
 from tasks.guards.base import Guard, JobContext, Reads, ScanContext
 from tasks.plugins.base import Verdict
+from tasks.wire.blobs import content_key
+from tasks.wire.keys import AV_POOL, AVCACHE_KEY
 
 CACHE_TTL_S = 6 * 3600
 
 
 class VerdictCacheGuard(Guard):
     """The content key comes with the job (the SMTP front computes it with the other digests
-    of the message, tasks/blobs.py), so the cache is read in the fetch's round trip."""
+    of the message, tasks/wire/blobs.py), so the cache is read in the fetch's round trip."""
 
     def __init__(self) -> None:
         self._content_key = ""

@@ -8,8 +8,8 @@ import logging
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from tasks import crashdumps
-from tasks.crashdumps import Incident, Kind
+from tasks.crashes import records as crashdumps
+from tasks.crashes.records import Incident, Kind
 from tasks.errors import BackendProtocol, BackendUnavailable
 from tasks.guards.base import Guard, ScanContext
 

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.constants import METRICS_LATENCY_KEY, METRICS_SCANS_KEY
 from tasks.guards.base import Guard, JobContext, ScanContext
 from tasks.plugins.base import Verdict
-
-# Seconds. From a clamd cache hit (milliseconds) to a spamd scan of a large message.
-LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+from tasks.wire.fleet import LATENCY_BUCKETS_S
+from tasks.wire.keys import METRICS_LATENCY_KEY, METRICS_SCANS_KEY
 
 
 def bucket_of(seconds: float) -> str:

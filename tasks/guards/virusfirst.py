@@ -2,7 +2,7 @@
 without spamd.
 
 A message with a virus is refused (or quarantined) whatever its spam score, and the SMTP
-front answers it as soon as the av verdict arrives (mailserver/pipeline.py). Its spam job may
+front answers it as soon as the av verdict arrives (mailserver/front/pipeline.py). Its spam job may
 still be waiting in the queue, behind other mail in a virus outbreak: spamd's time, the
 scarcest there is, would go to mail whose outcome is settled. The av verdict is read in the
 job's first round trip, with the message itself, so a job that finds none costs nothing more.
@@ -10,9 +10,9 @@ job's first round trip, with the message itself, so a job that finds none costs 
 
 from __future__ import annotations
 
-from tasks.constants import AV_POOL, RESULT_KEY_PREFIX, SPAM_POOL
 from tasks.guards.base import Guard, JobContext, Reads
-from tasks.jobids import sibling_job_id
+from tasks.wire.jobids import sibling_job_id
+from tasks.wire.keys import AV_POOL, RESULT_KEY_PREFIX, SPAM_POOL
 
 AV_VERDICT = "virusfirst:av"
 SKIPPED = "not scanned: the av pool found a virus"

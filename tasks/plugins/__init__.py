@@ -10,7 +10,7 @@ import importlib
 
 from tasks.errors import ConfigError
 from tasks.plugins.base import Plugin, Verdict
-from tasks.settings import Settings
+from tasks.settings import Settings, plugin_names
 
 REGISTRY = {
     "clamav": "tasks.plugins.clamav:ClamavPlugin",
@@ -38,10 +38,6 @@ def load_plugin(name: str, pool: str, settings: Settings) -> Plugin:
     if pool not in cls.pools:
         raise ConfigError(f"plugin {name!r} cannot run in the {pool} pool")
     return cls(settings=settings, pool=pool)
-
-
-def plugin_names(pool: str, settings: Settings) -> tuple[str, ...]:
-    return settings.av_plugins if pool == "av" else settings.spam_plugins
 
 
 def validate(settings: Settings) -> None:

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Literal, TypeVar
 
-from tasks.blobs import Message
 from tasks.errors import BackendUnavailable
 from tasks.settings import Settings
+from tasks.wire.blobs import Message
 
 T = TypeVar("T")
 # A daemon restarting (clamd reloading, spamd respawning) refuses for a moment: two quick

@@ -1,0 +1,1 @@
+"""The ``mailscan`` command line (``python -m mailserver.cli``)."""

@@ -1,0 +1,114 @@
+"""``mailscan status``: what the workers themselves report, how deep each queue is, and what
+the pools' last health probes found: their engines, and whether they see the front's spool."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from mailserver.front.server import check_redis
+from tasks.celery import app
+from tasks.poolsize import pool_size
+from tasks.redisauth import masked
+from tasks.settings import Settings
+from tasks.wire.fleet import json_records, probes
+from tasks.wire.keys import QUEUES, SPOOL_REPORT_KEY
+
+FRONT_GONE_AFTER_S = 300.0
+
+
+def collect(settings: Settings) -> dict[str, Any]:
+    client = check_redis(settings)
+    stats = app.control.inspect(timeout=1.0).stats() or {}
+    pools: dict[str, Any] = {
+        pool: {"queue_depth": client.llen(pool), "workers": {}, "probes": {}} for pool in QUEUES
+    }
+    for worker, info in sorted(stats.items()):
+        pool = worker.split("@", 1)[0]
+        if pool in pools:
+            pools[pool]["workers"][worker] = {
+                "concurrency": pool_size(info),
+                "processes": info.get("pool", {}).get("processes", []),
+                "tasks_done": sum(info.get("total", {}).values()),
+            }
+    for worker, probe in probes(client).items():
+        if probe.get("pool") in pools:
+            pools[probe["pool"]]["probes"][worker] = probe
+    return {
+        "redis": masked(settings.redis_url),
+        "fronts": json_records(client, SPOOL_REPORT_KEY),
+        "pools": pools,
+    }
+
+
+def status_lines(report: dict[str, Any], now: float | None = None) -> list[str]:
+    now = time.time() if now is None else now
+    fronts = report.get("fronts", {})
+    # The spool of each front still running: the ones every pool must see.
+    spools = {h: f["spool_id"] for h, f in fronts.items() if _running(f, now) and f.get("spool_id")}
+    lines = [f"redis {report['redis']}"]
+    for host, front in fronts.items():
+        through = "the spool" if front.get("spool_shared", True) else "Redis"
+        lines.append(f"SMTP front {host}: spool {front.get('spool_id') or '?'}, "
+                     f"{front.get('count', 0)} message(s) without an outcome, "
+                     f"big messages to the pools through {through}")  # fmt: skip
+        if "verdict_subscriber" in front and _running(front, now):  # older fronts say nothing
+            lines.append(_subscriber_line(front["verdict_subscriber"]))
+        if alarm := dead_letter_alarm(front):
+            lines.append(f"  ALARM: {alarm}")
+    for pool, info in report["pools"].items():
+        workers = info["workers"]
+        lines.append(f"pool {pool}: {len(workers)} worker(s), {info['queue_depth']} job(s) queued")
+        for name, worker in workers.items():
+            lines.append(
+                f"  {name}: concurrency {worker['concurrency']}, {worker['tasks_done']} tasks done"
+            )
+        if not workers:
+            lines.append("  no worker answered")
+        for name, probe in info.get("probes", {}).items():
+            lines += _probe_lines(name, probe, spools, now)
+    return lines
+
+
+def dead_letter_alarm(front: dict[str, Any]) -> str:
+    """What a front's spool holds that no outcome was reached for, or ''."""
+    dead, corrupt = front.get("dead", 0), front.get("corrupt", 0)
+    where = front.get("spool_dir", "the spool")
+    found = [f"{dead} message(s) dead-lettered in {where}/dead"] if dead else []
+    found += [f"{corrupt} unreadable entr(ies) set aside in {where}/corrupt"] if corrupt else []
+    return ", ".join(found)
+
+
+def _probe_lines(name: str, probe: dict[str, Any], spools: dict[str, str], now: float) -> list[str]:
+    engines = ", ".join(_engine(n, answer) for n, answer in probe.get("plugins", {}).items())
+    lines = [f"  {name}: health probe {now - probe.get('at', 0):.0f} s ago: {engines or '-'}"]
+    if "spool" not in probe:  # stored by a worker from before probes named the spool
+        return lines
+    spool = probe["spool"]
+    missed = [host for host, their_id in spools.items() if their_id != spool.get("id")]
+    if missed:
+        lines.append(
+            f"    does not see the spool of {', '.join(missed)} at {spool.get('dir')}: "
+            "big messages from there reach it through Redis"
+        )
+    elif spools:
+        lines.append(f"    reads big messages from the front's spool at {spool.get('dir')}")
+    return lines
+
+
+def _subscriber_line(alive: bool) -> str:
+    if alive:
+        return "  verdict subscriber up"
+    return "  verdict subscriber down: its messages wait their whole deadline"
+
+
+def _engine(plugin: str, answer: dict[str, Any]) -> str:
+    if answer.get("ok"):
+        return f"{plugin} {answer.get('version', '')}"
+    return f"{plugin} failing ({answer.get('error', '')})"
+
+
+def _running(front: dict[str, Any], now: float) -> bool:
+    """A front reports its spool every redrive interval (30 s by default) while it runs; one
+    that stopped long ago is no front the pools must see."""
+    return now - front.get("at", 0) < FRONT_GONE_AFTER_S

@@ -1,0 +1,203 @@
+"""One message from spool to outcome: store once, enqueue both scans, await both verdicts,
+decide, act, and only then remove the spool entry."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery
+from redis import Redis
+
+from mailserver.front import headers, policy
+from mailserver.front.admission import Backlog, read_backlog
+from mailserver.front.delivery import Delivery
+from mailserver.front.handover import Handover, Outcome
+from mailserver.front.metrics import MESSAGES
+from mailserver.front.outcomes import OutcomeLog
+from mailserver.front.policy import Decision
+from mailserver.front.quarantine import Quarantine
+from mailserver.front.retries import Attempts
+from mailserver.front.spool import Spool, SpoolEntry, SpoolWriteFailed
+from mailserver.front.spoolsharing import SpoolSharing
+from mailserver.front.verdicts import VerdictWaiter
+from tasks.settings import Settings
+from tasks.wire import blobs
+from tasks.wire.jobids import job_ids
+from tasks.wire.keys import AV_POOL, SPAM_POOL
+from tasks.wire.submit import submit
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    """Everything between a committed spool entry and its final outcome."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        app: Celery,
+        spool: Spool,
+        redis: Redis,
+        waiter: VerdictWaiter,
+        delivery: Delivery,
+        quarantine: Quarantine,
+    ) -> None:
+        self.settings, self.app, self.spool = settings, app, spool
+        self.redis, self.waiter = redis, waiter
+        self.delivery, self.quarantine = delivery, quarantine
+        # For the console, and the removal of finished messages' bytes; written by its own task.
+        self.outcomes = OutcomeLog(redis)
+        # Whether the pools read big messages from the spool (scan; the spool reporter
+        # follows the pools' health probes).
+        self.sharing = SpoolSharing(spool.id, settings.spool_dir, settings.health_probe_every_s)
+        # Delivery, quarantine, and the end of every spool entry's life.
+        self.handover = Handover(settings, spool, delivery, quarantine, self.outcomes)
+
+    async def process(
+        self, entry: SpoolEntry, client_waiting: bool, settling: asyncio.Future[None] | None = None
+    ) -> Outcome:
+        """``settling``: the entry being made durable (``Spool.settle``) while it is scanned;
+        SpoolWriteFailed if that fails, and then nothing has been decided or delivered."""
+        if settling is None:
+            results = await self.scan(entry, self.settings.scan_deadline_s)
+        else:
+            results = await self._scan_while_settling(entry, settling)
+        decision = policy.decide(results["av"], results["spam"], self.settings, client_waiting)
+        outcome = await asyncio.to_thread(
+            self._act_and_record, entry, decision, results, client_waiting
+        )
+        log.info("message %s: %s (%s)", entry.id, outcome.action, outcome.reason)
+        MESSAGES.labels(outcome.action).inc()
+        return outcome
+
+    async def scan(self, entry: SpoolEntry, deadline_s: float) -> dict[str, Any]:
+        """Both pool verdicts, or None for a pool that did not answer by the deadline. A big
+        message a pool could not read from the spool is scanned again through Redis."""
+        deadline = time.monotonic() + deadline_s
+        spooled = self._spooled(entry)
+        results = await self._scan_once(entry, deadline, spooled)
+        unread_by = _spool_unread_by(results)
+        if spooled and unread_by:
+            # Through Redis from now on: it costs Redis time per byte, but refuses no mail
+            # for a deployment's mistake.
+            self.sharing.stop(unread_by, "its job could not read a message")
+            results = await self._scan_once(entry, deadline, spooled=False)
+        return results
+
+    async def _scan_once(self, entry: SpoolEntry, deadline: float, spooled: bool) -> dict[str, Any]:
+        top = headers.block_for(entry.content, [headers.return_path(entry), self._received(entry)])
+        task_ids = job_ids(entry.id)
+        for task_id in task_ids.values():
+            self.waiter.expect(task_id)
+        try:
+            await asyncio.to_thread(self._enqueue, entry, top, task_ids, spooled)
+        except BaseException:
+            for task_id in task_ids.values():
+                self.waiter.forget(task_id)
+            raise
+        spam = asyncio.ensure_future(self._await(task_ids[SPAM_POOL], deadline))
+        try:
+            av = await self._await(task_ids[AV_POOL], deadline)
+            if policy.virus_found(av) and not spam.done():
+                # The outcome is the virus's whatever spamd says: answer now, not after it
+                # (its job skips spamd if it has not started: tasks/guards/virusfirst.py).
+                return {AV_POOL: av, SPAM_POOL: dict(policy.SPAM_NOT_AWAITED)}
+            return {AV_POOL: av, SPAM_POOL: await spam}
+        finally:
+            await _call_off(spam)  # nothing when it has its verdict
+
+    async def _scan_while_settling(
+        self, entry: SpoolEntry, settling: asyncio.Future[None]
+    ) -> dict[str, Any]:
+        # The spool's fsyncs wait for the disk while the scanners work, instead of before.
+        scanning = asyncio.ensure_future(self.scan(entry, self.settings.scan_deadline_s))
+        try:
+            await settling
+        except OSError as err:
+            await _call_off(scanning)
+            # Its jobs may be queued already; the bytes they would read must not stay in
+            # Redis for the blob TTL for every message a failing disk refuses.
+            self.outcomes.blob_done(entry.id)
+            raise SpoolWriteFailed(f"spool entry {entry.id} not made durable: {err}") from err
+        except BaseException:
+            await _call_off(scanning)
+            raise
+        return await scanning
+
+    def backlog(self) -> Backlog:
+        """Jobs waiting in the busier pool's queue, and how long its oldest scan job has
+        waited (one Redis round trip)."""
+        return read_backlog(self.redis)
+
+    def _enqueue(
+        self, entry: SpoolEntry, top: bytes, task_ids: dict[str, str], spooled: bool
+    ) -> None:
+        # Our headers in front do not change the content key: the body is hashed once.
+        content = blobs.content_key(entry.content)
+        origin = blobs.whole_digest(entry.content, content)
+        ttl_s = self.settings.blob_ttl_s
+        submit(
+            self.app, self.redis, entry.id, entry.content, ttl_s, origin, task_ids, content,
+            top=top, spooled=spooled,
+        )  # fmt: skip
+
+    def _spooled(self, entry: SpoolEntry) -> bool:
+        """Whether the pools read the message from its spool entry (staged before the
+        enqueue), and only our header lines in front from Redis: a big message. Redis's
+        time per byte grows with the size; a file read from the page cache does not."""
+        shared_from = self.settings.shared_spool_from_bytes if self.sharing.shared else 0
+        return 0 < shared_from <= len(entry.content)
+
+    async def _await(self, task_id: str, deadline: float) -> dict[str, Any] | None:
+        try:
+            meta = await self.waiter.wait(task_id, max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            return None
+        if meta.get("status") != "SUCCESS":
+            log.warning("scan job %s ended %s: %s", task_id, meta.get("status"), meta.get("result"))
+            return None
+        return meta["result"]
+
+    def _act_and_record(
+        self, entry: SpoolEntry, decision: Decision, results: dict[str, Any], client_waiting: bool
+    ) -> Outcome:
+        outcome = self._act(entry, decision, results, client_waiting)
+        self.outcomes.add(entry, outcome)
+        return outcome
+
+    def _act(
+        self, entry: SpoolEntry, decision: Decision, results: dict[str, Any], client_waiting: bool
+    ) -> Outcome:
+        return self.handover.act(entry, decision, results, client_waiting)
+
+    async def retry(self, entry: SpoolEntry, attempts: Attempts) -> Outcome:
+        """Deliver again from the kept decision, to the recipients still waiting: no scan."""
+        return await self._record(entry, self.handover.retry, entry, attempts)
+
+    async def expire(self, entry: SpoolEntry, attempts: Attempts | None) -> Outcome:
+        """The entry's life ran out without a final outcome: it is dead-lettered."""
+        return await self._record(entry, self.handover.expire, entry, attempts)
+
+    async def _record(self, entry: SpoolEntry, act: Callable[..., Outcome], *args: Any) -> Outcome:
+        outcome = await asyncio.to_thread(act, *args)
+        self.outcomes.add(entry, outcome)
+        log.info("message %s: %s (%s)", entry.id, outcome.action, outcome.reason)
+        MESSAGES.labels(outcome.action).inc()
+        return outcome
+
+    def _received(self, entry: SpoolEntry) -> str:
+        return headers.received(entry, self.settings.hostname)
+
+
+def _spool_unread_by(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The result of a pool that could not read the message from the spool, if any."""
+    return next((r for r in results.values() if r and r.get("spool_unreadable")), None)
+
+
+async def _call_off(scanning: asyncio.Future[Any]) -> None:
+    scanning.cancel()
+    await asyncio.gather(scanning, return_exceptions=True)

@@ -1,0 +1,122 @@
+"""The SMTP front: translates the protocol into a spool entry and a scan, and back into a
+reply code. Nothing here blocks the event loop; no exception text ever reaches a client."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
+
+from mailserver.front.admission import BacklogGauge
+from mailserver.front.pipeline import Pipeline
+from mailserver.front.redrive import Redriver
+from mailserver.front.spool import Envelope as SpoolEnvelope
+from mailserver.front.spool import Spool, SpoolEntry, SpoolWriteFailed, new_id
+
+log = logging.getLogger(__name__)
+
+SPOOL_FAILED = "451 4.3.0 Could not store the message, try again later"
+BROKER_AWAY = "451 4.3.0 Scanner queue unavailable, try again later"
+INTERNAL_ERROR = "451 4.3.0 Temporary server error, try again later"
+BUSY = "451 4.3.2 Scanners busy, try again later"
+
+
+class ScanHandler:
+    """aiosmtpd handler: spool first, then scan (pre-queue) or hand to the redriver (post)."""
+
+    def __init__(self, pipeline: Pipeline, spool: Spool, redriver: Redriver, post_queue: bool):
+        self.pipeline, self.spool, self.redriver = pipeline, spool, redriver
+        self.post_queue = post_queue
+        self.backlog = BacklogGauge(pipeline.backlog)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if not self.post_queue and await self._overloaded():
+            return BUSY
+        spool_envelope = SpoolEnvelope(
+            mail_from=envelope.mail_from or "",
+            rcpt_tos=tuple(envelope.rcpt_tos),
+            peer_ip=str(session.peer[0]) if session.peer else "",
+            helo=session.host_name or "",
+            received_at=time.time(),
+        )
+        entry_id = new_id()
+        if self.post_queue:
+            entry = await self._write(self.spool.commit, entry_id, spool_envelope, envelope)
+            if entry is None:
+                return SPOOL_FAILED
+            self.redriver.submit(entry.id, fresh=True)
+            return f"250 2.0.0 Ok: queued as {entry.id}"
+        # Claimed before the file exists: the redriver lists the spool on its own, and an
+        # entry it saw before this session claimed it would be scanned and delivered twice.
+        self.redriver.hold(entry_id)
+        try:
+            entry = await self._write(self.spool.stage, entry_id, spool_envelope, envelope)
+            if entry is None:
+                return SPOOL_FAILED
+            # Made durable while the scans run; nothing is decided or confirmed before.
+            settling = asyncio.ensure_future(asyncio.to_thread(self.spool.settle, entry.id))
+            return await self._scan_while_client_waits(entry, settling)
+        finally:
+            self.redriver.release(entry_id)
+
+    async def _write(
+        self,
+        write: Callable[[SpoolEnvelope, bytes, str], SpoolEntry],
+        entry_id: str,
+        spool_envelope: SpoolEnvelope,
+        envelope: Envelope,
+    ) -> SpoolEntry | None:
+        try:
+            return await asyncio.to_thread(write, spool_envelope, _bytes(envelope), entry_id)
+        except OSError:
+            await self._refuse_unkept(entry_id)
+            return None
+
+    async def _refuse_unkept(self, entry_id: str) -> str:
+        """The spool could not keep the message: 451, and no entry left for the redriver
+        (no 250: no entry either). Called while the failure is being handled."""
+        log.exception("could not write the spool")
+        await asyncio.to_thread(self.spool.discard, entry_id)
+        return SPOOL_FAILED
+
+    async def _overloaded(self) -> bool:
+        """Refuse now, cheaply, rather than accept mail that would only miss its deadline:
+        when the oldest waiting job has already used half of a scan deadline (the queue
+        delay, whatever the pools' speed), or more jobs wait than the configured cap.
+        Post-queue mail queues on disk instead."""
+        try:
+            waiting, oldest_s = await self.backlog.current()
+        except RedisError:
+            return False  # the scan itself will say the broker is away
+        settings = self.pipeline.settings
+        return oldest_s > settings.scan_deadline_s / 2 or waiting >= settings.max_queued_jobs
+
+    async def _scan_while_client_waits(
+        self, entry: SpoolEntry, settling: asyncio.Future[None]
+    ) -> str:
+        try:
+            outcome = await self.pipeline.process(entry, client_waiting=True, settling=settling)
+        except SpoolWriteFailed:
+            return await self._refuse_unkept(entry.id)
+        except (RedisError, OperationalError, OSError) as err:
+            log.warning("message %s: broker unavailable (%s); answering 451", entry.id, err)
+            await asyncio.to_thread(self.spool.finish, entry.id)
+            return BROKER_AWAY
+        if outcome.reply.startswith("250"):
+            return f"{outcome.reply} as {entry.id}"  # the id finds it in logs and in Flower
+        return outcome.reply
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.error("SMTP session failed", exc_info=error)
+        return INTERNAL_ERROR
+
+
+def _bytes(envelope: Envelope) -> bytes:
+    content: Any = envelope.original_content or envelope.content or b""
+    return content if isinstance(content, bytes) else content.encode("utf-8", "surrogateescape")

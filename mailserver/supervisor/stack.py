@@ -1,0 +1,151 @@
+"""The whole system on one machine, without Docker: Redis, clamd, spamd, both worker pools,
+beat, Flower and the SMTP front, each a child process on loopback with its own log.
+
+``mailscan up`` and the integration tests start services through this one module, so what
+the tests exercise is what an administrator runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+
+import redis
+
+from mailserver.supervisor.services import Service, StackError, all_services
+from tasks.errors import MailscanError
+from tasks.settings import Settings
+
+ORDER = (
+    "redis", "clamd", "spamd", "av-worker", "spam-worker", "ops-worker", "beat", "flower",
+    "mailserver", "console",
+)  # fmt: skip
+STOP_GRACE_S = 15.0
+
+
+class Stack:
+    """Starts services in order, waits until each is ready, stops them in reverse."""
+
+    def __init__(self, settings: Settings, env: dict[str, str] | None = None) -> None:
+        self.settings = settings
+        self.env = dict(os.environ if env is None else env)
+        self.log_dir = settings.var_dir / "log"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.services = {s.name: s for s in all_services(settings)}
+        self.started: list[str] = []
+
+    def start(self, names: Iterable[str] = ORDER, progress: Callable[[str], None] = print) -> None:
+        for name in names:
+            service = self.services[name]
+            if service.port and _port_open(service.port):
+                raise StackError(f"{name}: port {service.port} is already in use on 127.0.0.1")
+            started = time.monotonic()
+            self._spawn(service)
+            self._await_ready(service)
+            progress(f"  {name:<12} ready in {time.monotonic() - started:4.1f} s")
+
+    def _spawn(self, service: Service) -> None:
+        if service.before_start:
+            service.before_start()
+        log = open(self.log_dir / f"{service.name}.log", "ab")  # noqa: SIM115 - owned by the child
+        # Own session: Ctrl-C in the terminal reaches only `mailscan up`, which then stops
+        # the children in order instead of all of them dying at once.
+        service.process = subprocess.Popen(
+            service.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**self.env, **service.env},
+            start_new_session=True,
+        )
+        log.close()
+        if service.name not in self.started:
+            self.started.append(service.name)
+
+    def _await_ready(self, service: Service) -> None:
+        deadline = time.monotonic() + service.ready_timeout_s
+        while time.monotonic() < deadline:
+            if service.process and service.process.poll() is not None:
+                raise StackError(f"{service.name} exited at start:\n{self.log_tail(service.name)}")
+            if _safely(service.ready):
+                if service.after_ready:
+                    service.after_ready()
+                return
+            time.sleep(0.2)
+        raise StackError(f"{service.name} not ready after {service.ready_timeout_s:.0f} s")
+
+    def log_tail(self, name: str, lines: int = 15) -> str:
+        path = self.log_dir / f"{name}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def pid(self, name: str) -> int:
+        process = self.services[name].process
+        assert process is not None, f"{name} is not running"
+        return process.pid
+
+    def stop(self, names: Iterable[str] | None = None) -> None:
+        for name in reversed([n for n in self.started if names is None or n in names]):
+            _terminate(self.services[name].process)
+            self.services[name].process = None
+
+    def restart(self, name: str) -> None:
+        self.stop([name])
+        service = self.services[name]
+        self._spawn(service)
+        self._await_ready(service)
+
+    def revive(self) -> list[str]:
+        """Restart every service that died; return their names. ``mailscan up`` calls this
+        every few seconds; it is also how a worker comes back after the known kombu failure
+        that ends a worker when Redis goes away while it restores unacknowledged jobs."""
+        dead = self.exited()
+        for name in dead:
+            self.restart(name)
+        return dead
+
+    def exited(self) -> list[str]:
+        """Services that were started and have died since."""
+        return [
+            n
+            for n in self.started
+            if self.services[n].process and self.services[n].process.poll() is not None
+        ]
+
+
+def _terminate(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    # Each service leads its own process group: the group holds its pool children too.
+    _signal_group(process.pid, signal.SIGTERM)
+    try:
+        process.wait(STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        _signal_group(process.pid, signal.SIGKILL)
+        process.wait(5)
+    else:
+        _signal_group(process.pid, signal.SIGKILL)  # anything the leader left behind
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+def _safely(check: Callable[[], bool]) -> bool:
+    try:
+        return check()
+    except (OSError, MailscanError, redis.RedisError):
+        return False
+
+
+def _port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False

@@ -1,0 +1,90 @@
+"""``mailscan up``: the whole system in the foreground, restarted service by service when one
+dies, stopped cleanly (no process left behind) on Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from types import FrameType
+
+from mailserver.supervisor.services import StackError, node_name
+from mailserver.supervisor.spamrules import body_rules_note
+from mailserver.supervisor.stack import Stack
+from tasks import plugins
+from tasks.redisauth import masked, password, url_password
+from tasks.settings import Settings
+
+SUPERVISE_EVERY_S = 2.0
+MAX_RESTARTS_PER_SERVICE = 5
+
+
+def check_plugins(settings: Settings) -> None:
+    """Fail before anything starts, not at the first message, when a pool names a plugin
+    that cannot run (unknown, in the wrong pool, or missing a library)."""
+    plugins.validate(settings)
+
+
+def run_up(settings: Settings) -> int:
+    check_plugins(settings)
+    stack = Stack(settings)
+    stopping = threading.Event()
+
+    def stop(signum: int, _: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(f"starting mailscan (logs in {stack.log_dir}):")
+    try:
+        stack.start()
+        print("\n".join(summary(settings, stack)))
+        _supervise(stack, stopping)
+    finally:
+        print("stopping mailscan...")
+        stack.stop()
+        print("stopped.")
+    return 0
+
+
+def summary(settings: Settings, stack: Stack) -> list[str]:
+    return [
+        "",
+        "mailscan is up:",
+        f"  SMTP front   {settings.smtp_host}:{settings.smtp_port} ({settings.mode})",
+        f"  Flower       http://127.0.0.1:{settings.flower_port}/",
+        f"  console      http://{settings.console_host}:{settings.console_port}/ "
+        "(add an administrator: mailscan console adduser NAME)",
+        f"  Redis        {masked(settings.redis_url)}{_password_note(settings)}",
+        f"  clamd        {settings.clamd}",
+        f"  spamd        {settings.spamd} ({body_rules_note()})",
+        f"  av pool      {node_name('av', settings)}, concurrency {settings.av_concurrency}, "
+        f"plugins {','.join(settings.av_plugins)}",
+        f"  spam pool    {node_name('spam', settings)}, concurrency {settings.spam_concurrency}, "
+        f"plugins {','.join(settings.spam_plugins)}",
+        f"  ops worker   {node_name('ops', settings)} (beat's tasks, crash report uploads)",
+        f"  Maildir      {settings.maildir}",
+        f"  quarantine   {settings.quarantine_dir}",
+        f"  logs         {stack.log_dir}",
+        f"Send a first test mail: see 'Send a first mail' in the README "
+        f"(SMTP at {settings.smtp_host}:{settings.smtp_port}).",
+        "Ctrl-C stops everything.",
+    ]
+
+
+def _password_note(settings: Settings) -> str:
+    """Where the password is, when the URL shown (masked) does not carry it."""
+    if url_password(settings.redis_url) or not password(settings):
+        return ""
+    return f" (password in {settings.redis_password_file})"
+
+
+def _supervise(stack: Stack, stopping: threading.Event) -> None:
+    restarts: dict[str, int] = {}
+    while not stopping.wait(SUPERVISE_EVERY_S):
+        for name in stack.exited():
+            restarts[name] = restarts.get(name, 0) + 1
+            if restarts[name] > MAX_RESTARTS_PER_SERVICE:
+                raise StackError(f"{name} keeps dying; last log lines:\n{stack.log_tail(name)}")
+            print(f"{time.strftime('%H:%M:%S')} {name} exited; restarting")
+        stack.revive()

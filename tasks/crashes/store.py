@@ -1,0 +1,142 @@
+"""Where crashdumps are kept: Redis, the one store every host shares, or a local spool folder
+when Redis cannot take them; ``drain`` moves the spooled ones to Redis later. A crashdump is
+never lost because the broker is down.
+
+Every incident counts in its group (same signature), but only the first of each window of
+``full_every_s`` seconds keeps a full record: a plugin that fails on every message would
+otherwise write one record per message into a Redis that never evicts, until every write,
+mail included, fails."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from tasks import redisauth
+from tasks.settings import Settings
+from tasks.wire.keys import (
+    CRASHDUMP_INDEX,
+    CRASHDUMP_KEY,
+    CRASHDUMP_ONCE_KEY,
+    CRASHGROUP_INDEX,
+    CRASHGROUP_KEY,
+    CRASHGROUP_WINDOW_KEY,
+)
+
+log = logging.getLogger(__name__)
+ONCE_TTL_S = 3600
+FULL_EVERY_S = 60.0
+
+
+class CrashStore:
+    """Save, list and read crashdump records."""
+
+    def __init__(
+        self, client: redis.Redis, spool_dir: Path, full_every_s: float = FULL_EVERY_S
+    ) -> None:
+        self.redis = client
+        self.pending = spool_dir / "pending"
+        self.full_every_s = full_every_s
+
+    def save(self, dump: dict[str, Any]) -> str:
+        """Store the record; return "redis", "counted" (only its group counted it: a record
+        of the same failure was kept in this window), "spooled" or "duplicate"."""
+        try:
+            return self._to_redis(dump)
+        except redis.RedisError as err:
+            log.warning("crashdump %s kept locally, Redis unavailable: %s", dump["id"], err)
+            self._to_spool(dump)
+            return "spooled"
+
+    def _to_redis(self, dump: dict[str, Any]) -> str:
+        # Celery can report one hard time limit twice: one record per job and process.
+        once = CRASHDUMP_ONCE_KEY.format(job_id=dump["job_id"], pid=dump["worker"]["pid"])
+        if not self.redis.set(once, dump["id"], nx=True, ex=ONCE_TTL_S):
+            return "duplicate"
+        full = self._first_in_window(dump)
+        group = CRASHGROUP_KEY.format(signature=dump["signature"])
+        with self.redis.pipeline(transaction=True) as pipe:
+            if full:
+                pipe.set(CRASHDUMP_KEY.format(id=dump["id"]), json.dumps(dump))
+                pipe.zadd(CRASHDUMP_INDEX, {dump["id"]: dump["ts"]})
+                pipe.hset(group, "last_id", dump["id"])
+            pipe.hsetnx(group, "first_seen", dump["ts"])
+            pipe.hincrby(group, "count", 1)
+            pipe.hset(group, mapping=_group_fields(dump))
+            pipe.zadd(CRASHGROUP_INDEX, {dump["signature"]: dump["ts"]})
+            pipe.execute()
+        return "redis" if full else "counted"
+
+    def _first_in_window(self, dump: dict[str, Any]) -> bool:
+        """Takes the window of the incident's own time, so a record drained from the local
+        spool later counts in the window it happened in."""
+        window = int(dump["ts"] // self.full_every_s)
+        key = CRASHGROUP_WINDOW_KEY.format(signature=dump["signature"], window=window)
+        ttl_s = 2 * math.ceil(self.full_every_s)
+        return bool(self.redis.set(key, dump["id"], nx=True, ex=ttl_s))
+
+    def _to_spool(self, dump: dict[str, Any]) -> None:
+        self.pending.mkdir(parents=True, exist_ok=True)
+        staging = self.pending / f".{dump['id']}.tmp"
+        with open(staging, "w") as handle:
+            json.dump(dump, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(staging, self.pending / f"{dump['id']}.json")
+
+    def drain(self) -> int:
+        """Move spooled records to Redis; return how many moved. Stops at the first failure."""
+        moved = 0
+        for path in sorted(self.pending.glob("*.json")) if self.pending.is_dir() else []:
+            try:
+                self._to_redis(json.loads(path.read_text()))
+            except redis.RedisError:
+                break
+            path.unlink()
+            moved += 1
+        return moved
+
+    def ids(self, newest_first: bool = True, limit: int = 1000) -> list[str]:
+        found = self.redis.zrange(CRASHDUMP_INDEX, 0, limit - 1, desc=newest_first)
+        return [i.decode() for i in found]
+
+    def get(self, dump_id: str) -> dict[str, Any] | None:
+        if not dump_id.isalnum():
+            return None
+        stored = self.redis.get(CRASHDUMP_KEY.format(id=dump_id))
+        return json.loads(stored) if stored else None
+
+    def records(self, limit: int = 1000) -> list[dict[str, Any]]:
+        ids = self.ids(limit=limit)
+        stored = self.redis.mget([CRASHDUMP_KEY.format(id=i) for i in ids]) if ids else []
+        return [json.loads(s) for s in stored if s]
+
+    def groups(self) -> list[dict[str, Any]]:
+        signatures = [s.decode() for s in self.redis.zrange(CRASHGROUP_INDEX, 0, -1, desc=True)]
+        groups = []
+        for sig in signatures:
+            fields = {k.decode(): v.decode() for k, v in self.redis.hgetall(
+                CRASHGROUP_KEY.format(signature=sig)).items()}  # fmt: skip
+            groups.append({"signature": sig, **fields, "count": int(fields.get("count", 0))})
+        return groups
+
+
+def _group_fields(dump: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "last_seen": dump["ts"],
+        "plugin": dump["plugin"].get("name", ""),
+        "kind": dump["kind"],
+        "exception": dump["exception"]["type"],
+        "pool": dump["pool"],
+    }
+
+
+def open_store(settings: Settings) -> CrashStore:
+    client = redisauth.connect(settings, socket_timeout=5, socket_connect_timeout=3)
+    return CrashStore(client, settings.crashdump_dir, settings.crashdump_full_every_s)
