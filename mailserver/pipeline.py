@@ -242,6 +242,14 @@ class Pipeline:
             return Outcome("quarantine", "", str(err))
         return Outcome("tempfail", "", str(err))
 
+    def drop_unanswered(self, entry: SpoolEntry) -> None:
+        """Forget an entry whose sender was never answered and keeps the message. A copy its
+        session delivered before it ended is made durable before the entry goes."""
+        log.warning("message %s: dropped, its sender was never answered and sends it again",
+                    entry.id)  # fmt: skip
+        delivered_to = None if self.settings.delivery == "relay" else self.settings.maildir / "new"
+        self._finish(entry, sync_first=delivered_to)
+
     def _finish(self, entry: SpoolEntry, sync_first: Path | None = None) -> None:
         """The final outcome is carried out: the spool entry goes (after the reply, with
         others, once ``sync_first`` is fsynced), and a moment later the bytes the scan jobs

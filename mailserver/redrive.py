@@ -11,7 +11,7 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from mailserver.pipeline import Pipeline
-from mailserver.spool import Spool
+from mailserver.spool import Spool, SpoolEntry, boot_id
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,9 @@ class Redriver:
         try:
             async with self._slots:
                 entry = await asyncio.to_thread(self.spool.load, entry_id)
+                if sender_keeps(entry):
+                    await asyncio.to_thread(self.pipeline.drop_unanswered, entry)
+                    return
                 await self.pipeline.process(entry, client_waiting=False)
         except FileNotFoundError:
             pass  # finished meanwhile
@@ -68,3 +71,14 @@ class Redriver:
             log.exception("message %s stays spooled after an unexpected error", entry_id)
         finally:
             self._busy.discard(entry_id)
+
+
+def sender_keeps(entry: SpoolEntry) -> bool:
+    """A pre-queue entry that no SMTP session holds any more: its session ended (the front
+    was killed, the client hung up) before the sender heard our final answer, so the sender
+    still has the message and sends it again; delivering this copy too would deliver it
+    twice. On the same boot whatever the session handed on is visible, so nothing answered
+    250 is at risk. After a reboot a delivery's rename may be lost though its 250 went out:
+    such an entry is re-driven as any other."""
+    waited_on = entry.envelope.sender_waiting_boot
+    return bool(waited_on) and waited_on == boot_id()

@@ -17,7 +17,7 @@ from mailserver.admission import BacklogGauge
 from mailserver.pipeline import Pipeline
 from mailserver.redrive import Redriver
 from mailserver.spool import Envelope as SpoolEnvelope
-from mailserver.spool import Spool, SpoolEntry, SpoolWriteFailed, new_id
+from mailserver.spool import Spool, SpoolEntry, SpoolWriteFailed, boot_id, new_id
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class ScanHandler:
             peer_ip=str(session.peer[0]) if session.peer else "",
             helo=session.host_name or "",
             received_at=time.time(),
+            sender_waiting_boot="" if self.post_queue else boot_id(),
         )
         entry_id = new_id()
         if self.post_queue:
