@@ -6,6 +6,7 @@ its marker). Without a fault to fire it answers clean (av) or ham (spam)."""
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import random
 import signal
@@ -19,6 +20,7 @@ from typing import ClassVar, NoReturn
 from tasks.errors import BackendUnavailable
 from tasks.plugins.base import Message, Plugin, Verdict
 
+log = logging.getLogger(__name__)
 LEAK_MB = 64
 _leaked: list[bytearray] = []
 
@@ -38,6 +40,9 @@ class ChaosPlugin(Plugin):
         started = time.perf_counter()
         for action, trigger in self.settings.chaos:
             if _fires(trigger, action, message):
+                # Said before it fires (a crash leaves no later chance): a drill can then
+                # match every fault it injected with the crashdump it must leave.
+                log.warning("chaos: injecting %s", action)
                 FAULTS[action](self)
         return self.verdict("clean" if self.pool == "av" else "ham", started)
 
