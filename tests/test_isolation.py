@@ -224,13 +224,17 @@ def test_redis_restarted_in_a_stream_loses_and_duplicates_nothing(faults, fs):
             time.sleep(0.1)
 
     sender = threading.Thread(target=stream)
+    pids = {name: faults.pid(name) for name in POOLS}
     sender.start()
     wait_for(lambda: len(replies) >= 8, 60, "the stream to start")
     faults.restart("redis")
-    deadline = time.monotonic() + 180
+    deadline, revived = time.monotonic() + 180, []
     while sender.is_alive() and time.monotonic() < deadline:
-        faults.revive()  # as `mailscan up` and compose's restart policy do
+        revived += faults.revive()  # as `mailscan up` and compose's restart policy do
         sender.join(1.0)
+    # A revival would hide a service that Redis's restart took down.
+    assert revived == [], f"died while Redis restarted: {revived}"
+    assert {name: faults.pid(name) for name in POOLS} == pids
     assert len(replies) == 30
     for test_id, code in replies.items():
         delivered = len(find_delivered(fs.maildir, test_id.encode()))
