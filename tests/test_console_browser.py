@@ -263,7 +263,11 @@ def test_dashboard_shows_pools_breakers_and_the_last_hour(browser, bs, crashes):
         assert reply.code == 250
     assert send(make_message(attachment=EICAR, X_Test_Id="dash-virus"), bs.smtp_port).code == 550
     assert send(make_message(body=GTUBE, X_Test_Id="dash-spam"), bs.smtp_port).code == 250
+    crash_the_plugin(bs, crashes, "dash-tempfail")  # its own tempfail, not an earlier test's
     page = open_console(browser)
+    expect(page.locator("dialog#assist")).to_be_visible(timeout=DIALOG_S)
+    answer(page, "Don't send")  # the dashboard's screenshot shows the dashboard alone
+    expect(page.locator(".flash")).to_contain_text("will not be sent")
     expect(page.locator(".card.pool").first).to_contain_text("av pool")
     expect(page.locator("ul.breakers")).to_contain_text("chaos")
     expect(page.locator("table.messages")).to_contain_text("Hello 3")
