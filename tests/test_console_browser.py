@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Response, expect, sync_playwright
 
 from mailserver.supervisor.stack import Stack
 from tasks import redisauth
@@ -129,6 +129,11 @@ def dialog_payload(page: Page) -> dict[str, Any]:
     return json.loads(page.locator("dialog#assist pre.payload").inner_text())
 
 
+def asked_for_dialog(response: Response) -> bool:
+    """The page's own request for the dialog, made when it hears of a new crashdump."""
+    return "/assist/dialog" in response.url
+
+
 def answer(page: Page, button: str) -> None:
     page.locator("dialog#assist").get_by_role("button", name=button, exact=True).click()
 
@@ -177,8 +182,13 @@ def test_dont_send_sends_nothing_and_the_record_shows_declined(browser, bs, cras
     expect(page.locator(".flash")).to_contain_text("will not be sent")
     assert decision_of(page, dump["id"]) == "declined"
     expect(page.locator("main")).to_contain_text(f"by {ADMIN}")
-    time.sleep(3)
-    assert receiver.reports == []
+    # A report sent later goes the same way: once it arrives, the declined one had its chance.
+    later = crash_the_plugin(bs, crashes, "immediate-decline-later")
+    expect(page.locator("dialog#assist")).to_be_visible(timeout=DIALOG_S)
+    answer(page, "Send")
+    wait_for(lambda: receiver.reports, 60, "the later report at the receiver")
+    sent = [d["id"] for report in receiver.reports for d in report["json"]["crashdumps"]]
+    assert sent == [later["id"]]
 
 
 def test_a_remembered_never_sends_nothing_next_time(browser, bs, crashes, receiver):
@@ -189,8 +199,10 @@ def test_a_remembered_never_sends_nothing_next_time(browser, bs, crashes, receiv
     answer(page, "Don't send")
     expect(page.locator(".flash")).to_be_visible()
     page.evaluate("window.openedBefore = 'yes'")
-    again = crash_the_plugin(bs, crashes, "never-again")
-    time.sleep(4)  # several rounds of the event stream
+    with page.expect_response(asked_for_dialog, timeout=DIALOG_S) as asked:
+        again = crash_the_plugin(bs, crashes, "never-again")
+    # The page heard of the crash and asked; the answer was that no dialog is due (204).
+    assert asked.value.status == 204
     expect(page.locator("dialog#assist")).to_have_count(0)
     assert page.evaluate("window.openedBefore") == "yes"
     assert decision_of(page, again["id"]) == "declined"
@@ -211,8 +223,9 @@ def test_next_start_dialog_waits_for_the_next_console_session(
     browser, bs, crashes, receiver, next_start
 ):
     open_before = open_console(browser)
-    dump = crash_the_plugin(bs, crashes, "next-start")
-    time.sleep(4)
+    with open_before.expect_response(asked_for_dialog, timeout=DIALOG_S) as asked:
+        dump = crash_the_plugin(bs, crashes, "next-start")
+    assert asked.value.status == 204
     expect(open_before.locator("dialog#assist")).to_have_count(0)
     open_before.reload()
     expect(open_before.locator("dialog#assist")).to_have_count(0)
@@ -256,7 +269,11 @@ def test_dashboard_shows_pools_breakers_and_the_last_hour(browser, bs, crashes):
         assert reply.code == 250
     assert send(make_message(attachment=EICAR, X_Test_Id="dash-virus"), bs.smtp_port).code == 550
     assert send(make_message(body=GTUBE, X_Test_Id="dash-spam"), bs.smtp_port).code == 250
+    crash_the_plugin(bs, crashes, "dash-tempfail")  # its own tempfail, not an earlier test's
     page = open_console(browser)
+    expect(page.locator("dialog#assist")).to_be_visible(timeout=DIALOG_S)
+    answer(page, "Don't send")  # the dashboard's screenshot shows the dashboard alone
+    expect(page.locator(".flash")).to_contain_text("will not be sent")
     expect(page.locator(".card.pool").first).to_contain_text("av pool")
     expect(page.locator("ul.breakers")).to_contain_text("chaos")
     expect(page.locator("table.messages")).to_contain_text("Hello 3")

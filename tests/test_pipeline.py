@@ -212,7 +212,7 @@ def test_a_spam_job_scans_when_the_av_verdict_is_clean_and_skips_when_infected(s
 
 
 def test_av_and_spam_jobs_run_in_different_pools(stack, settings):
-    from mailserver.cli.main.scanfile import scan_file
+    from mailserver.cli.scanfile import scan_file
 
     path = settings.var_dir / "pools.eml"
     path.write_bytes(make_message().as_bytes())

@@ -1,9 +1,8 @@
 """``mailscan status`` as an operator reads it, from reports as the workers store them, and
 the spool's name that the pools' health probes compare."""
 
-from mailserver.cli.main.status import status_lines
-
 from beat.tasks import _dead_letters
+from mailserver.cli.status import status_lines
 from mailserver.front.spool import Spool
 from tasks.wire.spoolfile import spool_id
 

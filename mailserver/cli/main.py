@@ -133,7 +133,7 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def _scan(settings: Settings, args: argparse.Namespace) -> int:
-    from mailserver.cli.main.scanfile import scan_file, verdict_lines
+    from mailserver.cli.scanfile import scan_file, verdict_lines
 
     results = scan_file(settings, args.file, args.timeout)
     print(json.dumps(results, indent=2) if args.json else "\n".join(verdict_lines(results)))
@@ -144,7 +144,7 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _status(settings: Settings, args: argparse.Namespace) -> int:
-    from mailserver.cli.main.status import collect, status_lines
+    from mailserver.cli.status import collect, status_lines
 
     report = collect(settings)
     print(json.dumps(report, indent=2) if args.json else "\n".join(status_lines(report)))
@@ -152,7 +152,7 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _crash_list(settings: Settings, args: argparse.Namespace) -> int:
-    from mailserver.cli.main.crashview import list_lines, store
+    from mailserver.cli.crashview import list_lines, store
 
     crashes = store(settings)
     records, groups = crashes.records(), crashes.groups()
@@ -164,7 +164,7 @@ def _crash_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _crash_show(settings: Settings, args: argparse.Namespace) -> int:
-    from mailserver.cli.main.crashview import show, show_lines
+    from mailserver.cli.crashview import show, show_lines
 
     dump = show(settings, args.id)
     print(json.dumps(dump, indent=2) if args.json else "\n".join(show_lines(dump)))
@@ -172,7 +172,7 @@ def _crash_show(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _scale(settings: Settings, args: argparse.Namespace) -> int:
-    from mailserver.cli.main import scale
+    from mailserver.cli import scale
 
     if args.autoscale:
         most, _, least = args.autoscale.partition(",")

@@ -10,7 +10,7 @@ from typing import Any
 import redis
 from kombu.exceptions import OperationalError
 
-from mailserver.cli.main.status import collect
+from mailserver.cli.status import collect
 from mailserver.console import charts
 from mailserver.front import outcomes
 from tasks.errors import MailscanError
@@ -26,7 +26,7 @@ _FAILURES = (MailscanError, redis.RedisError, OperationalError, OSError, Timeout
 
 
 class PoolStatus:
-    """``mailserver.cli.main.status.collect`` behind a short cache: at most one inspect call at a
+    """``mailserver.cli.status.collect`` behind a short cache: at most one inspect call at a
     time, however many pages and event streams ask."""
 
     def __init__(self, settings: Settings) -> None:

@@ -99,6 +99,14 @@ class Handover:
                         dsn=(*kept.dsn, *dsn))  # fmt: skip
         return self._end(entry, after, LIFETIME_OVER)
 
+    def drop_unanswered(self, entry: SpoolEntry) -> None:
+        """Forget an entry whose sender was never answered and keeps the message. A copy its
+        session delivered before it ended is made durable before the entry goes."""
+        log.warning("message %s: dropped, its sender was never answered and sends it again",
+                    entry.id)  # fmt: skip
+        delivered_to = None if self.settings.delivery == "relay" else self.settings.maildir / "new"
+        self._finish(entry, sync_first=delivered_to)
+
     def _carry_out(
         self,
         entry: SpoolEntry,

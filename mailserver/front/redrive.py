@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 
 from mailserver.front.metrics import MESSAGES
 from mailserver.front.pipeline import Pipeline
-from mailserver.front.spool import Spool, SpoolEntryCorrupt
+from mailserver.front.spool import Spool, SpoolEntry, SpoolEntryCorrupt, boot_id
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +86,12 @@ class Redriver:
         except SpoolEntryCorrupt as err:
             await asyncio.to_thread(self._set_aside, entry_id, str(err))
             return
-        if expired:
-            await self.pipeline.expire(entry, attempts)
-        elif attempts:
-            await self.pipeline.retry(entry, attempts)
+        if attempts:  # its sender was answered: the rest of its life is ours
+            await (self.pipeline.expire if expired else self.pipeline.retry)(entry, attempts)
+        elif sender_keeps(entry):
+            await asyncio.to_thread(handover.drop_unanswered, entry)
+        elif expired:
+            await self.pipeline.expire(entry, None)
         else:
             await self.pipeline.process(entry, client_waiting=False)
 
@@ -98,3 +100,14 @@ class Redriver:
         handover.dead.set_aside(entry_id, reason)
         handover.retries.remove(entry_id)
         MESSAGES.labels("corrupt").inc()
+
+
+def sender_keeps(entry: SpoolEntry) -> bool:
+    """A pre-queue entry that no SMTP session holds any more: its session ended (the front
+    was killed, the client hung up) before the sender heard our final answer, so the sender
+    still has the message and sends it again; delivering this copy too would deliver it
+    twice. On the same boot whatever the session handed on is visible, so nothing answered
+    250 is at risk. After a reboot a delivery's rename may be lost though its 250 went out:
+    such an entry is re-driven as any other."""
+    waited_on = entry.envelope.sender_waiting_boot
+    return bool(waited_on) and waited_on == boot_id()

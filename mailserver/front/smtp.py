@@ -17,7 +17,7 @@ from mailserver.front.admission import BacklogGauge
 from mailserver.front.pipeline import Pipeline
 from mailserver.front.redrive import Redriver
 from mailserver.front.spool import Envelope as SpoolEnvelope
-from mailserver.front.spool import Spool, SpoolEntry, SpoolWriteFailed, new_id
+from mailserver.front.spool import Spool, SpoolEntry, SpoolWriteFailed, boot_id, new_id
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class ScanHandler:
             peer_ip=str(session.peer[0]) if session.peer else "",
             helo=session.host_name or "",
             received_at=time.time(),
+            sender_waiting_boot="" if self.post_queue else boot_id(),
         )
         entry_id = new_id()
         if self.post_queue:

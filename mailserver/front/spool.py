@@ -23,6 +23,7 @@ from tasks.errors import MailscanError
 from tasks.wire.spoolfile import ID_FILE, QUEUE, STAGING, is_entry_id, read_entry, spool_id
 
 log = logging.getLogger(__name__)
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
 class SpoolWriteFailed(MailscanError):
@@ -42,6 +43,9 @@ class Envelope:
     peer_ip: str = ""
     helo: str = ""
     received_at: float = 0.0
+    # The host's boot id while a sender waited for this entry's final answer (pre-queue);
+    # empty for an entry answered 250 when it was committed (post-queue).
+    sender_waiting_boot: str = ""
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,15 @@ class SpoolEntry:
     id: str
     envelope: Envelope
     content: bytes
+
+
+def boot_id() -> str:
+    """This boot of the host, or "" where the system does not say: a spool entry made on the
+    same boot knows every rename done since (nothing lost to a power cut)."""
+    try:
+        return BOOT_ID.read_text().strip()
+    except OSError:
+        return ""
 
 
 def new_id() -> str:

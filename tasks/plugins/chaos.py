@@ -6,6 +6,7 @@ its marker). Without a fault to fire it answers clean (av) or ham (spam)."""
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import random
 import signal
@@ -19,6 +20,7 @@ from typing import ClassVar, NoReturn
 from tasks.errors import BackendUnavailable
 from tasks.plugins.base import Message, Plugin, Verdict
 
+log = logging.getLogger(__name__)
 LEAK_MB = 64
 HUGE_ERROR_CHARS = 1024 * 1024
 _leaked: list[bytearray] = []
@@ -39,6 +41,9 @@ class ChaosPlugin(Plugin):
         started = time.perf_counter()
         for action, trigger in self.settings.chaos:
             if _fires(trigger, action, message):
+                # Said before it fires (a crash leaves no later chance): a drill can then
+                # match every fault it injected with the crashdump it must leave.
+                log.warning("chaos: injecting %s", action)
                 FAULTS[action](self)
         return self.verdict("clean" if self.pool == "av" else "ham", started)
 
