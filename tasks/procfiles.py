@@ -41,9 +41,8 @@ def start(crashdump_dir: Path) -> None:
 
 
 # A dump armed by an earlier job is kept when it comes at most this much earlier than a new
-# arm would: faulthandler starts and joins a thread for each arm and cancel (60 us of CPU,
-# and the job waited for the join, 0.6 ms under load), so a busy process re-arms about once
-# a second instead of once per job.
+# arm would: faulthandler starts and joins a thread for each arm and cancel, and the job
+# waits for the join, so a busy process re-arms about once a second instead of once per job.
 REARM_SLACK_S = 1.0
 
 

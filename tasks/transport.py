@@ -1,9 +1,9 @@
 """kombu's Redis transport, with one Redis client object per channel instead of one per call.
 
 kombu builds a new ``redis.Redis`` for every acknowledgement-bookkeeping step of a job (the
-unacked index on receipt, its removal on ack, the restore sweep): about 70 µs of CPU each
-in redis-py 8, a tenth of a pool's parent process at full load (profiled with py-spy). The
-client object holds no connection of its own, only the channel's connection pool, so one
+unacked index on receipt, its removal on ack, the restore sweep), and building one costs
+more than the command it sends: at full load that was a large share of a pool parent's CPU.
+The client object holds no connection of its own, only the channel's connection pool, so one
 can serve every call; it is made again whenever kombu replaces the pool (after a lost
 connection).
 

@@ -131,7 +131,7 @@ class Handover:
             self.quarantine.put(entry, top + message, decision.reason, verdicts)
             return None
         # The folder's fsync goes with the spool entry's removal, after the reply: the entry
-        # keeps the message durable until then (bench/README.md, "the time after the verdicts").
+        # keeps the message durable until then, and the reply does not wait for the disk.
         envelope = entry.envelope
         if rcpts != envelope.rcpt_tos:  # a later attempt, to those still waiting
             envelope = replace(envelope, rcpt_tos=rcpts)

@@ -153,8 +153,8 @@ class Spool:
         """``finish``, off the caller's path: the entry is gone for ``pending`` and ``load``
         at once, its file with the next batch, whose removals share one folder fsync.
 
-        For a message already delivered durably, so its reply need not wait (a folder fsync
-        took 4 ms beside busy scanners: bench/README.md). An entry a crash leaves behind is
+        For a message already delivered durably, so its reply need not wait for a folder
+        fsync, which is slow beside busy scanners. An entry a crash leaves behind is
         re-driven as one whose removal was lost would be: found delivered in the Maildir,
         sent again by a relay. ``sync_first``: a folder whose fsync makes the delivery
         durable (a Maildir's new/), done before the removal."""

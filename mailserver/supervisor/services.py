@@ -34,11 +34,11 @@ from tasks.wire.keys import AV_POOL, OPS_QUEUE, SPAM_POOL
 SIGNATURES = Path(__file__).resolve().parent.parent / "tasks" / "signatures"
 OFFICIAL_CLAMAV_DB = Path("/var/lib/clamav")
 # glibc's malloc, set per process for what each does with message bytes (compose.yaml sets
-# the same; figures in bench/README.md). The front's threads each kept the freed buffers of
-# a big message in an arena of their own: one arena (the GIL serializes them anyway) took
-# its peak at 25 MB from 193 to 121 MiB at the same CPU. A pool process reads a message
-# into a buffer that grows by reallocation: mapped on its own from 4 MiB, it grows without
-# being copied and goes back to the system when freed (peak at 25 MB 154 -> 130 MiB).
+# the same). The front's threads each kept the freed buffers of a big message in an arena
+# of their own: one arena (the GIL serializes them anyway) keeps its peak near one copy of
+# the message. A pool process reads a message into a buffer that grows by reallocation:
+# mapped on its own from 4 MiB, it grows without being copied and goes back to the system
+# when freed.
 FRONT_MALLOC = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=1"}
 POOL_MALLOC = {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=4194304"}
 

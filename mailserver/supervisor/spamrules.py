@@ -3,8 +3,7 @@
 Debian's ``sa-compile`` package compiles the body rules (re2c, then a C compiler) when it is
 installed and loads them in every SpamAssassin through a ``.pre`` file of the site
 configuration (the Rule2XSBody plugin). Verdicts stay the same; spamd needs less CPU per
-message: a sixth less on the benchmarks' generated mail, 3 % less on small real mail
-(``python -m bench.spamd_rules``, bench/README.md). ``scripts/bootstrap`` installs it; this
+message, most on large text. ``scripts/bootstrap`` installs it; this
 check only tells the operator which way spamd runs, from the files SpamAssassin reads.
 """
 

@@ -28,9 +28,9 @@ def exchange(endpoint: Endpoint, payload: bytes, timeout_s: float) -> bytes:
     """Send one request and read spamd's answer to its end; spamd closes after each one.
 
     aiospamc's client does the same through an asyncio event loop: about fifteen loop
-    turns and eight ``wait_for`` per request, 0.65 ms of a pool process's CPU on every
-    message (bench/README.md). A pool process scans one message at a time and has
-    nothing to overlap the wait with, so a plain socket does the same work without them."""
+    turns and eight ``wait_for`` per request. A pool process scans one message at a time
+    and has nothing to overlap the wait with, so a plain socket does the same work
+    without them."""
     deadline = time.monotonic() + timeout_s
     with _connect(endpoint, timeout_s) as sock:
         sock.sendall(payload)

@@ -19,10 +19,10 @@ from tasks.errors import BlobMissing
 from tasks.wire.keys import BLOB_KEY
 from tasks.wire.spoolfile import read_message
 
-# Compression pays for text (a tenth of the bytes or less, at 2-5 ms of CPU per MB) and not
-# for attachments: base64 of already-compressed data (zip, PDF, images) shrinks only to about
-# 0.78 at 35 ms per MB, which made zlib the largest per-MB cost of the SMTP front. So a few
-# slices of the message are compressed first, and the whole only when they shrink well.
+# Compression pays for text (a tenth of the bytes or less, quickly) and not for attachments:
+# base64 of already-compressed data (zip, PDF, images) shrinks little and slowly, which made
+# zlib the largest per-MB cost of the SMTP front. So a few slices of the message are
+# compressed first, and the whole only when they shrink well.
 COMPRESS_FROM_BYTES = 8 * 1024
 SAMPLE_SLICES, SLICE_BYTES = 4, 2048
 PAYS_BELOW_RATIO = 0.6
@@ -89,7 +89,7 @@ def content_key(message: bytes) -> str:
 def whole_digest(message: bytes, content: str, top: bytes = b"") -> str:
     """A digest of the whole message (``top + message``), from its header block and its
     ``content_key``: the body, nearly all of a large message, is hashed once for both
-    (SHA-256 costs about 14 ms per 25 MB, and the front needs three digests of a message)."""
+    (the front needs three digests of a message, and hashing is its largest per-byte cost)."""
     return hashlib.sha256(head_of(message, top) + b"\0" + content.encode()).hexdigest()
 
 
@@ -147,8 +147,7 @@ def key(blob_id: str) -> str:
 # neither to the append-only file nor to a replica. The spool on the SMTP front holds every
 # message until its outcome, so after a Redis restart a job whose bytes are gone fails
 # (BlobMissing) and the message is answered 451 or driven again from the spool. Message
-# bodies then never reach Redis's disk, and a 25 MB message costs Redis 105 instead of
-# 150 ms of CPU (the AOF write and its fsync); small ones cost the same.
+# bodies then never reach Redis's disk, and a big message costs Redis no AOF write or fsync.
 _SET_UNLOGGED = (
     "redis.set_repl(redis.REPL_NONE) return redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])"
 )

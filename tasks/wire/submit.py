@@ -3,10 +3,10 @@ only the reference, and all three writes go out in one Redis round trip.
 
 Celery builds the task messages (``app.amqp.as_task_v2``, its own protocol 2, serialized
 by kombu); only the last step, kombu's Redis transport envelope and the LPUSH onto the
-queue's list, is done here. Through ``send_task`` the same two jobs cost 3.4 ms of CPU
-per message in the SMTP front (a task-sent event and a round trip per job); this way 0.5 ms
-(``python -m bench.publish``). tests/test_submit.py checks that
-the envelope stays the one kombu itself writes.
+queue's list, is done here: ``send_task`` would send a task-sent event and make a round
+trip per job, several times the SMTP front's whole cost of the enqueue. tests/test_submit.py
+checks that the envelope stays the one kombu itself writes (and tests/test_seams.py that
+kombu and Celery stay at the minor version it was written for).
 """
 
 from __future__ import annotations
@@ -33,15 +33,13 @@ def submit(
     origin: str = "",
     task_ids: dict[str, str] | None = None,
     content: str = "",
-    pools: tuple[str, ...] = POOLS,
     top: bytes = b"",
     spooled: bool = False,
 ) -> dict[str, str]:
     """Store the message and enqueue its jobs (ids from ``job_ids``, made here unless the
     caller made them to listen for the results first); return the job id per pool.
     The pools scan ``top + data``: ``top``, header lines the front puts in front.
-    ``content``: the message's ``blobs.content_key`` when the caller has it. ``pools``: the
-    queues that get a job (a benchmark's floor enqueues one job for both). ``spooled``: the
+    ``content``: the message's ``blobs.content_key`` when the caller has it. ``spooled``: the
     pools read ``data`` from spool entry ``blob_id``; only ``top`` goes to Redis."""
     if spooled:  # stored raw: the pools append the spool's bytes to it
         stored, packing = top, blobs.RAW
@@ -55,7 +53,7 @@ def submit(
     with redis.pipeline(transaction=False) as pipe:
         # The blob first: a worker that pops a job finds its message already stored.
         blobs.store(pipe, blob_id, stored, ttl_s)
-        for pool in pools:
+        for pool in POOLS:
             pipe.lpush(pool, task_envelope(app, pool, task_ids[pool], ref))
         pipe.execute()
     return task_ids
@@ -73,8 +71,8 @@ def task_envelope(app: Celery, queue: str, task_id: str, ref: blobs.BlobRef) -> 
         args=args,
         ignore_result=None,
         reply_to=app.thread_oid,
-        # What Flower shows as the arguments. Celery's saferepr cost 0.2 ms per job; the
-        # reference is short and plain, so repr says the same.
+        # What Flower shows as the arguments. Celery's saferepr walks the value with care
+        # for the unknown; the reference is short and plain, so repr says the same.
         argsrepr=repr(args),
         kwargsrepr="{}",
     )
