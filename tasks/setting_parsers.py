@@ -20,6 +20,13 @@ CHAOS_ACTIONS = (
     "freeze-python", "freeze-c", "segfault", "abort", "exit", "leak", "raise", "huge-error",
     "drop-connection",
 )  # fmt: skip
+# Every plugin and the pools it can run in: checked with the settings, so a process that runs
+# no plugin (the SMTP front) refuses a bad name at start without loading any plugin code.
+# tasks/plugins/__init__.py maps the same names to their classes (a test holds them equal).
+PLUGIN_POOLS = {
+    "clamav": ("av",), "command": ("av",), "builtin": ("av",), "spamassassin": ("spam",),
+    "stub": ("av", "spam"), "chaos": ("av", "spam"),
+}  # fmt: skip
 DELIVERIES = ("maildir", "relay")
 ASSIST_PROMPTS = ("immediate", "next-start")
 

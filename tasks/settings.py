@@ -20,6 +20,7 @@ from tasks.redisauth import masked
 from tasks.setting_parsers import (
     CHAOS_ACTIONS,
     PARSERS,
+    PLUGIN_POOLS,
     Endpoint,
     FailurePolicy,
     Mode,
@@ -204,10 +205,24 @@ def _check_consistency(settings: Settings) -> None:
         low, high = getattr(settings, f"{pool}_scale_min"), getattr(settings, f"{pool}_scale_max")
         if low > high:
             problems.append(f"{env_name(pool + '_scale_min')} ({low}) is above the max ({high})")
+    problems += _plugin_problems(settings)
     if settings.av_failure_policy == "backup-engine" and not settings.av_backup_plugins:
         problems.append("MAILSCAN_AV_FAILURE_POLICY=backup-engine needs MAILSCAN_AV_BACKUP_PLUGINS")
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def _plugin_problems(settings: Settings) -> list[str]:
+    named = {"av": settings.av_plugins + settings.av_backup_plugins, "spam": settings.spam_plugins}
+    problems = []
+    for pool, names in named.items():
+        for name in names:
+            if name not in PLUGIN_POOLS:
+                known = ", ".join(sorted(PLUGIN_POOLS))
+                problems.append(f"unknown plugin {name!r} (known: {known})")
+            elif pool not in PLUGIN_POOLS[name]:
+                problems.append(f"plugin {name!r} cannot run in the {pool} pool")
+    return problems
 
 
 def _known(variable: str) -> bool:

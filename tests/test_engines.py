@@ -123,3 +123,11 @@ def test_a_message_over_clamds_stream_limit_is_refused_as_too_large_not_retried(
     finally:
         listener.close()
     assert len(connections) == 1  # not taken for a dropped connection and tried again
+
+
+def test_the_settings_know_every_plugin_and_its_pools():
+    from tasks.plugins import REGISTRY, plugin_class
+    from tasks.setting_parsers import PLUGIN_POOLS
+
+    assert set(REGISTRY) == set(PLUGIN_POOLS)
+    assert {name: plugin_class(name).pools for name in REGISTRY} == PLUGIN_POOLS
