@@ -24,7 +24,7 @@ from kombu.exceptions import OperationalError
 
 from mailserver.supervisor import localredis
 from tasks import redisauth
-from tasks.errors import MailscanError
+from tasks.errors import StackError
 from tasks.plugins.clamav import ClamavPlugin
 from tasks.plugins.spamassassin import SpamassassinPlugin
 from tasks.setting_parsers import Endpoint
@@ -41,10 +41,6 @@ OFFICIAL_CLAMAV_DB = Path("/var/lib/clamav")
 # being copied and goes back to the system when freed (peak at 25 MB 154 -> 130 MiB).
 FRONT_MALLOC = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=1"}
 POOL_MALLOC = {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=4194304"}
-
-
-class StackError(MailscanError):
-    """A service could not start: the message says which and why (with its log's tail)."""
 
 
 @dataclass

@@ -8,10 +8,11 @@ import threading
 import time
 from types import FrameType
 
-from mailserver.supervisor.services import StackError, node_name
+from mailserver.supervisor.services import node_name
 from mailserver.supervisor.spamrules import body_rules_note
 from mailserver.supervisor.stack import Stack
 from tasks import plugins
+from tasks.errors import StackError
 from tasks.redisauth import masked, password, url_password
 from tasks.settings import Settings
 
