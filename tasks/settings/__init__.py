@@ -5,6 +5,7 @@
     declare.py    how a setting is declared on its field
     variables.py  the MAILSCAN_* variables derived from the fields
     loading.py    load_settings: parse, check, fail loudly with every problem at once
+    markdown.py   docs/settings.md rendered from the fields
 """
 
 from tasks.settings.loading import current_settings, load_settings
