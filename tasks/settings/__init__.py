@@ -6,6 +6,8 @@
     variables.py  the MAILSCAN_* variables derived from the fields
     loading.py    load_settings: parse, check, fail loudly with every problem at once
     markdown.py   docs/settings.md rendered from the fields
+
+Import from here: ``from tasks.settings import Settings, load_settings``.
 """
 
 from tasks.settings.loading import current_settings, load_settings
