@@ -46,7 +46,7 @@ def _settling(last: dict[str, Any] | None, current: int, now: float) -> bool:
 
 def step(app: Celery, client: Any, pool: str, settings: Settings) -> dict[str, Any]:
     depth = client.llen(pool)
-    low, high = getattr(settings, f"{pool}_scale_min"), getattr(settings, f"{pool}_scale_max")
+    low, high = settings.pools[pool].scale_min, settings.pools[pool].scale_max
     previous, now = _last_actions(client, pool), time.time()
     actions = {}
     for worker, current in workers_of(app, pool).items():

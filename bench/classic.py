@@ -35,7 +35,8 @@ from bench.phases import PhaseInfo, closed_blocks
 from bench.stacks import LOOPBACK, BenchStack, Plan, listening, pick_ports, running
 from bench.suite import CORPORA, DEFAULT_CORPUS
 from bench.throughput import warm_up
-from mailserver.supervisor.services import Service, StackError, binary
+from mailserver.supervisor.services import Service, binary
+from tasks.errors import StackError
 
 CLASSIC = "amavisd"
 NEXT_HOP = "next hop"

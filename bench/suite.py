@@ -26,7 +26,7 @@ from bench.arguments import listed, number, whole
 from bench.load import say
 from bench.machine import REPO, at_start, machine_info
 from bench.stacks import BenchStack, Plan, running
-from mailserver.supervisor.stack import StackError
+from tasks.errors import StackError
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_CORPUS = "../shared/corpus/sa-public"

@@ -33,7 +33,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": routes,
         "task_create_missing_queues": False,
         "task_default_queue": "av",
-        # Off by default: Flower turns them on while it watches (tasks/settings.py).
+        # Off by default: Flower turns them on while it watches (MAILSCAN_TASK_EVENTS).
         "worker_send_task_events": settings.task_events,
         # Scan jobs are written by tasks/wire/submit.py, which sends no task-sent event: Flower
         # shows them from task-received on. The few other tasks still send one.
@@ -64,15 +64,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 def _time_limits(settings: Settings) -> dict[str, dict[str, float]]:
     return {
         SCAN_TASKS[pool]: {
-            "soft_time_limit": getattr(settings, f"{pool}_soft_limit_s"),
-            "time_limit": getattr(settings, f"{pool}_hard_limit_s"),
+            "soft_time_limit": settings.pools[pool].soft_limit_s,
+            "time_limit": settings.pools[pool].hard_limit_s,
         }
         for pool in POOLS
     }
 
 
 def _visibility_timeout_s(settings: Settings) -> int:
-    return int(max(3600.0, 10 * max(settings.av_hard_limit_s, settings.spam_hard_limit_s)))
+    return int(max(3600.0, 10 * max(own.hard_limit_s for own in settings.pools.values())))
 
 
 def _beat_schedule(settings: Settings) -> dict[str, Any]:

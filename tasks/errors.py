@@ -1,13 +1,19 @@
-"""The error tree of mailscan, drawn once.
+"""The error tree of mailscan, drawn once: every error class of tasks/ and mailserver/.
 
     MailscanError
     ├── ConfigError            bad or missing configuration; raised at start, never mid-scan
     ├── BlobMissing            the message bytes are gone from Redis (expired or never stored)
     │   └── SpoolUnreadable    a big message is not in the spool this pool process reads
-    ├── UploadFailed           a crash report did not reach the vendor's endpoint
-    └── ScanError              a plugin could not produce a verdict
-        ├── BackendUnavailable the daemon behind a plugin refused, dropped or timed out
-        └── BackendProtocol    the daemon answered something we cannot read
+    ├── ScanError              a plugin could not produce a verdict
+    │   ├── BackendUnavailable the daemon behind a plugin refused, dropped or timed out
+    │   └── BackendProtocol    the daemon answered something we cannot read
+    ├── SpoolWriteFailed       a staged spool entry could not be made durable (no 250 for it)
+    ├── SpoolEntryCorrupt      a spool entry's envelope cannot be read
+    ├── DeliveryError          the message could not be handed on (4xx or 5xx)
+    │   └── RecipientsRefused  the next hop refused some recipients; the others have it
+    ├── NotQuarantined         no quarantined message has this id (also a LookupError)
+    ├── StackError             a service of the local system could not start
+    └── UploadFailed           a crash report did not reach the vendor's endpoint
 
 Celery's ``SoftTimeLimitExceeded`` is not part of this tree and is always re-raised.
 """
@@ -46,6 +52,42 @@ class BackendUnavailable(ScanError):
 
 class BackendProtocol(ScanError):
     """The scanner daemon answered, but not in a form we understand."""
+
+
+class SpoolWriteFailed(MailscanError):
+    """A staged entry could not be made durable: nobody may be told 250 for it."""
+
+
+class SpoolEntryCorrupt(MailscanError):
+    """A spool entry's envelope line cannot be read: it can never be delivered as it is."""
+
+
+class DeliveryError(MailscanError):
+    """The message could not be handed on. ``permanent`` tells a 5xx from a 4xx; ``code``
+    is the next hop's reply code, when it gave one."""
+
+    def __init__(self, message: str, permanent: bool = False, code: int = 0) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.code = code or (554 if permanent else 451)
+
+
+class RecipientsRefused(DeliveryError):
+    """The next hop refused ``refused`` (recipient -> (code, text)); the other recipients
+    have the message and must not get it again."""
+
+    def __init__(self, refused: dict[str, tuple[int, str]]) -> None:
+        codes = [code for code, _ in refused.values()]
+        super().__init__(f"next hop refused {len(refused)} recipient(s)", min(codes) >= 500)
+        self.refused = refused
+
+
+class NotQuarantined(MailscanError, LookupError):
+    """No quarantined message has this id (or the id is not an id at all)."""
+
+
+class StackError(MailscanError):
+    """A service could not start: the message says which and why (with its log's tail)."""
 
 
 class UploadFailed(MailscanError):

@@ -13,7 +13,7 @@ from tasks import redisauth
 from tasks.celery import app
 from tasks.errors import MailscanError
 from tasks.guards import breaker
-from tasks.plugins import load_plugin, plugin_names
+from tasks.plugins import load_plugin
 from tasks.settings import current_settings
 from tasks.wire.keys import AV_POOL, HEALTH_KEY, HEALTH_TASKS, SPAM_POOL
 from tasks.wire.spoolfile import spool_id
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def probe(pool: str, hostname: str) -> dict[str, Any]:
     settings = current_settings()
     report = {}
-    for name in plugin_names(pool, settings):
+    for name in settings.pools[pool].plugins:
         try:
             report[name] = {"ok": True, "version": load_plugin(name, pool, settings).health()}
         except MailscanError as err:

@@ -22,7 +22,7 @@ from tasks.crashes.store import CrashStore
 from tasks.errors import BlobMissing, ScanError, SpoolUnreadable
 from tasks.guards import Guard, JobContext, ScanContext, default_guards
 from tasks.guards.base import Reads, safely
-from tasks.plugins import Plugin, Verdict, load_plugin, plugin_names
+from tasks.plugins import Plugin, Verdict, load_plugin
 from tasks.settings import Settings
 from tasks.wire import blobs, results
 from tasks.wire.blobs import BlobRef, Message
@@ -65,7 +65,7 @@ def scan(
     started = time.perf_counter()
     client, guards = state["redis"], state["guards"]
     job = JobContext(pool, job_id, ref, hostname, settings, client, state["crashes"])
-    job.plugins = _plugins(state, pool, plugin_names(pool, settings), settings)
+    job.plugins = _plugins(state, pool, settings.pools[pool].plugins, settings)
     job.writes, job.backend = client.pipeline(transaction=False), backend
     spool_unreadable = False
     if _too_large_for_all(job.plugins, ref):
@@ -114,7 +114,9 @@ def _fetch_and_scan(
         verdicts = _scan_with(job, guards, job.plugins, message)
         status = combine(job.pool, verdicts)
         if status == "error" and _backup_allowed(job.pool, job.settings):
-            backups = _plugins(state, job.pool, job.settings.av_backup_plugins, job.settings)
+            backups = _plugins(
+                state, job.pool, job.settings.pools[job.pool].backup_plugins, job.settings
+            )
             backup = _scan_with(job, guards, backups, message)
             verdicts, status = verdicts + backup, combine(job.pool, backup)
     except BaseException:
@@ -177,7 +179,7 @@ def _scan_with(
 
 def _backup_allowed(pool: str, settings: Settings) -> bool:
     """backup-engine: when the main engines could not answer, the backup engines scan."""
-    return pool == AV_POOL and settings.av_failure_policy == "backup-engine"
+    return pool == AV_POOL and settings.pools[pool].failure_policy == "backup-engine"
 
 
 def _ask(scan: ScanContext, guards: list[Guard], message: Message) -> Verdict:

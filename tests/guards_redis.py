@@ -24,7 +24,7 @@ from tasks.errors import BackendUnavailable
 from tasks.guards import Guard
 from tasks.plugins.base import Status, Verdict
 from tasks.plugins.stub import StubPlugin
-from tasks.settings import Settings, plugin_names
+from tasks.settings import Settings
 from tasks.wire import blobs
 from tasks.wire.blobs import BlobRef, Message
 from tasks.wire.jobids import job_ids
@@ -118,9 +118,9 @@ class PoolProcess:
         self.redis, self.crashes, self._state = client, RecordedCrashes(), state
         port = client.connection_pool.connection_kwargs["port"]
         self.settings = Settings(
-            redis_url=f"redis://127.0.0.1:{port}/0", av_plugins=("stub",),
-            spam_plugins=("stub",), crashdump_dir=crashdump_dir, spool_dir=crashdump_dir,
-        )  # fmt: skip
+            redis_url=f"redis://127.0.0.1:{port}/0", crashdump_dir=crashdump_dir,
+            spool_dir=crashdump_dir,
+        ).with_pool("av", plugins=("stub",)).with_pool("spam", plugins=("stub",))  # fmt: skip
         self.pool = "av"
         self._stored = 0
 
@@ -129,7 +129,7 @@ class PoolProcess:
         given; return the pool's engine."""
         self.pool, self.settings = pool, dataclasses.replace(self.settings, **settings)
         engine = Engine(self.settings, pool)
-        names = plugin_names(pool, self.settings)
+        names = self.settings.pools[pool].plugins
         self._state.clear()
         self._state.update(pid=os.getpid(), redis=self.redis, crashes=self.crashes,
                            guards=list(guards), plugins={(pool, names): [engine]})  # fmt: skip

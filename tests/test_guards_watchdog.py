@@ -19,7 +19,8 @@ CHILD = textwrap.dedent(
     from tasks.settings import Settings
 
     folder, hard_limit_s, frozen_s = Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
-    settings = Settings(spam_soft_limit_s=hard_limit_s / 2, spam_hard_limit_s=hard_limit_s)
+    limits = {"soft_limit_s": hard_limit_s / 2, "hard_limit_s": hard_limit_s}
+    settings = Settings().with_pool("spam", **limits)
     procfiles.start(folder)
     job = JobContext("spam", "job-7", {"blob": "b7"}, "test@host", settings, None, None)
     guard = WatchdogGuard()

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from mailserver.front import headers
-from mailserver.front.delivery import DeliveryError, MaildirDelivery, RecipientsRefused
+from mailserver.front.delivery import MaildirDelivery
 from mailserver.front.pipeline import Pipeline
 from mailserver.front.policy import Decision
 from mailserver.front.quarantine import Quarantine
 from mailserver.front.retries import LONGEST_WAIT_S, Attempts
-from mailserver.front.spool import Envelope, Spool, SpoolEntryCorrupt
-from tasks.errors import ConfigError
+from mailserver.front.spool import Envelope, Spool
+from tasks.errors import ConfigError, DeliveryError, RecipientsRefused, SpoolEntryCorrupt
 from tasks.settings import load_settings
 
 CLEAN = Decision("deliver", "250 2.0.0 Ok: delivered", "clean", ["X-Virus-Status: Clean"])

@@ -169,7 +169,7 @@ def test_backlog_autoscaler_grows_then_shrinks_the_pool(faults, fs):
         said = f"{step.get('from')} -> {step.get('to')}: {step.get('refused')}"
         steps.append(f"{said}, waiting {step.get('waiting')}; pids {pids}")
         sizes.append(poolsize.pool_size(stats[node]))
-        return sizes[-1] == fs.av_scale_min
+        return sizes[-1] == fs.pools["av"].scale_min
 
     try:
         wait_for(shrunk, 60, "the pool back at its minimum")
@@ -180,8 +180,8 @@ def test_backlog_autoscaler_grows_then_shrinks_the_pool(faults, fs):
         raise AssertionError(f"{timeout}; steps:\n{distinct}\n{log}") from timeout
     # Steps come faster than the pool reaps a shrunk process: none may shrink it below its
     # minimum on a report that still lists that process (it once left no process at all).
-    assert min(sizes) >= fs.av_scale_min, "\n".join(dict.fromkeys(steps))
-    poolsize.resize(app, node, fs.av_scale_min, fs.av_concurrency)
+    assert min(sizes) >= fs.pools["av"].scale_min, "\n".join(dict.fromkeys(steps))
+    poolsize.resize(app, node, fs.pools["av"].scale_min, fs.pools["av"].concurrency)
 
 
 def _answered_idle(app, node: str) -> bool:

@@ -50,7 +50,7 @@ def test_a_failed_virus_scan_never_delivers_by_default():
 
 
 def test_failed_virus_scan_with_deliver_tagged_says_so_in_a_header():
-    settings = replace(SETTINGS, av_failure_policy="deliver-tagged")
+    settings = SETTINGS.with_pool("av", failure_policy="deliver-tagged")
     decision = decide(None, spam("ham"), settings, client_waiting=True)
     assert decision.action == "deliver"
     assert any("failed" in line for line in decision.header_lines)

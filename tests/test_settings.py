@@ -15,7 +15,7 @@ def test_defaults_are_loopback_and_fail_closed():
     assert settings.smtp_host == "127.0.0.1"
     assert settings.smtp_port == 2525
     assert settings.mode == "pre-queue"
-    assert settings.av_failure_policy == "tempfail"
+    assert settings.pools["av"].failure_policy == "tempfail"
     assert settings.maildir == Path("var/maildir")
 
 
@@ -95,3 +95,39 @@ def test_task_events_are_sent_only_when_asked_for():
     assert celery_config(asked)["worker_send_task_events"] is True
     with pytest.raises(ConfigError, match="MAILSCAN_TASK_EVENTS"):
         load_settings({"MAILSCAN_TASK_EVENTS": "sometimes"})
+
+
+def test_each_pool_has_its_own_settings_and_defaults():
+    settings = load_settings({"MAILSCAN_AV_SOFT_LIMIT_S": "5", "MAILSCAN_SPAM_CONCURRENCY": "4"})
+    av, spam = settings.pools["av"], settings.pools["spam"]
+    assert (av.soft_limit_s, spam.soft_limit_s) == (5.0, 60.0)
+    assert (av.concurrency, spam.concurrency) == (2, 4)
+    assert (av.plugins, spam.plugins) == (("clamav",), ("spamassassin",))
+    assert (av.failure_policy, spam.failure_policy) == ("tempfail", "deliver-tagged")
+
+
+def test_only_the_av_pool_has_backup_engines():
+    with pytest.raises(ConfigError, match="MAILSCAN_SPAM_BACKUP_PLUGINS: unknown setting"):
+        load_settings({"MAILSCAN_SPAM_BACKUP_PLUGINS": "builtin"})
+    with pytest.raises(ConfigError, match="MAILSCAN_SPAM_FAILURE_POLICY=backup-engine"):
+        load_settings({"MAILSCAN_SPAM_FAILURE_POLICY": "backup-engine"})
+    with pytest.raises(ConfigError, match="needs MAILSCAN_AV_BACKUP_PLUGINS"):
+        load_settings({"MAILSCAN_AV_FAILURE_POLICY": "backup-engine"})
+
+
+def test_a_soft_limit_not_below_the_hard_one_is_refused_naming_both():
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"MAILSCAN_SPAM_SOFT_LIMIT_S": "90", "MAILSCAN_AV_SCALE_MIN": "9"})
+    text = str(caught.value)
+    assert "MAILSCAN_SPAM_SOFT_LIMIT_S (90) must be below MAILSCAN_SPAM_HARD_LIMIT_S (90)" in text
+    assert "MAILSCAN_AV_SCALE_MIN (9) is above the max (8)" in text
+
+
+def test_with_pool_changes_one_pool_and_leaves_the_settings_it_came_from():
+    settings = load_settings({})
+    shorter = settings.with_pool("av", soft_limit_s=3.0)
+    assert shorter.pools["av"].soft_limit_s == 3.0
+    assert shorter.pools["spam"] == settings.pools["spam"]
+    assert settings.pools["av"].soft_limit_s == 60.0
+    with pytest.raises(KeyError):
+        settings.pools["ops"]

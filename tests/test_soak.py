@@ -165,10 +165,10 @@ def freeze_spamd(stack: Stack, ss: Settings) -> None:
     os.killpg(spamd, signal.SIGSTOP)
     try:
         # The freeze is the fault: it must outlast the spam pool's hard limit.
-        time.sleep(ss.spam_hard_limit_s + 1)
+        time.sleep(ss.pools["spam"].hard_limit_s + 1)
     finally:
         os.killpg(spamd, signal.SIGCONT)
-    assert time.monotonic() - stopped > ss.spam_hard_limit_s
+    assert time.monotonic() - stopped > ss.pools["spam"].hard_limit_s
 
 
 def kill_front(stack: Stack) -> None:

@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mailscan",
         description="Mail scanning: SMTP front, ClamAV and SpamAssassin in isolated pools.",
-        epilog="Settings come from MAILSCAN_* environment variables; see the README.",
+        epilog="Settings come from MAILSCAN_* environment variables; see docs/settings.md.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _command(sub, "up", _up, "run the whole system locally in the foreground (Ctrl-C stops it)")

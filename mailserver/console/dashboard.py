@@ -14,7 +14,7 @@ from mailserver.cli.status import collect
 from mailserver.console import charts
 from mailserver.front import outcomes
 from tasks.errors import MailscanError
-from tasks.settings import Settings, plugin_names
+from tasks.settings import Settings
 from tasks.wire.fleet import is_open
 from tasks.wire.keys import POOLS
 
@@ -52,7 +52,7 @@ def breakers(client: redis.Redis, settings: Settings) -> list[dict[str, Any]]:
     return [
         {"pool": pool, "plugin": name, "open": is_open(client, name)}
         for pool in POOLS
-        for name in plugin_names(pool, settings)
+        for name in settings.pools[pool].plugins
     ]
 
 

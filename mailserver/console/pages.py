@@ -15,8 +15,8 @@ from mailserver.console import dashboard, quarantined
 from mailserver.console.access import user
 from mailserver.console.assist import DUMP_ID
 from mailserver.console.site import console_of, render
-from mailserver.front.delivery import DeliveryError
 from tasks.crashes import reports as crashreports
+from tasks.errors import DeliveryError, NotQuarantined
 
 
 async def home(request: Request) -> Response:
@@ -74,7 +74,7 @@ async def quarantine_page(request: Request) -> Response:
     try:
         meta = await asyncio.to_thread(quarantined.metadata, console.quarantine, entry_id)
         headers = await asyncio.to_thread(quarantined.headers, console.quarantine, entry_id)
-    except (quarantined.NotQuarantined, FileNotFoundError):
+    except (NotQuarantined, FileNotFoundError):
         raise HTTPException(404, "No such message in the quarantine.") from None
     return await render(request, "quarantined.html", {"meta": meta, "headers": headers})
 
@@ -83,7 +83,7 @@ async def quarantine_release(request: Request, _: FormData) -> Response:
     console, entry_id = console_of(request), request.path_params["entry_id"]
     try:
         await asyncio.to_thread(quarantined.release, console.quarantine, console.delivery, entry_id)
-    except (quarantined.NotQuarantined, FileNotFoundError):
+    except (NotQuarantined, FileNotFoundError):
         raise HTTPException(404, "No such message in the quarantine.") from None
     except DeliveryError as err:
         return _back(request, "/quarantine", f"Not released: delivery failed: {err}")
@@ -95,7 +95,7 @@ async def quarantine_delete(request: Request, _: FormData) -> Response:
     console, entry_id = console_of(request), request.path_params["entry_id"]
     try:
         await asyncio.to_thread(quarantined.remove, console.quarantine, entry_id)
-    except quarantined.NotQuarantined:
+    except NotQuarantined:
         raise HTTPException(404, "No such message in the quarantine.") from None
     await asyncio.to_thread(_audit, request, "delete", entry_id)
     return _back(request, "/quarantine", f"Message {entry_id} deleted.")

@@ -11,13 +11,10 @@ from typing import Any
 from mailserver.front.delivery import Delivery
 from mailserver.front.quarantine import Quarantine
 from mailserver.front.spool import Envelope
+from tasks.errors import NotQuarantined
 
 QUARANTINE_ID = re.compile(r"^[0-9a-f]{24}$")
 HEADER_BYTES_MAX = 256 * 1024
-
-
-class NotQuarantined(LookupError):
-    """No quarantined message has this id (or the id is not an id at all)."""
 
 
 def listing(quarantine: Quarantine) -> list[dict[str, Any]]:

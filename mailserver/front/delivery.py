@@ -3,8 +3,9 @@
 Maildir delivery is idempotent: the file is named after the spool id, so a message that is
 re-driven after a crash between delivery and spool removal is not delivered twice.
 
-Errors: ``DeliveryError`` (nobody has the message; ``permanent`` tells a 5xx from a 4xx) and
-its ``RecipientsRefused`` (the next hop refused these recipients; the others have it).
+Raises ``DeliveryError`` (nobody has the message; ``permanent`` tells a 5xx from a 4xx) and
+its ``RecipientsRefused`` (the next hop refused these recipients; the others have it), both
+from the error tree in tasks/errors.py.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Protocol
 
 from mailserver.front import headers
 from mailserver.front.spool import Envelope, fsync_dir
-from tasks.errors import MailscanError
+from tasks.errors import DeliveryError, RecipientsRefused
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,26 +34,6 @@ LF_PIECE_BYTES = 1024 * 1024
 STALE_STAGING_S = 3600.0
 # What the next hop would answer for an address we cannot put into an SMTP command to it.
 UNSENDABLE = (553, "5.6.7 address not representable for the next hop")
-
-
-class DeliveryError(MailscanError):
-    """The message could not be handed on. ``permanent`` tells a 5xx from a 4xx; ``code``
-    is the next hop's reply code, when it gave one."""
-
-    def __init__(self, message: str, permanent: bool = False, code: int = 0) -> None:
-        super().__init__(message)
-        self.permanent = permanent
-        self.code = code or (554 if permanent else 451)
-
-
-class RecipientsRefused(DeliveryError):
-    """The next hop refused ``refused`` (recipient -> (code, text)); the other recipients
-    have the message and must not get it again."""
-
-    def __init__(self, refused: dict[str, tuple[int, str]]) -> None:
-        codes = [code for code, _ in refused.values()]
-        super().__init__(f"next hop refused {len(refused)} recipient(s)", min(codes) >= 500)
-        self.refused = refused
 
 
 class Delivery(Protocol):

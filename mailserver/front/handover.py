@@ -14,13 +14,14 @@ from typing import Any
 
 from mailserver.front import headers
 from mailserver.front.deadletter import DeadLetters
-from mailserver.front.delivery import Delivery, DeliveryError, RecipientsRefused
+from mailserver.front.delivery import Delivery
 from mailserver.front.dsn import DsnSender, Failure
 from mailserver.front.outcomes import OutcomeLog
 from mailserver.front.policy import Decision
 from mailserver.front.quarantine import Quarantine
 from mailserver.front.retries import Attempts, RetryStore
 from mailserver.front.spool import Spool, SpoolEntry
+from tasks.errors import DeliveryError, RecipientsRefused
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from redis import Redis, RedisError
 
 from mailserver.front.spoolreport import SpoolReporter
-from tasks.settings import Settings, plugin_names
+from tasks.settings import Settings
 from tasks.wire.fleet import LATENCY_BUCKETS_S, is_open
 from tasks.wire.keys import (
     ALARMS_KEY,
@@ -133,8 +133,8 @@ class FleetCollector:
                                 value=self.redis.hlen(ALARMS_KEY))  # fmt: skip
 
     def _plugins(self) -> list[str]:
-        names = [*plugin_names("av", self.settings), *plugin_names("spam", self.settings)]
-        return sorted(set(names) | set(self.settings.av_backup_plugins))
+        pools = self.settings.pools.values()
+        return sorted({name for own in pools for name in (*own.plugins, *own.backup_plugins)})
 
 
 def _decoded(raw: dict[Any, Any]) -> dict[str, str]:

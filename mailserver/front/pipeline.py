@@ -21,9 +21,10 @@ from mailserver.front.outcomes import OutcomeLog
 from mailserver.front.policy import Decision
 from mailserver.front.quarantine import Quarantine
 from mailserver.front.retries import Attempts
-from mailserver.front.spool import Spool, SpoolEntry, SpoolWriteFailed
+from mailserver.front.spool import Spool, SpoolEntry
 from mailserver.front.spoolsharing import SpoolSharing
 from mailserver.front.verdicts import VerdictWaiter
+from tasks.errors import SpoolWriteFailed
 from tasks.settings import Settings
 from tasks.wire import blobs
 from tasks.wire.jobids import job_ids

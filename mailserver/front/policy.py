@@ -43,11 +43,11 @@ def decide(av: PoolResult, spam: PoolResult, settings: Settings, client_waiting:
         # Nobody to answer and retrying cannot help: an administrator has to look at it.
         return Decision("quarantine", "250 2.0.0 Ok: quarantined", "unscannable", lines)
     if av is None or av["status"] == "error":
-        failed = _failure(settings.av_failure_policy, "virus scan failed", lines)
+        failed = _failure(settings.pools["av"].failure_policy, "virus scan failed", lines)
         if failed.action != "deliver":
             return failed
     if spam is None or spam["status"] == "error":
-        return _failure(settings.spam_failure_policy, "spam scan failed", lines)
+        return _failure(settings.pools["spam"].failure_policy, "spam scan failed", lines)
     return _spam(spam, lines, settings)
 
 

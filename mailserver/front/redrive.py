@@ -15,7 +15,8 @@ from redis.exceptions import RedisError
 
 from mailserver.front.metrics import MESSAGES
 from mailserver.front.pipeline import Pipeline
-from mailserver.front.spool import Spool, SpoolEntry, SpoolEntryCorrupt, boot_id
+from mailserver.front.spool import Spool, SpoolEntry, boot_id
+from tasks.errors import SpoolEntryCorrupt
 
 log = logging.getLogger(__name__)
 

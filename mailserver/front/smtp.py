@@ -17,7 +17,8 @@ from mailserver.front.admission import BacklogGauge
 from mailserver.front.pipeline import Pipeline
 from mailserver.front.redrive import Redriver
 from mailserver.front.spool import Envelope as SpoolEnvelope
-from mailserver.front.spool import Spool, SpoolEntry, SpoolWriteFailed, boot_id, new_id
+from mailserver.front.spool import Spool, SpoolEntry, boot_id, new_id
+from tasks.errors import SpoolWriteFailed
 
 log = logging.getLogger(__name__)
 

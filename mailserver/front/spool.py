@@ -19,19 +19,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tasks.errors import MailscanError
+from tasks.errors import SpoolEntryCorrupt
 from tasks.wire.spoolfile import ID_FILE, QUEUE, STAGING, is_entry_id, read_entry, spool_id
 
 log = logging.getLogger(__name__)
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
-
-
-class SpoolWriteFailed(MailscanError):
-    """A staged entry could not be made durable: nobody may be told 250 for it."""
-
-
-class SpoolEntryCorrupt(MailscanError):
-    """A spool entry's envelope line cannot be read: it can never be delivered as it is."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from kombu.exceptions import OperationalError
 
 from mailserver.supervisor import localredis
 from tasks import redisauth
-from tasks.errors import MailscanError
+from tasks.errors import StackError
 from tasks.plugins.clamav import ClamavPlugin
 from tasks.plugins.spamassassin import SpamassassinPlugin
 from tasks.setting_parsers import Endpoint
@@ -41,10 +41,6 @@ OFFICIAL_CLAMAV_DB = Path("/var/lib/clamav")
 # when freed.
 FRONT_MALLOC = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=1"}
 POOL_MALLOC = {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=4194304"}
-
-
-class StackError(MailscanError):
-    """A service could not start: the message says which and why (with its log's tail)."""
 
 
 @dataclass
@@ -156,7 +152,7 @@ def _spamd(settings: Settings) -> Service:
         if endpoint.socket_path
         else [f"--listen={endpoint.host}:{endpoint.port}"]
     )
-    children = str(settings.spam_concurrency)
+    children = str(settings.pools[SPAM_POOL].concurrency)
     argv = [
         binary("spamd", "spamd"), "--local", "--nouser-config", "--syslog=stderr",
         f"--max-children={children}", f"--min-children={children}",
@@ -196,12 +192,12 @@ def worker_argv(settings: Settings, pool: str) -> list[str]:
             "worker", "-Q", OPS_QUEUE, "-n", node_name(OPS_QUEUE, settings), "-c", "1",
             "--pool", "prefork", "-l", "INFO",
         )  # fmt: skip
-    concurrency = getattr(settings, f"{pool}_concurrency")
-    max_tasks = getattr(settings, f"{pool}_max_tasks_per_child")
-    max_memory_kb = getattr(settings, f"{pool}_max_memory_per_child_mb") * 1024
+    own = settings.pools[pool]
+    concurrency, max_tasks = own.concurrency, own.max_tasks_per_child
+    max_memory_kb = own.max_memory_per_child_mb * 1024
     # One mechanism per pool: Celery's autoscaler, or a fixed size that `mailscan scale` and
     # the backlog autoscaler change (Celery refuses pool_grow while its autoscaler runs).
-    autoscale = getattr(settings, f"{pool}_autoscale")
+    autoscale = own.autoscale
     size = f"--autoscale={autoscale}" if autoscale else f"--concurrency={concurrency}"
     return celery_argv(
         "worker", "-Q", pool, "-n", node_name(pool, settings), size,

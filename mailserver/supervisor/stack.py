@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable
 
 import redis
 
-from mailserver.supervisor.services import Service, StackError, all_services
-from tasks.errors import MailscanError
+from mailserver.supervisor.services import Service, all_services
+from tasks.errors import MailscanError, StackError
 from tasks.settings import Settings
 
 ORDER = (

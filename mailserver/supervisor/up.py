@@ -8,12 +8,14 @@ import threading
 import time
 from types import FrameType
 
-from mailserver.supervisor.services import StackError, node_name
+from mailserver.supervisor.services import node_name
 from mailserver.supervisor.spamrules import body_rules_note
 from mailserver.supervisor.stack import Stack
 from tasks import plugins
+from tasks.errors import StackError
 from tasks.redisauth import masked, password, url_password
 from tasks.settings import Settings
+from tasks.wire.keys import POOLS
 
 SUPERVISE_EVERY_S = 2.0
 MAX_RESTARTS_PER_SERVICE = 5
@@ -47,6 +49,14 @@ def run_up(settings: Settings) -> int:
     return 0
 
 
+def _pool_line(pool: str, settings: Settings) -> str:
+    own = settings.pools[pool]
+    return (
+        f"  {pool + ' pool':<13}{node_name(pool, settings)}, concurrency {own.concurrency}, "
+        f"plugins {','.join(own.plugins)}"
+    )
+
+
 def summary(settings: Settings, stack: Stack) -> list[str]:
     return [
         "",
@@ -58,10 +68,7 @@ def summary(settings: Settings, stack: Stack) -> list[str]:
         f"  Redis        {masked(settings.redis_url)}{_password_note(settings)}",
         f"  clamd        {settings.clamd}",
         f"  spamd        {settings.spamd} ({body_rules_note()})",
-        f"  av pool      {node_name('av', settings)}, concurrency {settings.av_concurrency}, "
-        f"plugins {','.join(settings.av_plugins)}",
-        f"  spam pool    {node_name('spam', settings)}, concurrency {settings.spam_concurrency}, "
-        f"plugins {','.join(settings.spam_plugins)}",
+        *(_pool_line(pool, settings) for pool in POOLS),
         f"  ops worker   {node_name('ops', settings)} (beat's tasks, crash report uploads)",
         f"  Maildir      {settings.maildir}",
         f"  quarantine   {settings.quarantine_dir}",

@@ -15,7 +15,7 @@ DUMP_BEFORE_HARD_LIMIT_S = 1.0
 
 class WatchdogGuard(Guard):
     def before_job(self, job: JobContext) -> None:
-        hard_limit = getattr(job.settings, f"{job.pool}_hard_limit_s")
+        hard_limit = job.settings.pools[job.pool].hard_limit_s
         procfiles.arm(max(0.5, hard_limit - DUMP_BEFORE_HARD_LIMIT_S))
 
     def before_scan(self, scan: ScanContext) -> Verdict | None:

@@ -10,7 +10,7 @@ import importlib
 
 from tasks.errors import ConfigError
 from tasks.plugins.base import Plugin, Verdict
-from tasks.settings import Settings, plugin_names
+from tasks.settings import Settings
 
 REGISTRY = {
     "clamav": "tasks.plugins.clamav:ClamavPlugin",
@@ -21,7 +21,7 @@ REGISTRY = {
     "chaos": "tasks.plugins.chaos:ChaosPlugin",
 }
 
-__all__ = ["REGISTRY", "Plugin", "Verdict", "load_plugin", "plugin_names", "validate"]
+__all__ = ["REGISTRY", "Plugin", "Verdict", "load_plugin", "validate"]
 
 
 def plugin_class(name: str) -> type[Plugin]:
@@ -42,6 +42,6 @@ def load_plugin(name: str, pool: str, settings: Settings) -> Plugin:
 
 def validate(settings: Settings) -> None:
     """Fail at start, not at the first message, when a pool names a plugin that cannot run."""
-    for pool in ("av", "spam"):
-        for name in plugin_names(pool, settings):
+    for pool, own in settings.pools.items():
+        for name in own.plugins:
             load_plugin(name, pool, settings)

@@ -1,0 +1,251 @@
+"""Everything mailscan can be told: each setting with its default, its parser and what it
+means (docs/settings.md is rendered from here)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from tasks import setting_parsers as parse
+from tasks.redisauth import masked
+from tasks.setting_parsers import CHAOS_ACTIONS, Endpoint, Mode
+from tasks.settings.declare import computed, folder, setting
+from tasks.settings.pools import Pools
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything mailscan can be told, with units in the names; the pools' own settings in
+    ``pools``."""
+
+    redis_url: str = setting(
+        "redis://127.0.0.1:6390/0", parse.redis_url,
+        "broker, result backend and message store (`rediss://` for TLS); may carry the "
+        "password, `redis://:PASSWORD@host:port/0`. Shown everywhere (status, logs, "
+        "`mailscan up`) with the password masked",
+        section="Redis", mask=masked,
+    )  # fmt: skip
+    redis_password_file: Path = folder(
+        "redis/password",
+        "the Redis password when the URL carries none; every client (pools, front, beat, "
+        "Flower, console, the `mailscan` command) reads it. `mailscan up` makes one there on "
+        "its first start (mode 600) and gives it to its Redis through `var/redis/redis.conf` "
+        "(mode 600), never on a command line. No file, no password",
+    )
+    blob_ttl_s: int = setting(
+        24 * 3600, parse.positive_int,
+        "the longest message bytes stay in Redis for the pools; they are removed as soon as "
+        "the message has its outcome, and kept in memory only (not in Redis's append-only file)",
+    )  # fmt: skip
+    smtp_host: str = setting("127.0.0.1", str, "where the SMTP front listens", section="SMTP front")
+    smtp_port: int = setting(2525, parse.port, "the SMTP front's port")
+    max_message_bytes: int = setting(
+        25 * 1024 * 1024, parse.positive_int, "larger messages are refused with 552",
+        shown="`26214400` (25 MiB)",
+    )  # fmt: skip
+    mode: Mode = setting("pre-queue", parse.choice(*parse.MODES), "`pre-queue` or `post-queue`")
+    scan_deadline_s: float = setting(
+        60.0, parse.seconds, "how long an SMTP session waits for both verdicts"
+    )
+    max_queued_jobs: int = setting(
+        1000, parse.positive_int,
+        "pre-queue admission: new mail is refused with `451 4.3.2` at once while a pool's "
+        "oldest waiting scan job has waited more than half of `MAILSCAN_SCAN_DEADLINE_S` "
+        "(health probes and other jobs in the queue do not count), or more jobs than this "
+        "wait, instead of being accepted only to time out",
+    )  # fmt: skip
+    hostname: str = computed(
+        lambda: os.uname().nodename, str, "used in `Received` lines and worker names",
+        shown="the machine's name",
+    )  # fmt: skip
+    spam_quarantine_score: float | None = setting(
+        None, parse.optional_score,
+        "spam at or above this score goes to the quarantine instead of the Maildir",
+    )  # fmt: skip
+    spam_subject_tag: str = setting(
+        "", parse.header_text,
+        "e.g. `[SPAM]`, put in front of the subject of spam, as it is written (one line)",
+    )  # fmt: skip
+    # Each pool's own settings, MAILSCAN_AV_* and MAILSCAN_SPAM_* (tasks/settings/pools.py).
+    pools: Pools = dataclasses.field(default_factory=Pools)
+    clamd: Endpoint = setting(
+        Endpoint(port=3320), parse.endpoint, "clamd as `HOST:PORT` or `unix:/path`",
+        section="Engines",
+    )  # fmt: skip
+    clamd_timeout_s: float = setting(30.0, parse.seconds, "socket timeout for clamd")
+    spamd: Endpoint = setting(
+        Endpoint(port=7830), parse.endpoint, "spamd as `HOST:PORT` or `unix:/path`"
+    )
+    spamd_timeout_s: float = setting(30.0, parse.seconds, "timeout for spamd")
+    spam_max_bytes: int = setting(
+        1024 * 1024, parse.positive_int,
+        "larger messages are not spam-scanned (`X-Spam-Status: No, not scanned`)",
+    )  # fmt: skip
+    command_scanner: tuple[str, ...] = setting(
+        (), parse.command_line,
+        "command line of the `command` engine; the message on stdin, or in a file where "
+        "`{file}` stands",
+    )  # fmt: skip
+    command_clean_codes: frozenset[int] = setting(
+        frozenset({0}), parse.codes, "exit codes meaning clean, comma-separated"
+    )
+    command_infected_codes: frozenset[int] = setting(
+        frozenset({1}), parse.codes,
+        "exit codes meaning infected; any code neither clean nor infected is a scan error",
+    )  # fmt: skip
+    command_virus_pattern: str = setting(
+        r"(?P<name>[\w.\-/]+)\s+FOUND", parse.regex,
+        "regular expression whose group `name` is the virus name in the output",
+    )  # fmt: skip
+    command_timeout_s: float = setting(60.0, parse.seconds, "the command is killed after this")
+    builtin_rules_dir: Path = computed(
+        lambda: Path(__file__).parents[1] / "rules", Path,
+        "folder of `*.yar` rules of the built-in engine", shown="shipped `tasks/rules`",
+    )  # fmt: skip
+    chaos: tuple[tuple[str, str], ...] = setting(
+        tuple((action, "marker") for action in CHAOS_ACTIONS), parse.chaos,
+        "faults of the `chaos` plugin: `action@marker` or `action@FRACTION`, comma-separated",
+        shown="every action on its marker",
+    )  # fmt: skip
+    max_attempts: int = setting(
+        3, parse.positive_int,
+        "a message that killed or froze a plugin this often is given up as unscannable",
+        section="Isolation and crashdumps",
+    )  # fmt: skip
+    breaker_failures: int = setting(
+        5, parse.positive_int, "a plugin's circuit breaker opens after this many failures"
+    )
+    breaker_window_s: float = setting(
+        30.0, parse.seconds, "the window in which the breaker counts a plugin's failures"
+    )
+    breaker_cooldown_s: float = setting(
+        15.0, parse.seconds, "how long an open breaker stays open; it is probed in the background"
+    )
+    crashdump_dir: Path = folder(
+        "crashdumps",
+        "crashdumps waiting for Redis, and the per-process files of the pool processes",
+    )
+    crashdump_full_every_s: float = setting(
+        60.0, parse.seconds,
+        "one full crashdump per failure signature in each window of this many seconds; every "
+        "further incident only counts in its group (count, last seen), so a plugin failing on "
+        "every message cannot fill Redis",
+    )  # fmt: skip
+    crashdump_max_age_days: int = setting(90, parse.positive_int, "crashdump retention: age")
+    crashdump_max_count: int = setting(10000, parse.positive_int, "crashdump retention: count")
+    var_dir: Path = setting(
+        Path("var"), Path,
+        "data folder of `mailscan up`; the spool, Maildir, quarantine, crashdumps, Redis "
+        "password and console users default to places in it",
+        section="Spool and delivery",
+    )  # fmt: skip
+    spool_dir: Path = folder("spool", "the durable spool of the SMTP front")
+    maildir: Path = folder("maildir", "where `maildir` delivery puts mail")
+    quarantine_dir: Path = folder("quarantine", "quarantined messages and their records")
+    delivery: Literal["maildir", "relay"] = setting(
+        "maildir", parse.choice(*parse.DELIVERIES),
+        "`maildir`, or `relay` to hand mail to the next hop",
+    )  # fmt: skip
+    relay: Endpoint = setting(Endpoint(port=25), parse.endpoint, "next hop for `relay`")
+    # Redis's time per byte grows with the size (bench/README.md).
+    shared_spool_from_bytes: int = setting(
+        1024 * 1024, parse.size_or_off,
+        "messages this big or bigger reach the pools as their spool file, through the spool "
+        "folder the pools share with the SMTP front (read-only is enough), instead of through "
+        "Redis; `0` when the pools cannot read that folder (pools on other machines). A front "
+        "that hears from a pool, by a job or a health probe, that it cannot read the spool "
+        "sends big messages through "
+        "Redis, and logs so once, until every pool's health probe sees the spool again",
+    )  # fmt: skip
+    redrive_interval_s: float = setting(
+        30.0, parse.seconds, "how often the spool is checked for unfinished mail"
+    )
+    delivery_retry_s: float = setting(
+        60.0, parse.seconds,
+        "a failed delivery (next hop away or answering 4xx, a Maildir that cannot be "
+        "written) is tried again after this, then twice as long each time up to an hour, "
+        "only to the recipients that still wait, from the verdicts kept with the spool "
+        "entry (`spool/retry/`): no rescan",
+    )  # fmt: skip
+    spool_max_lifetime_s: float = setting(
+        5 * 86400.0, parse.seconds,
+        "a spool entry without a final outcome this long after its 250 goes to `spool/dead/` "
+        "(the message, and beside it a JSON with the reason, envelope, verdicts and "
+        "attempts), with an alarm; in relay mode its sender gets a DSN (never an empty sender "
+        "`<>`). A recipient the next hop refuses with 5xx is dead-lettered at once the same "
+        "way. An entry that cannot be read goes to `spool/corrupt/` at once, with an alarm",
+        shown="`432000` (5 days)",
+    )  # fmt: skip
+    spool_alarm_age_s: float = setting(
+        900.0, parse.seconds, "beat raises an alarm for mail held this long without an outcome"
+    )
+    flower_port: int = setting(
+        5555, parse.port, "Flower, started by `mailscan up` on loopback", section="Operations"
+    )
+    flower_user: str = setting("admin", str, "Flower's basic authentication: the user")
+    flower_password: str = setting(
+        "", str, "Flower's basic authentication: the password",
+        shown="made once into `var/flower/password`",
+    )  # fmt: skip
+    task_events: bool = setting(
+        False, parse.boolean,
+        "`yes`: the pools send task events all the time; `no`: only after a Flower asks for "
+        "them (it does every 5 s while it runs, `mailscan up` as soon as its Flower is ready), "
+        "which saves each pool the events' CPU on every job",
+    )  # fmt: skip
+    log_jobs: bool = setting(
+        False, parse.boolean,
+        "`yes`: the pools log Celery's \"received\" and \"succeeded\" lines for every job "
+        "(two per job and pool, about 8 % of a pool's CPU); "
+        "failures, crashes and health probes are logged either way, and the mailserver logs "
+        "every message's outcome",
+    )  # fmt: skip
+    metrics_host: str = setting("127.0.0.1", str, "Prometheus endpoint of the mailserver: host")
+    metrics_port: int = setting(9125, parse.port, "Prometheus endpoint of the mailserver: port")
+    health_probe_every_s: float = setting(30.0, parse.seconds, "beat's health probe period")
+    stats_every_s: float = setting(60.0, parse.seconds, "beat's queue snapshot period")
+    backlog_autoscaler: bool = setting(
+        False, parse.boolean, "the backlog autoscaler (beat), within each pool's scale limits"
+    )
+    backlog_per_process: int = setting(
+        4, parse.positive_int, "queued jobs the backlog autoscaler gives each process"
+    )
+    console_host: str = setting(
+        "127.0.0.1", str, "where the admin console listens", section="Admin console"
+    )
+    console_port: int = setting(8025, parse.port, "the admin console's port")
+    console_users_file: Path = folder(
+        "console/users.json", "administrators and their argon2 password hashes (mode 600)"
+    )
+    console_secret: str = setting(
+        "", parse.secret,
+        "signs the session cookies and keys the address hashes of crash reports (32 "
+        "characters or more)",
+        shown="made once into `var/console/secret`",
+    )  # fmt: skip
+    assist_prompt: str = computed(
+        lambda: platform_assist_prompt(sys.platform), parse.choice(*parse.ASSIST_PROMPTS),
+        "when the crash-report dialog appears: at once in every open console (`immediate`), "
+        "or at the next console start (`next-start`)",
+        shown="`next-start` on macOS, `immediate` elsewhere",
+    )  # fmt: skip
+    assist_url: str = setting(
+        "", parse.assist_url,
+        "where crash reports are sent (HTTPS; `http://` only to a loopback host); unset: "
+        "Send saves the report for download",
+    )  # fmt: skip
+    assist_token: str = setting("", str, "the bearer token sent with crash reports")
+
+    def with_pool(self, pool: str, **changes: Any) -> Settings:
+        """These settings with ``changes`` made to one pool's (tests, benchmarks)."""
+        return dataclasses.replace(self, pools=self.pools.changed(pool, **changes))
+
+
+def platform_assist_prompt(platform: str) -> str:
+    """When the original product asks about a crash: at the next console start on macOS,
+    at once in every open console elsewhere (Windows)."""
+    return "next-start" if platform == "darwin" else "immediate"
