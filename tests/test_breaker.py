@@ -15,7 +15,7 @@ from mailserver.supervisor.services import control_app
 from mailserver.supervisor.stack import Stack
 from tasks import redisauth
 from tasks.settings import Settings, load_settings
-from tasks.wire.keys import BREAKER_OPEN_KEY, HEALTH_TASKS
+from tasks.wire.keys import BREAKER_OPEN_KEY, HEALTH_KEY, HEALTH_TASKS
 from tasks.wire.submit import submit
 from tests.conftest import make_message, wait_for
 
@@ -27,13 +27,17 @@ PROBE_WITHIN_S = 10
 @pytest.fixture
 def second_av_worker(faults, fs, fault_env) -> Iterator[Stack]:
     """An av worker of another host (its own name, folder and log) on the same Redis."""
+    # It reads the front's spool, as a second host sharing it would: a worker that cannot
+    # would rightly make the front stop sharing big messages with the pools.
     env = {**fault_env, "MAILSCAN_HOSTNAME": OTHER_HOST,
-           "MAILSCAN_VAR_DIR": str(fs.var_dir / OTHER_HOST)}  # fmt: skip
+           "MAILSCAN_VAR_DIR": str(fs.var_dir / OTHER_HOST),
+           "MAILSCAN_SPOOL_DIR": str(fs.spool_dir)}  # fmt: skip
     other = Stack(load_settings(env), env)
     other.start(["av-worker"], progress=lambda _: None)
     yield other
     consume_av_only_on(fs, f"av@{fs.hostname}")
     other.stop()
+    redisauth.connect(fs).hdel(HEALTH_KEY, f"av@{OTHER_HOST}")  # no probe of a worker gone
 
 
 def consume_av_only_on(fs: Settings, node: str) -> None:
