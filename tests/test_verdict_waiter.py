@@ -19,9 +19,9 @@ from mailserver.front.verdicts import VerdictWaiter
 from mailserver.supervisor.services import control_app
 from mailserver.supervisor.stack import Stack
 from tasks import redisauth
-from tasks.health import json_records
 from tasks.settings import Settings, load_settings
 from tasks.wire import results
+from tasks.wire.fleet import json_records
 from tasks.wire.jobids import job_ids
 from tasks.wire.keys import RESULT_KEY_PREFIX, SPOOL_REPORT_KEY
 from tasks.wire.verdicts import PoolVerdict
