@@ -27,6 +27,7 @@ from tasks.settings import Settings
 from tasks.wire import blobs, results
 from tasks.wire.blobs import BlobRef, Message
 from tasks.wire.keys import AV_POOL
+from tasks.wire.verdicts import PoolVerdict, Status
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def _plugins(state: dict[str, Any], pool: str, names: tuple[str, ...], settings:
 
 def scan(
     pool: str, ref: BlobRef, settings: Settings, job_id: str, hostname: str, backend: Any
-) -> dict[str, Any]:
+) -> PoolVerdict:
     """Scan the referenced message with every plugin of the pool; store and return the pool
     verdict (with the guards' writes, in one round trip: tasks/wire/results.py)."""
     state = _state(settings)
@@ -80,18 +81,16 @@ def scan(
             log.warning("job %s not scanned: %s", job_id, gone)
             verdicts, status = [], "error"
             spool_unreadable = isinstance(gone, SpoolUnreadable)
-    result = {
-        "pool": pool,
-        "status": status,
-        "verdicts": [v.as_dict() for v in verdicts],
-        "unscannable": any(v.unscannable for v in verdicts),
-        "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
-        # Which worker answered is part of the verdict: tests and operators can see that
-        # the av and spam jobs of one message really ran in different pools.
-        "worker": hostname,
+    result = PoolVerdict(
+        pool=pool,
+        status=status,
+        engines=tuple(verdicts),
+        unscannable=any(v.unscannable for v in verdicts),
+        elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
+        worker=hostname,
         # The front then sends the message again, through Redis (mailserver/front/pipeline.py).
-        "spool_unreadable": spool_unreadable,
-    }
+        spool_unreadable=spool_unreadable,
+    )
     _after_job(job, guards)
     results.store(job.writes, backend, job_id, result)
     return result
@@ -99,7 +98,7 @@ def scan(
 
 def _fetch_and_scan(
     job: JobContext, guards: list[Guard], state: dict[str, Any], started: float
-) -> tuple[list[Verdict], str]:
+) -> tuple[list[Verdict], Status]:
     """The verdicts of the pool's engines (and of the backup engines when allowed and
     needed), and the status they give."""
     _read(job, guards)
@@ -219,7 +218,7 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:500]
 
 
-def combine(pool: str, verdicts: list[Verdict]) -> str:
+def combine(pool: str, verdicts: list[Verdict]) -> Status:
     """Infected (or spam) if any engine says so; unknown if any engine failed and none found
     anything: one engine's "clean" does not vouch for another that could not look."""
     statuses = {v.status for v in verdicts}

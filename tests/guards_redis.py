@@ -28,6 +28,7 @@ from tasks.settings import Settings
 from tasks.wire import blobs
 from tasks.wire.blobs import BlobRef, Message
 from tasks.wire.jobids import job_ids
+from tasks.wire.verdicts import PoolVerdict
 
 MESSAGE = b"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: hi\r\n\r\nHello.\r\n"
 
@@ -140,7 +141,7 @@ class PoolProcess:
         self._stored += 1
         return blobs.put(self.redis, f"entry{self._stored}x{os.getpid()}", message, 600, origin)
 
-    def scan(self, ref: BlobRef | None = None, job_id: str = "") -> dict[str, Any]:
+    def scan(self, ref: BlobRef | None = None, job_id: str = "") -> PoolVerdict:
         """The pool's verdict on ``ref`` (a new entry of MESSAGE by default), as the scan
         task gets it from the runner."""
         from tasks.celery import app
@@ -150,5 +151,5 @@ class PoolProcess:
         return runner.scan(self.pool, ref, self.settings, job_id, "test@host", app.backend)
 
 
-def details(result: dict[str, Any]) -> list[str]:
-    return [verdict["detail"] for verdict in result["verdicts"]]
+def details(result: PoolVerdict) -> list[str]:
+    return [verdict.detail for verdict in result.engines]

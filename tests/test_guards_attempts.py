@@ -18,8 +18,8 @@ def freezes(pool_process, ref, times):
 
 
 def given_up(result):
-    [verdict] = result["verdicts"]
-    return (verdict["status"], verdict["unscannable"], verdict["detail"]) == (
+    [verdict] = result.engines
+    return (verdict.status, verdict.unscannable, verdict.detail) == (
         "error", True, GIVEN_UP,
     )  # fmt: skip
 
@@ -31,7 +31,7 @@ def test_a_message_that_keeps_freezing_the_plugin_is_given_up(pool_process):
     freezes(pool_process, ref, 3)
     result = pool_process.scan(ref)
     assert given_up(result)
-    assert result["unscannable"]
+    assert result.unscannable
     assert engine.scans == 3
     [dump] = pool_process.crashes.dumps
     assert (dump["kind"], dump["message"], dump["note"]) == ("poison", ref, GIVEN_UP)
@@ -57,7 +57,7 @@ def test_a_scan_that_answers_clears_the_count(pool_process):
     engine.fails_with = SoftTimeLimitExceeded
     freezes(pool_process, ref, 2)
     engine.fails_with = None
-    assert pool_process.scan(ref)["status"] == "clean"
+    assert pool_process.scan(ref).status == "clean"
     engine.fails_with = SoftTimeLimitExceeded
     freezes(pool_process, ref, 3)
     assert engine.scans == 6
@@ -68,8 +68,8 @@ def test_an_exception_the_process_survives_is_no_attempt(pool_process):
     engine.fails_with = ValueError
     ref = pool_process.store()
     for _ in range(4):
-        [verdict] = pool_process.scan(ref)["verdicts"]
-        assert (verdict["status"], verdict["unscannable"]) == ("error", False)
+        [verdict] = pool_process.scan(ref).engines
+        assert (verdict.status, verdict.unscannable) == ("error", False)
     assert engine.scans == 4
 
 
@@ -90,7 +90,7 @@ def test_a_message_another_guard_answered_for_has_no_attempt_counted(pool_proces
     engine = pool_process.start("av", answering, AttemptsGuard(), max_attempts=3)
     ref = pool_process.store()
     for _ in range(3):
-        assert pool_process.scan(ref)["verdicts"][0]["detail"] == "answered"
+        assert pool_process.scan(ref).engines[0].detail == "answered"
     answering.on = False
-    assert pool_process.scan(ref)["status"] == "clean"
+    assert pool_process.scan(ref).status == "clean"
     assert engine.scans == 1

@@ -21,7 +21,7 @@ def test_an_open_breaker_answers_for_the_plugin_without_calling_it(pool_process)
     engine.healthy = False  # the probe finds the backend still down
     pool_process.redis.set(open_key(), 1, ex=60)
     result = pool_process.scan()
-    assert (result["status"], details(result)) == ("error", [OPEN])
+    assert (result.status, details(result)) == ("error", [OPEN])
     assert engine.scans == 0
 
 
@@ -62,7 +62,7 @@ def test_the_breaker_closes_when_its_cooldown_ends(pool_process):
     assert details(pool_process.scan()) == [OPEN]
     time.sleep(1.2)
     engine.fails_with = None
-    assert pool_process.scan()["status"] == "clean"
+    assert pool_process.scan().status == "clean"
     assert engine.scans == 2
 
 
@@ -71,7 +71,7 @@ def test_a_probe_closes_the_breaker_as_soon_as_the_backend_answers(pool_process)
     pool_process.redis.set(open_key(), 1, ex=60)
     assert details(pool_process.scan()) == [OPEN]
     wait_for(lambda: not pool_process.redis.exists(open_key()), 5, "the probe to close it")
-    assert pool_process.scan()["status"] == "clean"
+    assert pool_process.scan().status == "clean"
     assert engine.scans == 1
 
 
@@ -94,5 +94,5 @@ def test_a_window_and_cooldown_under_a_second_still_work(pool_process):
     assert details(pool_process.scan()) == [OPEN]
     time.sleep(0.6)
     engine.fails_with = None
-    assert pool_process.scan()["status"] == "clean"
+    assert pool_process.scan().status == "clean"
     assert engine.scans == 3

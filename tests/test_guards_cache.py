@@ -21,7 +21,7 @@ def test_a_copy_of_scanned_content_is_answered_without_the_engine(pool_process):
     engine = cached(pool_process)
     assert details(pool_process.scan(pool_process.store(copy_to("ann")))) == [""]
     result = pool_process.scan(pool_process.store(copy_to("bea")))
-    assert (result["status"], details(result)) == ("clean", ["cached"])
+    assert (result.status, details(result)) == ("clean", ["cached"])
     assert engine.scans == 1
 
 
@@ -29,8 +29,8 @@ def test_a_cached_virus_is_still_the_virus(pool_process):
     engine = cached(pool_process)
     pool_process.scan(pool_process.store(copy_to("ann", EICAR)))
     result = pool_process.scan(pool_process.store(copy_to("bea", EICAR)))
-    assert (result["status"], details(result)) == ("infected", ["cached"])
-    assert result["verdicts"][0]["virus"] == "Stub.Test.EICAR"
+    assert (result.status, details(result)) == ("infected", ["cached"])
+    assert result.engines[0].virus == "Stub.Test.EICAR"
     assert engine.scans == 1
 
 

@@ -56,5 +56,5 @@ def test_repeats_of_a_failure_share_a_signature_and_another_failure_does_not(poo
 
 def test_a_scan_that_answers_leaves_no_record(pool_process):
     pool_process.start("av", CrashGuard())
-    assert pool_process.scan()["status"] == "clean"
+    assert pool_process.scan().status == "clean"
     assert pool_process.crashes.dumps == []

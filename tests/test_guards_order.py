@@ -62,7 +62,7 @@ def seen(*hooks, order="abc"):
 def test_before_hooks_run_in_order_and_after_hooks_in_reverse(pool_process):
     calls = []
     engine = pool_process.start("av", *guards(calls))
-    assert pool_process.scan()["status"] == "clean"
+    assert pool_process.scan().status == "clean"
     assert engine.scans == 1
     assert calls == seen("plan_reads", "skip_job", "before_job", "before_scan") + seen(
         "after_scan", "after_job", order="cba"
@@ -74,7 +74,7 @@ def test_a_failing_plugin_is_seen_by_the_failure_hooks_in_reverse(pool_process):
     engine = pool_process.start("av", *guards(calls))
     engine.fails_with = ValueError
     result = pool_process.scan()
-    assert (result["status"], details(result)) == ("error", ["ValueError: stub engine failed"])
+    assert (result.status, details(result)) == ("error", ["ValueError: stub engine failed"])
     assert calls[-6:] == seen("on_failure", "after_job", order="cba")
     assert "after_scan a" not in calls
 
@@ -83,7 +83,7 @@ def test_a_guard_whose_hooks_raise_is_logged_and_the_job_goes_on(pool_process, c
     calls = []
     engine = pool_process.start("av", *guards(calls, raises=RuntimeError))
     with caplog.at_level(logging.ERROR, logger="tasks.guards.base"):
-        assert pool_process.scan()["status"] == "clean"
+        assert pool_process.scan().status == "clean"
     assert engine.scans == 1
     assert calls == seen("plan_reads", "skip_job", "before_job", "before_scan") + seen(
         "after_scan", "after_job", order="cba"
@@ -97,7 +97,7 @@ def test_a_guard_that_answers_stops_the_engine_and_the_guards_after_it(pool_proc
     calls = []
     engine = pool_process.start("av", *guards(calls, answers=True))
     result = pool_process.scan()
-    assert (result["status"], details(result)) == ("clean", ["by b"])
+    assert (result.status, details(result)) == ("clean", ["by b"])
     assert engine.scans == 0
     # The answer is the verdict: no after_scan hook sees it, the job still ends for all.
     assert calls[-5:] == ["before_scan a", "before_scan b", *seen("after_job", order="cba")]
@@ -107,7 +107,7 @@ def test_a_job_a_guard_skips_is_seen_as_skipped_by_the_engines(pool_process):
     calls = []
     engine = pool_process.start("av", *guards(calls, skips=True))
     result = pool_process.scan()
-    assert (result["status"], details(result)) == ("clean", ["skipped by b"])
+    assert (result.status, details(result)) == ("clean", ["skipped by b"])
     assert engine.scans == 0
     # The first reason wins; nothing runs before the job or the scans.
     before = [*seen("plan_reads"), "skip_job a", "skip_job b"]

@@ -7,6 +7,7 @@ from tasks.celery import app
 from tasks.guards.virusfirst import SKIPPED, VirusFirstGuard
 from tasks.wire import results
 from tasks.wire.jobids import job_ids
+from tasks.wire.verdicts import PoolVerdict
 from tests.conftest import GTUBE
 from tests.guards_redis import MESSAGE, details
 
@@ -18,7 +19,7 @@ def scan_after_av(pool_process, ref, av_status):
     stored ``av_status``, or before the av job answered when None."""
     ids = job_ids(ref["blob"])
     if av_status:
-        av = {"pool": "av", "status": av_status, "verdicts": [], "unscannable": False}
+        av = PoolVerdict("av", av_status)
         results.store(pool_process.redis.pipeline(transaction=False), app.backend, ids["av"], av)
     return pool_process.scan(ref, ids["spam"])
 
@@ -27,7 +28,7 @@ def test_a_spam_job_of_an_infected_message_is_not_scanned(pool_process):
     engine = pool_process.start("spam", VirusFirstGuard())
     ref = pool_process.store(SPAM)
     result = scan_after_av(pool_process, ref, "infected")
-    assert (result["status"], details(result)) == ("skipped", [SKIPPED])
+    assert (result.status, details(result)) == ("skipped", [SKIPPED])
     assert engine.scans == 0
 
 
@@ -35,5 +36,5 @@ def test_a_spam_job_of_an_infected_message_is_not_scanned(pool_process):
 def test_a_spam_job_is_scanned_unless_the_av_pool_found_a_virus(pool_process, av_status):
     engine = pool_process.start("spam", VirusFirstGuard())
     ref = pool_process.store(SPAM)
-    assert scan_after_av(pool_process, ref, av_status)["status"] == "spam"
+    assert scan_after_av(pool_process, ref, av_status).status == "spam"
     assert engine.scans == 1

@@ -16,15 +16,20 @@ import pytest
 from mailserver.front import headers
 from mailserver.front.delivery import MaildirDelivery
 from mailserver.front.pipeline import Pipeline
-from mailserver.front.policy import Decision
+from mailserver.front.policy import SPAM_NOT_AWAITED, Decision
 from mailserver.front.quarantine import Quarantine
 from mailserver.front.retries import LONGEST_WAIT_S, Attempts
 from mailserver.front.spool import Envelope, Spool
 from tasks.errors import ConfigError, DeliveryError, RecipientsRefused, SpoolEntryCorrupt
 from tasks.settings import load_settings
+from tasks.wire.verdicts import to_records
+from tests.pool_verdicts import av_verdict, spam_verdict
 
 CLEAN = Decision("deliver", "250 2.0.0 Ok: delivered", "clean", ["X-Virus-Status: Clean"])
-VERDICTS = {"av": {"status": "clean", "verdicts": []}, "spam": {"status": "ham"}}
+VERDICTS = {
+    "av": av_verdict("clean", worker="av@mx"),
+    "spam": spam_verdict("ham", worker="spam@mx"),
+}
 MESSAGE = b"Subject: hello\r\n\r\nbody\r\n"
 
 
@@ -115,9 +120,22 @@ def test_a_recipient_refused_for_good_is_dead_lettered_with_why(tmp_path):
     record = json.loads((dead / f"{entry.id}.json").read_text())
     assert record["delivered"] == ["bob@example.test"]
     assert record["failed"] == {"nobody@example.test": "550 5.1.1 no such user"}
-    assert record["verdicts"] == VERDICTS
+    assert record["verdicts"] == to_records(VERDICTS)
     assert (dead / entry.id).read_bytes().endswith(MESSAGE)
     assert pipeline.spool.pending() == []
+
+
+def test_a_quarantined_virus_keeps_its_verdicts_as_the_pools_stored_them(tmp_path):
+    pipeline = _pipeline(tmp_path, NextHop())
+    entry = _entry(pipeline)
+    virus = {"av": av_verdict("infected", "Eicar-Test"), "spam": SPAM_NOT_AWAITED}
+    held = Decision("quarantine", "250 2.0.0 Ok: quarantined", "virus Eicar-Test")
+    assert pipeline._act(entry, held, virus, client_waiting=False).action == "quarantine"
+    meta = pipeline.quarantine.metadata(entry.id)
+    assert meta["verdicts"]["av"] == virus["av"].to_record()
+    assert meta["verdicts"]["spam"] == {
+        "pool": "spam", "status": "skipped", "verdicts": [], "reason": "a virus was found"
+    }  # fmt: skip
 
 
 def test_a_whole_refusal_is_still_told_to_the_waiting_client(tmp_path):
@@ -212,6 +230,30 @@ def test_a_kept_record_reads_back_as_written(tmp_path):
     kept = replace(Attempts(CLEAN, VERDICTS, ("b@x",)), dsn=("sent",), failed={"c@x": "550"})
     pipeline.handover.retries.put("4" * 24, kept)
     assert pipeline.handover.retries.get("4" * 24) == kept
+
+
+def test_a_kept_record_written_before_verdicts_were_typed_reads_back(tmp_path):
+    """The kept verdicts are the pools' own records, and the front's for a spam verdict
+    it did not wait for: a record kept by the version before is delivered, not rescanned."""
+    pipeline = _pipeline(tmp_path, NextHop())
+    clamav = {"engine": "clamav", "status": "infected", "virus": "Eicar-Test", "score": None,
+              "threshold": None, "rules": [], "detail": "", "elapsed_ms": 1.5,
+              "unscannable": False}  # fmt: skip
+    av = {"pool": "av", "status": "infected", "verdicts": [clamav], "unscannable": False,
+          "elapsed_ms": 2.0, "worker": "av@mx", "spool_unreadable": False}  # fmt: skip
+    spam = {"pool": "spam", "status": "skipped", "verdicts": [], "reason": "a virus was found"}
+    record = {"decision": {"action": "quarantine", "reply": "250 2.0.0 Ok: quarantined",
+                           "reason": "virus Eicar-Test", "header_lines": [], "tag_subject": False},
+              "verdicts": {"av": av, "spam": spam}, "waiting": ["b@x"], "delivered": [],
+              "failed": {}, "attempts": 1, "next_at": 0.0, "last_error": "", "dsn": []}  # fmt: skip
+    (pipeline.handover.retries.folder / f"{'7' * 24}.json").write_text(json.dumps(record))
+    kept = pipeline.handover.retries.get("7" * 24)
+    assert kept is not None
+    assert (kept.verdicts["av"].virus_names(), kept.verdicts["spam"]) == (
+        ["Eicar-Test"],
+        SPAM_NOT_AWAITED,
+    )
+    assert kept.to_json() == record | {"waiting": ("b@x",), "delivered": (), "dsn": ()}
 
 
 def test_records_of_entries_that_are_gone_are_dropped_at_start(tmp_path):

@@ -2,6 +2,7 @@
 
 from mailserver.front import headers
 from mailserver.front.spool import Envelope, SpoolEntry
+from tasks.wire.verdicts import EngineVerdict, PoolVerdict
 
 
 def entry(helo="mx.example.test", mail_from="alice@example.test"):
@@ -30,8 +31,8 @@ def test_prepend_keeps_the_line_endings_of_the_message():
 
 def test_long_spam_status_is_folded_at_commas():
     rules = [f"RULE_NUMBER_{n}" for n in range(20)]
-    result = {"status": "spam", "verdicts": [{"score": 9.5, "threshold": 5.0, "rules": rules}]}
-    status = headers.spam_headers(result)[-1]
+    engine = EngineVerdict("spamassassin", "spam", score=9.5, threshold=5.0, rules=tuple(rules))
+    status = headers.spam_headers(PoolVerdict("spam", "spam", (engine,)))[-1]
     assert all(len(line) <= 80 for line in status.split("\r\n"))
     assert status.replace(",\r\n\t", ",").endswith(",".join(rules))
 

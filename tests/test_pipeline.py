@@ -13,6 +13,7 @@ import pytest
 
 from mailserver.supervisor.stack import Stack
 from tasks import redisauth
+from tasks.wire.verdicts import PoolVerdict
 from tests.conftest import (
     EICAR,
     GTUBE,
@@ -134,10 +135,10 @@ def test_a_job_over_every_engines_size_limit_is_answered_without_reading_the_mes
     # No blob is stored under this id: reading it would fail the job (BlobMissing).
     ref = {"blob": "unread" + "0" * 18, "size": settings.spam_max_bytes + 1, "digest": "0" * 64}
     result = runner.scan("spam", ref, settings, "unread-job", "test@host", app.backend)
-    assert result["status"] == "skipped"
-    [verdict] = result["verdicts"]
-    assert verdict["engine"] == "spamassassin"
-    assert verdict["detail"] == f"larger than {settings.spam_max_bytes} bytes"
+    assert result.status == "skipped"
+    [verdict] = result.engines
+    assert verdict.engine == "spamassassin"
+    assert verdict.detail == f"larger than {settings.spam_max_bytes} bytes"
 
 
 def test_a_job_whose_message_is_gone_ends_as_not_scanned_without_failing(stack, settings):
@@ -147,7 +148,7 @@ def test_a_job_whose_message_is_gone_ends_as_not_scanned_without_failing(stack, 
     # A job that waited past its message's outcome: the front has removed the bytes.
     ref = {"blob": "gone" + "0" * 20, "size": 100, "digest": "0" * 64}
     result = runner.scan("av", ref, settings, "gone-job", "test@host", app.backend)
-    assert (result["status"], result["verdicts"]) == ("error", [])
+    assert (result.status, result.engines) == ("error", ())
     assert app.AsyncResult("gone-job").get(timeout=5)["status"] == "error"
 
 
@@ -171,23 +172,23 @@ def test_a_virus_is_refused_on_the_av_verdict_alone_and_its_spam_job_skips_spamd
         os.killpg(spam_pool, signal.SIGCONT)
     assert (reply.code, "EICAR" in reply.text) == (550, True), reply
     assert waited < settings.scan_deadline_s / 3
-    found: list[dict] = []
+    found: list[PoolVerdict] = []
 
     def spam_verdict_of_the_virus() -> bool:
         for key in client.scan_iter(match=RESULT_KEY_PREFIX + "*-spam-*", count=1000):
             blob_id = parse_job_id(key.decode().removeprefix(RESULT_KEY_PREFIX)).blob_id
             if is_entry_id(blob_id) and spooled_at(blob_id) >= int(sent_wall * 1000) / 1000:
-                found.append(app.backend.decode(client.get(key))["result"])
+                found.append(PoolVerdict.from_record(app.backend.decode(client.get(key))["result"]))
         return bool(found)
 
     # The pool resumed and took the job: it found the av verdict and did not ask spamd.
     wait_for(spam_verdict_of_the_virus, 20, "the spam job of the virus")
     [skipped] = found
-    assert (skipped["status"], _details(skipped)) == ("skipped", [SKIPPED])
+    assert (skipped.status, _details(skipped)) == ("skipped", [SKIPPED])
 
 
-def _details(result: dict) -> list:
-    return [v.get("detail") for v in result.get("verdicts") or []]
+def _details(result: PoolVerdict) -> list:
+    return [v.detail for v in result.engines]
 
 
 def test_a_spam_job_scans_when_the_av_verdict_is_clean_and_skips_when_infected(stack, settings):
@@ -204,10 +205,10 @@ def test_a_spam_job_scans_when_the_av_verdict_is_clean_and_skips_when_infected(s
         blob_id = f"vf{av_status}{time.time_ns():x}"
         ref = put(client, blob_id, make_message(body=GTUBE).as_bytes(), 60)
         ids = job_ids(blob_id)
-        av = {"pool": "av", "status": av_status, "verdicts": [], "unscannable": False}
+        av = PoolVerdict("av", av_status)
         results.store(client.pipeline(transaction=False), app.backend, ids["av"], av)
         spam = runner.scan("spam", ref, settings, ids["spam"], "test@host", app.backend)
-        assert spam["status"] == expected, spam
+        assert spam.status == expected, spam
         assert (_details(spam) == [SKIPPED]) == (av_status == "infected")
 
 
@@ -218,8 +219,8 @@ def test_av_and_spam_jobs_run_in_different_pools(stack, settings):
     path.write_bytes(make_message().as_bytes())
     results = scan_file(settings, path, timeout_s=30)
     # The worker's own name, written by the worker that ran the job.
-    assert results["av"]["worker"] == f"av@{settings.hostname}"
-    assert results["spam"]["worker"] == f"spam@{settings.hostname}"
+    assert results["av"].worker == f"av@{settings.hostname}"
+    assert results["spam"].worker == f"spam@{settings.hostname}"
 
 
 @pytest.fixture(scope="module")

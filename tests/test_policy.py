@@ -4,21 +4,10 @@ from dataclasses import replace
 
 from mailserver.front.policy import SPAM_NOT_AWAITED, decide
 from tasks.settings import load_settings
+from tests.pool_verdicts import av_verdict as av
+from tests.pool_verdicts import spam_verdict as spam
 
 SETTINGS = load_settings({})
-
-
-def av(status, virus=None):
-    return {"pool": "av", "status": status, "verdicts": [
-        {"engine": "clamav", "status": status, "virus": virus}
-    ]}  # fmt: skip
-
-
-def spam(status, score=1.0):
-    return {"pool": "spam", "status": status, "verdicts": [
-        {"engine": "spamassassin", "status": status, "score": score, "threshold": 5.0,
-         "rules": ["GTUBE"] if status == "spam" else []}
-    ]}  # fmt: skip
 
 
 def test_clean_mail_is_delivered_with_scan_headers():

@@ -15,6 +15,7 @@ from tasks import redisauth
 from tasks.wire import results
 from tasks.wire.keys import RESULT_KEY_PREFIX
 from tasks.wire.submit import submit
+from tasks.wire.verdicts import EngineVerdict, PoolVerdict
 from tests.conftest import make_message
 
 
@@ -72,19 +73,17 @@ class Backend:
 
 def test_a_failed_write_stores_the_verdict_through_the_backend():
     backend = Backend()
-    results.store(FailingPipe(), backend, "job-1", {"status": "clean"})
-    assert backend.stored == [("job-1", {"status": "clean"}, states.SUCCESS)]
+    verdict = PoolVerdict("av", "clean", worker="av@mx")
+    results.store(FailingPipe(), backend, "job-1", verdict)
+    assert backend.stored == [("job-1", verdict.to_record(), states.SUCCESS)]
 
 
 def test_a_jobs_summary_names_each_engines_answer_and_the_virus():
     from tasks.wire.results import summary
 
-    result = {
-        "status": "infected",
-        "elapsed_ms": 3.25,
-        "verdicts": [
-            {"engine": "clamav", "status": "infected", "virus": "Eicar-Signature"},
-            {"engine": "builtin", "status": "clean"},
-        ],
-    }
+    engines = (
+        EngineVerdict("clamav", "infected", virus="Eicar-Signature"),
+        EngineVerdict("builtin", "clean"),
+    )
+    result = PoolVerdict("av", "infected", engines, elapsed_ms=3.25)
     assert summary(result) == "infected: clamav infected Eicar-Signature, builtin clean (3.2 ms)"

@@ -20,11 +20,10 @@ from mailserver.front.redrive import Redriver
 from mailserver.front.smtp import BROKER_AWAY, SPOOL_FAILED, ScanHandler
 from mailserver.front.spool import Spool, SpoolEntry
 from tasks.settings import load_settings
+from tasks.wire.verdicts import ByPool
+from tests.pool_verdicts import av_verdict, spam_verdict
 
-CLEAN = {
-    "av": {"status": "clean", "verdicts": [{"engine": "builtin", "status": "clean"}]},
-    "spam": {"status": "ham", "verdicts": [{"engine": "spamassassin", "score": 0.1}]},
-}
+CLEAN = {"av": av_verdict("clean"), "spam": spam_verdict("ham", 0.1)}
 
 
 class ScannedPipeline(Pipeline):
@@ -41,7 +40,7 @@ class ScannedPipeline(Pipeline):
     def backlog(self) -> tuple[int, float]:
         return 0, 0.0
 
-    async def scan(self, entry: SpoolEntry, deadline_s: float) -> dict[str, Any]:
+    async def scan(self, entry: SpoolEntry, deadline_s: float) -> ByPool:
         await asyncio.sleep(self.scan_s)
         self.scans_ended += 1
         if self.scan_error:

@@ -45,7 +45,7 @@ def test_a_probe_from_a_worker_gone_for_three_intervals_says_nothing():
 
 def test_sharing_resumes_once_every_pool_has_probed_since_and_sees_the_spool(caplog):
     state = sharing()
-    state.stop({"pool": "av", "worker": "av@mx1"}, "its job could not read a message")
+    state.stop("av", "av@mx1", "its job could not read a message")
     stopped = state.stopped_at
     assert stopped is not None
     before = {

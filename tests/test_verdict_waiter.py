@@ -24,6 +24,7 @@ from tasks.wire import results
 from tasks.wire.fleet import json_records
 from tasks.wire.jobids import job_ids
 from tasks.wire.keys import RESULT_KEY_PREFIX, SPOOL_REPORT_KEY
+from tasks.wire.verdicts import PoolVerdict
 from tests.conftest import mailscan, stack_env, wait_for
 
 OFFSET = 8  # ports of a Redis of its own (tests/conftest.py stack_env)
@@ -92,8 +93,8 @@ async def _until(check: Callable[[], bool], what: str, timeout_s: float = 10.0) 
         await asyncio.sleep(0.05)
 
 
-def _verdict(pool: str) -> dict[str, Any]:
-    return {"pool": pool, "status": "clean", "verdicts": [], "unscannable": False}
+def _verdict(pool: str) -> PoolVerdict:
+    return PoolVerdict(pool, "clean", worker=f"{pool}@mx")
 
 
 async def _waited(waiter: VerdictWaiter, task_id: str) -> tuple[dict[str, Any], float]:
@@ -118,7 +119,7 @@ def test_a_verdict_that_cannot_be_decoded_fails_its_job_and_the_next_is_delivere
             assert "cannot be decoded" in failed["result"]
             results.store(client.pipeline(transaction=False), backend, good, _verdict("spam"))
             meta, took_s = await _waited(waiter, good)
-            assert meta["result"] == _verdict("spam")
+            assert meta["result"] == _verdict("spam").to_record()
             assert max(failed_after_s, took_s) < WAIT_S / 2
             assert waiter.alive
 
@@ -141,11 +142,11 @@ def test_the_subscriber_recovers_a_killed_connection_and_what_was_published_mean
                 pipe.execute()
             await _until(lambda: not waiter.alive, "the subscriber to be shown down")
             meta, took_s = await _waited(waiter, during)
-            assert (meta["result"], took_s < WAIT_S / 2) == (_verdict("av"), True)
+            assert (meta["result"], took_s < WAIT_S / 2) == (_verdict("av").to_record(), True)
             await _until(lambda: waiter.alive, "the subscriber to come back")
             results.store(client.pipeline(transaction=False), backend, after, _verdict("spam"))
             meta, took_s = await _waited(waiter, after)
-            assert (meta["result"], took_s < WAIT_S / 2) == (_verdict("spam"), True)
+            assert (meta["result"], took_s < WAIT_S / 2) == (_verdict("spam").to_record(), True)
 
     asyncio.run(run())
 
@@ -169,7 +170,7 @@ def test_a_subscriber_that_fails_unexpectedly_is_logged_and_started_again(redis_
             await _until(lambda: waiter.alive, "the subscriber to start again")
             results.store(client.pipeline(transaction=False), backend, task_id, _verdict("av"))
             meta, took_s = await _waited(waiter, task_id)
-            assert (meta["result"], took_s < WAIT_S / 2) == (_verdict("av"), True)
+            assert (meta["result"], took_s < WAIT_S / 2) == (_verdict("av").to_record(), True)
 
     asyncio.run(run())
     [failed] = [r for r in caplog.records if "starting it again" in r.getMessage()]

@@ -134,10 +134,14 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
 
 def _scan(settings: Settings, args: argparse.Namespace) -> int:
     from mailserver.cli.scanfile import scan_file, verdict_lines
+    from tasks.wire.verdicts import to_records
 
     results = scan_file(settings, args.file, args.timeout)
-    print(json.dumps(results, indent=2) if args.json else "\n".join(verdict_lines(results)))
-    statuses = {r["status"] if r else "error" for r in results.values()}
+    if args.json:
+        print(json.dumps(to_records(results), indent=2))
+    else:
+        print("\n".join(verdict_lines(results)))
+    statuses = {r.status if r else "error" for r in results.values()}
     if statuses & {"infected", "spam"}:
         return FOUND
     return FAILED if "error" in statuses else CLEAN

@@ -23,6 +23,7 @@ from mailserver.front.retries import Attempts, RetryStore
 from mailserver.front.spool import Spool, SpoolEntry
 from tasks.errors import DeliveryError, RecipientsRefused
 from tasks.settings import Settings
+from tasks.wire.verdicts import ByPool
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class Handover:
         )
 
     def act(
-        self, entry: SpoolEntry, decision: Decision, results: dict[str, Any], client_waiting: bool
+        self, entry: SpoolEntry, decision: Decision, results: ByPool, client_waiting: bool
     ) -> Outcome:
         """The first attempt, right after the scan."""
         if decision.action == "tempfail" and not client_waiting:
@@ -112,7 +113,7 @@ class Handover:
         self,
         entry: SpoolEntry,
         decision: Decision,
-        verdicts: dict[str, Any],
+        verdicts: ByPool,
         rcpts: tuple[str, ...],
         first: bool,
         defer_sync: bool = True,

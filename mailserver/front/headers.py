@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import email.utils
 import re
-from typing import Any
 
 from mailserver.front.spool import SpoolEntry
+from tasks.wire.verdicts import PoolVerdict
 
 FOLD_AT = 76
 
@@ -35,15 +35,15 @@ def return_path_of(mail_from: str) -> str:
     return f"Return-Path: <{_clean(mail_from)}>"
 
 
-def spam_headers(spam: dict[str, Any] | None) -> list[str]:
-    if spam is not None and spam["status"] == "skipped":
-        return [f"X-Spam-Status: No, not scanned ({spam.get('reason', 'message too large')})"]
-    verdict = _first(spam)
-    if verdict is None or spam is None or spam["status"] == "error":
+def spam_headers(spam: PoolVerdict | None) -> list[str]:
+    if spam is not None and spam.status == "skipped":
+        return [f"X-Spam-Status: No, not scanned ({spam.reason or 'message too large'})"]
+    verdict = spam.first_engine() if spam is not None else None
+    if verdict is None or spam is None or spam.status == "error":
         return ["X-Spam-Status: Unknown, scan failed"]
-    is_spam = spam["status"] == "spam"
-    score, required = verdict.get("score") or 0.0, verdict.get("threshold") or 0.0
-    tests = ",".join(verdict.get("rules") or ()) or "none"
+    is_spam = spam.status == "spam"
+    score, required = verdict.score or 0.0, verdict.threshold or 0.0
+    tests = ",".join(verdict.rules) or "none"
     status = (
         f"{'Yes' if is_spam else 'No'}, score={score:.1f} required={required:.1f} tests={tests}"
     )
@@ -54,20 +54,20 @@ def spam_headers(spam: dict[str, Any] | None) -> list[str]:
     ]
 
 
-def virus_headers(av: dict[str, Any] | None) -> list[str]:
+def virus_headers(av: PoolVerdict | None) -> list[str]:
     if av is None:
         return ["X-Virus-Scanned: mailscan; failed (no verdict in time)", "X-Virus-Status: Unknown"]
-    engines = " ".join(f"{v['engine']}={v['status']}" for v in av["verdicts"])
-    status = {"clean": "Clean", "infected": "Infected", "error": "Unknown"}[av["status"]]
+    engines = " ".join(f"{v.engine}={v.status}" for v in av.engines)
+    status = {"clean": "Clean", "infected": "Infected", "error": "Unknown"}[av.status]
     lines = [f"X-Virus-Scanned: mailscan; {engines}", f"X-Virus-Status: {status}"]
-    names = [v["virus"] for v in av["verdicts"] if v.get("virus")]
+    names = av.virus_names()
     if names:
         lines.append("X-Virus-Name: " + ", ".join(names))
     return lines
 
 
-def virus_name(av: dict[str, Any]) -> str:
-    names = [v["virus"] for v in av["verdicts"] if v.get("virus")]
+def virus_name(av: PoolVerdict) -> str:
+    names = av.virus_names()
     return names[0] if names else "unknown"
 
 
@@ -97,12 +97,6 @@ def tag_subject(content: bytes, tag: str) -> bytes:
     if count == 0:
         return prepend(content, [f"Subject: {tag}"])
     return tagged + content[len(head) :]
-
-
-def _first(result: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not result or not result.get("verdicts"):
-        return None
-    return result["verdicts"][0]
 
 
 def _fold(value: str) -> str:

@@ -30,6 +30,7 @@ from tasks.wire import blobs
 from tasks.wire.jobids import job_ids
 from tasks.wire.keys import AV_POOL, SPAM_POOL
 from tasks.wire.submit import submit
+from tasks.wire.verdicts import ByPool, PoolVerdict
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class Pipeline:
         MESSAGES.labels(outcome.action).inc()
         return outcome
 
-    async def scan(self, entry: SpoolEntry, deadline_s: float) -> dict[str, Any]:
+    async def scan(self, entry: SpoolEntry, deadline_s: float) -> ByPool:
         """Both pool verdicts, or None for a pool that did not answer by the deadline. A big
         message a pool could not read from the spool is scanned again through Redis."""
         deadline = time.monotonic() + deadline_s
@@ -85,11 +86,12 @@ class Pipeline:
         if spooled and unread_by:
             # Through Redis from now on: it costs Redis time per byte, but refuses no mail
             # for a deployment's mistake.
-            self.sharing.stop(unread_by, "its job could not read a message")
+            how = "its job could not read a message"
+            self.sharing.stop(unread_by.pool, unread_by.worker or "?", how)
             results = await self._scan_once(entry, deadline, spooled=False)
         return results
 
-    async def _scan_once(self, entry: SpoolEntry, deadline: float, spooled: bool) -> dict[str, Any]:
+    async def _scan_once(self, entry: SpoolEntry, deadline: float, spooled: bool) -> ByPool:
         top = headers.block_for(entry.content, [headers.return_path(entry), self._received(entry)])
         task_ids = job_ids(entry.id)
         for task_id in task_ids.values():
@@ -106,14 +108,14 @@ class Pipeline:
             if policy.virus_found(av) and not spam.done():
                 # The outcome is the virus's whatever spamd says: answer now, not after it
                 # (its job skips spamd if it has not started: tasks/guards/virusfirst.py).
-                return {AV_POOL: av, SPAM_POOL: dict(policy.SPAM_NOT_AWAITED)}
+                return {AV_POOL: av, SPAM_POOL: policy.SPAM_NOT_AWAITED}
             return {AV_POOL: av, SPAM_POOL: await spam}
         finally:
             await _call_off(spam)  # nothing when it has its verdict
 
     async def _scan_while_settling(
         self, entry: SpoolEntry, settling: asyncio.Future[None]
-    ) -> dict[str, Any]:
+    ) -> ByPool:
         # The spool's fsyncs wait for the disk while the scanners work, instead of before.
         scanning = asyncio.ensure_future(self.scan(entry, self.settings.scan_deadline_s))
         try:
@@ -153,7 +155,7 @@ class Pipeline:
         shared_from = self.settings.shared_spool_from_bytes if self.sharing.shared else 0
         return 0 < shared_from <= len(entry.content)
 
-    async def _await(self, task_id: str, deadline: float) -> dict[str, Any] | None:
+    async def _await(self, task_id: str, deadline: float) -> PoolVerdict | None:
         try:
             meta = await self.waiter.wait(task_id, max(0.0, deadline - time.monotonic()))
         except TimeoutError:
@@ -161,17 +163,17 @@ class Pipeline:
         if meta.get("status") != "SUCCESS":
             log.warning("scan job %s ended %s: %s", task_id, meta.get("status"), meta.get("result"))
             return None
-        return meta["result"]
+        return _verdict_of(task_id, meta.get("result"))
 
     def _act_and_record(
-        self, entry: SpoolEntry, decision: Decision, results: dict[str, Any], client_waiting: bool
+        self, entry: SpoolEntry, decision: Decision, results: ByPool, client_waiting: bool
     ) -> Outcome:
         outcome = self._act(entry, decision, results, client_waiting)
         self.outcomes.add(entry, outcome)
         return outcome
 
     def _act(
-        self, entry: SpoolEntry, decision: Decision, results: dict[str, Any], client_waiting: bool
+        self, entry: SpoolEntry, decision: Decision, results: ByPool, client_waiting: bool
     ) -> Outcome:
         return self.handover.act(entry, decision, results, client_waiting)
 
@@ -194,9 +196,19 @@ class Pipeline:
         return headers.received(entry, self.settings.hostname)
 
 
-def _spool_unread_by(results: dict[str, Any]) -> dict[str, Any] | None:
-    """The result of a pool that could not read the message from the spool, if any."""
-    return next((r for r in results.values() if r and r.get("spool_unreadable")), None)
+def _spool_unread_by(results: ByPool) -> PoolVerdict | None:
+    """The verdict of a pool that could not read the message from the spool, if any."""
+    return next((r for r in results.values() if r and r.spool_unreadable), None)
+
+
+def _verdict_of(task_id: str, result: Any) -> PoolVerdict | None:
+    """The job's stored result, decoded once here: the rest of the front reads a
+    PoolVerdict. One that is no verdict counts as none (the failure policy decides)."""
+    try:
+        return PoolVerdict.from_record(result)
+    except ValueError as err:
+        log.error("scan job %s stored no verdict: %s", task_id, err)
+        return None
 
 
 async def _call_off(scanning: asyncio.Future[Any]) -> None:

@@ -1,26 +1,26 @@
 """From two pool verdicts to one decision. Pure: no I/O, so every branch is unit-tested.
 
-A pool result is the dict a scan task returns (``status``: clean / infected / ham / spam /
-skipped / error), or None when no verdict arrived before the deadline.
+A pool result is the verdict a scan job stored (tasks/wire/verdicts.py; ``status``: clean /
+infected / ham / spam / skipped / error), or None when no verdict arrived before the deadline.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from mailserver.front import headers
 from tasks.settings import Settings
+from tasks.wire.keys import SPAM_POOL
+from tasks.wire.verdicts import PoolVerdict
 
 Action = Literal["deliver", "quarantine", "reject", "tempfail"]
-PoolResult = dict[str, Any] | None
+PoolResult = PoolVerdict | None
 
 TEMPFAIL_REPLY = "451 4.7.1 Content scan could not finish, try again later"
 # The spam result of a message found infected: its verdict is not waited for, since a virus
 # decides the outcome alone.
-SPAM_NOT_AWAITED: dict[str, Any] = {
-    "pool": "spam", "status": "skipped", "verdicts": [], "reason": "a virus was found",
-}  # fmt: skip
+SPAM_NOT_AWAITED = PoolVerdict(SPAM_POOL, "skipped", reason="a virus was found")
 
 
 @dataclass(frozen=True)
@@ -42,20 +42,20 @@ def decide(av: PoolResult, spam: PoolResult, settings: Settings, client_waiting:
     if not client_waiting and _unscannable(av, spam):
         # Nobody to answer and retrying cannot help: an administrator has to look at it.
         return Decision("quarantine", "250 2.0.0 Ok: quarantined", "unscannable", lines)
-    if av is None or av["status"] == "error":
+    if av is None or av.status == "error":
         failed = _failure(settings.pools["av"].failure_policy, "virus scan failed", lines)
         if failed.action != "deliver":
             return failed
-    if spam is None or spam["status"] == "error":
+    if spam is None or spam.status == "error":
         return _failure(settings.pools["spam"].failure_policy, "spam scan failed", lines)
     return _spam(spam, lines, settings)
 
 
 def virus_found(av: PoolResult) -> bool:
-    return av is not None and av["status"] == "infected"
+    return av is not None and av.status == "infected"
 
 
-def _virus(av: dict[str, Any], lines: list[str], client_waiting: bool) -> Decision:
+def _virus(av: PoolVerdict, lines: list[str], client_waiting: bool) -> Decision:
     name = headers.virus_name(av)
     reason = f"virus {name}"
     if client_waiting:
@@ -64,7 +64,7 @@ def _virus(av: dict[str, Any], lines: list[str], client_waiting: bool) -> Decisi
 
 
 def _unscannable(*results: PoolResult) -> bool:
-    return any(result and result.get("unscannable") for result in results)
+    return any(result and result.unscannable for result in results)
 
 
 def _failure(policy: str, reason: str, lines: list[str]) -> Decision:
@@ -76,10 +76,11 @@ def _failure(policy: str, reason: str, lines: list[str]) -> Decision:
     return Decision("tempfail", TEMPFAIL_REPLY, reason, lines)
 
 
-def _spam(spam: dict[str, Any], lines: list[str], settings: Settings) -> Decision:
-    if spam["status"] != "spam":
+def _spam(spam: PoolVerdict, lines: list[str], settings: Settings) -> Decision:
+    if spam.status != "spam":
         return Decision("deliver", "250 2.0.0 Ok: delivered", "clean", lines)
-    score = spam["verdicts"][0].get("score") or 0.0
+    engine = spam.first_engine()
+    score = (engine.score if engine else None) or 0.0
     limit = settings.spam_quarantine_score
     if limit is not None and score >= limit:
         return Decision("quarantine", "250 2.0.0 Ok: quarantined", f"spam score {score:.1f}", lines)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mailserver.front.spool import SpoolEntry, fsync_dir
+from tasks.wire.verdicts import ByPool, to_records
 
 
 class Quarantine:
@@ -20,13 +21,13 @@ class Quarantine:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
 
-    def put(self, entry: SpoolEntry, message: bytes, reason: str, verdicts: dict[str, Any]) -> None:
+    def put(self, entry: SpoolEntry, message: bytes, reason: str, verdicts: ByPool) -> None:
         meta = {
             "id": entry.id,
             "reason": reason,
             "quarantined_at": time.time(),
             "envelope": {**asdict(entry.envelope), "rcpt_tos": list(entry.envelope.rcpt_tos)},
-            "verdicts": verdicts,
+            "verdicts": to_records(verdicts),
         }
         _write_atomically(self.root / f"{entry.id}.eml", message)
         _write_atomically(self.root / f"{entry.id}.json", json.dumps(meta, indent=2).encode())

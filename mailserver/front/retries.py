@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from mailserver.front.policy import Decision
 from mailserver.front.spool import fsync_dir
+from tasks.wire.verdicts import ByPool, from_records, to_records
 
 log = logging.getLogger(__name__)
 RETRY = "retry"
@@ -27,7 +28,7 @@ class Attempts:
     """A spool entry's delivery so far. ``failed``: recipient -> why it never will be."""
 
     decision: Decision
-    verdicts: dict[str, Any]
+    verdicts: ByPool
     waiting: tuple[str, ...]
     delivered: tuple[str, ...] = ()
     failed: dict[str, str] = field(default_factory=dict)
@@ -58,16 +59,19 @@ class Attempts:
         )
 
     def to_json(self) -> dict[str, Any]:
-        record = asdict(self)
+        record = {f.name: getattr(self, f.name) for f in fields(self)}
         record["decision"] = asdict(self.decision)
+        record["verdicts"] = to_records(self.verdicts)  # as the pools stored them
         return record
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> Attempts:
-        fields = {**record, "decision": Decision(**record["decision"])}
+        """ValueError (or KeyError, TypeError) for a record that is none."""
+        kept = {**record, "decision": Decision(**record["decision"])}
+        kept["verdicts"] = from_records(record["verdicts"])
         for name in ("waiting", "delivered", "dsn"):
-            fields[name] = tuple(record.get(name, ()))
-        return cls(**fields)
+            kept[name] = tuple(record.get(name, ()))
+        return cls(**kept)
 
 
 class RetryStore:

@@ -32,10 +32,9 @@ class SpoolSharing:
     def shared(self) -> bool:
         return self.stopped_at is None
 
-    def stop(self, told_by: dict[str, Any], how: str) -> None:
+    def stop(self, pool: str, worker: str, how: str) -> None:
         """Big messages go through Redis from now on: a pool cannot read them from here.
-        ``told_by``: the job result or health probe that said so (both name the pool and
-        the worker)."""
+        ``pool`` and ``worker``: who said so, in a job's verdict or a health probe."""
         if self.shared:
             self.stopped_at = time.time()
             log.warning(
@@ -43,7 +42,7 @@ class SpoolSharing:
                 "go through Redis until every pool's health probe sees the spool (or this "
                 "front restarts). Share the spool folder with every pool (read-only), or set "
                 "MAILSCAN_SHARED_SPOOL_FROM_BYTES=0",
-                told_by.get("pool", "?"), told_by.get("worker", "?"), self.spool_dir, how,
+                pool, worker, self.spool_dir, how,
             )  # fmt: skip
 
     def follow(self, probes: dict[str, dict[str, Any]], now: float) -> None:
@@ -53,7 +52,7 @@ class SpoolSharing:
         if blind:
             seen = blind[0]["spool"].get("id")
             how = f"its health probe found {'another spool' if seen else 'no spool'} there"
-            self.stop(blind[0], how)
+            self.stop(blind[0].get("pool", "?"), blind[0].get("worker", "?"), how)
         elif fresh and not self.shared and min(p["at"] for p in fresh) > (self.stopped_at or 0):
             # Every pool has probed since sharing stopped, and every one sees the spool.
             self.stopped_at = None

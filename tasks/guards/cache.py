@@ -54,12 +54,12 @@ class VerdictCacheGuard(Guard):
         cached = scan.job.read(_cached(scan.plugin.name), lambda: scan.job.redis.get(key))
         if cached is None:
             return None
-        return Verdict.from_dict({**json.loads(cached), "detail": "cached", "elapsed_ms": 0.0})
+        return Verdict.from_record({**json.loads(cached), "detail": "cached", "elapsed_ms": 0.0})
 
     def after_scan(self, scan: ScanContext, verdict: Verdict) -> None:
         key = self._key(scan)
         if key and verdict.status in ("clean", "infected") and verdict.detail != "cached":
-            scan.job.writes.set(key, json.dumps(verdict.as_dict()), ex=CACHE_TTL_S)
+            scan.job.writes.set(key, json.dumps(verdict.to_record()), ex=CACHE_TTL_S)
 
 
 def _cached(plugin: str) -> str:

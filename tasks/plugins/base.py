@@ -5,44 +5,22 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Literal, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
 
 from tasks.errors import BackendUnavailable
 from tasks.settings import Settings
 from tasks.wire.blobs import Message
+from tasks.wire.verdicts import EngineVerdict, Status
 
 T = TypeVar("T")
 # A daemon restarting (clamd reloading, spamd respawning) refuses for a moment: two quick
 # tries more cover it, and stay far inside any soft time limit.
 RECONNECT_DELAYS_S = (0.1, 0.4)
 
-Status = Literal["clean", "infected", "ham", "spam", "skipped", "error"]
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What one engine said about one message."""
-
-    engine: str
-    status: Status
-    virus: str | None = None
-    score: float | None = None
-    threshold: float | None = None
-    rules: tuple[str, ...] = ()
-    detail: str = ""
-    elapsed_ms: float = 0.0
-    # Set when the message was given up after killing or freezing this engine too often.
-    unscannable: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["rules"] = list(self.rules)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Verdict:
-        return cls(**{**data, "rules": tuple(data.get("rules", ()))})
+# The verdict is part of the contract with the front (tasks/wire/verdicts.py); plugins know
+# it by this name.
+Verdict = EngineVerdict
 
 
 @dataclass

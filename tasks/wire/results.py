@@ -17,18 +17,25 @@ from typing import Any
 import redis
 from celery import states
 
+from tasks.wire.verdicts import EngineVerdict, PoolVerdict
+
 log = logging.getLogger(__name__)
 
 
-def store(pipe: Any, backend: Any, task_id: str, result: dict[str, Any]) -> None:
+def store(pipe: Any, backend: Any, task_id: str, verdict: PoolVerdict) -> None:
     """``add`` the verdict to ``pipe`` and send the pipeline with whatever else it holds."""
-    add(pipe, backend, task_id, result)
-    _send(pipe, backend, task_id, result)
+    record = verdict.to_record()
+    _add(pipe, backend, task_id, record)
+    _send(pipe, backend, task_id, record)
 
 
-def add(pipe: Any, backend: Any, task_id: str, result: dict[str, Any]) -> None:
+def add(pipe: Any, backend: Any, task_id: str, verdict: PoolVerdict) -> None:
     """Add the SUCCESS meta of ``task_id`` to ``pipe``: SET with the backend's expiry, then
     PUBLISH on the key's channel, where the SMTP front listens (mailserver/front/verdicts.py)."""
+    _add(pipe, backend, task_id, verdict.to_record())
+
+
+def _add(pipe: Any, backend: Any, task_id: str, result: dict[str, Any]) -> None:
     key = backend.get_key_for_task(task_id)
     payload = backend.encode(_success_meta(backend, task_id, result))
     pipe.set(key, payload, ex=backend.expires or None)
@@ -57,14 +64,14 @@ def _success_meta(backend: Any, task_id: str, result: dict[str, Any]) -> dict[st
     }
 
 
-def summary(result: dict[str, Any]) -> str:
+def summary(verdict: PoolVerdict) -> str:
     """One line for the job's return value, which is what Flower shows of it: the status and
     each engine's answer. The whole verdict is stored above; Celery's saferepr of it in every
     pool process was a tenth of a job's CPU there."""
-    engines = ", ".join(_engine_answer(v) for v in result["verdicts"])
-    return f"{result['status']}: {engines} ({result['elapsed_ms']:.1f} ms)"
+    engines = ", ".join(_engine_answer(engine) for engine in verdict.engines)
+    return f"{verdict.status}: {engines} ({verdict.elapsed_ms:.1f} ms)"
 
 
-def _engine_answer(verdict: dict[str, Any]) -> str:
-    virus = verdict.get("virus")
-    return f"{verdict['engine']} {verdict['status']}" + (f" {virus}" if virus else "")
+def _engine_answer(engine: EngineVerdict) -> str:
+    virus = f" {engine.virus}" if engine.virus else ""
+    return f"{engine.engine} {engine.status}{virus}"

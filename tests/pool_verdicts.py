@@ -1,0 +1,20 @@
+"""Pool verdicts for tests of the front: what the av and spam pools would have said."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks.wire.verdicts import EngineVerdict, PoolVerdict, Status
+
+
+def av_verdict(status: Status = "clean", virus: str | None = None, **pool: Any) -> PoolVerdict:
+    """The av pool's verdict, as one clamav engine gave it."""
+    engine = EngineVerdict("clamav", status, virus=virus)
+    return PoolVerdict("av", status, (engine,), **pool)
+
+
+def spam_verdict(status: Status = "ham", score: float = 1.0, **pool: Any) -> PoolVerdict:
+    """The spam pool's verdict, as spamassassin gave it (GTUBE's rule when it is spam)."""
+    rules = ("GTUBE",) if status == "spam" else ()
+    engine = EngineVerdict("spamassassin", status, score=score, threshold=5.0, rules=rules)
+    return PoolVerdict("spam", status, (engine,), **pool)
