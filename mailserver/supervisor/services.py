@@ -31,7 +31,7 @@ from tasks.setting_parsers import Endpoint
 from tasks.settings import Settings
 from tasks.wire.keys import AV_POOL, OPS_QUEUE, SPAM_POOL
 
-SIGNATURES = Path(__file__).resolve().parent.parent / "tasks" / "signatures"
+SIGNATURES = Path(__file__).resolve().parents[2] / "tasks" / "signatures"
 OFFICIAL_CLAMAV_DB = Path("/var/lib/clamav")
 # glibc's malloc, set per process for what each does with message bytes (compose.yaml sets
 # the same; figures in bench/README.md). The front's threads each kept the freed buffers of
