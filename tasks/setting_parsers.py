@@ -18,7 +18,7 @@ MODES = ("pre-queue", "post-queue")
 FAILURE_POLICIES = ("tempfail", "quarantine", "deliver-tagged")
 CHAOS_ACTIONS = (
     "freeze-python", "freeze-c", "segfault", "abort", "exit", "leak", "raise", "huge-error",
-    "drop-connection",
+    "drop-connection", "slow",
 )  # fmt: skip
 DELIVERIES = ("maildir", "relay")
 ASSIST_PROMPTS = ("immediate", "next-start")
