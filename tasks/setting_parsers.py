@@ -18,7 +18,7 @@ MODES = ("pre-queue", "post-queue")
 FAILURE_POLICIES = ("tempfail", "quarantine", "deliver-tagged")
 CHAOS_ACTIONS = (
     "freeze-python", "freeze-c", "segfault", "abort", "exit", "leak", "raise", "huge-error",
-    "drop-connection",
+    "drop-connection", "slow",
 )  # fmt: skip
 # Every plugin and the pools it can run in: checked with the settings, so a process that runs
 # no plugin (the SMTP front) refuses a bad name at start without loading any plugin code.

@@ -7,6 +7,16 @@ The client object holds no connection of its own, only the channel's connection 
 can serve every call; it is made again whenever kombu replaces the pool (after a lost
 connection).
 
+A channel whose connection has let go fails as a lost connection, never with AttributeError.
+When Redis goes away while a BRPOP is pending, kombu's first close of the channel (Celery's
+``collect``) stops at that read before the channel counts as closed; the connection then
+lets go of the transport, and Celery's second close (``ignore_errors(connection.close)``)
+goes on to restore the unacknowledged jobs through a pool made anew from a transport that
+no longer names a server. The AttributeError that kombu raises there is not among the
+errors Celery ignores, and ends the worker ("Unrecoverable error"). A connection error is:
+the jobs stay in Redis's unacked index, and come back after the visibility timeout as any
+job of a lost consumer does. A late ack of such a channel gets the same answer.
+
 Only the workers use it (``celeryd_init``): elsewhere the broker URL would then name this
 class instead of ``redis://``, and Flower tells the broker's kind by that name. ``rediss://``
 keeps kombu's own transport everywhere, whose TLS set-up depends on the URL's scheme.
@@ -16,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
 from celery import signals
 from kombu.transport import redis as kombu_redis
 
@@ -30,6 +41,12 @@ class Channel(kombu_redis.Channel):
         if shared is None or shared.connection_pool is not self.pool:
             shared = self._shared_client = super()._create_client()
         return shared
+
+    def _get_pool(self, asynchronous: bool = False) -> Any:
+        transport = self.connection
+        if transport is None or transport.client is None:
+            raise redis.ConnectionError("the channel's broker connection is closed")
+        return super()._get_pool(asynchronous=asynchronous)
 
 
 class Transport(kombu_redis.Transport):

@@ -1,12 +1,13 @@
 """The framework internals mailscan relies on, held in place.
 
-Four seams reach past a library's public interface: the SMTP front's aiosmtpd subclass
+Five seams reach past a library's public interface: the SMTP front's aiosmtpd subclass
 (mailserver/front/server.py), the clamd client's connection and reply parsing
-(tasks/plugins/clamav.py), the kombu envelope written by hand (tasks/wire/submit.py) and the
-Celery result format written by hand (tasks/wire/results.py). pyproject.toml pins each library to
-a minor version; these tests fail when an upgrade moves what the seam uses, before mail
-does. The envelope and the result format are also checked end to end against the real
-library in tests/test_submit.py and tests/test_results.py.
+(tasks/plugins/clamav.py), the kombu envelope written by hand (tasks/wire/submit.py), the
+Celery result format written by hand (tasks/wire/results.py) and the workers' Redis channel,
+which replaces two of kombu's private methods (tasks/transport.py). pyproject.toml pins each
+library to a minor version; these tests fail when an upgrade moves what the seam uses,
+before mail does. The envelope and the result format are also checked end to end against
+the real library in tests/test_submit.py and tests/test_results.py.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import inspect
 import pytest
 from aiosmtpd.smtp import SMTP
 from clamav_client.clamd import ClamdNetworkSocket, ClamdUnixSocket
+from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
 
 PINNED_MINORS = {"aiosmtpd": "1.4", "clamav-client": "0.7", "kombu": "5.7", "celery": "5.7"}
 
@@ -56,3 +59,24 @@ def test_the_clamd_client_parses_a_reply_into_name_reason_status():
     found = parser._parse_response("stream: Eicar-Test-Signature FOUND")
     assert found == ("stream", "Eicar-Test-Signature", "FOUND")
     assert parser._parse_response("stream: OK") == ("stream", None, "OK")
+
+
+def test_kombu_still_makes_a_closed_channels_pool_as_the_transport_guard_expects():
+    # tasks/transport.py replaces Channel._get_pool to fail as a lost connection once the
+    # transport has let go of its connection: kombu makes a pool anew, from the transport's
+    # connection, for every Redis call of a channel whose pools were dropped.
+    channel = kombu_redis.Channel
+    assert list(inspect.signature(channel._get_pool).parameters) == ["self", "asynchronous"]
+    assert "self._get_pool()" in inspect.getsource(channel.pool.fget)
+    assert "self._connparams(" in inspect.getsource(channel._get_pool)
+    assert "conninfo = self.connection.client" in inspect.getsource(channel._connparams)
+    assert "self.pool" in inspect.getsource(channel._create_client)
+
+
+def test_kombu_still_closes_a_redis_channel_in_the_order_that_ended_workers():
+    # The pending BRPOP is read first (Redis gone: it raises, the channel stays open), the
+    # pools are dropped, then the base class restores the unacknowledged jobs.
+    close = inspect.getsource(kombu_redis.Channel.close)
+    assert close.index("self._brpop_read()") < close.index("self._disconnect_pools()")
+    assert close.index("self._disconnect_pools()") < close.index("super().close()")
+    assert "restore_unacked_once()" in inspect.getsource(virtual.Channel.close)

@@ -1,6 +1,7 @@
 """The workers' Redis transport keeps kombu's delivery guarantees while reusing one client
 object: a job taken and not acknowledged stays in the unacked index until it is, and a job
-of a consumer that went away comes back to its queue."""
+of a consumer that went away comes back to its queue. A channel whose connection has let go
+fails as a lost connection, which Celery survives."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 
 import pytest
 from kombu import Connection, Queue
+from kombu.message import Message
 
 from tasks import redisauth
 from tasks.transport import Transport
@@ -25,6 +27,12 @@ KEYS = {
 
 def connection(settings) -> Connection:
     return Connection(redisauth.client_url(settings), transport=Transport, transport_options=KEYS)
+
+
+def publish_and_take(conn: Connection) -> Message:
+    queue = Queue(QUEUE, routing_key=QUEUE)
+    conn.Producer().publish({"n": 0}, routing_key=QUEUE, declare=[queue])
+    return conn.SimpleQueue(queue).get(timeout=5)
 
 
 def test_one_client_object_per_pool(stack, settings):
@@ -75,3 +83,22 @@ def test_workers_use_it_and_other_processes_do_not(settings):
     ).stdout.split()
     assert out[0].startswith("redis://")  # what Flower and the logs of other services show
     assert out[1].startswith("tasks.transport:Transport://")
+
+
+def test_a_channel_whose_connection_let_go_fails_as_a_lost_connection(guard_redis):
+    guard_redis.flushdb()
+    port = guard_redis.connection_pool.connection_kwargs["port"]
+    conn = Connection(f"redis://127.0.0.1:{port}/0", transport=Transport, transport_options=KEYS)
+    taken = publish_and_take(conn)
+    channel = conn.default_channel
+    # Where Celery's second close of a channel finds it after Redis went away with a BRPOP
+    # pending: the first close stopped at that read, and the connection let go of the
+    # transport. kombu then failed with AttributeError, which ends a worker.
+    conn._do_close_transport()
+    with pytest.raises(Transport.connection_errors):
+        channel.close()  # it restores the unacked job through a pool made anew
+    with pytest.raises(Transport.connection_errors):
+        taken.ack()  # a late ack of a job the worker ran meanwhile
+    # Nothing lost: the job waits in the unacked index for the visibility timeout.
+    assert guard_redis.hlen(KEYS["unacked_key"]) == 1
+    assert guard_redis.llen(QUEUE) == 0

@@ -101,8 +101,7 @@ class Stack:
 
     def revive(self) -> list[str]:
         """Restart every service that died; return their names. ``mailscan up`` calls this
-        every few seconds; it is also how a worker comes back after the known kombu failure
-        that ends a worker when Redis goes away while it restores unacknowledged jobs."""
+        every few seconds."""
         dead = self.exited()
         for name in dead:
             self.restart(name)

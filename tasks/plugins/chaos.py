@@ -23,6 +23,9 @@ from tasks.plugins.base import Message, Plugin, Verdict
 log = logging.getLogger(__name__)
 LEAK_MB = 64
 HUGE_ERROR_CHARS = 1024 * 1024
+# Long enough to keep a job in flight while a test breaks something under it, well below any
+# soft limit the tests set.
+SLOW_S = 1.5
 _leaked: list[bytearray] = []
 
 
@@ -57,6 +60,11 @@ def _fires(trigger: str, action: str, message: Message) -> bool:
 def freeze_python(_: ChaosPlugin) -> None:
     while True:  # a busy loop in Python: the soft time limit can interrupt it
         time.sleep(0.05)
+
+
+def slow(_: ChaosPlugin) -> None:
+    """A job that takes its time and then ends well."""
+    time.sleep(SLOW_S)
 
 
 def freeze_c(_: ChaosPlugin) -> None:
@@ -118,4 +126,5 @@ FAULTS: dict[str, Callable[[ChaosPlugin], None]] = {
     "raise": fail,
     "huge-error": fail_hugely,
     "drop-connection": drop_connection,
+    "slow": slow,
 }
