@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from beat.tasks import check_spools
 from mailserver.front.quarantine import Quarantine
 from mailserver.front.spool import Envelope, SpoolEntry, new_id
 from mailserver.supervisor.stack import Stack
@@ -22,6 +23,7 @@ from tasks import redisauth
 from tasks.crashes import records as crashdumps
 from tasks.crashes.store import CrashStore
 from tasks.settings import Settings, load_settings
+from tasks.wire.keys import ALARMS_KEY
 from tests.conftest import find_delivered, make_message, port, send, wait_for
 from tests.console_session import ADMIN, PASSWORD, add_admin, csrf_token, logged_in
 
@@ -246,3 +248,25 @@ def test_mailscan_assist_asks_in_a_terminal_and_saves_the_report(console_env, cs
         text=True, env=console_env, timeout=120, check=False,
     )  # fmt: skip
     assert "No crashdump waits for an answer." in again.stdout
+
+
+@pytest.fixture
+def corrupt_entry(settings: Settings) -> Iterator[str]:
+    """A spool file whose envelope line is not JSON, as a disk fault would leave one."""
+    entry_id = new_id()
+    (settings.spool_dir / "queue" / entry_id).write_bytes(b"{not an envelope\nSubject: x\n\nx\n")
+    yield entry_id
+    for leftover in (settings.spool_dir / "corrupt").glob(f"{entry_id}*"):
+        leftover.unlink()
+    redisauth.connect(settings).delete(ALARMS_KEY)
+
+
+def test_a_corrupt_spool_entry_raises_an_alarm_on_the_dashboard(admin, settings, corrupt_entry):
+    corrupt = settings.spool_dir / "corrupt" / corrupt_entry
+    wait_for(corrupt.exists, 10, "the entry set aside in corrupt/")
+    # Beat's spool check reads what the front reports (every redrive interval) and keeps the
+    # alarms for the console; here it is run at once instead of on beat's schedule.
+    wait_for(lambda: any("1 corrupt" in alarm for alarm in check_spools()), 10, "beat's alarm")
+    page = admin.get("/dashboard/live").text
+    assert "Alarms" in page
+    assert "1 corrupt spool entries to look at" in page

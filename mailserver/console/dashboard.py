@@ -16,7 +16,7 @@ from mailserver.front import outcomes
 from tasks.errors import MailscanError
 from tasks.settings import Settings
 from tasks.wire.fleet import is_open
-from tasks.wire.keys import POOLS
+from tasks.wire.keys import ALARMS_KEY, POOLS
 
 STATUS_FRESH_S = 5.0
 # Celery's inspect waits one second for every worker's answer; past this the page shows the
@@ -56,6 +56,12 @@ def breakers(client: redis.Redis, settings: Settings) -> list[dict[str, Any]]:
     ]
 
 
+def alarms(client: redis.Redis) -> list[str]:
+    """What beat's checks found an administrator must look at (a stuck spool, dead letters,
+    a front that stopped reporting), as beat last wrote it."""
+    return sorted(value.decode(errors="replace") for value in client.hvals(ALARMS_KEY))
+
+
 def traffic(client: redis.Redis) -> dict[str, Any]:
     minutes = outcomes.per_minute(client, 60)
     return {
@@ -70,5 +76,6 @@ async def live(client: redis.Redis, settings: Settings, status: PoolStatus) -> d
     pools = await status.get()
     found = await asyncio.to_thread(traffic, client)
     found["breakers"] = await asyncio.to_thread(breakers, client, settings)
+    found["alarms"] = await asyncio.to_thread(alarms, client)
     found["status"] = pools
     return found
