@@ -52,6 +52,7 @@ def upload_crash_report(self: Task, report: dict[str, Any], requested_by: str) -
     client = redisauth.connect(settings, socket_timeout=10)
     ids = [dump["id"] for dump in report.get("crashdumps", [])]
     report_id = report.get("report_id", "")
+    details = any("details" in dump for dump in report.get("crashdumps", []))
     try:
         status = post_report(settings, report)
     except UploadFailed as err:
@@ -66,6 +67,7 @@ def upload_crash_report(self: Task, report: dict[str, Any], requested_by: str) -
         crashreports.audit(client, "upload failed", requested_by, report=report_id, detail=str(err))
         return "send failed"
     crashreports.settle(client, ids, "sent", requested_by, report=report_id,
-                        detail=f"HTTP {status}")  # fmt: skip
-    crashreports.audit(client, "uploaded", requested_by, report=report_id, detail=f"HTTP {status}")
+                        detail=f"HTTP {status}", details=details)  # fmt: skip
+    crashreports.audit(client, "uploaded", requested_by, report=report_id,
+                       detail=f"HTTP {status}", details=details)  # fmt: skip
     return "sent"

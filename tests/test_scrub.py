@@ -7,10 +7,12 @@ import json
 import re
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tasks.crashes.scrub import BODY_MASK, EMAIL, IP_MASK, SUBJECT_MASK, scrubber_for
+from tasks.crashes.scrub_text import HOST_MASK
 
 SCRUB = scrubber_for(b"k" * 32)
 
@@ -107,15 +109,90 @@ def test_subjects_and_client_ips_are_masked():
             "traceback": "    meta = {'subject': 'Our merger', 'peer_ip': '2001:db8::7'}",
             "message": {"subject": "Board minutes", "peer_ip": "198.51.100.4"},
             "exception": {"message": "b'Subject: Layoffs\\r\\nX-A: 1'"},
+            "locals": "failed on 2001:db8::8 after RuntimeError: Subject: Closing the plant",
         }
     )
     text = json.dumps(scrubbed)
     for secret in ("Quarterly", "merger", "Board minutes", "Layoffs", "203.0.113.9",
-                   "2001:db8::7", "198.51.100.4"):  # fmt: skip
+                   "2001:db8::7", "198.51.100.4", "2001:db8::8", "Closing"):  # fmt: skip
         assert secret not in text
-    assert SUBJECT_MASK in scrubbed["note"]
-    assert IP_MASK in scrubbed["note"]
+    assert scrubbed["note"] == "Subject: [subject removed]\nReceived: [value removed]"
     assert scrubbed["message"] == {"subject": SUBJECT_MASK, "peer_ip": IP_MASK}
+    assert scrubbed["locals"] == f"failed on {IP_MASK} after RuntimeError: Subject: {SUBJECT_MASK}"
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        '"a quoted local part that runs on for well over sixty-four characters"@example.test',
+        "alice@\r\n example.test",  # a folded header
+        "alice\n@example.test",
+        "alice@exam=\r\nple.test",  # a quoted-printable soft line break
+        "alice%40example.test",
+        "alice%2540example.test",
+        "alice&#64;example.test",
+        "alice&#x40;example.test",
+        "alice\\x40example.test",
+        "alice\\u0040example.test",
+        "alice\uff20example.test",
+        repr("alice\uff20example.test".encode()),
+    ],
+)
+def test_addresses_in_every_written_form_become_tokens(written):
+    scrubbed = SCRUB.text(f"rejected {written} at the edge")
+    assert scrubbed.startswith("rejected ")
+    assert "[email-" in scrubbed
+    for part in ("alice", "sixty-four", "example"):
+        assert part not in scrubbed
+
+
+def test_a_header_block_of_any_names_keeps_names_and_loses_content():
+    part = (
+        'Content-Type: application/pdf; name="Merger plan.pdf"\r\n'
+        'Content-Disposition: attachment; filename="Merger plan.pdf"\r\n'
+        "Content-Transfer-Encoding: base64\r\n\r\n"
+        "JVBERi0xLjQKJcOkw7zDtsOfCjIgMCBvYmoKPDwvTGVuZ3RoIDMgMCBSL0ZpbHRlci9GbGF0ZUR\r\n"
+    )
+    for shown in (f"bad part:\n{part}", repr(part), repr(part.encode())):
+        scrubbed = SCRUB.text(f"{shown}\nafter")
+        assert "Merger" not in scrubbed
+        assert "JVBERi0" not in scrubbed
+        assert BODY_MASK in scrubbed
+    plain = SCRUB.text(f"bad part:\n{part}")
+    assert plain.startswith("bad part:\nContent-Type: [value removed]\r\n")
+    headers_only = SCRUB.text("X-Customer: Initech\nX-Campaign: Spring")
+    assert headers_only == "X-Customer: [value removed]\nX-Campaign: [value removed]"
+
+
+def test_subjects_in_tuples_bytes_keys_and_arguments_are_masked():
+    texts = [
+        repr([("From", "a"), ("Subject", "Quarterly results")]),
+        repr({b"subject": b"Quarterly results"}),
+        repr(repr({"Subject": "Quarterly results"})),
+        "send(to=x, subject='Quarterly results')",
+        "subject=Quarterly results, size=3",
+        "Thread-Topic: Quarterly\r\n results",
+    ]
+    for text in texts:
+        assert "Quarterly" not in SCRUB.text(text), text
+        assert "results" not in SCRUB.text(text), text
+    structured = SCRUB.scrub({"headers": [("Subject", "Quarterly"), (b"subject", b"results")]})
+    assert structured == {"headers": [["Subject", SUBJECT_MASK], ["subject", SUBJECT_MASK]]}
+    assert SCRUB.scrub({b"subject": b"Quarterly"}) == {"subject": SUBJECT_MASK}
+
+
+def test_host_names_attachment_names_and_scanner_output_are_masked():
+    scrubbed = SCRUB.text(
+        "connect to mx7.corp.example.com:25 failed, see https://relay.example.org/q "
+        "for payroll-2024.xlsx\nScanError: scanner exited with 2: /tmp/m/message.eml/"
+        "Bonus list.docx: Heuristics.Encrypted FOUND\n"
+    )
+    for secret in ("mx7", "corp.example", "relay.example", "payroll", "Bonus", "Heuristics"):
+        assert secret not in scrubbed
+    assert "scanner exited with 2: [scanner output removed]" in scrubbed
+    assert SCRUB.scrub({"worker": {"host": "av@mx1", "pid": 7}}) == {
+        "worker": {"host": HOST_MASK, "pid": 7}
+    }
 
 
 def test_anything_that_looks_like_a_message_body_is_dropped():

@@ -1,15 +1,16 @@
 """The assist logic behind the dialog and ``mailscan assist``: which crashdumps still wait for
-a decision, the exact scrubbed payload a report would carry, and what each answer does.
+a decision, the exact report each answer would send (tasks/crashes/payload.py: the summary
+alone unless the details are chosen for this one send), and what each answer does.
 
 Send queues the report for the ops worker (``tasks.ops.upload_crash_report``), or, with no
 endpoint configured, saves it as a file for the administrator to pass on. A remembered choice
 per signature (always / never) answers for new crashdumps of that signature, and is recorded
-in the audit log like any answer.
+in the audit log like any answer; it sends the summary alone, never the details, which are
+chosen (after seeing them) for one send at a time.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -17,21 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tasks.crashes import payload as crashpayload
 from tasks.crashes import reports as crashreports
 from tasks.crashes.scrub import Scrubber
 from tasks.crashes.store import CrashStore
 from tasks.settings import Settings
 
-REPORT_FORMAT = "mailscan-crash-report/1"
 MAX_PER_REPORT = 20
 DUMP_ID = re.compile(r"^[0-9a-f]{32}$")
 REPORT_ID = re.compile(r"^[0-9a-f]{20}$")
-# Only these fields of a crashdump leave the server, each scrubbed.
-REPORT_FIELDS = (
-    "id", "time", "kind", "pool", "plugin", "worker", "job_id", "message", "exception",
-    "traceback", "threads", "faulthandler", "signal", "exit_status", "note", "versions",
-    "signature",
-)  # fmt: skip
 SendTask = Callable[[dict[str, Any], str], None]
 
 
@@ -59,6 +54,7 @@ class Answer:
     state: str
     ids: list[str]
     report_file: Path | None = None
+    details: bool = False
 
 
 class Assist:
@@ -90,31 +86,31 @@ class Assist:
                 groups.append(PendingGroup(signature, shown[:MAX_PER_REPORT], len(dumps)))
         return groups
 
-    def payload(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        """The report exactly as it would be sent. Its id follows from the crashdumps it
-        carries, so the payload shown in the dialog is the payload sent."""
-        ids = sorted(r["id"] for r in records)
-        return {
-            "format": REPORT_FORMAT,
-            "report_id": hashlib.sha256(",".join(ids).encode()).hexdigest()[:20],
-            "signature": records[0]["signature"] if records else "",
-            "crashdumps": [self._scrubbed(r) for r in records],
-        }
+    def payload(self, records: list[dict[str, Any]], details: bool = False) -> dict[str, Any]:
+        """The report exactly as it would be sent, with the details or without."""
+        return crashpayload.build(records, self.scrubber, details)
+
+    def added_details(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Exactly what choosing the details adds to the report of these crashdumps."""
+        return crashpayload.added_details(self.payload(records, details=True))
 
     def records(self, ids: list[str]) -> list[dict[str, Any]]:
         """The crashdumps named, ignoring any id that is malformed or unknown."""
         found = [self.crashes.get(i) for i in ids if DUMP_ID.match(i)]
         return [r for r in found if r is not None]
 
-    def answer(self, ids: list[str], send: bool, by: str, remember: str = "ask") -> Answer:
+    def answer(
+        self, ids: list[str], send: bool, by: str, remember: str = "ask", details: bool = False
+    ) -> Answer:
         """Send or decline these crashdumps (those still undecided), and remember the choice
-        for their signature: ``ask``, ``always`` or ``never``."""
+        for their signature: ``ask``, ``always`` or ``never``. ``details`` adds the scrubbed
+        free text to this one report; a remembered choice never adds it."""
         if remember not in crashreports.CHOICES:
             raise ValueError(f"remember must be one of {', '.join(crashreports.CHOICES)}")
         records = self.records(ids)
         for signature in {r["signature"] for r in records}:
             self._remember_if_changed(signature, remember, by)
-        return self._send(records, by) if send else self._decline(records, by)
+        return self._send(records, by, details) if send else self._decline(records, by)
 
     def states(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         return crashreports.states(self.redis, ids)
@@ -142,22 +138,26 @@ class Assist:
                 act(same[:MAX_PER_REPORT], f"remembered choice: {choice}")
         return [d for d in dumps if choices.get(d["signature"]) not in ("always", "never")]
 
-    def _send(self, records: list[dict[str, Any]], by: str) -> Answer:
+    def _send(self, records: list[dict[str, Any]], by: str, details: bool = False) -> Answer:
         state = "queued" if self.settings.assist_url else "saved"
-        claimed = set(crashreports.claim(self.redis, [r["id"] for r in records], state, by))
+        ids = [r["id"] for r in records]
+        claimed = set(crashreports.claim(self.redis, ids, state, by, details=details))
         mine = [r for r in records if r["id"] in claimed]
         if not mine:
             return Answer(state, [])
-        report = self.payload(mine)
+        # Built once, here: the upload task carries this very report, whatever happens to
+        # the records or the choice before it is sent.
+        report = self.payload(mine, details)
         ids, report_id = sorted(claimed), report["report_id"]
+        said = {"report": report_id, "crashdumps": ids, "details": details}
         if self.settings.assist_url:
             self.send_task(report, by)
-            crashreports.audit(self.redis, "send", by, report=report_id, crashdumps=ids)
-            return Answer(state, ids)
+            crashreports.audit(self.redis, "send", by, **said)
+            return Answer(state, ids, details=details)
         path = self._save(report)
-        crashreports.settle(self.redis, ids, "saved", by, report=report_id)
-        crashreports.audit(self.redis, "saved report", by, report=report_id, crashdumps=ids)
-        return Answer(state, ids, path)
+        crashreports.settle(self.redis, ids, "saved", by, report=report_id, details=details)
+        crashreports.audit(self.redis, "saved report", by, **said)
+        return Answer(state, ids, path, details)
 
     def _decline(self, records: list[dict[str, Any]], by: str) -> Answer:
         ids = crashreports.claim(self.redis, [r["id"] for r in records], "declined", by)
@@ -175,13 +175,10 @@ class Assist:
         path.write_text(json.dumps(report, indent=2))
         return path
 
-    def _scrubbed(self, dump: dict[str, Any]) -> dict[str, Any]:
-        return {f: self.scrubber.scrub(dump.get(f), f) for f in REPORT_FIELDS if f in dump}
-
 
 def _before(dump: dict[str, Any], older_than: float | None) -> bool:
     return older_than is None or dump["ts"] < older_than
 
 
-def payload_text(report: dict[str, Any]) -> str:
-    return json.dumps(report, indent=2, ensure_ascii=False)
+def payload_text(report: Any) -> str:
+    return crashpayload.text_of(report)

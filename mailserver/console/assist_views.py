@@ -12,6 +12,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 
 from mailserver.console import csrf
 from mailserver.console.access import safe_next, user
+from mailserver.console.assist import Answer
 from mailserver.console.site import console_of, dialog_context
 from tasks.crashes import reports as crashreports
 
@@ -34,23 +35,27 @@ async def answer(request: Request, form: FormData) -> Response:
         raise HTTPException(400, "Unknown answer.")
     ids = [i for i in str(form.get("ids", "")).split(",") if i]
     console = console_of(request)
+    # Only a ticked box adds the details: anything else, or nothing, sends the summary alone.
+    details = form.get("details") == "yes"
     done = await asyncio.to_thread(
-        console.assist.answer, ids, ANSWERS[choice], user(request) or "?", remember
+        console.assist.answer, ids, ANSWERS[choice], user(request) or "?", remember, details
     )
-    request.session["flash"] = _flash(done.state, len(done.ids), done.report_file)
+    request.session["flash"] = _flash(done)
     return RedirectResponse(safe_next(str(form.get("next", ""))), status_code=303)
 
 
-def _flash(state: str, count: int, report_file: object) -> dict[str, str]:
+def _flash(done: Answer) -> dict[str, str]:
+    count = len(done.ids)
     if not count:
         return {"text": "Someone else already answered for these crashdumps."}
-    if state == "queued":
-        return {"text": f"Report of {count} crashdump(s) queued for sending."}
-    if state == "saved":
-        name = getattr(report_file, "name", "")
-        report_id = name.removeprefix("crash-report-").removesuffix(".json")
+    what = f"report of {count} crashdump(s) ({'with' if done.details else 'without'} details)"
+    if done.state == "queued":
+        return {"text": f"The {what} is queued for sending."}
+    if done.state == "saved":
+        report_id = done.report_file.name if done.report_file else ""
+        report_id = report_id.removeprefix("crash-report-").removesuffix(".json")
         return {
-            "text": f"No endpoint is configured: the report of {count} crashdump(s) was saved.",
+            "text": f"No endpoint is configured: the {what} was saved.",
             "link": f"/reports/{report_id}",
             "link_text": "Download it to pass it on",
         }

@@ -7,7 +7,7 @@ import getpass
 import os
 import sys
 from collections.abc import Callable
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 from mailserver.console.assist import Assist, PendingGroup, payload_text
 from mailserver.console.auth import UserFile
@@ -15,8 +15,10 @@ from tasks.errors import MailscanError
 from tasks.settings import Settings
 
 Ask = Callable[[str], str]
+T = TypeVar("T")
 SEND_ANSWERS = {"s": "send", "send": "send", "d": "decline", "don't send": "decline",
                 "n": "decline", "l": "later", "later": "later"}  # fmt: skip
+DETAILS_ANSWERS = {"": False, "n": False, "no": False, "y": True, "yes": True}
 REMEMBER_ANSWERS = {"": "ask", "a": "ask", "ask": "ask", "y": "always", "always": "always",
                     "n": "never", "never": "never"}  # fmt: skip
 
@@ -71,14 +73,22 @@ def _ask_group(assist: Assist, group: PendingGroup, who: str, ask: Ask, out: Tex
     choice = _choose(ask, "Send this report? [s]end / [d]on't send / [l]ater: ", SEND_ANSWERS)
     if choice == "later":
         return False
+    details = choice == "send" and _wants_details(assist, group, ask, out)
     prompt = "For crashes like this: [a]sk every time / always send [y] / never send [n]: "
     remember = _choose(ask, prompt, REMEMBER_ANSWERS)
-    done = assist.answer(group.ids, choice == "send", who, remember)
+    done = assist.answer(group.ids, choice == "send", who, remember, details)
     print(_result(done.state, len(done.ids), done.report_file), file=out)
     return True
 
 
-def _choose(ask: Ask, prompt: str, answers: dict[str, str]) -> str:
+def _wants_details(assist: Assist, group: PendingGroup, ask: Ask, out: TextIO) -> bool:
+    print("\nThe details (scrubbed free text: error message, traceback, notes) would add "
+          "exactly this; the scrubber cannot recognise everything:\n", file=out)  # fmt: skip
+    print(payload_text(assist.added_details(group.records)), file=out)
+    return _choose(ask, "Add these details to this report? [y]es / [N]o: ", DETAILS_ANSWERS)
+
+
+def _choose(ask: Ask, prompt: str, answers: dict[str, T]) -> T:
     while True:
         reply = ask(prompt).strip().lower()
         if reply in answers:

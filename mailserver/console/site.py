@@ -105,10 +105,13 @@ async def dialog_context(request: Request) -> dict[str, Any]:
     if due is None:
         return {"dialog": None}
     group, waiting_groups = due
-    report = console_of(request).assist.payload(group.records)
+    assist = console_of(request).assist
+    report = await asyncio.to_thread(assist.payload, group.records)
+    added = await asyncio.to_thread(assist.added_details, group.records)
     return {
         "dialog": group,
         "dialog_payload": payload_text(report),
+        "dialog_details": payload_text(added),
         "dialog_groups": waiting_groups,
         "dialog_endpoint": bool(console_of(request).settings.assist_url),
         "dialog_choice": console_of(request).assist.choices().get(group.signature, "ask"),

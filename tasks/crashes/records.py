@@ -29,6 +29,7 @@ MAX_TRACE_CHARS = 20000
 # One traceback line (a frame, or the exception with its message) beyond this is cut too,
 # so a huge message cannot push every frame out of the capped traceback.
 MAX_TRACE_LINE_CHARS = 2000
+MAX_FRAMES = 100
 
 
 @dataclass
@@ -45,6 +46,9 @@ class Incident:
     exception_type: str = ""
     exception_message: str = ""
     traceback: str = ""
+    # Where the exception was raised, from the frames themselves: (file, function, line),
+    # outermost first. Never parsed from the traceback text, which carries the message.
+    frames: list[tuple[str, str, int]] = field(default_factory=list)
     threads: str = ""
     faulthandler: str = ""
     signal: str | None = None
@@ -58,7 +62,15 @@ def from_exception(incident: Incident, error: BaseException) -> Incident:
     incident.exception_message = str(error)
     chunks = traceback.format_exception(error)
     incident.traceback = "".join(clip(chunk, MAX_TRACE_LINE_CHARS) for chunk in chunks)
+    incident.frames = frames_of(error)
     return incident
+
+
+def frames_of(error: BaseException) -> list[tuple[str, str, int]]:
+    """The frames of ``error``'s own traceback, outermost first, at most MAX_FRAMES (the
+    innermost ones, where it failed)."""
+    stack = traceback.extract_tb(error.__traceback__)
+    return [(f.filename, f.name, f.lineno or 0) for f in stack][-MAX_FRAMES:]
 
 
 def clip(text: str, limit: int) -> str:
@@ -105,6 +117,7 @@ def record(incident: Incident) -> dict[str, Any]:
             "message": clip(incident.exception_message, MAX_MESSAGE_CHARS),
         },
         "traceback": clip(incident.traceback, MAX_TRACE_CHARS),
+        "frames": [list(frame) for frame in incident.frames],
         "threads": clip(incident.threads, MAX_TRACE_CHARS),
         "faulthandler": clip(incident.faulthandler, MAX_TRACE_CHARS),
         "signal": incident.signal,
