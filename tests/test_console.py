@@ -229,20 +229,25 @@ def crash(cs) -> Iterator[dict]:
 
 
 def test_mailscan_assist_asks_in_a_terminal_and_saves_the_report(console_env, cs, crash):
+    # Send; no details (the default, an empty line); never ask again for crashes like this.
     done = subprocess.run(
-        [sys.executable, "-m", "mailserver.cli", "assist"], input="s\nn\n",
+        [sys.executable, "-m", "mailserver.cli", "assist"], input="s\n\nn\n",
         capture_output=True, text=True, env=console_env, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "This is exactly what would be sent" in done.stdout
-    assert crash["id"] in done.stdout
-    assert "ConnectionError" in done.stdout
+    summary, details = done.stdout.split("would add exactly this")
+    assert crash["id"] in summary
+    assert "ConnectionError" in summary
+    assert "lost clamd" not in summary  # no free text unless the details are chosen
+    assert "lost clamd while scanning for [email-" in details  # shown, scrubbed
     assert "erin@example.test" not in done.stdout
     assert "198.51.100.23" not in done.stdout
-    assert "[email-" in done.stdout
     saved = done.stdout.split("saved as ")[1].split(";")[0]
     report = json.loads(Path(saved).read_text())
     assert [d["id"] for d in report["crashdumps"]] == [crash["id"]]
+    assert "details" not in report["crashdumps"][0]
+    assert "lost clamd" not in json.dumps(report)
     again = subprocess.run(
         [sys.executable, "-m", "mailserver.cli", "assist"], input="", capture_output=True,
         text=True, env=console_env, timeout=120, check=False,

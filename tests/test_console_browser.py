@@ -129,6 +129,26 @@ def dialog_payload(page: Page) -> dict[str, Any]:
     return json.loads(page.locator("dialog#assist pre.payload").inner_text())
 
 
+def dialog_details(page: Page) -> list[dict[str, Any]]:
+    """What the dialog says ticking "Include details" adds: per crashdump, its details."""
+    return json.loads(page.locator("dialog#assist pre.details").inner_text())
+
+
+def with_details(payload: dict[str, Any], added: list[dict[str, Any]]) -> dict[str, Any]:
+    details = {entry["id"]: entry["details"] for entry in added}
+    dumps = [{**dump, "details": details[dump["id"]]} for dump in payload["crashdumps"]]
+    return {**payload, "crashdumps": dumps}
+
+
+def include_details(page: Page) -> list[dict[str, Any]]:
+    """Tick the box; return the details the dialog then shows."""
+    preview = page.locator("dialog#assist pre.details")
+    expect(preview).to_be_hidden()  # nothing of the details until they are chosen
+    page.locator("dialog#assist").get_by_label("Include details").check()
+    expect(preview).to_be_visible()
+    return dialog_details(page)
+
+
 def asked_for_dialog(response: Response) -> bool:
     """The page's own request for the dialog, made when it hears of a new crashdump."""
     return "/assist/dialog" in response.url
@@ -157,21 +177,46 @@ def test_immediate_dialog_in_the_open_console_and_send_delivers_the_payload(
     shown = page.locator("dialog#assist pre.payload").inner_text()
     assert "alice@example.test" not in shown
     assert "Private subject" not in shown
+    assert "injected plugin failure" not in shown  # no free text by default
+    expect(page.locator("dialog#assist pre.details")).to_be_hidden()
     payload = dialog_payload(page)
     assert [d["id"] for d in payload["crashdumps"]] == [dump["id"]]
     assert payload["crashdumps"][0]["exception"]["type"] == "RuntimeError"
+    assert any(":fail:" in frame for frame in payload["crashdumps"][0]["frames"])
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "assist-dialog.png"))
     answer(page, "Send")
     expect(page.locator(".flash")).to_contain_text("queued for sending")
+    expect(page.locator(".flash")).to_contain_text("without details")
     wait_for(lambda: receiver.reports, 60, "the report at the receiver")
     [report] = receiver.reports
-    assert report["json"] == payload  # exactly what the dialog showed
+    assert report["json"] == payload  # exactly what the dialog showed, no details
+    assert "details" not in report["json"]["crashdumps"][0]
     assert report["headers"]["Authorization"] == f"Bearer {TOKEN}"
     wait_for(lambda: decision_of(page, dump["id"]) == "sent", 30, "the record to show sent")
     page.goto(f"{BASE}/audit")
     expect(page.locator("table.audit")).to_contain_text("uploaded")
     expect(page.locator("table.audit")).to_contain_text(ADMIN)
+
+
+def test_details_go_only_when_ticked_and_exactly_as_previewed(browser, bs, crashes, receiver):
+    page = open_console(browser)
+    dump = crash_the_plugin(bs, crashes, "immediate-details")
+    expect(page.locator("dialog#assist")).to_be_visible(timeout=DIALOG_S)
+    payload, added = dialog_payload(page), include_details(page)
+    assert [entry["id"] for entry in added] == [dump["id"]]
+    preview = page.locator("dialog#assist pre.details").inner_text()
+    assert "chaos: injected plugin failure" in preview
+    assert "alice@example.test" not in preview
+    assert "Private subject" not in preview
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator("dialog#assist pre.details").scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "assist-dialog-details.png"))
+    answer(page, "Send")
+    expect(page.locator(".flash")).to_contain_text("with details")
+    wait_for(lambda: receiver.reports, 60, "the report at the receiver")
+    [report] = receiver.reports
+    assert report["json"] == with_details(payload, added)
 
 
 def test_dont_send_sends_nothing_and_the_record_shows_declined(browser, bs, crashes, receiver):
@@ -231,10 +276,12 @@ def test_next_start_dialog_waits_for_the_next_console_session(
     expect(open_before.locator("dialog#assist")).to_have_count(0)
     opened_after = open_console(browser)  # the first page of a new session
     expect(opened_after.locator("dialog#assist")).to_be_visible()
-    assert [d["id"] for d in dialog_payload(opened_after)["crashdumps"]] == [dump["id"]]
+    payload = dialog_payload(opened_after)
+    assert [d["id"] for d in payload["crashdumps"]] == [dump["id"]]
+    added = include_details(opened_after)  # this path, too, sends what was chosen
     answer(opened_after, "Send")
     wait_for(lambda: receiver.reports, 60, "the report at the receiver")
-    assert receiver.reports[0]["json"]["crashdumps"][0]["id"] == dump["id"]
+    assert receiver.reports[0]["json"] == with_details(payload, added)
 
 
 @pytest.fixture

@@ -80,9 +80,7 @@ SUBJECT_LINE = re.compile(
 _QUOTED = r"""b?(\\*)(['"])(?:\\.|(?!{0}).)*?{0}"""
 # subject='...' (keyword arguments, attributes in a repr), quoted or up to the next comma.
 SUBJECT_ARGUMENT = re.compile(
-    r"(?i)\b((?:subject|thread_topic)\s*=\s*)(?:"
-    + _QUOTED.format(r"\2\3")
-    + r"|[^,;)\r\n]+)"
+    r"(?i)\b((?:subject|thread_topic)\s*=\s*)(?:" + _QUOTED.format(r"\2\3") + r"|[^,;)\r\n]+)"
 )
 # ('Name', 'value') and 'Name': 'value' of a header (str or bytes): the value goes. A header
 # is a known name, or a hyphenated one (X-Mailer, Content-Disposition).
