@@ -123,6 +123,10 @@ def optional_score(text: str) -> float | None:
     return float(text) if text.strip() else None
 
 
+def optional_path(text: str) -> Path | None:
+    return Path(text) if text.strip() else None
+
+
 def boolean(text: str) -> bool:
     if text.lower() in ("1", "yes", "true", "on"):
         return True

@@ -49,7 +49,7 @@ def test_redriver_leaves_alone_an_entry_whose_session_is_scanning_it(tmp_path):
 
         loop = asyncio.get_running_loop()
         spool.settle = settle_then_redrive
-        session = SimpleNamespace(peer=("127.0.0.1", 2525), host_name="client.test")
+        session = SimpleNamespace(peer=("127.0.0.1", 2525), host_name="client.test", ssl=None)
         envelope = SimpleNamespace(
             mail_from="a@example.test", rcpt_tos=["b@example.test"], original_content=b"x"
         )
@@ -80,7 +80,7 @@ def test_a_spool_that_cannot_write_answers_451_and_scans_nothing(tmp_path, post_
         spool.commit = spool.stage = full_disk
         pipeline = CountingPipeline(spool)
         handler = ScanHandler(pipeline, spool, Redriver(spool, pipeline, 60), post_queue)
-        session = SimpleNamespace(peer=("127.0.0.1", 2525), host_name="client.test")
+        session = SimpleNamespace(peer=("127.0.0.1", 2525), host_name="client.test", ssl=None)
         envelope = SimpleNamespace(
             mail_from="a@example.test", rcpt_tos=["b@example.test"], original_content=b"x"
         )

@@ -2,7 +2,9 @@
 
 import os
 import signal
+import smtplib
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -41,6 +43,18 @@ def assert_the_redis_password_kept_secret(env: dict[str, str], printed: str) -> 
         assert secret not in log.read_text(errors="replace"), log
 
 
+def assert_starttls_with_the_self_signed_pair(env: dict[str, str], smtp_port: int, printed: str):
+    """`up --tls`: the front offers STARTTLS with the certificate it made under var/tls/,
+    whose key only its owner reads, and says so."""
+    folder = Path(env["MAILSCAN_VAR_DIR"]) / "tls"
+    assert f"STARTTLS with a self-signed certificate: {folder / 'cert.pem'}" in printed
+    assert (folder / "key.pem").stat().st_mode & 0o777 == 0o600
+    with smtplib.SMTP("127.0.0.1", smtp_port, timeout=30) as client:
+        client.starttls(context=ssl.create_default_context(cafile=folder / "cert.pem"))
+        assert client.sock.getpeercert()["subject"]  # verified against the pair made
+        assert client.noop()[0] == 250
+
+
 def test_up_runs_everything_and_leaves_nothing_behind_on_sigterm(tmp_path):
     env = stack_env("up", OFFSET, console_port=str(port(18025) + 10 * OFFSET))
     ports = [int(env[f"MAILSCAN_{name}"].rsplit(":", 1)[-1].split("/")[0])
@@ -48,7 +62,7 @@ def test_up_runs_everything_and_leaves_nothing_behind_on_sigterm(tmp_path):
                           "SPAMD")]  # fmt: skip
     output = tmp_path / "up.out"
     with open(output, "wb") as sink:
-        command = [sys.executable, "-m", "mailserver.cli", "up"]
+        command = [sys.executable, "-m", "mailserver.cli", "up", "--tls"]
         up = subprocess.Popen(
             command, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -62,6 +76,7 @@ def test_up_runs_everything_and_leaves_nothing_behind_on_sigterm(tmp_path):
         assert "body rules " in text  # whether spamd runs them compiled, and what to do if not
         smtp_port = int(env["MAILSCAN_SMTP_PORT"])
         assert send(make_message(X_Test_Id="up-1"), smtp_port).code == 250
+        assert_starttls_with_the_self_signed_pair(env, smtp_port, text)
         assert all(listening(port) for port in ports)
         assert_the_redis_password_kept_secret(env, output.read_text())
     finally:

@@ -46,7 +46,14 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Settings come from MAILSCAN_* environment variables; see docs/settings.md.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _command(sub, "up", _up, "run the whole system locally in the foreground (Ctrl-C stops it)")
+    up = _command(
+        sub, "up", _up, "run the whole system locally in the foreground (Ctrl-C stops it)"
+    )
+    up.add_argument(
+        "--tls",
+        action="store_true",
+        help="offer STARTTLS with a self-signed certificate made in var/tls/ (local use)",
+    )
     _command(sub, "serve", _serve, "run only the SMTP front (the workers run elsewhere)")
     scan = _command(sub, "scan", _scan, "scan one message through the real pools")
     scan.add_argument("file", type=Path, help="the message, as an .eml file")
@@ -115,10 +122,10 @@ def _command(
     return command
 
 
-def _up(settings: Settings, _: argparse.Namespace) -> int:
+def _up(settings: Settings, args: argparse.Namespace) -> int:
     from mailserver.supervisor.up import run_up
 
-    return run_up(settings)
+    return run_up(settings, self_signed_tls=args.tls)
 
 
 def _serve(settings: Settings, _: argparse.Namespace) -> int:
@@ -193,9 +200,11 @@ def _scale(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _check_config(settings: Settings, _: argparse.Namespace) -> int:
+    from mailserver.front.tls import StartTLS
     from mailserver.supervisor.up import check_plugins
 
     check_plugins(settings)
+    StartTLS.from_settings(settings)
     print("configuration is valid")
     return CLEAN
 

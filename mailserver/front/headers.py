@@ -21,9 +21,10 @@ def received(entry: SpoolEntry, hostname: str) -> str:
     date = email.utils.formatdate(env.received_at or None, localtime=False)
     helo = _clean(env.helo) or "unknown"
     peer = _clean(env.peer_ip) or "unknown"
+    protocol = "ESMTPS" if env.tls else "ESMTP"  # RFC 3848
     return (
         f"Received: from {helo} ([{peer}])\r\n"
-        f"\tby {hostname} (mailscan) with ESMTP id {entry.id};\r\n\t{date}"
+        f"\tby {hostname} (mailscan) with {protocol} id {entry.id};\r\n\t{date}"
     )
 
 

@@ -25,6 +25,7 @@ from mailserver.front.redrive import Redriver
 from mailserver.front.smtp import ScanHandler
 from mailserver.front.spool import Spool
 from mailserver.front.spoolreport import SpoolReporter
+from mailserver.front.tls import StartTLS
 from mailserver.front.verdicts import VerdictWaiter
 from tasks import redisauth
 from tasks.celery import app
@@ -205,13 +206,18 @@ def _method_names(cls: type) -> list[str]:
 
 
 async def _listen(settings: Settings, handler: ScanHandler) -> asyncio.Server:
+    starttls = StartTLS.from_settings(settings)  # loaded once: a bad pair stops the start
+
     def factory() -> SMTP:
-        return LenientSMTP(
-            handler,
-            data_size_limit=settings.max_message_bytes,
-            enable_SMTPUTF8=True,
-            hostname=settings.hostname,
-            ident="mailscan ESMTP",
+        return starttls.guard(
+            LenientSMTP(
+                handler,
+                data_size_limit=settings.max_message_bytes,
+                enable_SMTPUTF8=True,
+                hostname=settings.hostname,
+                ident="mailscan ESMTP",
+                tls_context=starttls.context,
+            )
         )
 
     loop = asyncio.get_running_loop()

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
@@ -46,6 +46,7 @@ class ScanHandler:
             helo=session.host_name or "",
             received_at=time.time(),
             sender_waiting_boot="" if self.post_queue else boot_id(),
+            tls=session.ssl is not None,
         )
         entry_id = new_id()
         if self.post_queue:
@@ -115,6 +116,11 @@ class ScanHandler:
         return outcome.reply
 
     async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, TLSSetupException):
+            # The client's TLS, not our fault (old versions, scanners): a line, no traceback.
+            # aiosmtpd closes the connection without sending the reply.
+            log.info("STARTTLS handshake failed: %s", error.__cause__ or "no reason given")
+            return INTERNAL_ERROR
         log.error("SMTP session failed", exc_info=error)
         return INTERNAL_ERROR
 

@@ -38,6 +38,8 @@ class Envelope:
     # The host's boot id while a sender waited for this entry's final answer (pre-queue);
     # empty for an entry answered 250 when it was committed (post-queue).
     sender_waiting_boot: str = ""
+    # The client had started TLS (STARTTLS) before it sent the message.
+    tls: bool = False
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from tasks.errors import StackError
 from tasks.plugins.clamav import ClamavPlugin
 from tasks.plugins.spamassassin import SpamassassinPlugin
 from tasks.setting_parsers import Endpoint
-from tasks.settings import Settings
+from tasks.settings import Settings, env_name
 from tasks.wire.keys import AV_POOL, OPS_QUEUE, SPAM_POOL
 
 SIGNATURES = Path(__file__).resolve().parents[2] / "tasks" / "signatures"
@@ -280,7 +280,19 @@ def _mailserver(settings: Settings) -> Service:
         with socket.create_connection((settings.smtp_host, settings.smtp_port), timeout=1) as s:
             return s.recv(3) == b"220"
 
-    return Service("mailserver", argv, ready, port=settings.smtp_port, env=dict(FRONT_MALLOC))
+    env = {**FRONT_MALLOC, **_tls_env(settings)}
+    return Service("mailserver", argv, ready, port=settings.smtp_port, env=env)
+
+
+def _tls_env(settings: Settings) -> dict[str, str]:
+    """The certificate the front is given, also when it is not from the environment
+    (``mailscan up --tls``)."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return {}
+    return {
+        env_name("tls_cert"): str(settings.tls_cert),
+        env_name("tls_key"): str(settings.tls_key),
+    }
 
 
 def _console(settings: Settings) -> Service:

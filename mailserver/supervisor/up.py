@@ -8,6 +8,8 @@ import threading
 import time
 from types import FrameType
 
+from mailserver.front.tls import StartTLS
+from mailserver.supervisor.selfsigned import is_self_signed, with_self_signed
 from mailserver.supervisor.services import node_name
 from mailserver.supervisor.spamrules import body_rules_note
 from mailserver.supervisor.stack import Stack
@@ -27,8 +29,12 @@ def check_plugins(settings: Settings) -> None:
     plugins.validate(settings)
 
 
-def run_up(settings: Settings) -> int:
+def run_up(settings: Settings, self_signed_tls: bool = False) -> int:
+    """``self_signed_tls``: the front offers STARTTLS with a certificate made in var/tls/."""
+    if self_signed_tls:
+        settings = with_self_signed(settings)
     check_plugins(settings)
+    StartTLS.from_settings(settings)  # a bad pair stops here, before anything starts
     stack = Stack(settings)
     stopping = threading.Event()
 
@@ -61,7 +67,8 @@ def summary(settings: Settings, stack: Stack) -> list[str]:
     return [
         "",
         "mailscan is up:",
-        f"  SMTP front   {settings.smtp_host}:{settings.smtp_port} ({settings.mode})",
+        f"  SMTP front   {settings.smtp_host}:{settings.smtp_port} ({settings.mode}"
+        f"{_tls_note(settings)})",
         f"  Flower       http://127.0.0.1:{settings.flower_port}/",
         f"  console      http://{settings.console_host}:{settings.console_port}/ "
         "(add an administrator: mailscan console adduser NAME)",
@@ -77,6 +84,15 @@ def summary(settings: Settings, stack: Stack) -> list[str]:
         f"(SMTP at {settings.smtp_host}:{settings.smtp_port}).",
         "Ctrl-C stops everything.",
     ]
+
+
+def _tls_note(settings: Settings) -> str:
+    if settings.tls_cert is None:
+        return ""
+    required = ", required" if settings.tls_required else ""
+    if is_self_signed(settings):
+        return f", STARTTLS{required} with a self-signed certificate: {settings.tls_cert}"
+    return f", STARTTLS{required} with {settings.tls_cert}"
 
 
 def _password_note(settings: Settings) -> str:

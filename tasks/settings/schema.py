@@ -70,6 +70,21 @@ class Settings:
         "", parse.header_text,
         "e.g. `[SPAM]`, put in front of the subject of spam, as it is written (one line)",
     )  # fmt: skip
+    tls_cert: Path | None = setting(
+        None, parse.optional_path,
+        "PEM certificate (its chain after it) the SMTP front offers with STARTTLS; with "
+        "`MAILSCAN_TLS_KEY`, both or neither; TLS 1.2 or newer. Unset: no STARTTLS "
+        "(`mailscan up --tls` makes a self-signed pair in `var/tls/`)",
+        section="SMTP TLS",
+    )  # fmt: skip
+    tls_key: Path | None = setting(
+        None, parse.optional_path, "PEM private key of `MAILSCAN_TLS_CERT`, without passphrase"
+    )
+    tls_required: bool = setting(
+        False, parse.boolean,
+        "`yes`: every command but EHLO, STARTTLS, NOOP, RSET and QUIT is answered `530 5.7.0 "
+        "Must issue a STARTTLS command first` until the client has started TLS",
+    )  # fmt: skip
     # Each pool's own settings, MAILSCAN_AV_* and MAILSCAN_SPAM_* (tasks/settings/pools.py).
     pools: Pools = dataclasses.field(default_factory=Pools)
     clamd: Endpoint = setting(
