@@ -16,7 +16,7 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from tasks.errors import SpoolEntryCorrupt
@@ -164,11 +164,15 @@ class Spool:
         return time.time() - spooled_at(entry_id)
 
 
+_ENVELOPE_FIELDS = tuple(field.name for field in fields(Envelope))
+
+
 def _envelope(entry_id: str, header: bytes) -> Envelope:
     try:
         fields = json.loads(header)
         fields["rcpt_tos"] = tuple(fields["rcpt_tos"])
-        envelope = Envelope(**fields)
+        # Fields a later release added are left out, so a downgrade still delivers its spool.
+        envelope = Envelope(**{key: fields[key] for key in _ENVELOPE_FIELDS if key in fields})
     except (ValueError, KeyError, TypeError) as err:  # UnicodeDecodeError is a ValueError
         raise SpoolEntryCorrupt(f"spool entry {entry_id} has no readable envelope: {err}") from err
     if (
