@@ -118,7 +118,6 @@ class LimitedSMTP(SMTP):
 
     async def _handle_client(self) -> None:
         if self._refusal:
-            log.info("%r refused: %s", self.session and self.session.peer, self._refusal)
             self._end_session(self._refusal)  # in place of the greeting
             return
         await super()._handle_client()
@@ -148,7 +147,8 @@ class LimitedSMTP(SMTP):
         try:
             return await super()._call_handler_hook(command, *args)
         finally:
-            self._reset_timeout()
+            if self.transport is not None:  # else the client left while we worked
+                self._reset_timeout()
 
     def _reset_timeout(self, duration: float | None = None) -> None:
         # aiosmtpd arms its one timer here, at the connection and at each known command:
@@ -162,7 +162,6 @@ class LimitedSMTP(SMTP):
         self._timeout_handle = self.loop.call_later(max(min(idle_s, left_s), 0.0), self._timeout_cb)
 
     def _timeout_cb(self) -> None:
-        log.info("%r %s", self.session and self.session.peer, self._timeout_reply)
         self._end_session(self._timeout_reply)
 
     def _farewell(self, reply: str) -> str | None:
@@ -184,7 +183,8 @@ class LimitedSMTP(SMTP):
         # uvloop's transports are no asyncio.Transport subclasses, but have their methods.
         transport = cast(asyncio.Transport | None, self.transport)
         if transport is not None and not transport.is_closing():
-            transport.write(farewell.encode("ascii") + b"\r\n")
+            log.info("%r %s", self.session and self.session.peer, farewell)
+            transport.write(farewell.encode("utf-8") + b"\r\n")
             transport.close()
             # close() waits until the reply is sent: a client that reads nothing would
             # keep its connection (and its place at the gate) for ever.
