@@ -18,6 +18,7 @@ from aiosmtpd.smtp import MISSING, SMTP
 
 from mailserver.front.dataphase import read_data
 from mailserver.front.delivery import delivery_for
+from mailserver.front.limits import LimitedSMTP, SessionLimits, gate_for
 from mailserver.front.metrics import serve_metrics
 from mailserver.front.pipeline import Pipeline
 from mailserver.front.quarantine import Quarantine
@@ -125,8 +126,9 @@ _PLAIN_ADDRESS = re.compile(
 )
 
 
-class LenientSMTP(SMTP):
-    """aiosmtpd's SMTP with four changes.
+class LenientSMTP(LimitedSMTP):
+    """aiosmtpd's SMTP within the session limits (mailserver/front/limits.py), with four
+    changes.
 
     RFC 5321 limits a line to 1000 octets, but real mail carries longer ones and the MTAs
     in front of us pass them on: a content filter that refused them would bounce legitimate
@@ -207,11 +209,14 @@ def _method_names(cls: type) -> list[str]:
 
 async def _listen(settings: Settings, handler: ScanHandler) -> asyncio.Server:
     starttls = StartTLS.from_settings(settings)  # loaded once: a bad pair stops the start
+    limits, gate = SessionLimits.from_settings(settings), gate_for(settings)
 
     def factory() -> SMTP:
         return starttls.guard(
             LenientSMTP(
                 handler,
+                limits=limits,
+                gate=gate,
                 data_size_limit=settings.max_message_bytes,
                 enable_SMTPUTF8=True,
                 hostname=settings.hostname,

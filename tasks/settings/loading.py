@@ -74,8 +74,26 @@ def _place_under_var(values: dict[str, Any]) -> None:
 
 def _check_consistency(settings: Settings) -> None:
     problems = [problem for pool in POOLS for problem in _pool_problems(pool, settings.pools[pool])]
+    problems += _smtp_problems(settings)
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def _smtp_problems(settings: Settings) -> list[str]:
+    """Limits of the SMTP front that contradict each other: each first one of a pair must
+    not be above the second (a message with every recipient it may have must fit in the
+    session's RCPT commands)."""
+    pairs = [
+        ("smtp_max_connections_per_client", "smtp_max_connections"),
+        ("smtp_max_recipients", "smtp_max_commands"),
+        ("smtp_command_timeout_s", "smtp_session_timeout_s"),
+    ]
+    return [
+        f"{env_name(small)} ({getattr(settings, small):g}) must not be above "
+        f"{env_name(large)} ({getattr(settings, large):g})"
+        for small, large in pairs
+        if getattr(settings, small) > getattr(settings, large)
+    ]
 
 
 def _pool_problems(pool: str, own: PoolSettings) -> list[str]:

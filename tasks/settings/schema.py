@@ -58,6 +58,48 @@ class Settings:
         "(health probes and other jobs in the queue do not count), or more jobs than this "
         "wait, instead of being accepted only to time out",
     )  # fmt: skip
+    smtp_max_recipients: int = setting(
+        1000, parse.positive_int,
+        "recipients one message may have; each further RCPT is answered `452 4.5.3 Too many "
+        "recipients` and the message goes to those accepted (the client sends the rest again)",
+    )  # fmt: skip
+    smtp_max_commands: int = setting(
+        10000, parse.positive_int,
+        "how often one session may send each of MAIL, RCPT, DATA and RSET (a client may send "
+        "many messages over one connection); past it `421 4.7.0` and the connection closes",
+    )  # fmt: skip
+    smtp_max_other_commands: int = setting(
+        100, parse.positive_int,
+        "how often one session may send each other command (EHLO, NOOP, VRFY, HELP...); past "
+        "it `421 4.7.0`. Past five unknown commands the session ends the same way",
+    )  # fmt: skip
+    smtp_max_errors: int = setting(
+        20, parse.positive_int,
+        "error replies (5xx: malformed or misplaced commands, refused recipients) a session "
+        "may have since its last message; the next error is `421 4.7.0` and the end",
+    )  # fmt: skip
+    smtp_max_connections: int = setting(
+        500, parse.positive_int,
+        "SMTP connections held at once; a further one hears `421 4.7.0 Too many connections` "
+        "instead of the greeting and is closed",
+    )  # fmt: skip
+    smtp_max_connections_per_client: int = setting(
+        50, parse.positive_int,
+        "SMTP connections held at once from one client address, the same way. Behind an MTA "
+        "(content filter, proxy) every connection comes from its address: allow its number "
+        "of SMTP processes",
+    )  # fmt: skip
+    smtp_command_timeout_s: float = setting(
+        300.0, parse.seconds,
+        "how long a session may wait before its next command, and for a message's data once "
+        "DATA is sent (RFC 5321 4.5.3.2); then `421 4.4.2` and the connection closes. Time "
+        "spent scanning does not count",
+    )  # fmt: skip
+    smtp_session_timeout_s: float = setting(
+        1800.0, parse.seconds,
+        "the longest an SMTP session lasts, however busy; then `421 4.4.2` and the connection "
+        "closes (a reply the client waits for is given first)",
+    )  # fmt: skip
     hostname: str = computed(
         lambda: os.uname().nodename, str, "used in `Received` lines and worker names",
         shown="the machine's name",
