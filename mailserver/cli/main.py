@@ -193,9 +193,11 @@ def _scale(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _check_config(settings: Settings, _: argparse.Namespace) -> int:
+    from mailserver.front.access import check_exposure
     from mailserver.supervisor.up import check_plugins
 
     check_plugins(settings)
+    check_exposure(settings)  # what the SMTP front would refuse to start with
     print("configuration is valid")
     return CLEAN
 

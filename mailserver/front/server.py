@@ -12,10 +12,12 @@ import re
 import signal
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
+from typing import Any
 
 import redis
 from aiosmtpd.smtp import MISSING, SMTP
 
+from mailserver.front.access import AccessPolicy, check_exposure, refuse_session
 from mailserver.front.dataphase import read_data
 from mailserver.front.delivery import delivery_for
 from mailserver.front.metrics import serve_metrics
@@ -60,6 +62,7 @@ def build_pipeline(settings: Settings, client: redis.Redis) -> tuple[Pipeline, V
 
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT. Spooled mail not yet finished stays for the next start."""
+    check_exposure(settings)
     pipeline, waiter = build_pipeline(settings, check_redis(settings))
     if cleared := pipeline.spool.clear_staging():
         log.warning("removed %d unconfirmed spool entries a stop left in tmp/", cleared)
@@ -77,7 +80,8 @@ async def serve(settings: Settings) -> None:
 
 async def _serve_until_stopped(settings: Settings, pipeline: Pipeline) -> None:
     redriver = Redriver(pipeline.spool, pipeline, settings.redrive_interval_s)
-    handler = ScanHandler(pipeline, pipeline.spool, redriver, settings.mode == "post-queue")
+    post_queue, access = settings.mode == "post-queue", AccessPolicy.from_settings(settings)
+    handler = ScanHandler(pipeline, pipeline.spool, redriver, post_queue, access)
     server = await _listen(settings, handler)
     try:
         reporter = SpoolReporter(
@@ -125,7 +129,9 @@ _PLAIN_ADDRESS = re.compile(
 
 
 class LenientSMTP(SMTP):
-    """aiosmtpd's SMTP with four changes.
+    """aiosmtpd's SMTP with five changes.
+
+    A client outside the allowed networks (``access``) is refused before the greeting.
 
     RFC 5321 limits a line to 1000 octets, but real mail carries longer ones and the MTAs
     in front of us pass them on: a content filter that refused them would bounce legitimate
@@ -140,6 +146,22 @@ class LenientSMTP(SMTP):
     """
 
     line_length_limit = 1024 * 1024
+
+    def __init__(self, handler: Any, *, access: AccessPolicy | None = None, **kwargs: Any):
+        super().__init__(handler, **kwargs)
+        self.access = access
+
+    async def _handle_client(self) -> None:
+        assert self.session is not None
+        if self.access is None or self.access.allows_client(self.session.peer):
+            await super()._handle_client()
+            return
+        try:
+            with contextlib.suppress(ConnectionError):  # the client left first
+                await refuse_session(self._reader, self.push, self.session.peer)
+        finally:
+            if self.transport is not None:
+                self.transport.close()
 
     async def smtp_DATA(self, arg: str) -> None:
         if await self._refuse_data(arg):
@@ -208,6 +230,7 @@ async def _listen(settings: Settings, handler: ScanHandler) -> asyncio.Server:
     def factory() -> SMTP:
         return LenientSMTP(
             handler,
+            access=handler.access,
             data_size_limit=settings.max_message_bytes,
             enable_SMTPUTF8=True,
             hostname=settings.hostname,

@@ -38,6 +38,8 @@ class Envelope:
     # The host's boot id while a sender waited for this entry's final answer (pre-queue);
     # empty for an entry answered 250 when it was committed (post-queue).
     sender_waiting_boot: str = ""
+    # The client gave SMTPUTF8 on MAIL FROM: the next hop is told so (RFC 6531).
+    smtputf8: bool = False
 
 
 @dataclass(frozen=True)
