@@ -47,8 +47,10 @@ class Settings:
         None, parse.networks,
         "clients that may send mail to the SMTP front: networks (CIDR) or addresses, "
         "comma-separated; any other client is answered `554 5.7.1` instead of the greeting, "
-        "and nothing it sends is taken. A front that relays (`MAILSCAN_DELIVERY=relay`) and "
-        "listens on more than loopback refuses to start unless this is set",
+        "and nothing it sends is taken. An IPv4 client of an IPv6 socket is matched as IPv4. "
+        "A relaying front (`MAILSCAN_DELIVERY=relay`) does not start when it listens beyond "
+        "loopback without this, or when this takes in every address (`0.0.0.0/0`) and "
+        "`MAILSCAN_RELAY_DOMAINS` is unset",
         shown="`127.0.0.0/8,::1` (this host only)",
     )  # fmt: skip
     relay_domains: tuple[str, ...] = setting(
