@@ -25,10 +25,11 @@ class Received:
 @dataclass
 class NextHop:
     """The SMTP server behind a relay-mode front: keeps what it takes, and answers each
-    recipient in ``refuse`` with its reply instead. It offers SMTPUTF8 only after
-    ``offer_smtputf8(True)``, from the next connection on."""
+    recipient in ``refuse`` with its reply instead. It offers SMTPUTF8 only when told, at
+    its start or by ``offer_smtputf8`` (from the next connection on)."""
 
     port: int
+    smtputf8: bool = False
     refuse: dict[str, str] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     controller: Controller | None = None
@@ -51,11 +52,15 @@ class NextHop:
         return "250 OK"
 
     def start(self) -> None:
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        # aiosmtpd's Controller would offer SMTPUTF8 unless told not to.
+        self.controller = Controller(
+            self, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=self.smtputf8
+        )
         self.controller.start()
 
     def offer_smtputf8(self, offered: bool) -> None:
         assert self.controller is not None
+        self.smtputf8 = offered
         # The controller builds a server from these for every connection.
         self.controller.SMTP_kwargs["enable_SMTPUTF8"] = offered
 
