@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 LOOPBACK = networks("127.0.0.0/8,::1")
 CLIENT_REFUSED = "554 5.7.1 Access denied: this client may not send mail here"
 AFTER_REFUSAL = "503 5.7.1 Access denied: only QUIT is taken"
+CLOSING = "421 4.7.0 Too many commands from a refused client, closing"
 RELAY_DENIED = "554 5.7.1 Relay access denied"
 # A refused client gets this many answers, or this long between two commands, before the
 # connection is closed: it must not hold a connection open for the session's whole timeout.
@@ -87,8 +88,8 @@ async def refuse_session(
     reader: asyncio.StreamReader, push: Callable[[str], Awaitable[None]], peer: Any
 ) -> None:
     """A client outside the allowed networks: 554 instead of the greeting, then 503 to
-    every command until QUIT (RFC 5321 3.1), within a few commands and seconds. Nothing it
-    sends reaches a command; the caller closes the connection."""
+    every command until QUIT (RFC 5321 3.1), within a few commands (then 421) and seconds.
+    Nothing it sends reaches a command; the caller closes the connection."""
     log.info("refused SMTP client %s: not in %s", peer, env_name("smtp_allow_networks"))
     await push(CLIENT_REFUSED)
     for _ in range(REFUSED_COMMANDS):
@@ -99,6 +100,7 @@ async def refuse_session(
             await push("221 2.0.0 Bye")
             return
         await push(AFTER_REFUSAL)
+    await push(CLOSING)
 
 
 async def _next_line(reader: asyncio.StreamReader) -> bytes | None:
