@@ -3,6 +3,7 @@ Docker engine, that it holds together and agrees with the settings mailscan acce
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
@@ -134,6 +135,35 @@ def compose_config(**variables: str) -> subprocess.CompletedProcess:
     )
 
 
+def compose_rendered(**variables: str) -> dict[str, Any]:
+    """The file as compose makes it with these variables set."""
+    env = {k: v for k, v in os.environ.items() if k not in DOT_ENV}
+    result = subprocess.run(
+        [*compose_command(), "-f", str(COMPOSE), "config"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        timeout=60,
+        env={**env, **variables},
+    )
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def published_ports(service: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(host address, host port, container port) of each published port, from the short
+    syntax compose 1 writes or the long one compose 2 writes."""
+    found = []
+    for entry in service.get("ports", []):
+        if isinstance(entry, dict):
+            found.append((entry.get("host_ip", ""), str(entry["published"]), str(entry["target"])))
+        else:
+            parts = str(entry).partition("/")[0].rsplit(":", 2)  # [HOST_IP:]PUBLISHED:TARGET
+            found.append(tuple(["", *parts][-3:]))
+    return found
+
+
 def test_docker_compose_accepts_the_file() -> None:
     result = compose_config(**DOT_ENV)
     assert result.returncode == 0, f"docker compose rejects compose.yaml:\n{result.stderr}"
@@ -246,7 +276,32 @@ def test_mailserver_listens_where_it_is_published(services: dict[str, Any]) -> N
     settings = settings_of(services["mailserver"])
     assert settings.smtp_host == "0.0.0.0", "a front on loopback is unreachable through the port"
     published = [str(p) for p in services["mailserver"].get("ports", [])]
-    assert f"2525:{settings.smtp_port}" in published, published
+    assert [p.rpartition(":")[2] for p in published] == [str(settings.smtp_port)], published
+
+
+def test_smtp_is_published_on_this_hosts_loopback_unless_told_otherwise(
+    services: dict[str, Any],
+) -> None:
+    assert [str(p) for p in services["mailserver"]["ports"]] == ["127.0.0.1:2525:2525"]
+    rendered = compose_rendered(**DOT_ENV, SMTP_PUBLISH="0.0.0.0:25")
+    assert published_ports(rendered["services"]["mailserver"]) == [("0.0.0.0", "25", "2525")]
+
+
+def test_the_fronts_allow_list_takes_this_host_and_the_docker_networks_only(
+    services: dict[str, Any],
+) -> None:
+    """A client of the port published on loopback reaches the container from a Docker
+    network's gateway; nobody from elsewhere is taken, and relay mode would start."""
+    from mailserver.front.access import AccessPolicy, check_exposure
+
+    settings = settings_of(services["mailserver"])
+    assert settings.smtp_allow_networks is not None, "set explicitly, as relay mode needs"
+    policy = AccessPolicy.from_settings(settings)
+    for inside in ("127.0.0.1", "::1", "172.17.0.1", "172.18.0.1", "192.168.16.1"):
+        assert policy.allows_client((inside, 1)), inside
+    for outside in ("203.0.113.5", "198.51.100.7", "2001:db8::5", "8.8.8.8"):
+        assert not policy.allows_client((outside, 1)), outside
+    check_exposure(dataclasses.replace(settings, delivery="relay"))
 
 
 def test_flower_is_published_on_loopback_only(services: dict[str, Any]) -> None:

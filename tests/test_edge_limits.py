@@ -36,8 +36,8 @@ def _front(settings: Settings, name: str, n: int, **overrides: str) -> Iterator[
     env = {
         **os.environ,
         "MAILSCAN_VAR_DIR": str(settings.var_dir / name),
-        "MAILSCAN_SMTP_PORT": str(port(12900) + n),
-        "MAILSCAN_METRICS_PORT": str(port(19300) + n),
+        "MAILSCAN_SMTP_PORT": str(port(12920) + n),
+        "MAILSCAN_METRICS_PORT": str(port(19320) + n),
         "MAILSCAN_HOSTNAME": f"front-{name}",
         **{f"MAILSCAN_{key.upper()}": value for key, value in overrides.items()},
     }

@@ -55,7 +55,7 @@ def _send(pipeline: ScannedPipeline, at_reply: Callable[[], None] = lambda: None
         session = SimpleNamespace(peer=("127.0.0.1", 2525), host_name="client.test")
         envelope = SimpleNamespace(
             mail_from="a@example.test", rcpt_tos=["b@example.test"],
-            original_content=b"Subject: x\r\n\r\nhello\r\n",
+            original_content=b"Subject: x\r\n\r\nhello\r\n", smtp_utf8=False,
         )  # fmt: skip
         reply = await handler.handle_DATA(None, session, envelope)
         at_reply()

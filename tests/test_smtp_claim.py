@@ -51,7 +51,10 @@ def test_redriver_leaves_alone_an_entry_whose_session_is_scanning_it(tmp_path):
         spool.settle = settle_then_redrive
         session = SimpleNamespace(peer=("127.0.0.1", 2525), host_name="client.test", ssl=None)
         envelope = SimpleNamespace(
-            mail_from="a@example.test", rcpt_tos=["b@example.test"], original_content=b"x"
+            mail_from="a@example.test",
+            rcpt_tos=["b@example.test"],
+            original_content=b"x",
+            smtp_utf8=False,
         )
         reply = await handler.handle_DATA(None, session, envelope)
         await asyncio.sleep(0.2)
@@ -82,7 +85,10 @@ def test_a_spool_that_cannot_write_answers_451_and_scans_nothing(tmp_path, post_
         handler = ScanHandler(pipeline, spool, Redriver(spool, pipeline, 60), post_queue)
         session = SimpleNamespace(peer=("127.0.0.1", 2525), host_name="client.test", ssl=None)
         envelope = SimpleNamespace(
-            mail_from="a@example.test", rcpt_tos=["b@example.test"], original_content=b"x"
+            mail_from="a@example.test",
+            rcpt_tos=["b@example.test"],
+            original_content=b"x",
+            smtp_utf8=False,
         )
         return await handler.handle_DATA(None, session, envelope), pipeline.processed
 

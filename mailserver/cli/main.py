@@ -200,11 +200,13 @@ def _scale(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _check_config(settings: Settings, _: argparse.Namespace) -> int:
+    from mailserver.front.access import check_exposure
     from mailserver.front.tls import StartTLS
     from mailserver.supervisor.up import check_plugins
 
     check_plugins(settings)
     StartTLS.from_settings(settings)
+    check_exposure(settings)  # what the SMTP front would refuse to start with
     print("configuration is valid")
     return CLEAN
 

@@ -12,10 +12,12 @@ import re
 import signal
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
+from typing import Any
 
 import redis
 from aiosmtpd.smtp import MISSING, SMTP
 
+from mailserver.front.access import AccessPolicy, check_exposure, refuse_session
 from mailserver.front.dataphase import read_data
 from mailserver.front.delivery import delivery_for
 from mailserver.front.limits import LimitedSMTP, SessionLimits, gate_for
@@ -62,6 +64,7 @@ def build_pipeline(settings: Settings, client: redis.Redis) -> tuple[Pipeline, V
 
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT. Spooled mail not yet finished stays for the next start."""
+    check_exposure(settings)
     pipeline, waiter = build_pipeline(settings, check_redis(settings))
     if cleared := pipeline.spool.clear_staging():
         log.warning("removed %d unconfirmed spool entries a stop left in tmp/", cleared)
@@ -79,7 +82,8 @@ async def serve(settings: Settings) -> None:
 
 async def _serve_until_stopped(settings: Settings, pipeline: Pipeline) -> None:
     redriver = Redriver(pipeline.spool, pipeline, settings.redrive_interval_s)
-    handler = ScanHandler(pipeline, pipeline.spool, redriver, settings.mode == "post-queue")
+    post_queue, access = settings.mode == "post-queue", AccessPolicy.from_settings(settings)
+    handler = ScanHandler(pipeline, pipeline.spool, redriver, post_queue, access)
     server = await _listen(settings, handler)
     try:
         reporter = SpoolReporter(
@@ -127,8 +131,10 @@ _PLAIN_ADDRESS = re.compile(
 
 
 class LenientSMTP(LimitedSMTP):
-    """aiosmtpd's SMTP within the session limits (mailserver/front/limits.py), with four
+    """aiosmtpd's SMTP within the session limits (mailserver/front/limits.py), with five
     changes.
+
+    A client outside the allowed networks (``access``) is refused before the greeting.
 
     RFC 5321 limits a line to 1000 octets, but real mail carries longer ones and the MTAs
     in front of us pass them on: a content filter that refused them would bounce legitimate
@@ -143,6 +149,22 @@ class LenientSMTP(LimitedSMTP):
     """
 
     line_length_limit = 1024 * 1024
+
+    def __init__(self, handler: Any, *, access: AccessPolicy | None = None, **kwargs: Any):
+        super().__init__(handler, **kwargs)
+        self.access = access
+
+    async def _handle_client(self) -> None:
+        assert self.session is not None
+        if self.access is None or self.access.allows_client(self.session.peer):
+            await super()._handle_client()
+            return
+        try:
+            with contextlib.suppress(ConnectionError):  # the client left first
+                await refuse_session(self._reader, self.push, self.session.peer)
+        finally:
+            if self.transport is not None:
+                self.transport.close()
 
     async def smtp_DATA(self, arg: str) -> None:
         if await self._refuse_data(arg):
@@ -215,6 +237,7 @@ async def _listen(settings: Settings, handler: ScanHandler) -> asyncio.Server:
         return starttls.guard(
             LenientSMTP(
                 handler,
+                access=handler.access,
                 limits=limits,
                 gate=gate,
                 data_size_limit=settings.max_message_bytes,

@@ -13,7 +13,9 @@ from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
+from mailserver.front.access import RELAY_DENIED, AccessPolicy
 from mailserver.front.admission import BacklogGauge
+from mailserver.front.envelopecheck import address_refusal, helo_refusal
 from mailserver.front.pipeline import Pipeline
 from mailserver.front.redrive import Redriver
 from mailserver.front.spool import Envelope as SpoolEnvelope
@@ -29,12 +31,60 @@ BUSY = "451 4.3.2 Scanners busy, try again later"
 
 
 class ScanHandler:
-    """aiosmtpd handler: spool first, then scan (pre-queue) or hand to the redriver (post)."""
+    """aiosmtpd handler: spool first, then scan (pre-queue) or hand to the redriver (post).
 
-    def __init__(self, pipeline: Pipeline, spool: Spool, redriver: Redriver, post_queue: bool):
+    HELO, EHLO, MAIL and RCPT are checked first (envelopecheck.py, access.py): what is
+    refused there never reaches the spool."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        spool: Spool,
+        redriver: Redriver,
+        post_queue: bool,
+        access: AccessPolicy | None = None,
+    ):
         self.pipeline, self.spool, self.redriver = pipeline, spool, redriver
         self.post_queue = post_queue
+        self.access = access or AccessPolicy()
         self.backlog = BacklogGauge(pipeline.backlog)
+
+    async def handle_HELO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str
+    ) -> str:
+        refusal = helo_refusal("HELO", hostname)
+        session.host_name = None if refusal else hostname  # refused: no greeting holds
+        return refusal or f"250 {server.hostname}"
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, replies: list[str]
+    ) -> list[str]:
+        refusal = helo_refusal("EHLO", hostname)
+        session.host_name = None if refusal else hostname
+        return [refusal] if refusal else replies
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        # aiosmtpd has read the SMTPUTF8 parameter into the envelope before this hook.
+        refusal = address_refusal(address, envelope.smtp_utf8)
+        if refusal:
+            return refusal
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        refusal = address_refusal(address, envelope.smtp_utf8)
+        if refusal:
+            return refusal
+        if not self.access.relays_to(address):
+            return RELAY_DENIED
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if not self.post_queue and await self._overloaded():
@@ -47,6 +97,7 @@ class ScanHandler:
             received_at=time.time(),
             sender_waiting_boot="" if self.post_queue else boot_id(),
             tls=session.ssl is not None,
+            smtputf8=bool(envelope.smtp_utf8),
         )
         entry_id = new_id()
         if self.post_queue:

@@ -40,6 +40,8 @@ class Envelope:
     sender_waiting_boot: str = ""
     # The client had started TLS (STARTTLS) before it sent the message.
     tls: bool = False
+    # The client gave SMTPUTF8 on MAIL FROM: the next hop is told so (RFC 6531).
+    smtputf8: bool = False
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,24 @@ class Settings:
     )  # fmt: skip
     smtp_host: str = setting("127.0.0.1", str, "where the SMTP front listens", section="SMTP front")
     smtp_port: int = setting(2525, parse.port, "the SMTP front's port")
+    smtp_allow_networks: tuple[parse.Network, ...] | None = setting(
+        None, parse.networks,
+        "clients that may send mail to the SMTP front: networks (CIDR) or addresses, "
+        "comma-separated; any other client is answered `554 5.7.1` instead of the greeting, "
+        "and nothing it sends is taken. An IPv4 client of an IPv6 socket is matched as IPv4. "
+        "A relaying front (`MAILSCAN_DELIVERY=relay`) does not start when it listens beyond "
+        "loopback without this, or when this takes in every address (`0.0.0.0/0`) and "
+        "`MAILSCAN_RELAY_DOMAINS` is unset",
+        shown="`127.0.0.0/8,::1` (this host only)",
+    )  # fmt: skip
+    relay_domains: tuple[str, ...] = setting(
+        (), parse.domains,
+        "the recipient domains the SMTP front takes mail for, comma-separated: `example.com` "
+        "is that domain alone, `.example.com` every subdomain of it (list both for both); any "
+        "other recipient is refused with `554 5.7.1 Relay access denied`. Unset: every "
+        "recipient of an allowed client",
+        shown="unset",
+    )  # fmt: skip
     max_message_bytes: int = setting(
         25 * 1024 * 1024, parse.positive_int, "larger messages are refused with 552",
         shown="`26214400` (25 MiB)",
@@ -101,7 +119,8 @@ class Settings:
         "closes (a reply the client waits for is given first)",
     )  # fmt: skip
     hostname: str = computed(
-        lambda: os.uname().nodename, str, "used in `Received` lines and worker names",
+        lambda: os.uname().nodename, parse.header_text,
+        "used in the SMTP greeting, `Received` lines and worker names",
         shown="the machine's name",
     )  # fmt: skip
     spam_quarantine_score: float | None = setting(
