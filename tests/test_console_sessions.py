@@ -44,7 +44,8 @@ def running_console(name: str, console_port: int, **overrides: str) -> Iterator[
 
 @pytest.fixture(scope="module")
 def console_env(stack) -> Iterator[dict[str, str]]:
-    with running_console("console-sessions", port(18027)) as env:
+    # A host name no page could hold by chance, whatever the machine is called.
+    with running_console("console-sessions", port(18027), hostname="mx7.example.test") as env:
         yield env
 
 
@@ -120,6 +121,7 @@ def test_the_login_page_tells_a_visitor_nothing_about_the_server(console_env, cs
     with_users = anonymous_page()
     token = re.compile(r'value="[^"]+"')  # the form's CSRF token differs per visitor
     assert token.sub("", without_users.text) == token.sub("", with_users.text)
+    assert cs.hostname == "mx7.example.test"
     for secret in (cs.hostname, version("mailscan"), str(cs.var_dir), "users.json", "adduser",
                    "administrator", platform.python_version(), "uvicorn", "starlette"):  # fmt: skip
         assert secret not in with_users.text, secret
