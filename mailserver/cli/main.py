@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -80,12 +81,25 @@ def _console_commands(sub: Any) -> None:
     adduser.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
+    deluser = _command(
+        console_sub, "deluser", _console_deluser, "remove an administrator and end their sessions"
+    )
+    deluser.add_argument("name", help="the administrator's login name")
     _command(sub, "assist", _assist, "answer waiting crash reports in the terminal")
+
+
+def _private_files() -> None:
+    """Mail is for the service alone: what the SMTP front and the console write (spool,
+    Maildir, quarantine, dead letters, reports) is readable by this user only, 0600 files in
+    0700 folders, whatever umask the process was started with. ``mailscan up`` starts both
+    through ``serve`` and ``console serve``, which call this."""
+    os.umask(0o077)
 
 
 def _console_serve(settings: Settings, _: argparse.Namespace) -> int:
     from mailserver.console.app import serve
 
+    _private_files()
     serve(settings)
     return CLEAN
 
@@ -94,6 +108,13 @@ def _console_adduser(settings: Settings, args: argparse.Namespace) -> int:
     from mailserver.console.commands import add_user
 
     print(add_user(settings, args.name, args.password_stdin))
+    return CLEAN
+
+
+def _console_deluser(settings: Settings, args: argparse.Namespace) -> int:
+    from mailserver.console.commands import delete_user
+
+    print(delete_user(settings, args.name))
     return CLEAN
 
 
@@ -133,6 +154,7 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
 
     from mailserver.front.server import serve
 
+    _private_files()
     # The front's loop turns several times for each SMTP command, thread hand-off and
     # verdict; uvloop's turns cost less than asyncio's own.
     uvloop.run(serve(settings))

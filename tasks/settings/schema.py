@@ -297,6 +297,18 @@ class Settings:
     console_users_file: Path = folder(
         "console/users.json", "administrators and their argon2 password hashes (mode 600)"
     )
+    console_session_max_s: float = setting(
+        12 * 3600.0, parse.seconds,
+        "a console session ends this long after its login, however busy; logging out, a "
+        "new password (`mailscan console adduser`) or `mailscan console deluser` end it "
+        "at once",
+        shown="`43200` (12 hours)",
+    )  # fmt: skip
+    console_secure_cookies: bool = setting(
+        False, parse.boolean,
+        "`yes`: the session cookie is marked `Secure`, sent by browsers over HTTPS only; "
+        "set it when the console is reached through a TLS proxy",
+    )  # fmt: skip
     console_secret: str = setting(
         "", parse.secret,
         "signs the session cookies and keys the address hashes of crash reports (32 "
