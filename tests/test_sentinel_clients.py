@@ -94,10 +94,16 @@ def test_the_verdict_waiter_subscribes_again_and_reads_what_was_published_meanwh
                 waiter.expect(task_id)
             client = redisauth.connect(hs)
             await asyncio.to_thread(kill_primary, ha, hs)
-            # At once after the promotion: the subscriber is most likely still away.
-            results.store(client.pipeline(transaction=False), backend, meanwhile, _verdict("av"))
+            # One transaction on the new primary: the verdict is published while no subscriber
+            # listens there (one that came back already is ended with it).
+            with client.pipeline(transaction=True) as pipe:
+                pipe.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+                results.add(pipe, backend, meanwhile, _verdict("av"))
+                pipe.execute()
+            started = time.monotonic()
             meta = await waiter.wait(meanwhile, WAIT_S)
             assert meta["result"] == _verdict("av").to_record()
+            assert time.monotonic() - started < WAIT_S / 2, "not read again on subscribing"
             await _until(lambda: waiter.alive, "the subscriber on the new primary")
             results.store(client.pipeline(transaction=False), backend, after, _verdict("spam"))
             started = time.monotonic()
