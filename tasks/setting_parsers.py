@@ -28,6 +28,7 @@ PLUGIN_POOLS = {
     "stub": ("av", "spam"), "chaos": ("av", "spam"),
 }  # fmt: skip
 DELIVERIES = ("maildir", "relay")
+LOCAL_REDIS = ("single", "sentinel")
 ASSIST_PROMPTS = ("immediate", "next-start")
 
 
@@ -148,6 +149,20 @@ def _domain(item: str) -> str:
 def redis_url(text: str) -> str:
     if urlsplit(text).scheme not in ("redis", "rediss", "unix"):
         raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return text
+
+
+def sentinels(text: str) -> tuple[Endpoint, ...]:
+    """``HOST:PORT,HOST:PORT,...``; empty: no sentinels (the URL names Redis itself)."""
+    found = tuple(endpoint(item.strip()) for item in text.split(",") if item.strip())
+    if any(e.socket_path for e in found):
+        raise ValueError("must be HOST:PORT of each sentinel, comma-separated")
+    return found
+
+
+def master_name(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", text):
+        raise ValueError("must be the name the sentinels monitor (letters, digits, . _ -)")
     return text
 
 

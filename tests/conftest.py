@@ -224,6 +224,26 @@ def faults(fs, fault_env) -> Iterator[Stack]:
     yield from running_stack(fs, fault_env)
 
 
+@pytest.fixture(scope="session")
+def ha_env() -> dict[str, str]:
+    from tests.sentinel_stack import HA_SETTINGS, OFFSET
+
+    return stack_env("sentinel", OFFSET, **HA_SETTINGS)
+
+
+@pytest.fixture(scope="session")
+def hs(ha_env) -> Settings:
+    return load_settings(ha_env)
+
+
+@pytest.fixture(scope="session")
+def ha(hs, ha_env) -> Iterator[Stack]:
+    """A whole stack on Redis under Sentinel (tests/sentinel_stack.py)."""
+    from tests.sentinel_stack import start_ha
+
+    yield from start_ha(hs, ha_env)
+
+
 def probe_pools_now(settings: Settings) -> None:
     """Both pools' health probes, sent now (beat sends them every 30 s), and their answers
     stored."""

@@ -33,7 +33,7 @@ from mailserver.front.verdicts import VerdictWaiter
 from tasks import redisauth
 from tasks.celery import app
 from tasks.errors import ConfigError
-from tasks.redisauth import client_url, masked
+from tasks.redisauth import masked
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def check_redis(settings: Settings) -> redis.Redis:
 
 
 def build_pipeline(settings: Settings, client: redis.Redis) -> tuple[Pipeline, VerdictWaiter]:
-    waiter = VerdictWaiter(client_url(settings), app.backend.decode_result)
+    waiter = VerdictWaiter(redisauth.connect_async(settings), app.backend.decode_result)
     pipeline = Pipeline(
         settings,
         app,

@@ -10,21 +10,16 @@ import os
 import secrets
 import shutil
 import socket
-import subprocess
 import sys
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from mailserver.supervisor import localredis
-from tasks import redisauth
-from tasks.errors import StackError
+from mailserver.supervisor.redisnodes import redis_services
+from mailserver.supervisor.service import Service, binary
 from tasks.plugins.clamav import ClamavPlugin
 from tasks.plugins.spamassassin import SpamassassinPlugin
 from tasks.setting_parsers import Endpoint
@@ -43,33 +38,9 @@ FRONT_MALLOC = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=1"}
 POOL_MALLOC = {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=4194304"}
 
 
-@dataclass
-class Service:
-    """One child process: how to start it and how to know it is ready."""
-
-    name: str
-    argv: list[str]
-    ready: Callable[[], bool]
-    port: int | None = None
-    ready_timeout_s: float = 60.0
-    env: dict[str, str] = field(default_factory=dict, repr=False)
-    # Runs just before each start: files the service reads, written only when it starts.
-    before_start: Callable[[], None] | None = field(default=None, repr=False)
-    after_ready: Callable[[], None] | None = field(default=None, repr=False)
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-
-
-def binary(name: str, package: str) -> str:
-    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin")
-    if not found:
-        hint = f"install the Debian package {package} (scripts/run installs it)"
-        raise StackError(f"{name} not found: {hint}")
-    return found
-
-
 def all_services(settings: Settings) -> list[Service]:
     return [
-        _redis(settings),
+        *redis_services(settings),
         _clamd(settings),
         _spamd(settings),
         _worker(settings, AV_POOL),
@@ -80,20 +51,6 @@ def all_services(settings: Settings) -> list[Service]:
         _mailserver(settings),
         _console(settings),
     ]
-
-
-def _redis(settings: Settings) -> Service:
-    # Everything, the password included, is in its config file (supervisor/localredis.py).
-    argv = [binary("redis-server", "redis-server"), str(localredis.config_path(settings))]
-
-    def ready() -> bool:
-        return bool(redisauth.connect(settings, socket_timeout=1).ping())
-
-    def configure() -> None:
-        localredis.write_config(settings)
-
-    port = urlsplit(settings.redis_url).port or 6379
-    return Service("redis", argv, ready, port=port, before_start=configure)
 
 
 def prepare_clamd(settings: Settings) -> Path:

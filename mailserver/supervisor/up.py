@@ -9,6 +9,7 @@ import time
 from types import FrameType
 
 from mailserver.front.tls import StartTLS
+from mailserver.supervisor.localsentinel import primary_port, replica_port
 from mailserver.supervisor.selfsigned import is_self_signed, with_self_signed
 from mailserver.supervisor.services import node_name
 from mailserver.supervisor.spamrules import body_rules_note
@@ -72,7 +73,7 @@ def summary(settings: Settings, stack: Stack) -> list[str]:
         f"  Flower       http://127.0.0.1:{settings.flower_port}/",
         f"  console      http://{settings.console_host}:{settings.console_port}/ "
         "(add an administrator: mailscan console adduser NAME)",
-        f"  Redis        {masked(settings.redis_url)}{_password_note(settings)}",
+        *redis_lines(settings),
         f"  clamd        {settings.clamd}",
         f"  spamd        {settings.spamd} ({body_rules_note()})",
         *(_pool_line(pool, settings) for pool in POOLS),
@@ -93,6 +94,18 @@ def _tls_note(settings: Settings) -> str:
     if is_self_signed(settings):
         return f", STARTTLS{required} with a self-signed certificate: {settings.tls_cert}"
     return f", STARTTLS{required} with {settings.tls_cert}"
+
+
+def redis_lines(settings: Settings) -> list[str]:
+    note = _password_note(settings)
+    if settings.local_redis != "sentinel":
+        return [f"  Redis        {masked(settings.redis_url)}{note}"]
+    sentinels = ",".join(str(s) for s in settings.redis_sentinels)
+    return [
+        f"  Redis        primary 127.0.0.1:{primary_port(settings)}, replica "
+        f"127.0.0.1:{replica_port(settings)}{note}",
+        f"  sentinels    {sentinels} (primary named {settings.redis_master})",
+    ]
 
 
 def _password_note(settings: Settings) -> str:

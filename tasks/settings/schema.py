@@ -36,6 +36,30 @@ class Settings:
         "its first start (mode 600) and gives it to its Redis through `var/redis/redis.conf` "
         "(mode 600), never on a command line. No file, no password",
     )
+    redis_sentinels: tuple[Endpoint, ...] = setting(
+        (), parse.sentinels,
+        "Redis under Sentinel: the sentinels as `HOST:PORT,HOST:PORT,...`. Every client "
+        "(pools, front, beat, Flower, console, the `mailscan` command) then asks them for the "
+        "current primary and finds the new one after a failover; `MAILSCAN_REDIS_URL` gives "
+        "only the password and the database number (and, for `MAILSCAN_LOCAL_REDIS=sentinel`, "
+        "the first primary's port). The sentinels take the same password as Redis. Empty: "
+        "the URL names Redis itself",
+        shown="none; with `MAILSCAN_LOCAL_REDIS=sentinel`, the Redis port + 20000, +20001, +20002",
+    )  # fmt: skip
+    redis_master: str = setting(
+        "mailscan", parse.master_name, "the primary's name, as the sentinels monitor it"
+    )
+    local_redis: str = setting(
+        "single", parse.choice(*parse.LOCAL_REDIS),
+        "what `mailscan up` starts: `single`, one Redis; `sentinel`, a primary (the URL's "
+        "port), one replica (that port + 1) and three sentinels (`MAILSCAN_REDIS_SENTINELS`), "
+        "all on loopback with the password",
+    )  # fmt: skip
+    local_sentinel_down_after_s: float = setting(
+        5.0, parse.seconds,
+        "with `MAILSCAN_LOCAL_REDIS=sentinel`: how long the primary must not answer before "
+        "the sentinels promote the replica",
+    )  # fmt: skip
     blob_ttl_s: int = setting(
         24 * 3600, parse.positive_int,
         "the longest message bytes stay in Redis for the pools; they are removed as soon as "
