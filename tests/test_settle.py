@@ -40,7 +40,7 @@ class ScannedPipeline(Pipeline):
     def backlog(self) -> tuple[int, float]:
         return 0, 0.0
 
-    async def scan(self, entry: SpoolEntry, deadline_s: float) -> ByPool:
+    async def scan(self, entry: SpoolEntry, deadline_s: float, steps=None) -> ByPool:
         await asyncio.sleep(self.scan_s)
         self.scans_ended += 1
         if self.scan_error:
