@@ -5,6 +5,7 @@ cluster."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -67,8 +68,6 @@ def started_cluster(port: int) -> Cluster:
 
 
 def removed(cluster: Cluster) -> None:
-    try:
+    with contextlib.suppress(subprocess.CalledProcessError):  # stopped already
         cluster.stop()
-    except subprocess.CalledProcessError:
-        pass  # stopped already
     shutil.rmtree(cluster.folder, ignore_errors=True)

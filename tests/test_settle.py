@@ -52,7 +52,7 @@ def _send(pipeline: ScannedPipeline, at_reply: Callable[[], None] = lambda: None
     async def run() -> str:
         redriver = Redriver(pipeline.spool, pipeline, 60)
         handler = ScanHandler(pipeline, pipeline.spool, redriver, post_queue=False)
-        session = SimpleNamespace(peer=("127.0.0.1", 2525), host_name="client.test")
+        session = SimpleNamespace(peer=("127.0.0.1", 2525), host_name="client.test", ssl=None)
         envelope = SimpleNamespace(
             mail_from="a@example.test", rcpt_tos=["b@example.test"],
             original_content=b"Subject: x\r\n\r\nhello\r\n", smtp_utf8=False,
