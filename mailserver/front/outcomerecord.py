@@ -96,7 +96,7 @@ def message_id_of(content: bytes) -> str:
 def _recipients(envelope: Envelope, outcome: Outcome) -> tuple[RecipientOutcome, ...]:
     failed = dict(outcome.failed)
     usual = _RECIPIENT_OUTCOME.get(outcome.action, outcome.action)
-    detail = outcome.reply or outcome.next_hop
+    detail = outcome.next_hop or outcome.reply
     return tuple(
         RecipientOutcome(rcpt, "failed", failed[rcpt])
         if rcpt in failed
