@@ -149,11 +149,12 @@ def test_a_virus_refused_550_is_found_with_its_reason(front):
     message = make_message(attachment=EICAR)
     code, text, sender, _ = _send(front, message)
     assert code == 550, text
-    [record] = front.messages("--from", sender) or [_logged(front, message)]
+    record = _logged(front, message)
+    assert _ids(front.messages("--from", sender)) == {record["spool_id"]}
     assert record["verdict"] == "virus"
     assert record["action"] == "reject"
     assert record["reply"].startswith("550 5.7.1")
-    assert "Eicar" in record["reason"]
+    assert "EICAR" in record["reason"].upper()
     assert record["policy"] == "virus: refused (pre-queue)"
     assert record["recipients"][0]["outcome"] == "refused"
 
