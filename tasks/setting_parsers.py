@@ -152,6 +152,16 @@ def redis_url(text: str) -> str:
     return text
 
 
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
+
+
+def database_url(text: str) -> str:
+    """Empty (SQLite under the var folder), ``sqlite:///PATH`` or ``postgresql://...``."""
+    if text and urlsplit(text).scheme not in DATABASE_SCHEMES:
+        raise ValueError("must be a postgresql:// or sqlite:/// URL")
+    return text
+
+
 def sentinels(text: str) -> tuple[Endpoint, ...]:
     """``HOST:PORT,HOST:PORT,...``; empty: no sentinels (the URL names Redis itself)."""
     found = tuple(endpoint(item.strip()) for item in text.split(",") if item.strip())

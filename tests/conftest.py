@@ -244,6 +244,16 @@ def ha(hs, ha_env) -> Iterator[Stack]:
     yield from start_ha(hs, ha_env)
 
 
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator:
+    """A private PostgreSQL cluster on a loopback test port (tests/pg_cluster.py)."""
+    from tests.pg_cluster import removed, started_cluster
+
+    cluster = started_cluster(port(15432))
+    yield cluster
+    removed(cluster)
+
+
 def probe_pools_now(settings: Settings) -> None:
     """Both pools' health probes, sent now (beat sends them every 30 s), and their answers
     stored."""

@@ -21,11 +21,13 @@ class CountingPipeline:
     def __init__(self, spool: Spool) -> None:
         self.spool = spool
         self.processed: list[str] = []
+        self.logged: list = []  # the message log's records
+        self.messages = SimpleNamespace(record=self.logged.append)
 
     def backlog(self) -> tuple[int, float]:
         return 0, 0.0
 
-    async def process(self, entry: SpoolEntry, client_waiting: bool, settling=None):
+    async def process(self, entry: SpoolEntry, client_waiting: bool, settling=None, steps=None):
         self.processed.append(entry.id)
         if settling is not None:
             await settling  # as the real pipeline: nothing is decided before it is durable
@@ -74,7 +76,7 @@ async def _redrive_pending(redriver: Redriver, spool: Spool) -> None:
 def test_a_spool_that_cannot_write_answers_451_and_scans_nothing(tmp_path, post_queue):
     from mailserver.front.smtp import SPOOL_FAILED
 
-    async def run() -> tuple[str, list[str]]:
+    async def run() -> tuple[str, list[str], list]:
         spool = Spool(tmp_path)
 
         def full_disk(*_):
@@ -90,8 +92,13 @@ def test_a_spool_that_cannot_write_answers_451_and_scans_nothing(tmp_path, post_
             original_content=b"x",
             smtp_utf8=False,
         )
-        return await handler.handle_DATA(None, session, envelope), pipeline.processed
+        reply = await handler.handle_DATA(None, session, envelope)
+        return reply, pipeline.processed, pipeline.logged
 
-    reply, processed = asyncio.run(run())
+    reply, processed, logged = asyncio.run(run())
     assert reply == SPOOL_FAILED
     assert processed == []
+    # The 451 is a final outcome: the message log has it, with its reason.
+    assert [(r.reply, r.reason) for r in logged] == [
+        (SPOOL_FAILED, "the spool could not keep the message")
+    ]

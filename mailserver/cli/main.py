@@ -68,8 +68,40 @@ def _parser() -> argparse.ArgumentParser:
     scale.add_argument("processes", nargs="?", type=int, help="processes per worker")
     scale.add_argument("--autoscale", metavar="MAX,MIN", help="range of Celery's autoscaler")
     _crashdump_commands(sub)
+    _message_commands(sub)
     _console_commands(sub)
     return parser
+
+
+def _message_commands(sub: Any) -> None:
+    from mailserver.cli.messages import add_arguments
+
+    messages = _command(sub, "messages", _messages, "search the message log, newest first")
+    add_arguments(messages)
+    messages.add_argument("--json", action="store_true", help="print as JSON")
+    actions = messages.add_subparsers(dest="messages_command", metavar="ACTION")
+    show = _command(actions, "show", _message_show, "one message's whole record")
+    show.add_argument("id", help="the spool id, from 'mailscan messages'")
+    show.add_argument("--json", action="store_true", help="print as JSON")
+
+
+def _messages(settings: Settings, args: argparse.Namespace) -> int:
+    from mailserver.cli.messages import list_lines, search
+
+    found = search(settings, args)
+    if args.json:
+        print(json.dumps([record.to_json() for record in found], indent=2))
+    else:
+        print("\n".join(list_lines(found)))
+    return CLEAN
+
+
+def _message_show(settings: Settings, args: argparse.Namespace) -> int:
+    from mailserver.cli.messages import get, show_lines
+
+    record = get(settings, args.id)
+    print(json.dumps(record.to_json(), indent=2) if args.json else "\n".join(show_lines(record)))
+    return CLEAN
 
 
 def _console_commands(sub: Any) -> None:

@@ -100,6 +100,7 @@ async def _serve_until_stopped(settings: Settings, pipeline: Pipeline) -> None:
         raise
     redrive = asyncio.create_task(redriver.run(reporter), name="redriver")
     recorder = asyncio.create_task(pipeline.outcomes.run(), name="outcomes")
+    message_log = asyncio.create_task(pipeline.messages.run(), name="messagelog")
     log.info(
         "SMTP front listening on %s:%s (%s)", settings.smtp_host, settings.smtp_port, settings.mode
     )
@@ -109,8 +110,11 @@ async def _serve_until_stopped(settings: Settings, pipeline: Pipeline) -> None:
         server.close()
         redrive.cancel()
         recorder.cancel()
+        message_log.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await recorder  # writes what the last quarter second added
+        with contextlib.suppress(asyncio.CancelledError):
+            await message_log  # the journal's last lines, if the database is there
 
 
 def _serve_metrics(client: redis.Redis, settings: Settings, reporter: SpoolReporter) -> None:

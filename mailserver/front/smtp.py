@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from mailserver.front.access import RELAY_DENIED, AccessPolicy
 from mailserver.front.admission import BacklogGauge
 from mailserver.front.envelopecheck import address_refusal, helo_refusal
+from mailserver.front.outcomerecord import Steps, refusal_record
 from mailserver.front.pipeline import Pipeline
 from mailserver.front.redrive import Redriver
 from mailserver.front.spool import Envelope as SpoolEnvelope
@@ -28,6 +29,12 @@ SPOOL_FAILED = "451 4.3.0 Could not store the message, try again later"
 BROKER_AWAY = "451 4.3.0 Scanner queue unavailable, try again later"
 INTERNAL_ERROR = "451 4.3.0 Temporary server error, try again later"
 BUSY = "451 4.3.2 Scanners busy, try again later"
+# Why each answer before a verdict was given, as the message log says it.
+_REFUSAL_REASONS = {
+    BUSY: "scan jobs waited too long: refused before spooling",
+    SPOOL_FAILED: "the spool could not keep the message",
+    BROKER_AWAY: "the scanner queue (Redis) was unavailable",
+}
 
 
 class ScanHandler:
@@ -87,23 +94,14 @@ class ScanHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        spool_envelope = _spool_envelope(session, envelope, self.post_queue)
         if not self.post_queue and await self._overloaded():
-            return BUSY
-        spool_envelope = SpoolEnvelope(
-            mail_from=envelope.mail_from or "",
-            rcpt_tos=tuple(envelope.rcpt_tos),
-            peer_ip=str(session.peer[0]) if session.peer else "",
-            helo=session.host_name or "",
-            received_at=time.time(),
-            sender_waiting_boot="" if self.post_queue else boot_id(),
-            tls=session.ssl is not None,
-            smtputf8=bool(envelope.smtp_utf8),
-        )
-        entry_id = new_id()
+            return await self._refused(new_id(), spool_envelope, envelope, BUSY, Steps())
+        entry_id, steps, started = new_id(), Steps(), time.monotonic()
         if self.post_queue:
             entry = await self._write(self.spool.commit, entry_id, spool_envelope, envelope)
             if entry is None:
-                return SPOOL_FAILED
+                return await self._refused(entry_id, spool_envelope, envelope, SPOOL_FAILED, steps)
             self.redriver.submit(entry.id, fresh=True)
             return f"250 2.0.0 Ok: queued as {entry.id}"
         # Claimed before the file exists: the redriver lists the spool on its own, and an
@@ -112,12 +110,29 @@ class ScanHandler:
         try:
             entry = await self._write(self.spool.stage, entry_id, spool_envelope, envelope)
             if entry is None:
-                return SPOOL_FAILED
+                return await self._refused(entry_id, spool_envelope, envelope, SPOOL_FAILED, steps)
             # Made durable while the scans run; nothing is decided or confirmed before.
-            settling = asyncio.ensure_future(asyncio.to_thread(self.spool.settle, entry.id))
-            return await self._scan_while_client_waits(entry, settling)
+            settling = asyncio.ensure_future(
+                asyncio.to_thread(self._settle, entry.id, steps, started)
+            )
+            return await self._scan_while_client_waits(entry, settling, steps)
         finally:
             self.redriver.release(entry_id)
+
+    def _settle(self, entry_id: str, steps: Steps, started: float) -> None:
+        self.spool.settle(entry_id)
+        steps.took("spool", started)
+
+    async def _refused(
+        self, entry_id: str, spool_envelope: SpoolEnvelope, envelope: Envelope | None, reply: str,
+        steps: Steps, entry: SpoolEntry | None = None,
+    ) -> str:  # fmt: skip
+        """A 451 before any verdict is a final outcome too: the message log has it."""
+        if entry is None:
+            entry = SpoolEntry(entry_id, spool_envelope, _bytes(envelope) if envelope else b"")
+        record = refusal_record(entry, reply, _REFUSAL_REASONS[reply], steps)
+        await asyncio.to_thread(self.pipeline.messages.record, record)
+        return reply
 
     async def _write(
         self,
@@ -152,16 +167,17 @@ class ScanHandler:
         return oldest_s > settings.scan_deadline_s / 2 or waiting >= settings.max_queued_jobs
 
     async def _scan_while_client_waits(
-        self, entry: SpoolEntry, settling: asyncio.Future[None]
+        self, entry: SpoolEntry, settling: asyncio.Future[None], steps: Steps
     ) -> str:
         try:
-            outcome = await self.pipeline.process(entry, client_waiting=True, settling=settling)
+            outcome = await self.pipeline.process(entry, True, settling, steps)
         except SpoolWriteFailed:
-            return await self._refuse_unkept(entry.id)
+            await self._refuse_unkept(entry.id)
+            return await self._refused(entry.id, entry.envelope, None, SPOOL_FAILED, steps, entry)
         except (RedisError, OperationalError, OSError) as err:
             log.warning("message %s: broker unavailable (%s); answering 451", entry.id, err)
             await asyncio.to_thread(self.spool.finish, entry.id)
-            return BROKER_AWAY
+            return await self._refused(entry.id, entry.envelope, None, BROKER_AWAY, steps, entry)
         if outcome.reply.startswith("250"):
             return f"{outcome.reply} as {entry.id}"  # the id finds it in logs and in Flower
         return outcome.reply
@@ -174,6 +190,19 @@ class ScanHandler:
             return INTERNAL_ERROR
         log.error("SMTP session failed", exc_info=error)
         return INTERNAL_ERROR
+
+
+def _spool_envelope(session: Session, envelope: Envelope, post_queue: bool) -> SpoolEnvelope:
+    return SpoolEnvelope(
+        mail_from=envelope.mail_from or "",
+        rcpt_tos=tuple(envelope.rcpt_tos),
+        peer_ip=str(session.peer[0]) if session.peer else "",
+        helo=session.host_name or "",
+        received_at=time.time(),
+        sender_waiting_boot="" if post_queue else boot_id(),
+        tls=session.ssl is not None,
+        smtputf8=bool(envelope.smtp_utf8),
+    )
 
 
 def _bytes(envelope: Envelope) -> bytes:

@@ -283,6 +283,22 @@ class Settings:
     spool_alarm_age_s: float = setting(
         900.0, parse.seconds, "beat raises an alarm for mail held this long without an outcome"
     )
+    database_url: str = setting(
+        "", parse.database_url,
+        "the message log's database: `postgresql://USER:PASSWORD@HOST:PORT/NAME` for several "
+        "fronts (one database for all), or `sqlite:///PATH`. Every front, the console, beat "
+        "and the `mailscan messages` command use it",
+        shown="SQLite in `var/messagelog/messages.db`", section="Message log", mask=masked,
+    )  # fmt: skip
+    message_log_dir: Path = folder(
+        "messagelog",
+        "the SQLite message log (when no URL is set), and `journal/`: each front's outcomes "
+        "not yet in the database (written there first, so a database that is away holds up "
+        "no reply and loses no outcome)",
+    )
+    message_log_days: int = setting(
+        30, parse.positive_int, "the message log keeps outcomes this many days (beat prunes it)"
+    )
     flower_port: int = setting(
         5555, parse.port, "Flower, started by `mailscan up` on loopback", section="Operations"
     )
