@@ -33,6 +33,7 @@ CLIENT_HELO = "client.example.test"
 # Only the services this Postfix needs; chroot off ("n" in the fifth column) so that the
 # daemons find the private folder's paths as they are.
 BASE_SERVICES = """\
+pickup    unix  n  -  n  60  1  pickup
 cleanup   unix  n  -  n  -  0  cleanup
 qmgr      unix  n  -  n  300  1  qmgr
 rewrite   unix  -  -  n  -  -  trivial-rewrite
