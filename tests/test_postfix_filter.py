@@ -18,8 +18,8 @@ from tests.smtp_ends import NextHop
 
 pytestmark = pytest.mark.integration
 
-PORTS = Ports(client=port(12920), scan=port(12921), back=port(12922), next_hop=port(12923),
-              metrics=port(12924))  # fmt: skip
+PORTS = Ports(client=port(13040), scan=port(13041), back=port(13042), next_hop=port(13043),
+              metrics=port(13044))  # fmt: skip
 BOB = "bob@example.test"
 
 

@@ -15,10 +15,10 @@ pytestmark = pytest.mark.integration
 
 
 def test_a_private_postfix_relays_to_its_next_hop_and_stops_without_a_trace():
-    hop = NextHop(port(12991))
+    hop = NextHop(port(13061))
     hop.start()
     try:
-        with running(PostfixInstance(port(12990), f"[127.0.0.1]:{hop.port}")) as postfix:
+        with running(PostfixInstance(port(13060), f"[127.0.0.1]:{hop.port}")) as postfix:
             reply = send_via(postfix.port, make_message(body="through a private Postfix"))
             assert reply.code == 250
             assert "queued as" in reply.text

@@ -106,13 +106,6 @@ class Settings:
         "`quarantine` keeps it in the quarantine folder, `discard` drops it (the outcome is "
         "logged and shown in the console either way)",
     )  # fmt: skip
-    post_queue_virus_notice: bool = setting(
-        False, parse.boolean,
-        "post-queue with relay delivery: `yes` sends the sender of a message carrying a virus "
-        "a short notice naming the virus and the recipients, through the next hop with an "
-        "empty sender, never with any of the message. Off by default: the sender of a virus "
-        "is usually forged, and a notice is then mail to an innocent bystander",
-    )  # fmt: skip
     scan_deadline_s: float = setting(
         60.0, parse.seconds, "how long an SMTP session waits for both verdicts"
     )
