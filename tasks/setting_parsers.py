@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 Mode = Literal["pre-queue", "post-queue"]
 FailurePolicy = Literal["tempfail", "quarantine", "deliver-tagged", "backup-engine"]
 MODES = ("pre-queue", "post-queue")
+POST_QUEUE_VIRUS = ("quarantine", "discard")
 FAILURE_POLICIES = ("tempfail", "quarantine", "deliver-tagged")
 CHAOS_ACTIONS = (
     "freeze-python", "freeze-c", "segfault", "abort", "exit", "leak", "raise", "huge-error",
@@ -126,6 +127,11 @@ def networks(text: str) -> tuple[Network, ...]:
     if not found:
         raise ValueError("must list at least one network or address")
     return tuple(found)
+
+
+def networks_or_none(text: str) -> tuple[Network, ...]:
+    """``networks``, or ``none`` for no network at all."""
+    return () if text.strip().lower() == "none" else networks(text)
 
 
 def domains(text: str) -> tuple[str, ...]:

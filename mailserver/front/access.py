@@ -1,4 +1,4 @@
-"""Who may send mail through the SMTP front, and for whom.
+"""Who may send mail through the SMTP front, for whom, and who may say who sent it.
 
 The client's address is checked against ``MAILSCAN_SMTP_ALLOW_NETWORKS`` when it connects,
 before the greeting; each recipient against ``MAILSCAN_RELAY_DOMAINS`` at RCPT. A front
@@ -34,20 +34,27 @@ REFUSED_IDLE_S = 10.0
 
 @dataclass(frozen=True)
 class AccessPolicy:
-    """The networks that may connect, and the recipient domains taken (empty: all)."""
+    """The networks that may connect, the recipient domains taken (empty: all), and the
+    networks that may name their own client with XFORWARD (mailserver/front/xforward.py)."""
 
     networks: tuple[Network, ...] = LOOPBACK
     relay_domains: tuple[str, ...] = ()
+    xforward_networks: tuple[Network, ...] = LOOPBACK
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AccessPolicy:
-        return cls(settings.smtp_allow_networks or LOOPBACK, settings.relay_domains)
+        allowed = settings.smtp_allow_networks or LOOPBACK
+        return cls(allowed, settings.relay_domains, settings.xforward_networks)
 
     def allows_client(self, peer: Any) -> bool:
         """``peer``: the socket's peer name, ``(host, port, ...)``. Anything that is not an
         address we can read (a Unix socket, nothing at all) is refused."""
         address = client_address(peer)
         return address is not None and any(address in network for network in self.networks)
+
+    def allows_xforward(self, peer: Any) -> bool:
+        address = client_address(peer)
+        return address is not None and any(address in net for net in self.xforward_networks)
 
     def relays_to(self, recipient: str) -> bool:
         """``example.com`` in the list takes that domain alone, ``.example.com`` every

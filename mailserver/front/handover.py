@@ -126,7 +126,7 @@ class Handover:
         cannot have been delivered before. Returns a folder the delivery left to fsync
         before the spool entry goes."""
         if decision.action not in ("deliver", "quarantine"):
-            return None  # reject or tempfail to a waiting client: the sender keeps it
+            return None  # reject or tempfail to a waiting client (the sender keeps it), discard
         # Our header lines go on top apart: joined, a 25 MB message would be copied for them.
         received = headers.received(entry, self.settings.hostname)
         top = headers.block_for(entry.content, [*decision.header_lines, received])

@@ -27,11 +27,14 @@ def received(entry: SpoolEntry, hostname: str) -> str:
     SpamAssassin takes the client's address from the bracketed address after the HELO name,
     and so would a reader looking for the first one: only the peer's address is written in
     brackets, whatever the client said in HELO. No reverse lookup is made: ``unknown`` is
-    what SpamAssassin reads as a client without a reverse name, as it did before."""
+    what SpamAssassin reads as a client without a reverse name, as it did before, unless
+    the MTA in front gave the name it verified (XFORWARD). Behind such an MTA the peer is
+    its client, as it said (mailserver/front/xforward.py)."""
     env = entry.envelope
     date = email.utils.formatdate(env.received_at or None, localtime=False)
     peer = envelopecheck.peer_literal(env.peer_ip)
-    client = f"unknown [{peer}]" if peer else "unknown"
+    name = env.peer_name if envelopecheck.is_host_name(env.peer_name) else "unknown"
+    client = f"{name} [{peer}]" if peer else "unknown"
     protocol = "ESMTPS" if env.tls else "ESMTP"  # RFC 3848
     return (
         f"Received: from {envelopecheck.received_helo(env.helo)} ({client})\r\n"

@@ -38,7 +38,8 @@ AIOSMTPD_TOO_MANY_UNKNOWN = "502 5.5.1 Too many unrecognized commands, goodbye."
 
 # The commands of a mail transaction: a client that keeps its connection for many messages
 # (an MTA's connection cache) sends them once per message, the others once per session.
-TRANSACTION_COMMANDS = ("MAIL", "RCPT", "DATA", "RSET")
+# XFORWARD comes before each MAIL from an MTA in front (mailserver/front/xforward.py).
+TRANSACTION_COMMANDS = ("MAIL", "RCPT", "DATA", "RSET", "XFORWARD")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from tasks.settings import Settings
 from tasks.wire.keys import SPAM_POOL
 from tasks.wire.verdicts import PoolVerdict
 
-Action = Literal["deliver", "quarantine", "reject", "tempfail"]
+Action = Literal["deliver", "quarantine", "discard", "reject", "tempfail"]
 PoolResult = PoolVerdict | None
 
 TEMPFAIL_REPLY = "451 4.7.1 Content scan could not finish, try again later"
@@ -40,7 +40,7 @@ def decide(av: PoolResult, spam: PoolResult, settings: Settings, client_waiting:
     """``client_waiting`` is true in pre-queue mode: a virus can then be refused outright."""
     lines = headers.virus_headers(av) + headers.spam_headers(spam)
     if virus_found(av):
-        return _virus(av, lines, client_waiting)
+        return _virus(av, lines, client_waiting, settings.post_queue_virus)
     if not client_waiting and _unscannable(av, spam):
         # Nobody to answer and retrying cannot help: an administrator has to look at it.
         return Decision("quarantine", "250 2.0.0 Ok: quarantined", "unscannable", lines,
@@ -58,12 +58,18 @@ def virus_found(av: PoolResult) -> bool:
     return av is not None and av.status == "infected"
 
 
-def _virus(av: PoolVerdict, lines: list[str], client_waiting: bool) -> Decision:
+def _virus(av: PoolVerdict, lines: list[str], client_waiting: bool, after: str) -> Decision:
+    """Refused while the client waits; after the queue (``after``: the setting
+    post_queue_virus) kept or dropped, never refused: its sender was answered 250 long ago,
+    and a refusal now would be a bounce, virus and all, to a sender that is usually forged."""
     name = headers.virus_name(av)
     reason = f"virus {name}"
     if client_waiting:
         reply = f"550 5.7.1 Message refused: virus found ({name})"
         return Decision("reject", reply, reason, policy="virus: refused (pre-queue)")
+    if after == "discard":
+        return Decision("discard", "250 2.0.0 Ok: discarded", reason, lines,
+                        policy="virus: discarded (post-queue)")  # fmt: skip
     return Decision("quarantine", "250 2.0.0 Ok: quarantined", reason, lines,
                     policy="virus: quarantined (post-queue)")  # fmt: skip
 

@@ -12,7 +12,7 @@ import re
 import signal
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
-from typing import Any
+from typing import Any, cast
 
 import redis
 from aiosmtpd.smtp import MISSING, SMTP
@@ -30,6 +30,8 @@ from mailserver.front.spool import Spool
 from mailserver.front.spoolreport import SpoolReporter
 from mailserver.front.tls import StartTLS
 from mailserver.front.verdicts import VerdictWaiter
+from mailserver.front.xforward import HELO_FIRST, NOT_AUTHORIZED, ForwardingEnvelope
+from mailserver.front.xforward import take as take_xforward
 from tasks import redisauth
 from tasks.celery import app
 from tasks.errors import ConfigError
@@ -135,7 +137,7 @@ _PLAIN_ADDRESS = re.compile(
 
 
 class LenientSMTP(LimitedSMTP):
-    """aiosmtpd's SMTP within the session limits (mailserver/front/limits.py), with five
+    """aiosmtpd's SMTP within the session limits (mailserver/front/limits.py), with six
     changes.
 
     A client outside the allowed networks (``access``) is refused before the greeting.
@@ -150,6 +152,8 @@ class LenientSMTP(LimitedSMTP):
     Addresses are parsed as aiosmtpd does, a little cheaper (``_getaddr``).
 
     Its command table is built per connection from a short listing (``__dir__``).
+
+    An MTA in front may name its own client with XFORWARD (mailserver/front/xforward.py).
     """
 
     line_length_limit = 1024 * 1024
@@ -169,6 +173,19 @@ class LenientSMTP(LimitedSMTP):
         finally:
             if self.transport is not None:
                 self.transport.close()
+
+    async def smtp_XFORWARD(self, arg: str) -> None:
+        assert self.session is not None
+        assert self.envelope is not None
+        if self.access is None or not self.access.allows_xforward(self.session.peer):
+            await self.push(NOT_AUTHORIZED)
+        elif not self.session.host_name:
+            await self.push(HELO_FIRST)
+        else:
+            await self.push(take_xforward(cast(ForwardingEnvelope, self.envelope), arg or ""))
+
+    def _create_envelope(self) -> ForwardingEnvelope:
+        return ForwardingEnvelope()
 
     async def smtp_DATA(self, arg: str) -> None:
         if await self._refuse_data(arg):

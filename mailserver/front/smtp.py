@@ -13,6 +13,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
+from mailserver.front import xforward
 from mailserver.front.access import RELAY_DENIED, AccessPolicy
 from mailserver.front.admission import BacklogGauge
 from mailserver.front.envelopecheck import address_refusal, helo_refusal
@@ -68,7 +69,11 @@ class ScanHandler:
     ) -> list[str]:
         refusal = helo_refusal("EHLO", hostname)
         session.host_name = None if refusal else hostname
-        return [refusal] if refusal else replies
+        if refusal:
+            return [refusal]
+        if self.access.allows_xforward(session.peer):  # before aiosmtpd's last line
+            return [*replies[:-1], xforward.EHLO_LINE, replies[-1]]
+        return replies
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -193,11 +198,16 @@ class ScanHandler:
 
 
 def _spool_envelope(session: Session, envelope: Envelope, post_queue: bool) -> SpoolEnvelope:
+    peer_ip = str(session.peer[0]) if session.peer else ""
+    # The MTA in front's client, when it named it by XFORWARD; else the peer itself.
+    client = xforward.client_of(peer_ip, session.host_name or "",
+                                getattr(envelope, "forwarded", None))  # fmt: skip
     return SpoolEnvelope(
         mail_from=envelope.mail_from or "",
         rcpt_tos=tuple(envelope.rcpt_tos),
-        peer_ip=str(session.peer[0]) if session.peer else "",
-        helo=session.host_name or "",
+        peer_ip=client.address,
+        helo=client.helo,
+        peer_name=client.name,
         received_at=time.time(),
         sender_waiting_boot="" if post_queue else boot_id(),
         tls=session.ssl is not None,

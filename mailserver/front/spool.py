@@ -42,6 +42,8 @@ class Envelope:
     tls: bool = False
     # The client gave SMTPUTF8 on MAIL FROM: the next hop is told so (RFC 6531).
     smtputf8: bool = False
+    # The client's name as the MTA in front verified it (XFORWARD NAME); empty: unknown.
+    peer_name: str = ""
 
 
 @dataclass(frozen=True)

@@ -85,11 +85,27 @@ class Settings:
         "recipient of an allowed client",
         shown="unset",
     )  # fmt: skip
+    xforward_networks: tuple[parse.Network, ...] = setting(
+        parse.networks("127.0.0.0/8,::1"), parse.networks_or_none,
+        "clients (an MTA in front, such as Postfix's `content_filter`) that are offered "
+        "XFORWARD and may use it to name their own client: its address and HELO then go "
+        "into our `Received` line and what SpamAssassin sees, in place of the MTA's. "
+        "Networks (CIDR) or addresses, comma-separated, or `none`; anyone else is answered "
+        "`550 5.7.0`",
+        shown="`127.0.0.0/8,::1` (this host only)",
+    )  # fmt: skip
     max_message_bytes: int = setting(
         25 * 1024 * 1024, parse.positive_int, "larger messages are refused with 552",
         shown="`26214400` (25 MiB)",
     )  # fmt: skip
     mode: Mode = setting("pre-queue", parse.choice(*parse.MODES), "`pre-queue` or `post-queue`")
+    post_queue_virus: Literal["quarantine", "discard"] = setting(
+        "quarantine", parse.choice(*parse.POST_QUEUE_VIRUS),
+        "post-queue: what becomes of a message carrying a virus, which was answered 250 "
+        "before its scan and must never become a bounce to its (usually forged) sender: "
+        "`quarantine` keeps it in the quarantine folder, `discard` drops it (the outcome is "
+        "logged and shown in the console either way)",
+    )  # fmt: skip
     scan_deadline_s: float = setting(
         60.0, parse.seconds, "how long an SMTP session waits for both verdicts"
     )
