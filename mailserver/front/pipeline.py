@@ -64,17 +64,33 @@ class Pipeline:
     ) -> Outcome:
         """``settling``: the entry being made durable (``Spool.settle``) while it is scanned;
         SpoolWriteFailed if that fails, and then nothing has been decided or delivered."""
-        if settling is None:
-            results = await self.scan(entry, self.settings.scan_deadline_s)
-        else:
-            results = await self._scan_while_settling(entry, settling)
-        decision = policy.decide(results["av"], results["spam"], self.settings, client_waiting)
+        decision, results = await self.judge(entry, client_waiting, settling)
         outcome = await asyncio.to_thread(
             self._act_and_record, entry, decision, results, client_waiting
         )
         log.info("message %s: %s (%s)", entry.id, outcome.action, outcome.reason)
         MESSAGES.labels(outcome.action).inc()
         return outcome
+
+    async def judge(
+        self, entry: SpoolEntry, client_waiting: bool, settling: asyncio.Future[None] | None = None
+    ) -> tuple[Decision, ByPool]:
+        """Scan and decide, without acting: ``process`` acts on the decision itself, the
+        milter front (mailserver/milter/) has the MTA act on it."""
+        if settling is None:
+            results = await self.scan(entry, self.settings.scan_deadline_s)
+        else:
+            results = await self._scan_while_settling(entry, settling)
+        decision = policy.decide(results["av"], results["spam"], self.settings, client_waiting)
+        return decision, results
+
+    def answered(self, entry: SpoolEntry, outcome: Outcome) -> None:
+        """The MTA that asked for the verdict has the answer and keeps the message (the
+        milter front): the entry's life ends here, nothing was handed on by us."""
+        self.handover.drop_answered(entry)
+        self.outcomes.add(entry, outcome)
+        log.info("message %s: %s (%s)", entry.id, outcome.action, outcome.reason)
+        MESSAGES.labels(outcome.action).inc()
 
     async def scan(self, entry: SpoolEntry, deadline_s: float) -> ByPool:
         """Both pool verdicts, or None for a pool that did not answer by the deadline. A big
