@@ -144,3 +144,28 @@ def test_progress_keeps_postfix_waiting_through_a_slow_scan(slow_postfix, next_h
     copy = delivered(next_hop, marker.encode())
     assert b"X-Virus-Scanned: mailscan; chaos=clean" in copy
     assert "timeout" not in slow_postfix.maillog()
+
+
+@pytest.fixture(scope="module")
+def holding_postfix(stack, next_hop) -> Iterator[PostfixInstance]:
+    """Through a Unix socket, to a milter that quarantines spam."""
+    front = MilterFront("milter-hold", 6, unix=True, overrides={"spam_quarantine_score": "5"})
+    front.start()
+    try:
+        main = milter_main(front)
+        with running(PostfixInstance(port(14103), f"[127.0.0.1]:{next_hop.port}", main)) as pf:
+            yield pf
+    finally:
+        front.stop()
+
+
+def test_spam_over_the_quarantine_score_waits_in_postfixs_hold_queue(holding_postfix, next_hop):
+    marker = f"milter-hold-{time.time_ns()}"
+    reply = send_via(holding_postfix.port, make_message(body=GTUBE, X_Test_Id=marker))
+    assert reply.code == 250, reply
+
+    def held() -> list[dict]:
+        return [m for m in holding_postfix.queue() if m["queue_name"] == "hold"]
+
+    wait_for(lambda: len(held()) == 1, 30, "the message in Postfix's hold queue")
+    assert next_hop.copies("bob@example.test", marker.encode()) == 0
