@@ -14,6 +14,7 @@
     ├── NotQuarantined         no quarantined message has this id (also a LookupError)
     ├── MessageLogUnavailable  the message log's database cannot be read (a search, a show)
     ├── NotLogged              the message log has no outcome for this id (also a LookupError)
+    ├── MilterProtocolError    an MTA sent the milter front a packet it cannot read
     ├── StackError             a service of the local system could not start
     └── UploadFailed           a crash report did not reach the vendor's endpoint
 
@@ -95,6 +96,11 @@ class MessageLogUnavailable(MailscanError):
 
 class NotLogged(MailscanError, LookupError):
     """The message log has no outcome for this spool id."""
+
+
+class MilterProtocolError(MailscanError):
+    """A milter packet that is malformed, too large, or out of place: the milter front
+    closes that connection, and the MTA applies its ``milter_default_action``."""
 
 
 class StackError(MailscanError):

@@ -108,6 +108,15 @@ def endpoint(text: str) -> Endpoint:
     return Endpoint(host=host.strip("[]"), port=port(number))
 
 
+def endpoint_or_off(text: str) -> Endpoint | None:
+    if text == "off":
+        return None
+    try:
+        return endpoint(text)
+    except ValueError:
+        raise ValueError("must be HOST:PORT, unix:/path/to/socket or off") from None
+
+
 Network = IPv4Network | IPv6Network
 # One label of a domain name: letters, digits and inner hyphens (RFC 1035 and 1123).
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")

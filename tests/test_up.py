@@ -56,10 +56,11 @@ def assert_starttls_with_the_self_signed_pair(env: dict[str, str], smtp_port: in
 
 
 def test_up_runs_everything_and_leaves_nothing_behind_on_sigterm(tmp_path):
-    env = stack_env("up", OFFSET, console_port=str(port(18025) + 10 * OFFSET))
+    env = stack_env("up", OFFSET, console_port=str(port(18025) + 10 * OFFSET),
+                    milter=f"127.0.0.1:{port(17357) + 10 * OFFSET}")  # fmt: skip
     ports = [int(env[f"MAILSCAN_{name}"].rsplit(":", 1)[-1].split("/")[0])
              for name in ("SMTP_PORT", "FLOWER_PORT", "METRICS_PORT", "CONSOLE_PORT", "CLAMD",
-                          "SPAMD")]  # fmt: skip
+                          "SPAMD", "MILTER")]  # fmt: skip
     output = tmp_path / "up.out"
     with open(output, "wb") as sink:
         command = [sys.executable, "-m", "mailserver.cli", "up", "--tls"]
@@ -71,7 +72,7 @@ def test_up_runs_everything_and_leaves_nothing_behind_on_sigterm(tmp_path):
                  "mailscan up to report ready")  # fmt: skip
         text = output.read_text()
         assert "mailscan is up" in text, text
-        for service in ("SMTP front", "Flower", "av pool", "spam pool", "logs"):
+        for service in ("SMTP front", "milter", "Flower", "av pool", "spam pool", "logs"):
             assert service in text
         assert "body rules " in text  # whether spamd runs them compiled, and what to do if not
         smtp_port = int(env["MAILSCAN_SMTP_PORT"])

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO if args.command in ("serve", "up") else logging.WARNING,
+        level=logging.INFO if args.command in ("serve", "milter", "up") else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # aiosmtpd logs every SMTP command at INFO; one line per outcome (ours) is enough.
@@ -55,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="offer STARTTLS with a self-signed certificate made in var/tls/ (local use)",
     )
-    _command(sub, "serve", _serve, "run only the SMTP front (the workers run elsewhere)")
+    _command(sub, "serve", _serve, "run only the SMTP and milter fronts (the workers elsewhere)")
+    _command(sub, "milter", _milter, "run only the milter front, for Postfix's smtpd_milters")
     scan = _command(sub, "scan", _scan, "scan one message through the real pools")
     scan.add_argument("file", type=Path, help="the message, as an .eml file")
     scan.add_argument("--json", action="store_true", help="print the verdicts as JSON")
@@ -181,7 +182,7 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
     return run_up(settings, self_signed_tls=args.tls)
 
 
-def _serve(settings: Settings, _: argparse.Namespace) -> int:
+def _serve(settings: Settings, _: argparse.Namespace, smtp: bool = True) -> int:
     import uvloop
 
     from mailserver.front.server import serve
@@ -189,8 +190,12 @@ def _serve(settings: Settings, _: argparse.Namespace) -> int:
     _private_files()
     # The front's loop turns several times for each SMTP command, thread hand-off and
     # verdict; uvloop's turns cost less than asyncio's own.
-    uvloop.run(serve(settings))
+    uvloop.run(serve(settings, smtp=smtp))
     return CLEAN
+
+
+def _milter(settings: Settings, args: argparse.Namespace) -> int:
+    return _serve(settings, args, smtp=False)
 
 
 def _scan(settings: Settings, args: argparse.Namespace) -> int:

@@ -113,6 +113,10 @@ class Handover:
         delivered_to = None if self.settings.delivery == "relay" else self.settings.maildir / "new"
         self._finish(entry, sync_first=delivered_to)
 
+    def drop_answered(self, entry: SpoolEntry) -> None:
+        """Forget an entry whose MTA has our answer and acts on it (a milter's MTA)."""
+        self._finish(entry)
+
     def _carry_out(
         self,
         entry: SpoolEntry,

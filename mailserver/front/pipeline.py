@@ -75,6 +75,24 @@ class Pipeline:
         SpoolWriteFailed if that fails, and then nothing has been decided or delivered.
         ``steps``: the times of the steps before this one (the spool's)."""
         steps = steps or Steps()
+        decision, results = await self.judge(entry, client_waiting, settling, steps)
+        outcome = await asyncio.to_thread(
+            self._act_and_record, entry, decision, results, client_waiting, steps
+        )
+        log.info("message %s: %s (%s)", entry.id, outcome.action, outcome.reason)
+        MESSAGES.labels(outcome.action).inc()
+        return outcome
+
+    async def judge(
+        self,
+        entry: SpoolEntry,
+        client_waiting: bool,
+        settling: asyncio.Future[None] | None = None,
+        steps: Steps | None = None,
+    ) -> tuple[Decision, ByPool]:
+        """Scan and decide, without acting: ``process`` acts on the decision itself, the
+        milter front (mailserver/milter/) has the MTA act on it."""
+        steps = steps if steps is not None else Steps()
         started = time.monotonic()
         if settling is None:
             results = await self.scan(entry, self.settings.scan_deadline_s, steps)
@@ -82,9 +100,17 @@ class Pipeline:
             results = await self._scan_while_settling(entry, settling, steps)
         steps.took("scan", started)
         decision = policy.decide(results["av"], results["spam"], self.settings, client_waiting)
-        outcome = await asyncio.to_thread(
-            self._act_and_record, entry, decision, results, client_waiting, steps
-        )
+        return decision, results
+
+    def answered(
+        self, entry: SpoolEntry, decision: Decision, results: ByPool, steps: Steps
+    ) -> Outcome:
+        """The MTA that asked for the verdict has the answer and keeps the message (the
+        milter front): the entry's life ends here, nothing was handed on by us."""
+        outcome = Outcome(decision.action, decision.reply, decision.reason)
+        self.handover.drop_answered(entry)
+        self.outcomes.add(entry, outcome)
+        self.messages.record(record_of(entry, outcome, decision, results, steps))
         log.info("message %s: %s (%s)", entry.id, outcome.action, outcome.reason)
         MESSAGES.labels(outcome.action).inc()
         return outcome

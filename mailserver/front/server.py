@@ -32,6 +32,7 @@ from mailserver.front.tls import StartTLS
 from mailserver.front.verdicts import VerdictWaiter
 from mailserver.front.xforward import HELO_FIRST, NOT_AUTHORIZED, ForwardingEnvelope
 from mailserver.front.xforward import take as take_xforward
+from mailserver.milter.server import listen_milter
 from tasks import redisauth
 from tasks.celery import app
 from tasks.errors import ConfigError
@@ -64,8 +65,11 @@ def build_pipeline(settings: Settings, client: redis.Redis) -> tuple[Pipeline, V
     return pipeline, waiter
 
 
-async def serve(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT. Spooled mail not yet finished stays for the next start."""
+async def serve(settings: Settings, smtp: bool = True) -> None:
+    """Run until SIGTERM or SIGINT. Spooled mail not yet finished stays for the next start.
+    ``smtp``: the SMTP front listens; the milter front does unless ``MAILSCAN_MILTER=off``."""
+    if not smtp and settings.milter is None:
+        raise ConfigError("MAILSCAN_MILTER is off: the milter front has nothing to serve")
     check_exposure(settings)
     pipeline, waiter = build_pipeline(settings, check_redis(settings))
     if cleared := pipeline.spool.clear_staging():
@@ -73,7 +77,7 @@ async def serve(settings: Settings) -> None:
     pipeline.handover.retries.drop_orphans(set(pipeline.spool.pending()))
     await waiter.start()
     try:
-        await _serve_until_stopped(settings, pipeline)
+        await _serve_until_stopped(settings, pipeline, smtp)
     finally:
         if not await asyncio.to_thread(pipeline.spool.drain):
             log.warning("finished spool entries not all removed: the next start re-drives them")
@@ -82,11 +86,9 @@ async def serve(settings: Settings) -> None:
         await waiter.close()
 
 
-async def _serve_until_stopped(settings: Settings, pipeline: Pipeline) -> None:
+async def _serve_until_stopped(settings: Settings, pipeline: Pipeline, smtp: bool) -> None:
     redriver = Redriver(pipeline.spool, pipeline, settings.redrive_interval_s)
-    post_queue, access = settings.mode == "post-queue", AccessPolicy.from_settings(settings)
-    handler = ScanHandler(pipeline, pipeline.spool, redriver, post_queue, access)
-    server = await _listen(settings, handler)
+    servers = await _listen_all(settings, pipeline, redriver, smtp)
     try:
         reporter = SpoolReporter(
             pipeline.redis,
@@ -98,18 +100,17 @@ async def _serve_until_stopped(settings: Settings, pipeline: Pipeline) -> None:
         )
         _serve_metrics(pipeline.redis, settings, reporter)
     except BaseException:
-        server.close()
+        for server in servers:
+            server.close()
         raise
     redrive = asyncio.create_task(redriver.run(reporter), name="redriver")
     recorder = asyncio.create_task(pipeline.outcomes.run(), name="outcomes")
     message_log = asyncio.create_task(pipeline.messages.run(), name="messagelog")
-    log.info(
-        "SMTP front listening on %s:%s (%s)", settings.smtp_host, settings.smtp_port, settings.mode
-    )
     try:
         await _until_stopped()
     finally:
-        server.close()
+        for server in servers:
+            server.close()
         redrive.cancel()
         recorder.cancel()
         message_log.cancel()
@@ -117,6 +118,26 @@ async def _serve_until_stopped(settings: Settings, pipeline: Pipeline) -> None:
             await recorder  # writes what the last quarter second added
         with contextlib.suppress(asyncio.CancelledError):
             await message_log  # the journal's last lines, if the database is there
+
+
+async def _listen_all(
+    settings: Settings, pipeline: Pipeline, redriver: Redriver, smtp: bool
+) -> list[asyncio.Server]:
+    servers = []
+    try:
+        if smtp:
+            post_queue, access = settings.mode == "post-queue", AccessPolicy.from_settings(settings)
+            handler = ScanHandler(pipeline, pipeline.spool, redriver, post_queue, access)
+            servers.append(await _listen(settings, handler))
+            log.info("SMTP front listening on %s:%s (%s)", settings.smtp_host,
+                     settings.smtp_port, settings.mode)  # fmt: skip
+        if settings.milter is not None:
+            servers.append(await listen_milter(settings.milter, pipeline, redriver))
+    except BaseException:
+        for server in servers:
+            server.close()
+        raise
+    return servers
 
 
 def _serve_metrics(client: redis.Redis, settings: Settings, reporter: SpoolReporter) -> None:

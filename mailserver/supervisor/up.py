@@ -9,6 +9,7 @@ import time
 from types import FrameType
 
 from mailserver.front.tls import StartTLS
+from mailserver.milter.server import postfix_name
 from mailserver.supervisor.localsentinel import primary_port, replica_port
 from mailserver.supervisor.selfsigned import is_self_signed, with_self_signed
 from mailserver.supervisor.services import node_name
@@ -70,6 +71,7 @@ def summary(settings: Settings, stack: Stack) -> list[str]:
         "mailscan is up:",
         f"  SMTP front   {settings.smtp_host}:{settings.smtp_port} ({settings.mode}"
         f"{_tls_note(settings)})",
+        *_milter_lines(settings),
         f"  Flower       http://127.0.0.1:{settings.flower_port}/",
         f"  console      http://{settings.console_host}:{settings.console_port}/ "
         "(add an administrator: mailscan console adduser NAME)",
@@ -85,6 +87,13 @@ def summary(settings: Settings, stack: Stack) -> list[str]:
         f"(SMTP at {settings.smtp_host}:{settings.smtp_port}).",
         "Ctrl-C stops everything.",
     ]
+
+
+def _milter_lines(settings: Settings) -> list[str]:
+    if settings.milter is None:
+        return []
+    return [f"  milter       {settings.milter} (Postfix: smtpd_milters = "
+            f"{postfix_name(settings.milter)})"]  # fmt: skip
 
 
 def _tls_note(settings: Settings) -> str:

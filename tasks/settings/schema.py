@@ -98,6 +98,15 @@ class Settings:
         25 * 1024 * 1024, parse.positive_int, "larger messages are refused with 552",
         shown="`26214400` (25 MiB)",
     )  # fmt: skip
+    milter: Endpoint | None = setting(
+        Endpoint(port=7357), parse.endpoint_or_off,
+        "the milter front for Postfix's `smtpd_milters` (protocol 6), as `HOST:PORT`, "
+        "`unix:/path` or `off`. `mailscan up` and `mailscan serve` start it beside the SMTP "
+        "front, `mailscan milter` alone. It answers like the pre-queue front, whatever "
+        "`MAILSCAN_MODE` says. A Unix socket is made writable by every user (Postfix runs as "
+        "its own): the folder it is in decides who reaches it",
+        shown="`127.0.0.1:7357`",
+    )  # fmt: skip
     mode: Mode = setting("pre-queue", parse.choice(*parse.MODES), "`pre-queue` or `post-queue`")
     post_queue_virus: Literal["quarantine", "discard"] = setting(
         "quarantine", parse.choice(*parse.POST_QUEUE_VIRUS),
