@@ -9,7 +9,8 @@ import tracemalloc
 
 import pytest
 
-from tasks.attachments.inspection import Inspector, Rules
+from tasks.attachments import inspection
+from tasks.attachments.inspection import Inspector, Rules, attachments
 from tasks.attachments.names import name_rule
 from tasks.errors import ConfigError
 from tasks.plugins.banned import BannedPlugin
@@ -138,16 +139,22 @@ def test_an_encoded_file_name_is_decoded_before_the_rules():
     assert refused(verdict) == ("Rechnung.pdf.exe", "double extension .pdf.exe")
 
 
-def test_mail_without_attachments_is_never_parsed_nor_typed():
-    looked_at = []
+def test_mail_without_attachments_is_never_parsed_nor_typed(monkeypatch):
+    parsed, looked_at = [], []
+
+    def counted(message: bytes):
+        parsed.append(message)
+        return attachments(message)
+
+    monkeypatch.setattr(inspection, "attachments", counted)
     inspector = Inspector(Rules.from_settings(DEFAULTS), lambda head: looked_at.append(head) or "")
     inspector.check(make_message(body="Plain text, nothing attached.").as_bytes())
     html = make_message()
     html.add_alternative("<p>Hello</p>", subtype="html")
     inspector.check(html.as_bytes())
-    assert looked_at == []
+    assert (parsed, looked_at) == ([], [])
     inspector.check(with_attachment("report.pdf", PDF, "application/pdf").as_bytes())
-    assert len(looked_at) == 1
+    assert (len(parsed), len(looked_at)) == (1, 1)
 
 
 def _bounded(name: str, data: bytes, seconds: float = 10.0, **env: str):
