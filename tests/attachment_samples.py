@@ -132,6 +132,39 @@ class _ZipCryptoKeys:
         return bytes(out)
 
 
+def rar5(name: str, data: bytes, encrypted: bool = False) -> bytes:
+    """A RAR 5 archive holding ``data`` stored (uncompressed), laid out by its published
+    format: no free tool writes rar. ``encrypted`` adds the member's encryption record (the
+    data itself is left as it is: only the record is read)."""
+    extra = b""
+    if encrypted:
+        # Encryption record: type 1, version 0 (AES-256), no flags, KDF count, salt, IV.
+        record = _vint(1) + _vint(0) + _vint(0) + bytes([15]) + os.urandom(32)
+        extra = _vint(len(record)) + record
+    flags = 0x2 | (0x1 if extra else 0)  # a data area follows; an extra area when encrypted
+    fields = _vint(2) + _vint(flags) + (_vint(len(extra)) if extra else b"") + _vint(len(data))
+    # File flags: CRC32 present; unpacked size, attributes, CRC32, stored method, Windows.
+    fields += _vint(0x4) + _vint(len(data)) + _vint(0x20) + struct.pack("<I", zlib.crc32(data))
+    fields += _vint(0) + _vint(0) + _vint(len(name.encode())) + name.encode() + extra
+    main = _rar_header(_vint(1) + _vint(0) + _vint(0))
+    end = _rar_header(_vint(5) + _vint(0) + _vint(0))
+    return b"Rar!\x1a\x07\x01\x00" + main + _rar_header(fields) + data + end
+
+
+def _rar_header(body: bytes) -> bytes:
+    size = _vint(len(body))
+    return struct.pack("<I", zlib.crc32(size + body)) + size + body
+
+
+def _vint(number: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, number = number & 0x7F, number >> 7
+        out.append(low | (0x80 if number else 0))
+        if not number:
+            return bytes(out)
+
+
 def with_attachment(
     name: str, data: bytes, content_type: str = "application/octet-stream", **headers: str
 ) -> EmailMessage:

@@ -21,6 +21,7 @@ from tests.attachment_samples import (
     encrypted_zip,
     many_files_zip,
     nested_zips,
+    rar5,
     seven_zip,
     tar_gz,
     tar_gz_bomb,
@@ -104,6 +105,20 @@ def test_7z_archives_are_opened_and_their_encryption_seen():
         "encrypted archive"
     )
     assert scan("notes.7z", seven_zip("notes.txt", b"plain notes")).status == "clean"
+
+
+def test_rar_archives_are_judged_by_names_encryption_and_stored_contents():
+    assert refused(scan("tools.rar", rar5("setup.exe", b"x"))) == (
+        "tools.rar/setup.exe",
+        "extension .exe",
+    )
+    assert refused(scan("secret.rar", rar5("notes.txt", b"x", encrypted=True))) == (
+        "secret.rar",
+        "encrypted archive",
+    )
+    part, rule = refused(scan("pics.rar", rar5("cat.jpg", windows_executable())))
+    assert (part, rule.split()[0]) == ("pics.rar/cat.jpg", "content")
+    assert scan("notes.rar", rar5("notes.txt", b"plain notes")).status == "clean"
 
 
 def test_compressed_tars_are_opened():

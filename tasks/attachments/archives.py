@@ -3,9 +3,9 @@ standard library, 7z with py7zr, rar with rarfile.
 
 Every archive is seen the same way: its members, each with a name, whether it is encrypted,
 and a ``read(limit)`` that gives at most ``limit`` bytes from its start (so a member is never
-inflated further than the caller allows, whatever its header claims). A rar member's
-``read`` gives None: rarfile needs an external, non-free tool to unpack, so rar archives are
-judged by their members' names and their encryption alone.
+inflated further than the caller allows, whatever its header claims). A compressed rar
+member's ``read`` gives None: rarfile needs an external, non-free tool to unpack, so such
+members are judged by their names and their encryption alone; stored ones are read.
 
 What a broken archive raises is one of ``UNREADABLE``: the caller refuses the archive, since
 no engine can see inside one that cannot be opened.
@@ -165,4 +165,14 @@ def _rar(data: bytes) -> Iterator[Member]:
         yield Member("(encrypted names)", True, lambda _: None)
     for info in archive.infolist():
         if not info.is_dir():
-            yield Member(info.filename, info.needs_password(), lambda _: None)
+            yield Member(info.filename, info.needs_password(), _rar_reader(archive, info))
+
+
+def _rar_reader(archive: rarfile.RarFile, info: rarfile.RarInfo) -> Callable[[int], bytes | None]:
+    def read(limit: int) -> bytes | None:
+        if info.compress_type != rarfile.RAR_M0:
+            return None  # compressed: only the non-free unrar unpacks it
+        with archive.open(info) as member:
+            return member.read(limit)
+
+    return read
