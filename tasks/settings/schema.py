@@ -234,7 +234,7 @@ class Settings:
     banned_types: tuple[str, ...] = setting(
         BANNED_TYPES, parse.content_types,
         "content types the `banned` engine refuses, by what the bytes are (libmagic), not by "
-        "the declared type; empty: none",
+        "the declared type; binary files only (text is known by its name); empty: none",
     )  # fmt: skip
     ban_encrypted_archives: bool = setting(
         True, parse.boolean,
