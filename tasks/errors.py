@@ -7,6 +7,7 @@
     ├── ScanError              a plugin could not produce a verdict
     │   ├── BackendUnavailable the daemon behind a plugin refused, dropped or timed out
     │   └── BackendProtocol    the daemon answered something we cannot read
+    ├── BannedPart             a part of a message matches a banned-attachment rule (a verdict)
     ├── SpoolWriteFailed       a staged spool entry could not be made durable (no 250 for it)
     ├── SpoolEntryCorrupt      a spool entry's envelope cannot be read
     ├── DeliveryError          the message could not be handed on (4xx or 5xx)
@@ -55,6 +56,17 @@ class BackendUnavailable(ScanError):
 
 class BackendProtocol(ScanError):
     """The scanner daemon answered, but not in a form we understand."""
+
+
+class BannedPart(MailscanError):
+    """A part of a message, at ``path`` (archive members after a slash), matches the
+    banned-attachment ``rule``. Not a failure: the ``banned`` engine turns it into its
+    verdict, and it ends the look at the first match."""
+
+    def __init__(self, path: str, rule: str) -> None:
+        super().__init__(f"{path}: {rule}")
+        self.path = path
+        self.rule = rule
 
 
 class SpoolWriteFailed(MailscanError):

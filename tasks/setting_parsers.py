@@ -25,8 +25,8 @@ CHAOS_ACTIONS = (
 # no plugin (the SMTP front) refuses a bad name at start without loading any plugin code.
 # tasks/plugins/__init__.py maps the same names to their classes (a test holds them equal).
 PLUGIN_POOLS = {
-    "clamav": ("av",), "command": ("av",), "builtin": ("av",), "spamassassin": ("spam",),
-    "stub": ("av", "spam"), "chaos": ("av", "spam"),
+    "clamav": ("av",), "command": ("av",), "builtin": ("av",), "banned": ("av",),
+    "spamassassin": ("spam",), "stub": ("av", "spam"), "chaos": ("av", "spam"),
 }  # fmt: skip
 DELIVERIES = ("maildir", "relay")
 LOCAL_REDIS = ("single", "sentinel")
@@ -268,6 +268,28 @@ def chaos(text: str) -> tuple[tuple[str, str], ...]:
             raise ValueError(f"{item}: the trigger is 'marker' or a fraction from 0 to 1")
         faults.append((action, trigger))
     return tuple(faults)
+
+
+_EXTENSION = re.compile(r"[a-z0-9_$~#!-]{1,32}")
+_CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*")
+
+
+def extensions(text: str) -> tuple[str, ...]:
+    """Comma-separated file name extensions, with or without their dot; empty: none."""
+    found = tuple(item.lower().lstrip(".") for item in optional_names(text))
+    for item in found:
+        if not _EXTENSION.fullmatch(item):
+            raise ValueError(f"{item!r} is not a file name extension (e.g. exe, .scr)")
+    return found
+
+
+def content_types(text: str) -> tuple[str, ...]:
+    """Comma-separated content types such as application/x-dosexec; empty: none."""
+    found = tuple(item.lower() for item in optional_names(text))
+    for item in found:
+        if not _CONTENT_TYPE.fullmatch(item):
+            raise ValueError(f"{item!r} is not a content type (e.g. application/x-dosexec)")
+    return found
 
 
 def command_line(text: str) -> tuple[str, ...]:

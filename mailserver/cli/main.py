@@ -208,7 +208,7 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
     else:
         print("\n".join(verdict_lines(results)))
     statuses = {r.status if r else "error" for r in results.values()}
-    if statuses & {"infected", "spam"}:
+    if statuses & {"infected", "banned", "spam"}:
         return FOUND
     return FAILED if "error" in statuses else CLEAN
 

@@ -76,12 +76,31 @@ def virus_headers(av: PoolVerdict | None) -> list[str]:
     if av is None:
         return ["X-Virus-Scanned: mailscan; failed (no verdict in time)", "X-Virus-Status: Unknown"]
     engines = " ".join(field_text(f"{v.engine}={v.status}") for v in av.engines)
-    status = {"clean": "Clean", "infected": "Infected", "error": "Unknown"}[av.status]
+    status = _VIRUS_STATUS.get(av.status, "Unknown")
     lines = [f"X-Virus-Scanned: mailscan; {engines}", f"X-Virus-Status: {status}"]
     names = [field_text(name) for name in av.virus_names()]
     if names:
         lines.append("X-Virus-Name: " + ", ".join(names))
+    if av.banned_engine() is not None:
+        part, rule = banned_part(av)
+        lines.append(f"X-Banned-Attachment: {part} ({rule})")
     return lines
+
+
+_VIRUS_STATUS = {"clean": "Clean", "infected": "Infected", "banned": "Banned"}
+
+
+def banned_part(av: PoolVerdict) -> tuple[str, str]:
+    """The banned attachment and the rule it breaks, fit for a header field."""
+    engine = av.banned_engine()
+    part = engine.part if engine and engine.part else "unknown"
+    rule = engine.rules[0] if engine and engine.rules else "unknown"
+    return field_text(part), field_text(rule)
+
+
+def reply_text(text: str) -> str:
+    """``text`` fit for an SMTP reply line: printable ASCII, others shown as ``?``."""
+    return "".join(char if " " <= char <= "~" else "?" for char in text)
 
 
 def virus_name(av: PoolVerdict) -> str:

@@ -152,10 +152,11 @@ class Pipeline:
         spam = asyncio.ensure_future(self._await(task_ids[SPAM_POOL], deadline, steps, enqueued))
         try:
             av = await self._await(task_ids[AV_POOL], deadline, steps, enqueued)
-            if policy.virus_found(av) and not spam.done():
-                # The outcome is the virus's whatever spamd says: answer now, not after it
-                # (its job skips spamd if it has not started: tasks/guards/virusfirst.py).
-                return {AV_POOL: av, SPAM_POOL: policy.SPAM_NOT_AWAITED}
+            if policy.refused_by_av(av) and not spam.done():
+                # The outcome is the virus's (or the banned attachment's) whatever spamd
+                # says: answer now, not after it (its job skips spamd if it has not started:
+                # tasks/guards/virusfirst.py).
+                return {AV_POOL: av, SPAM_POOL: policy.spam_not_awaited(av)}
             return {AV_POOL: av, SPAM_POOL: await spam}
         finally:
             await _call_off(spam)  # nothing when it has its verdict

@@ -1,7 +1,8 @@
 """From two pool verdicts to one decision. Pure: no I/O, so every branch is unit-tested.
 
 A pool result is the verdict a scan job stored (tasks/wire/verdicts.py; ``status``: clean /
-infected / ham / spam / skipped / error), or None when no verdict arrived before the deadline.
+infected / banned / ham / spam / skipped / error), or None when no verdict arrived before the
+deadline.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ TEMPFAIL_REPLY = "451 4.7.1 Content scan could not finish, try again later"
 # The spam result of a message found infected: its verdict is not waited for, since a virus
 # decides the outcome alone.
 SPAM_NOT_AWAITED = PoolVerdict(SPAM_POOL, "skipped", reason="a virus was found")
+SPAM_NOT_AWAITED_BANNED = PoolVerdict(SPAM_POOL, "skipped", reason="a banned attachment")
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ def decide(av: PoolResult, spam: PoolResult, settings: Settings, client_waiting:
     lines = headers.virus_headers(av) + headers.spam_headers(spam)
     if virus_found(av):
         return _virus(av, lines, client_waiting, settings.post_queue_virus)
+    if av is not None and av.status == "banned":
+        return _banned(av, lines, client_waiting)
     if not client_waiting and _unscannable(av, spam):
         # Nobody to answer and retrying cannot help: an administrator has to look at it.
         return Decision("quarantine", "250 2.0.0 Ok: quarantined", "unscannable", lines,
@@ -56,6 +60,26 @@ def decide(av: PoolResult, spam: PoolResult, settings: Settings, client_waiting:
 
 def virus_found(av: PoolResult) -> bool:
     return av is not None and av.status == "infected"
+
+
+def spam_not_awaited(av: PoolVerdict) -> PoolVerdict:
+    """The spam result of a message the av verdict refused alone, saying why."""
+    return SPAM_NOT_AWAITED if av.status == "infected" else SPAM_NOT_AWAITED_BANNED
+
+
+def refused_by_av(av: PoolResult) -> bool:
+    """The av verdict settles the outcome alone: a virus or a banned attachment."""
+    return av is not None and av.status in ("infected", "banned")
+
+
+def _banned(av: PoolVerdict, lines: list[str], client_waiting: bool) -> Decision:
+    part, rule = headers.banned_part(av)
+    if client_waiting:
+        reply = f"550 5.7.1 Message refused: banned attachment {headers.reply_text(part)}"
+        return Decision("reject", reply, f"banned {part} ({rule})",
+                        policy="banned attachment: refused (pre-queue)")  # fmt: skip
+    return Decision("quarantine", "250 2.0.0 Ok: quarantined", f"banned {part} ({rule})", lines,
+                    policy="banned attachment: quarantined (post-queue)")  # fmt: skip
 
 
 def _virus(av: PoolVerdict, lines: list[str], client_waiting: bool, after: str) -> Decision:

@@ -10,7 +10,7 @@ from typing import Any
 
 from tasks.wire.verdicts import ByPool
 
-# The content verdicts a search can ask for. "banned" is kept for an attachment policy;
+# The content verdicts a search can ask for ("banned": an attachment the banned engine refused);
 # "failed": no verdict from a pool (scan failed, or the message was never scanned).
 VERDICTS = ("clean", "spam", "virus", "banned", "failed")
 
@@ -79,6 +79,8 @@ def content_verdict(results: ByPool) -> str:
     av, spam = results.get("av"), results.get("spam")
     if av is not None and av.status == "infected":
         return "virus"
+    if av is not None and av.status == "banned":
+        return "banned"
     if spam is not None and spam.status == "spam":
         return "spam"
     if any(v is None or v.status == "error" for v in (av, spam)):

@@ -16,6 +16,20 @@ from tasks.setting_parsers import CHAOS_ACTIONS, Endpoint, Mode
 from tasks.settings.declare import computed, folder, setting
 from tasks.settings.pools import Pools
 
+# Executables and scripts that Windows runs on a double click: nobody mails them in earnest.
+BANNED_EXTENSIONS = (
+    "exe", "scr", "pif", "com", "bat", "cmd", "vbs", "vbe", "js", "jse", "wsf", "wsh", "hta",
+    "cpl", "msi", "msp", "lnk", "reg", "ps1", "jar",
+)  # fmt: skip
+# What libmagic calls Windows executables, installers and shortcuts.
+BANNED_TYPES = (
+    "application/x-dosexec",
+    "application/vnd.microsoft.portable-executable",
+    "application/x-msdownload",
+    "application/x-msi",
+    "application/x-ms-shortcut",
+)
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -235,6 +249,36 @@ class Settings:
         tuple((action, "marker") for action in CHAOS_ACTIONS), parse.chaos,
         "faults of the `chaos` plugin: `action@marker` or `action@FRACTION`, comma-separated",
         shown="every action on its marker",
+    )  # fmt: skip
+    banned_extensions: tuple[str, ...] = setting(
+        BANNED_EXTENSIONS, parse.extensions,
+        "file name extensions the `banned` engine refuses, at any depth inside archives, "
+        "comma-separated; also hidden behind another (`invoice.pdf.exe`); empty: none",
+        section="Banned attachments",
+    )  # fmt: skip
+    banned_types: tuple[str, ...] = setting(
+        BANNED_TYPES, parse.content_types,
+        "content types the `banned` engine refuses, by what the bytes are (libmagic), not by "
+        "the declared type; binary files only (text is known by its name); empty: none",
+    )  # fmt: skip
+    ban_encrypted_archives: bool = setting(
+        True, parse.boolean,
+        "`yes`: an encrypted archive (zip, 7z, rar) is refused, since no engine can see inside",
+    )  # fmt: skip
+    banned_max_archive_depth: int = setting(
+        8, parse.positive_int,
+        "archives inside archives are opened this deep; one nested deeper is refused",
+    )  # fmt: skip
+    banned_max_unpacked_bytes: int = setting(
+        64 * 1024 * 1024, parse.positive_int,
+        "the most bytes the `banned` engine unpacks from one message's archives; a message "
+        "needing more (an archive bomb) is refused",
+        shown="`67108864` (64 MiB)",
+    )  # fmt: skip
+    banned_max_archive_members: int = setting(
+        5000, parse.positive_int,
+        "the most files the `banned` engine looks at in one message's archives; a message "
+        "with more is refused",
     )  # fmt: skip
     max_attempts: int = setting(
         3, parse.positive_int,
