@@ -8,9 +8,11 @@ from types import SimpleNamespace
 
 import pytest
 
+from mailserver.front.membudget import MemoryBudget
 from mailserver.front.redrive import Redriver
 from mailserver.front.smtp import ScanHandler
 from mailserver.front.spool import Spool, SpoolEntry
+from mailserver.front.staging import FLUSH_BYTES
 
 
 class CountingPipeline:
@@ -20,6 +22,7 @@ class CountingPipeline:
 
     def __init__(self, spool: Spool) -> None:
         self.spool = spool
+        self.memory = MemoryBudget(2**20, unmetered_bytes=FLUSH_BYTES)
         self.processed: list[str] = []
 
     def backlog(self) -> tuple[int, float]:
@@ -53,7 +56,7 @@ def test_redriver_leaves_alone_an_entry_whose_session_is_scanning_it(tmp_path):
         envelope = SimpleNamespace(
             mail_from="a@example.test", rcpt_tos=["b@example.test"], original_content=b"x"
         )
-        reply = await handler.handle_DATA(None, session, envelope)
+        reply = await hand_over(handler, session, envelope)
         await asyncio.sleep(0.2)
         assert reply.startswith("250")
         return pipeline.processed
@@ -84,8 +87,17 @@ def test_a_spool_that_cannot_write_answers_451_and_scans_nothing(tmp_path, post_
         envelope = SimpleNamespace(
             mail_from="a@example.test", rcpt_tos=["b@example.test"], original_content=b"x"
         )
-        return await handler.handle_DATA(None, session, envelope), pipeline.processed
+        return await hand_over(handler, session, envelope), pipeline.processed
 
     reply, processed = asyncio.run(run())
     assert reply == SPOOL_FAILED
     assert processed == []
+
+
+async def hand_over(
+    handler: ScanHandler, session: SimpleNamespace, envelope: SimpleNamespace
+) -> str:
+    """What the SMTP front does with the handler for one DATA command."""
+    message = await handler.open_message(session, envelope)
+    await message.write(envelope.original_content)
+    return await handler.handle_message(session, envelope, message)

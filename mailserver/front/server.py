@@ -12,11 +12,14 @@ import re
 import signal
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
+from typing import Any
 
 import redis
-from aiosmtpd.smtp import MISSING, SMTP
+from aiosmtpd.smtp import SMTP
 
-from mailserver.front.dataphase import read_data
+from mailserver.front.datachecks import DataChecks, DataRules
+from mailserver.front.dataclock import DataClock
+from mailserver.front.dataphase import DATA_TIMED_OUT, read_data
 from mailserver.front.delivery import delivery_for
 from mailserver.front.metrics import serve_metrics
 from mailserver.front.pipeline import Pipeline
@@ -125,40 +128,76 @@ _PLAIN_ADDRESS = re.compile(
 
 
 class LenientSMTP(SMTP):
-    """aiosmtpd's SMTP with four changes.
+    """aiosmtpd's SMTP with three changes.
 
-    RFC 5321 limits a line to 1000 octets, but real mail carries longer ones and the MTAs
-    in front of us pass them on: a content filter that refused them would bounce legitimate
-    mail (seen in the SpamAssassin corpus). A generous bound still caps a command line; in
-    DATA the message size limit caps memory.
-
-    DATA is read in large pieces (mailserver/front/dataphase.py), not line by line.
+    DATA is read in large pieces (mailserver/front/dataphase.py), not line by line, and
+    streamed to the handler's sink as it arrives (``open_message``), checked on the way
+    (``data_rules``) and timed by a clock that moves with the data (``data_received``).
+    The handler then answers for the whole message (``handle_message``).
 
     Addresses are parsed as aiosmtpd does, a little cheaper (``_getaddr``).
 
     Its command table is built per connection from a short listing (``__dir__``).
     """
 
-    line_length_limit = 1024 * 1024
+    # The stream's buffer: a command line longer than this is refused with 500 (aiosmtpd's
+    # own limits on commands are far lower), and DATA arrives in pieces of about this size,
+    # so a session's buffer holds twice this at most. Long lines in DATA are another bound.
+    line_length_limit = 64 * 1024
+
+    def __init__(self, handler: Any, *, data_rules: DataRules | None = None, **kwargs: Any):
+        super().__init__(handler, **kwargs)
+        self.data_rules = data_rules or DataRules()
+        self._data_clock: DataClock | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self._data_clock is not None:
+            self._data_clock.arrived(len(data))
+        super().data_received(data)
 
     async def smtp_DATA(self, arg: str) -> None:
         if await self._refuse_data(arg):
             return
-        await self.push("354 End data with <CR><LF>.<CR><LF>")
-        try:
-            read = await read_data(self._reader, self.data_size_limit)
-        except asyncio.CancelledError:
-            self._writer.close()  # the connection went away during DATA
-            raise
-        if read.too_big:
-            self._set_post_data_state()
-            await self.push("552 Error: Too much mail data")
-            return
+        assert self.session is not None
         assert self.envelope is not None
-        self.envelope.content = self.envelope.original_content = read.content
-        status = await self._call_handler_hook("DATA")
+        message = await self.event_handler.open_message(self.session, self.envelope)
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        # aiosmtpd's timer since the last command waits until the reply: the data clock
+        # keeps the DATA phase's time, and the handler its own deadlines after it.
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+        try:
+            status = await self._read_message(message)
+            if not status:
+                status = await self.event_handler.handle_message(
+                    self.session, self.envelope, message
+                )
+        except Exception:
+            self._reset_timeout()  # aiosmtpd answers it (handle_exception); the session goes on
+            raise
         self._set_post_data_state()
-        await self.push("250 OK" if status is MISSING else status)
+        await self.push(status)
+        self._reset_timeout()  # not for a connection gone: its timer would find no transport
+        if status == DATA_TIMED_OUT and self.transport is not None:
+            self.transport.close()
+
+    async def _read_message(self, message: Any) -> str:
+        """The DATA into ``message``: the refusal to answer, "" for a whole message. What a
+        refusal kept is discarded."""
+        self._data_clock = DataClock(self.data_rules, self.loop)
+        checks = DataChecks(self.data_rules, self.data_size_limit)
+        try:
+            refusal = await read_data(self._reader, message, checks, self._data_clock)
+        except TimeoutError:
+            refusal = DATA_TIMED_OUT
+        except BaseException:  # the connection went away during DATA
+            await message.discard()
+            raise
+        finally:
+            self._data_clock = None
+        if refusal:
+            await message.discard()
+        return refusal
 
     def __dir__(self) -> list[str]:
         # aiosmtpd's __init__ finds its command and AUTH methods by listing dir(self), with a
@@ -205,10 +244,13 @@ def _method_names(cls: type) -> list[str]:
 
 
 async def _listen(settings: Settings, handler: ScanHandler) -> asyncio.Server:
+    rules = DataRules.of(settings)
+
     def factory() -> SMTP:
         return LenientSMTP(
             handler,
             data_size_limit=settings.max_message_bytes,
+            data_rules=rules,
             enable_SMTPUTF8=True,
             hostname=settings.hostname,
             ident="mailscan ESMTP",

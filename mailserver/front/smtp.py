@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import Envelope, Session
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
@@ -18,6 +16,7 @@ from mailserver.front.pipeline import Pipeline
 from mailserver.front.redrive import Redriver
 from mailserver.front.spool import Envelope as SpoolEnvelope
 from mailserver.front.spool import Spool, SpoolEntry, boot_id, new_id
+from mailserver.front.staging import StagedMessage
 from tasks.errors import SpoolWriteFailed
 
 log = logging.getLogger(__name__)
@@ -36,9 +35,10 @@ class ScanHandler:
         self.post_queue = post_queue
         self.backlog = BacklogGauge(pipeline.backlog)
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        if not self.post_queue and await self._overloaded():
-            return BUSY
+    async def open_message(self, session: Session, envelope: Envelope) -> StagedMessage:
+        """Where the message goes while its DATA arrives: its spool entry under ``tmp/``.
+        Its id and ``received_at`` are those of the DATA command (Postfix's Received line
+        also has the time the data started)."""
         spool_envelope = SpoolEnvelope(
             mail_from=envelope.mail_from or "",
             rcpt_tos=tuple(envelope.rcpt_tos),
@@ -47,38 +47,57 @@ class ScanHandler:
             received_at=time.time(),
             sender_waiting_boot="" if self.post_queue else boot_id(),
         )
-        entry_id = new_id()
-        if self.post_queue:
-            entry = await self._write(self.spool.commit, entry_id, spool_envelope, envelope)
-            if entry is None:
-                return SPOOL_FAILED
-            self.redriver.submit(entry.id, fresh=True)
-            return f"250 2.0.0 Ok: queued as {entry.id}"
-        # Claimed before the file exists: the redriver lists the spool on its own, and an
-        # entry it saw before this session claimed it would be scanned and delivered twice.
-        self.redriver.hold(entry_id)
-        try:
-            entry = await self._write(self.spool.stage, entry_id, spool_envelope, envelope)
-            if entry is None:
-                return SPOOL_FAILED
-            # Made durable while the scans run; nothing is decided or confirmed before.
-            settling = asyncio.ensure_future(asyncio.to_thread(self.spool.settle, entry.id))
-            return await self._scan_while_client_waits(entry, settling)
-        finally:
-            self.redriver.release(entry_id)
+        return StagedMessage(self.spool, new_id(), spool_envelope)
 
-    async def _write(
-        self,
-        write: Callable[[SpoolEnvelope, bytes, str], SpoolEntry],
-        entry_id: str,
-        spool_envelope: SpoolEnvelope,
-        envelope: Envelope,
-    ) -> SpoolEntry | None:
+    async def handle_message(
+        self, session: Session, envelope: Envelope, message: StagedMessage
+    ) -> str:
+        """The reply for a message whose data has ended whole into ``message``."""
+        if not self.post_queue and await self._overloaded():
+            await message.discard()
+            return BUSY
+        if not await message.close():  # the spool could not take it (logged)
+            await message.discard()
+            return SPOOL_FAILED
+        if self.post_queue:
+            return await self._queue(message)
+        # Claimed before the file is listed: the redriver lists the spool on its own, and an
+        # entry it saw before this session claimed it would be scanned and delivered twice.
+        self.redriver.hold(message.id)
         try:
-            return await asyncio.to_thread(write, spool_envelope, _bytes(envelope), entry_id)
+            # Made durable while it waits and is scanned; nothing is decided or confirmed before.
+            settling = asyncio.ensure_future(asyncio.to_thread(self.spool.settle, message.id))
+            return await self._scan_in_turn(message, settling)
+        finally:
+            self.redriver.release(message.id)
+
+    async def _queue(self, message: StagedMessage) -> str:
+        """Post-queue: 250 once the entry is durable; the redriver scans it."""
+        try:
+            await asyncio.to_thread(self.spool.settle, message.id)
         except OSError:
-            await self._refuse_unkept(entry_id)
-            return None
+            return await self._refuse_unkept(message.id)
+        self.redriver.submit(message.id, fresh=True)
+        return f"250 2.0.0 Ok: queued as {message.id}"
+
+    async def _scan_in_turn(self, message: StagedMessage, settling: asyncio.Future[None]) -> str:
+        """Scanned once the memory budget lets the message in; BUSY if that takes longer than
+        a scan deadline (the client must have its answer well within its own timeout)."""
+        memory, deadline_s = self.pipeline.memory, self.pipeline.settings.scan_deadline_s
+        async with memory.hold(message.size, wait_s=deadline_s) as let_in:
+            if not let_in:
+                log.warning("message %s: no memory for it in %.0f s; answering busy",
+                            message.id, deadline_s)  # fmt: skip
+                await _finished(settling)
+                await asyncio.to_thread(self.spool.discard, message.id)
+                return BUSY
+            try:
+                content = await message.content()
+            except OSError:
+                await _finished(settling)
+                return await self._refuse_unkept(message.id)
+            entry = SpoolEntry(message.id, message.envelope, content)
+            return await self._scan_while_client_waits(entry, settling)
 
     async def _refuse_unkept(self, entry_id: str) -> str:
         """The spool could not keep the message: 451, and no entry left for the redriver
@@ -119,6 +138,6 @@ class ScanHandler:
         return INTERNAL_ERROR
 
 
-def _bytes(envelope: Envelope) -> bytes:
-    content: Any = envelope.original_content or envelope.content or b""
-    return content if isinstance(content, bytes) else content.encode("utf-8", "surrogateescape")
+async def _finished(settling: asyncio.Future[None]) -> None:
+    """Wait for a settle no longer wanted: its entry is discarded after it, not during."""
+    await asyncio.gather(settling, return_exceptions=True)
