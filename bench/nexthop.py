@@ -29,7 +29,7 @@ class Discard:
     async def discard(self) -> None:
         pass
 
-    async def handle_message(self, session: Any, envelope: Any, message: Any) -> str:
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any, message: Any) -> str:
         return "250 OK"
 
 

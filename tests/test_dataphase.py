@@ -270,7 +270,7 @@ class Keep:
     async def open_message(self, session, envelope) -> Kept:
         return Kept()
 
-    async def handle_message(self, session, envelope, message: Kept) -> str:
+    async def handle_DATA(self, server, session, envelope, message: Kept) -> str:
         self.messages.append(message.content)
         return "250 2.0.0 Ok"
 

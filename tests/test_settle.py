@@ -142,4 +142,4 @@ async def hand_over(
     """What the SMTP front does with the handler for one DATA command."""
     message = await handler.open_message(session, envelope)
     await message.write(envelope.original_content)
-    return await handler.handle_message(session, envelope, message)
+    return await handler.handle_DATA(None, session, envelope, message)

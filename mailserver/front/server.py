@@ -15,7 +15,7 @@ from email.errors import HeaderParseError
 from typing import Any
 
 import redis
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import MISSING, SMTP
 
 from mailserver.front.datachecks import DataChecks, DataRules
 from mailserver.front.dataclock import DataClock
@@ -133,7 +133,8 @@ class LenientSMTP(SMTP):
     DATA is read in large pieces (mailserver/front/dataphase.py), not line by line, and
     streamed to the handler's sink as it arrives (``open_message``), checked on the way
     (``data_rules``) and timed by a clock that moves with the data (``data_received``).
-    The handler then answers for the whole message (``handle_message``).
+    The handler then answers for the whole message: ``handle_DATA(server, session,
+    envelope, message)``, aiosmtpd's hook with the sink as one more argument.
 
     Addresses are parsed as aiosmtpd does, a little cheaper (``_getaddr``).
 
@@ -168,15 +169,13 @@ class LenientSMTP(SMTP):
             self._timeout_handle.cancel()
         try:
             status = await self._read_message(message)
-            if not status:
-                status = await self.event_handler.handle_message(
-                    self.session, self.envelope, message
-                )
+            if not status:  # the handler's answer for the whole message (aiosmtpd's hook)
+                status = await self._call_handler_hook("DATA", message)
         except Exception:
             self._reset_timeout()  # aiosmtpd answers it (handle_exception); the session goes on
             raise
         self._set_post_data_state()
-        await self.push(status)
+        await self.push("250 OK" if status is MISSING else status)
         self._reset_timeout()  # not for a connection gone: its timer would find no transport
         if status == DATA_TIMED_OUT and self.transport is not None:
             self.transport.close()

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 
-from aiosmtpd.smtp import Envelope, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
@@ -49,8 +49,8 @@ class ScanHandler:
         )
         return StagedMessage(self.spool, new_id(), spool_envelope)
 
-    async def handle_message(
-        self, session: Session, envelope: Envelope, message: StagedMessage
+    async def handle_DATA(
+        self, server: SMTP, session: Session, envelope: Envelope, message: StagedMessage
     ) -> str:
         """The reply for a message whose data has ended whole into ``message``."""
         if not self.post_queue and await self._overloaded():
