@@ -201,7 +201,7 @@ def _envelope(entry_id: str, header: bytes) -> Envelope:
 
 
 def spooled_at(entry_id: str) -> float:
-    """The wall clock when the entry's id was made, at the end of DATA: ``new_id`` starts
+    """The wall clock when the entry's id was made, at the DATA command: ``new_id`` starts
     it with the milliseconds."""
     return int(entry_id[:12], 16) / 1000
 
