@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from bench.stacks import LOOPBACK
-from mailserver.front.server import LenientSMTP
+from mailserver.front.smtpsession import LenientSMTP
 
 
 class Discard:

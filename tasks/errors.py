@@ -12,6 +12,9 @@
     ├── DeliveryError          the message could not be handed on (4xx or 5xx)
     │   └── RecipientsRefused  the next hop refused some recipients; the others have it
     ├── NotQuarantined         no quarantined message has this id (also a LookupError)
+    ├── MessageLogUnavailable  the message log's database cannot be read (a search, a show)
+    ├── NotLogged              the message log has no outcome for this id (also a LookupError)
+    ├── MilterProtocolError    an MTA sent the milter front a packet it cannot read
     ├── StackError             a service of the local system could not start
     └── UploadFailed           a crash report did not reach the vendor's endpoint
 
@@ -84,6 +87,20 @@ class RecipientsRefused(DeliveryError):
 
 class NotQuarantined(MailscanError, LookupError):
     """No quarantined message has this id (or the id is not an id at all)."""
+
+
+class MessageLogUnavailable(MailscanError):
+    """The message log's database did not answer a search; the front's writes wait for it
+    in their journal instead (mailserver/messagelog/writer.py)."""
+
+
+class NotLogged(MailscanError, LookupError):
+    """The message log has no outcome for this spool id."""
+
+
+class MilterProtocolError(MailscanError):
+    """A milter packet that is malformed, too large, or out of place: the milter front
+    closes that connection, and the MTA applies its ``milter_default_action``."""
 
 
 class StackError(MailscanError):

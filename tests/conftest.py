@@ -64,6 +64,8 @@ TEST_ENV = {
     "MAILSCAN_COMMAND_SCANNER": f"clamscan --no-summary -d {TEST_ROOT / 'var' / 'clamd' / 'db'} -",
     "MAILSCAN_SCAN_DEADLINE_S": "30",
     "MAILSCAN_REDRIVE_INTERVAL_S": "1",
+    # Its default port is one for every stack and front: the milter tests give it their own.
+    "MAILSCAN_MILTER": "off",
 }
 
 
@@ -229,6 +231,36 @@ def fs(fault_env) -> Settings:
 def faults(fs, fault_env) -> Iterator[Stack]:
     """A stack of its own with the chaos plugin in the av pool and short time limits."""
     yield from running_stack(fs, fault_env)
+
+
+@pytest.fixture(scope="session")
+def ha_env() -> dict[str, str]:
+    from tests.sentinel_stack import HA_SETTINGS, OFFSET
+
+    return stack_env("sentinel", OFFSET, **HA_SETTINGS)
+
+
+@pytest.fixture(scope="session")
+def hs(ha_env) -> Settings:
+    return load_settings(ha_env)
+
+
+@pytest.fixture(scope="session")
+def ha(hs, ha_env) -> Iterator[Stack]:
+    """A whole stack on Redis under Sentinel (tests/sentinel_stack.py)."""
+    from tests.sentinel_stack import start_ha
+
+    yield from start_ha(hs, ha_env)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator:
+    """A private PostgreSQL cluster on a loopback test port (tests/pg_cluster.py)."""
+    from tests.pg_cluster import removed, started_cluster
+
+    cluster = started_cluster(port(15432))
+    yield cluster
+    removed(cluster)
 
 
 def probe_pools_now(settings: Settings) -> None:

@@ -14,7 +14,7 @@ from aiosmtpd.controller import Controller
 from mailserver.front.datachecks import BARE_NEWLINE, TOO_BIG, DataChecks, DataRules
 from mailserver.front.dataclock import DataClock
 from mailserver.front.dataphase import read_data
-from mailserver.front.server import LenientSMTP
+from mailserver.front.smtpsession import LenientSMTP
 
 RULES = DataRules(max_line_bytes=1000, max_header_bytes=2000)
 

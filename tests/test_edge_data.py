@@ -15,7 +15,7 @@ import pytest
 from mailserver.supervisor.stack import Stack
 from tasks.settings import Settings, load_settings
 from tests.conftest import CORPUS, find_delivered, make_message, on_the_wire, send
-from tests.edge_client import RawClient
+from tests.raw_client import RawClient
 
 pytestmark = pytest.mark.integration
 

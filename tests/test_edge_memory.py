@@ -24,7 +24,7 @@ from mailserver.front.admission import read_backlog
 from tasks import redisauth
 from tasks.settings import Settings
 from tests.conftest import wait_for
-from tests.edge_client import RawClient
+from tests.raw_client import RawClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.load]
 
@@ -50,9 +50,9 @@ def _big_body() -> bytes:
     return base64.encodebytes(raw).replace(b"\n", b"\r\n")
 
 
-def _send_big(port: int, head: bytes, body: memoryview, replies: list[bytes]) -> None:
+def _send_big(port: int, head: bytes, body: memoryview, replies: list[bytes], source: str) -> None:
     try:
-        with RawClient(port, timeout_s=240) as client:
+        with RawClient(port, timeout_s=240, source=source) as client:
             client.start_data()
             client.send(head)
             client.send(body)
@@ -79,7 +79,12 @@ def _burst(port: int, marker: bytes) -> tuple[list[bytes], float]:
     body = memoryview(_big_body())
     replies: list[bytes] = []
     heads = [b"Subject: big\r\nX-Test-Id: %s-%d\r\n\r\n" % (marker, n) for n in range(CLIENTS)]
-    clients = [threading.Thread(target=_send_big, args=(port, h, body, replies)) for h in heads]
+    # From many loopback addresses: the front takes only so many connections per client.
+    sources = [f"127.0.1.{1 + n % 200}" for n in range(CLIENTS)]
+    clients = [
+        threading.Thread(target=_send_big, args=(port, h, body, replies, source))
+        for h, source in zip(heads, sources, strict=True)
+    ]
     started = time.monotonic()
     for client in clients:
         client.start()

@@ -31,6 +31,14 @@ def test_virus_is_quarantined_when_nobody_waits():
     assert "X-Virus-Name: Eicar-Test" in decision.header_lines
 
 
+def test_virus_after_the_queue_is_dropped_when_so_set_and_never_refused():
+    dropping = replace(SETTINGS, post_queue_virus="discard")
+    decision = decide(av("infected", "Eicar-Test"), spam("ham"), dropping, client_waiting=False)
+    assert decision.action == "discard"
+    assert decision.reason == "virus Eicar-Test"
+    assert decision.reply.startswith("250")
+
+
 def test_a_failed_virus_scan_never_delivers_by_default():
     for result in (None, av("error")):
         decision = decide(result, spam("ham"), SETTINGS, client_waiting=True)

@@ -16,7 +16,7 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import BinaryIO
 
@@ -39,6 +39,12 @@ class Envelope:
     # The host's boot id while a sender waited for this entry's final answer (pre-queue);
     # empty for an entry answered 250 when it was committed (post-queue).
     sender_waiting_boot: str = ""
+    # The client had started TLS (STARTTLS) before it sent the message.
+    tls: bool = False
+    # The client gave SMTPUTF8 on MAIL FROM: the next hop is told so (RFC 6531).
+    smtputf8: bool = False
+    # The client's name as the MTA in front verified it (XFORWARD NAME); empty: unknown.
+    peer_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -184,11 +190,15 @@ class Spool:
         return time.time() - spooled_at(entry_id)
 
 
+_ENVELOPE_FIELDS = tuple(field.name for field in fields(Envelope))
+
+
 def _envelope(entry_id: str, header: bytes) -> Envelope:
     try:
         fields = json.loads(header)
         fields["rcpt_tos"] = tuple(fields["rcpt_tos"])
-        envelope = Envelope(**fields)
+        # Fields a later release added are left out, so a downgrade still delivers its spool.
+        envelope = Envelope(**{key: fields[key] for key in _ENVELOPE_FIELDS if key in fields})
     except (ValueError, KeyError, TypeError) as err:  # UnicodeDecodeError is a ValueError
         raise SpoolEntryCorrupt(f"spool entry {entry_id} has no readable envelope: {err}") from err
     if (

@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 
 # Writes this size make a 25 MB message a hundred writes; the buffer is the session's memory.
 FLUSH_BYTES = 256 * 1024
+# Enough of the message's start for the message log's Message-ID and subject when the
+# message is refused before it is read back whole.
+HEAD_BYTES = 64 * 1024
 
 
 class StagedMessage:
@@ -36,12 +39,15 @@ class StagedMessage:
         self._file: BinaryIO | None = None
         self._kept: bytes | None = None
         self._writing: asyncio.Future[None] | None = None
+        self.head = b""  # the first piece, kept for the message log (Message-ID, subject)
 
     async def write(self, data: bytes) -> None:
         if self.failed:
             return  # drained to its end, answered 451
         self._buffer += data
         self.size += len(data)
+        if len(self.head) < HEAD_BYTES:
+            self.head += data[: HEAD_BYTES - len(self.head)]
         if len(self._buffer) >= FLUSH_BYTES:
             await self._flush()
 
