@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import smtplib
 import socket
@@ -149,9 +150,15 @@ def send(message: EmailMessage | bytes, port: int, rcpts: list[str] | None = Non
         client.mail("alice@example.test")
         for rcpt in rcpts:
             client.rcpt(rcpt)
-        raw = message if isinstance(message, bytes) else message.as_bytes()
-        code, text = client.data(raw)
+        code, text = client.data(on_the_wire(message))
         return Reply(code, text.decode())
+
+
+def on_the_wire(message: EmailMessage | bytes) -> bytes:
+    """The message with CRLF line ends, as an MTA sends a message it stored with LF ones
+    (smtplib sends bytes as they are, and the front refuses a bare LF)."""
+    raw = message if isinstance(message, bytes) else message.as_bytes()
+    return re.sub(rb"\r?\n", b"\r\n", raw)
 
 
 def make_message(body: str = "", attachment: bytes | None = None, **headers: str) -> EmailMessage:

@@ -27,7 +27,7 @@ from mailserver.supervisor.selfsigned import with_self_signed
 from mailserver.supervisor.stack import Stack
 from tasks.errors import ConfigError
 from tasks.settings import Settings, load_settings
-from tests.conftest import find_delivered, mailscan, make_message, port, wait_for
+from tests.conftest import find_delivered, mailscan, make_message, on_the_wire, port, wait_for
 
 CLIENT = "client.example.test"
 
@@ -144,7 +144,7 @@ def test_mail_over_starttls_is_scanned_and_delivered_with_the_configured_certifi
         client.ehlo(CLIENT)
         assert not client.has_extn("starttls")  # not twice
         client.sendmail("alice@example.test", ["bob@example.test"],
-                        make_message(X_Test_Id="tls-e2e").as_bytes())  # fmt: skip
+                        on_the_wire(make_message(X_Test_Id="tls-e2e")))  # fmt: skip
     [delivered] = find_delivered(offering.maildir, b"X-Test-Id: tls-e2e")
     head = header_block(delivered)
     assert f"by {offering.hostname} (mailscan) with ESMTPS id" in head
@@ -158,7 +158,7 @@ def test_plaintext_mail_is_still_taken_when_tls_is_offered_not_required(offering
         client.ehlo(CLIENT)
         assert client.has_extn("starttls")
         client.sendmail("alice@example.test", ["bob@example.test"],
-                        make_message(X_Test_Id="tls-plain").as_bytes())  # fmt: skip
+                        on_the_wire(make_message(X_Test_Id="tls-plain")))  # fmt: skip
     [delivered] = find_delivered(offering.maildir, b"X-Test-Id: tls-plain")
     assert f"by {offering.hostname} (mailscan) with ESMTP id" in header_block(delivered)
 
@@ -229,7 +229,7 @@ def test_tls_required_refuses_mail_until_starttls(requiring, pki):
         client.starttls(context=pki.client_context())
         client.ehlo(CLIENT)
         client.sendmail("alice@example.test", ["bob@example.test"],
-                        make_message(X_Test_Id="tls-required").as_bytes())  # fmt: skip
+                        on_the_wire(make_message(X_Test_Id="tls-required")))  # fmt: skip
     assert find_delivered(requiring.maildir, b"X-Test-Id: tls-required")
 
 

@@ -19,7 +19,7 @@ from mailserver.messagelog.query import Criteria
 from mailserver.messagelog.store import MessageStore
 from mailserver.supervisor.stack import Stack
 from tasks.settings import Settings, load_settings
-from tests.conftest import EICAR, GTUBE, mailscan, make_message, port, wait_for
+from tests.conftest import EICAR, GTUBE, mailscan, make_message, on_the_wire, port, wait_for
 from tests.smtp_ends import NextHop
 
 pytestmark = pytest.mark.integration
@@ -95,7 +95,7 @@ def _send(front: Front, message: EmailMessage, rcpt: str = "") -> tuple[int, str
         client.ehlo("client.example.test")
         client.mail(sender)
         client.rcpt(rcpt)
-        code, text = client.data(message.as_bytes())
+        code, text = client.data(on_the_wire(message))
     return code, text.decode(), sender, rcpt
 
 

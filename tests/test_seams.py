@@ -1,7 +1,7 @@
 """The framework internals mailscan relies on, held in place.
 
 Five seams reach past a library's public interface: the SMTP front's aiosmtpd subclass
-(mailserver/front/server.py) and its handler's hooks (mailserver/front/smtp.py), the clamd
+(mailserver/front/smtpsession.py) and its handler's hooks (mailserver/front/smtp.py), the clamd
 client's connection and reply parsing (tasks/plugins/clamav.py), the kombu envelope written
 by hand (tasks/wire/submit.py), the Celery result format written by hand
 (tasks/wire/results.py) and the workers' Redis channel, which replaces two of kombu's

@@ -19,7 +19,7 @@ from mailserver.front.connections import (
     client_address,
 )
 from mailserver.front.limits import SESSION_TIMEOUT, SessionLimits
-from mailserver.front.server import LenientSMTP
+from mailserver.front.smtpsession import LenientSMTP
 from tests.edge_client import EdgeClient
 
 SCAN_S = 1.5  # the stub's scan: longer than the idle timeout, past the session deadline
@@ -45,13 +45,29 @@ def test_a_client_counts_under_its_one_address():
     assert client_address(None) == ""
 
 
+class Kept:
+    """Our own sink for a message's data (the front's is its spool entry)."""
+
+    def __init__(self) -> None:
+        self.content = b""
+
+    async def write(self, data: bytes) -> None:
+        self.content += data
+
+    async def discard(self) -> None:
+        self.content = b""
+
+
 class SlowScan:
     """Answers each message after a while, as a pre-queue scan does."""
 
     def __init__(self) -> None:
         self.messages = 0
 
-    async def handle_DATA(self, server, session, envelope) -> str:
+    async def open_message(self, session, envelope) -> Kept:
+        return Kept()
+
+    async def handle_DATA(self, server, session, envelope, message) -> str:
         await asyncio.sleep(SCAN_S)
         self.messages += 1
         return "250 2.0.0 Ok"

@@ -57,7 +57,7 @@ def _send(pipeline: ScannedPipeline, at_reply: Callable[[], None] = lambda: None
             mail_from="a@example.test", rcpt_tos=["b@example.test"],
             original_content=b"Subject: x\r\n\r\nhello\r\n", smtp_utf8=False,
         )  # fmt: skip
-        reply = await handler.handle_DATA(None, session, envelope)
+        reply = await hand_over(handler, session, envelope)
         at_reply()
         return reply
 
@@ -134,3 +134,12 @@ def test_a_write_that_fails_half_way_leaves_nothing_and_scans_nothing(tmp_path, 
     assert _send(pipeline) == SPOOL_FAILED
     assert pipeline.scans_ended == 0
     assert _left_in_spool(tmp_path) == []
+
+
+async def hand_over(
+    handler: ScanHandler, session: SimpleNamespace, envelope: SimpleNamespace
+) -> str:
+    """What the SMTP front does with the handler for one DATA command."""
+    message = await handler.open_message(session, envelope)
+    await message.write(envelope.original_content)
+    return await handler.handle_DATA(None, session, envelope, message)

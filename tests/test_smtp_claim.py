@@ -8,9 +8,11 @@ from types import SimpleNamespace
 
 import pytest
 
+from mailserver.front.membudget import MemoryBudget
 from mailserver.front.redrive import Redriver
 from mailserver.front.smtp import ScanHandler
 from mailserver.front.spool import Spool, SpoolEntry
+from mailserver.front.staging import FLUSH_BYTES
 
 
 class CountingPipeline:
@@ -20,6 +22,7 @@ class CountingPipeline:
 
     def __init__(self, spool: Spool) -> None:
         self.spool = spool
+        self.memory = MemoryBudget(2**20, unmetered_bytes=FLUSH_BYTES)
         self.processed: list[str] = []
         self.logged: list = []  # the message log's records
         self.messages = SimpleNamespace(record=self.logged.append)
@@ -58,7 +61,7 @@ def test_redriver_leaves_alone_an_entry_whose_session_is_scanning_it(tmp_path):
             original_content=b"x",
             smtp_utf8=False,
         )
-        reply = await handler.handle_DATA(None, session, envelope)
+        reply = await hand_over(handler, session, envelope)
         await asyncio.sleep(0.2)
         assert reply.startswith("250")
         return pipeline.processed
@@ -92,8 +95,7 @@ def test_a_spool_that_cannot_write_answers_451_and_scans_nothing(tmp_path, post_
             original_content=b"x",
             smtp_utf8=False,
         )
-        reply = await handler.handle_DATA(None, session, envelope)
-        return reply, pipeline.processed, pipeline.logged
+        return await hand_over(handler, session, envelope), pipeline.processed, pipeline.logged
 
     reply, processed, logged = asyncio.run(run())
     assert reply == SPOOL_FAILED
@@ -102,3 +104,12 @@ def test_a_spool_that_cannot_write_answers_451_and_scans_nothing(tmp_path, post_
     assert [(r.reply, r.reason) for r in logged] == [
         (SPOOL_FAILED, "the spool could not keep the message")
     ]
+
+
+async def hand_over(
+    handler: ScanHandler, session: SimpleNamespace, envelope: SimpleNamespace
+) -> str:
+    """What the SMTP front does with the handler for one DATA command."""
+    message = await handler.open_message(session, envelope)
+    await message.write(envelope.original_content)
+    return await handler.handle_DATA(None, session, envelope, message)

@@ -18,7 +18,16 @@ from mailserver.supervisor.stack import Stack
 from tasks import redisauth
 from tasks.settings import Settings, load_settings
 from tasks.wire.keys import RESULT_KEY_PREFIX, SPOOL_REPORT_KEY
-from tests.conftest import GTUBE, find_delivered, mailscan, make_message, port, send, wait_for
+from tests.conftest import (
+    GTUBE,
+    find_delivered,
+    mailscan,
+    make_message,
+    on_the_wire,
+    port,
+    send,
+    wait_for,
+)
 from tests.smtp_ends import NextHop, RawSession, raw_smtp
 
 pytestmark = pytest.mark.integration
@@ -240,7 +249,7 @@ def _send_from_empty_sender(message, port_: int) -> str:
         client.ehlo("client.example.test")
         client.mail("")
         client.rcpt("stuck@example.test")
-        code, text = client.data(message.as_bytes())
+        code, text = client.data(on_the_wire(message))
     assert code == 250, text
     return text.decode()
 

@@ -4,6 +4,7 @@ handing it on did, and how long each step took (``Steps``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 
@@ -80,10 +81,14 @@ def record_of(
     )
 
 
-def refusal_record(entry: SpoolEntry, reply: str, reason: str, steps: Steps) -> MessageRecord:
-    """A message answered before any verdict (scanners busy, the broker or the spool away)."""
+def refusal_record(
+    entry: SpoolEntry, reply: str, reason: str, steps: Steps, size: int | None = None
+) -> MessageRecord:
+    """A message answered before any verdict (scanners busy, the broker or the spool away).
+    ``entry.content`` may be only the message's start; ``size`` is then the whole's."""
     outcome = Outcome("tempfail", reply, reason)
-    return record_of(entry, outcome, None, {"av": None, "spam": None}, steps)
+    record = record_of(entry, outcome, None, {"av": None, "spam": None}, steps)
+    return record if size is None else dataclasses.replace(record, size=size)
 
 
 def message_id_of(content: bytes) -> str:

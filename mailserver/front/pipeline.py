@@ -16,6 +16,7 @@ from mailserver.front import headers, policy
 from mailserver.front.admission import Backlog, read_backlog
 from mailserver.front.delivery import Delivery
 from mailserver.front.handover import Handover, Outcome
+from mailserver.front.membudget import MemoryBudget
 from mailserver.front.metrics import MESSAGES
 from mailserver.front.outcomerecord import Steps, is_final, record_of
 from mailserver.front.outcomes import OutcomeLog
@@ -24,6 +25,7 @@ from mailserver.front.quarantine import Quarantine
 from mailserver.front.retries import Attempts
 from mailserver.front.spool import Spool, SpoolEntry
 from mailserver.front.spoolsharing import SpoolSharing
+from mailserver.front.staging import FLUSH_BYTES
 from mailserver.front.verdicts import VerdictWaiter
 from mailserver.messagelog.writer import MessageLog
 from tasks.errors import SpoolWriteFailed
@@ -63,6 +65,8 @@ class Pipeline:
         self.sharing = SpoolSharing(spool.id, settings.spool_dir, settings.health_probe_every_s)
         # Delivery, quarantine, and the end of every spool entry's life.
         self.handover = Handover(settings, spool, delivery, quarantine, self.outcomes)
+        # Messages in memory to be processed, from SMTP sessions and the redriver alike.
+        self.memory = MemoryBudget(settings.message_memory_bytes, FLUSH_BYTES)
 
     async def process(
         self,

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 from kombu.exceptions import OperationalError
@@ -22,6 +20,7 @@ from mailserver.front.pipeline import Pipeline
 from mailserver.front.redrive import Redriver
 from mailserver.front.spool import Envelope as SpoolEnvelope
 from mailserver.front.spool import Spool, SpoolEntry, boot_id, new_id
+from mailserver.front.staging import StagedMessage
 from tasks.errors import SpoolWriteFailed
 
 log = logging.getLogger(__name__)
@@ -98,59 +97,82 @@ class ScanHandler:
         envelope.rcpt_options.extend(options)
         return "250 OK"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def open_message(self, session: Session, envelope: Envelope) -> StagedMessage:
+        """Where the message goes while its DATA arrives: its spool entry under ``tmp/``.
+        Its id and ``received_at`` are those of the DATA command (Postfix's Received line
+        also has the time the data started)."""
         spool_envelope = _spool_envelope(session, envelope, self.post_queue)
+        return StagedMessage(self.spool, new_id(), spool_envelope)
+
+    async def handle_DATA(
+        self, server: SMTP, session: Session, envelope: Envelope, message: StagedMessage
+    ) -> str:
+        """The reply for a message whose data has ended whole into ``message``."""
+        steps, started = Steps(), time.monotonic()
         if not self.post_queue and await self._overloaded():
-            return await self._refused(new_id(), spool_envelope, envelope, BUSY, Steps())
-        entry_id, steps, started = new_id(), Steps(), time.monotonic()
+            await message.discard()
+            return await self._refused(message, BUSY, steps)
+        if not await message.close():  # the spool could not take it (logged)
+            await message.discard()
+            return await self._refused(message, SPOOL_FAILED, steps)
         if self.post_queue:
-            entry = await self._write(self.spool.commit, entry_id, spool_envelope, envelope)
-            if entry is None:
-                return await self._refused(entry_id, spool_envelope, envelope, SPOOL_FAILED, steps)
-            self.redriver.submit(entry.id, fresh=True)
-            return f"250 2.0.0 Ok: queued as {entry.id}"
-        # Claimed before the file exists: the redriver lists the spool on its own, and an
+            return await self._queue(message, steps)
+        # Claimed before the file is listed: the redriver lists the spool on its own, and an
         # entry it saw before this session claimed it would be scanned and delivered twice.
-        self.redriver.hold(entry_id)
+        self.redriver.hold(message.id)
         try:
-            entry = await self._write(self.spool.stage, entry_id, spool_envelope, envelope)
-            if entry is None:
-                return await self._refused(entry_id, spool_envelope, envelope, SPOOL_FAILED, steps)
-            # Made durable while the scans run; nothing is decided or confirmed before.
+            # Made durable while it waits and is scanned; nothing is decided or confirmed before.
             settling = asyncio.ensure_future(
-                asyncio.to_thread(self._settle, entry.id, steps, started)
+                asyncio.to_thread(self._settle, message.id, steps, started)
             )
-            return await self._scan_while_client_waits(entry, settling, steps)
+            return await self._scan_in_turn(message, settling, steps)
         finally:
-            self.redriver.release(entry_id)
+            self.redriver.release(message.id)
 
     def _settle(self, entry_id: str, steps: Steps, started: float) -> None:
         self.spool.settle(entry_id)
         steps.took("spool", started)
 
     async def _refused(
-        self, entry_id: str, spool_envelope: SpoolEnvelope, envelope: Envelope | None, reply: str,
-        steps: Steps, entry: SpoolEntry | None = None,
-    ) -> str:  # fmt: skip
+        self, message: StagedMessage, reply: str, steps: Steps, entry: SpoolEntry | None = None
+    ) -> str:
         """A 451 before any verdict is a final outcome too: the message log has it."""
-        if entry is None:
-            entry = SpoolEntry(entry_id, spool_envelope, _bytes(envelope) if envelope else b"")
-        record = refusal_record(entry, reply, _REFUSAL_REASONS[reply], steps)
+        entry = entry or SpoolEntry(message.id, message.envelope, message.head)
+        record = refusal_record(entry, reply, _REFUSAL_REASONS[reply], steps, message.size)
         await asyncio.to_thread(self.pipeline.messages.record, record)
         return reply
 
-    async def _write(
-        self,
-        write: Callable[[SpoolEnvelope, bytes, str], SpoolEntry],
-        entry_id: str,
-        spool_envelope: SpoolEnvelope,
-        envelope: Envelope,
-    ) -> SpoolEntry | None:
+    async def _queue(self, message: StagedMessage, steps: Steps) -> str:
+        """Post-queue: 250 once the entry is durable; the redriver scans it."""
         try:
-            return await asyncio.to_thread(write, spool_envelope, _bytes(envelope), entry_id)
+            await asyncio.to_thread(self.spool.settle, message.id)
         except OSError:
-            await self._refuse_unkept(entry_id)
-            return None
+            await self._refuse_unkept(message.id)
+            return await self._refused(message, SPOOL_FAILED, steps)
+        self.redriver.submit(message.id, fresh=True)
+        return f"250 2.0.0 Ok: queued as {message.id}"
+
+    async def _scan_in_turn(
+        self, message: StagedMessage, settling: asyncio.Future[None], steps: Steps
+    ) -> str:
+        """Scanned once the memory budget lets the message in; BUSY if that takes longer than
+        a scan deadline (the client must have its answer well within its own timeout)."""
+        memory, deadline_s = self.pipeline.memory, self.pipeline.settings.scan_deadline_s
+        async with memory.hold(message.size, wait_s=deadline_s) as let_in:
+            if not let_in:
+                log.warning("message %s: no memory for it in %.0f s; answering busy",
+                            message.id, deadline_s)  # fmt: skip
+                await _finished(settling)
+                await asyncio.to_thread(self.spool.discard, message.id)
+                return await self._refused(message, BUSY, steps)
+            try:
+                content = await message.content()
+            except OSError:
+                await _finished(settling)
+                await self._refuse_unkept(message.id)
+                return await self._refused(message, SPOOL_FAILED, steps)
+            entry = SpoolEntry(message.id, message.envelope, content)
+            return await self._scan_while_client_waits(entry, settling, steps, message)
 
     async def _refuse_unkept(self, entry_id: str) -> str:
         """The spool could not keep the message: 451, and no entry left for the redriver
@@ -172,17 +194,21 @@ class ScanHandler:
         return oldest_s > settings.scan_deadline_s / 2 or waiting >= settings.max_queued_jobs
 
     async def _scan_while_client_waits(
-        self, entry: SpoolEntry, settling: asyncio.Future[None], steps: Steps
+        self,
+        entry: SpoolEntry,
+        settling: asyncio.Future[None],
+        steps: Steps,
+        message: StagedMessage,
     ) -> str:
         try:
             outcome = await self.pipeline.process(entry, True, settling, steps)
         except SpoolWriteFailed:
             await self._refuse_unkept(entry.id)
-            return await self._refused(entry.id, entry.envelope, None, SPOOL_FAILED, steps, entry)
+            return await self._refused(message, SPOOL_FAILED, steps, entry)
         except (RedisError, OperationalError, OSError) as err:
             log.warning("message %s: broker unavailable (%s); answering 451", entry.id, err)
             await asyncio.to_thread(self.spool.finish, entry.id)
-            return await self._refused(entry.id, entry.envelope, None, BROKER_AWAY, steps, entry)
+            return await self._refused(message, BROKER_AWAY, steps, entry)
         if outcome.reply.startswith("250"):
             return f"{outcome.reply} as {entry.id}"  # the id finds it in logs and in Flower
         return outcome.reply
@@ -195,6 +221,11 @@ class ScanHandler:
             return INTERNAL_ERROR
         log.error("SMTP session failed", exc_info=error)
         return INTERNAL_ERROR
+
+
+async def _finished(settling: asyncio.Future[None]) -> None:
+    """Wait for a settle no longer wanted: its entry is discarded after it, not during."""
+    await asyncio.gather(settling, return_exceptions=True)
 
 
 def _spool_envelope(session: Session, envelope: Envelope, post_queue: bool) -> SpoolEnvelope:
@@ -213,8 +244,3 @@ def _spool_envelope(session: Session, envelope: Envelope, post_queue: bool) -> S
         tls=session.ssl is not None,
         smtputf8=bool(envelope.smtp_utf8),
     )
-
-
-def _bytes(envelope: Envelope) -> bytes:
-    content: Any = envelope.original_content or envelope.content or b""
-    return content if isinstance(content, bytes) else content.encode("utf-8", "surrogateescape")

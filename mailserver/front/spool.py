@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import BinaryIO
 
 from tasks.errors import SpoolEntryCorrupt
 from tasks.wire.spoolfile import ID_FILE, QUEUE, STAGING, is_entry_id, read_entry, spool_id
@@ -90,11 +91,28 @@ class Spool:
         """Write the entry under ``tmp/``: whole unless this raises (a full disk fails here),
         but neither durable nor listed until ``settle``, and never to be confirmed before."""
         entry = SpoolEntry(entry_id or new_id(), envelope, content)
-        header = json.dumps({**asdict(envelope), "rcpt_tos": list(envelope.rcpt_tos)})
-        with open(self.tmp / entry.id, "wb") as handle:
-            handle.write(header.encode() + b"\n")
+        with self.open_staged(envelope, entry.id) as handle:
             handle.write(content)  # past the buffer's size, written as it is: no copy
         return entry
+
+    def open_staged(self, envelope: Envelope, entry_id: str) -> BinaryIO:
+        """``stage`` for a message that arrives in pieces (staging.py): the file under
+        ``tmp/`` with its envelope line, open for the message to be appended."""
+        header = json.dumps({**asdict(envelope), "rcpt_tos": list(envelope.rcpt_tos)})
+        handle = open(self.tmp / entry_id, "wb")  # noqa: SIM115 - the caller closes it
+        try:
+            handle.write(header.encode() + b"\n")
+        except BaseException:
+            handle.close()
+            raise
+        return handle
+
+    def read_staged(self, entry_id: str) -> bytes:
+        """The message of an entry this front staged, settled by now or not."""
+        try:
+            return read_entry(self.tmp / entry_id)[1]
+        except FileNotFoundError:  # renamed meanwhile: tmp/ -> queue/ is the only way
+            return read_entry(self.queue / entry_id)[1]
 
     def settle(self, entry_id: str) -> None:
         """Make a staged entry durable and listed: its file fsynced, renamed into ``queue/``,
@@ -141,6 +159,10 @@ class Spool:
         except PermissionError as err:
             raise SpoolEntryCorrupt(f"spool entry {entry_id} cannot be read: {err}") from err
         return SpoolEntry(entry_id, _envelope(entry_id, header), content)
+
+    def size(self, entry_id: str) -> int:
+        """The bytes of a settled entry's file: its message, and its envelope line."""
+        return (self.queue / entry_id).stat().st_size
 
     def finish(self, entry_id: str) -> None:
         """The message has its final outcome (delivered, quarantined, refused): forget it."""
@@ -189,7 +211,7 @@ def _envelope(entry_id: str, header: bytes) -> Envelope:
 
 
 def spooled_at(entry_id: str) -> float:
-    """The wall clock when the entry's id was made, at the end of DATA: ``new_id`` starts
+    """The wall clock when the entry's id was made, at the DATA command: ``new_id`` starts
     it with the milliseconds."""
     return int(entry_id[:12], 16) / 1000
 

@@ -33,9 +33,12 @@ OFFICIAL_CLAMAV_DB = Path("/var/lib/clamav")
 # of their own: one arena (the GIL serializes them anyway) keeps its peak near one copy of
 # the message. A pool process reads a message into a buffer that grows by reallocation:
 # mapped on its own from 4 MiB, it grows without being copied and goes back to the system
-# when freed.
-FRONT_MALLOC = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=1"}
-POOL_MALLOC = {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=4194304"}
+# when freed. The front reads big messages back from the spool (mailserver/front/staging.py):
+# mapped on their own too, or glibc raises its threshold after the first is freed and
+# keeps the next ones in a heap that fragments.
+MMAP_FROM_4MIB = "glibc.malloc.mmap_threshold=4194304"
+FRONT_MALLOC = {"GLIBC_TUNABLES": f"glibc.malloc.arena_max=1:{MMAP_FROM_4MIB}"}
+POOL_MALLOC = {"GLIBC_TUNABLES": MMAP_FROM_4MIB}
 
 
 def all_services(settings: Settings) -> list[Service]:

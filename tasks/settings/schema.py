@@ -122,6 +122,39 @@ class Settings:
         shown="`127.0.0.1:7357`",
     )  # fmt: skip
     mode: Mode = setting("pre-queue", parse.choice(*parse.MODES), "`pre-queue` or `post-queue`")
+    smtp_max_line_bytes: int = setting(
+        1024 * 1024, parse.positive_int,
+        "a message with a longer line (its CRLF included) is refused with `552 5.3.4`. RFC "
+        "5321 says 1000, but real mail carries longer lines and the MTAs in front of a filter "
+        "pass them on; a line of a megabyte is no mail, only work for the scanners",
+        shown="`1048576` (1 MiB)",
+    )  # fmt: skip
+    smtp_max_header_bytes: int = setting(
+        512 * 1024, parse.positive_int,
+        "a message whose header section is larger is refused with `552 5.3.4` (Postfix "
+        "keeps 100 KiB of it, so mail that came through one is well below)",
+        shown="`524288` (512 KiB)",
+    )  # fmt: skip
+    smtp_data_idle_timeout_s: float = setting(
+        300.0, parse.seconds,
+        "a client silent this long during DATA gets `421 4.4.2` and is disconnected (the "
+        "five minutes of RFC 5321 4.5.3.2)",
+    )  # fmt: skip
+    smtp_data_min_rate_bytes_per_s: int = setting(
+        500, parse.positive_int,
+        "during DATA every byte received gives the client 1/this seconds more, up to "
+        "`MAILSCAN_SMTP_DATA_IDLE_TIMEOUT_S` in hand (Postfix's `smtpd_min_data_rate`): a "
+        "sender this fast or faster always finishes, whatever its message's size; a slower "
+        "one runs out of time and gets `421 4.4.2`",
+    )  # fmt: skip
+    message_memory_bytes: int = setting(
+        256 * 1024 * 1024, parse.positive_int,
+        "the most bytes of messages over 256 KiB the mailserver holds in memory at once to "
+        "scan and deliver them; the others wait their turn in the spool (a pre-queue "
+        "client waits with them). Messages arrive into the spool as they are sent, so "
+        "a session holds only a buffer while its DATA arrives",
+        shown="`268435456` (256 MiB)",
+    )  # fmt: skip
     post_queue_virus: Literal["quarantine", "discard"] = setting(
         "quarantine", parse.choice(*parse.POST_QUEUE_VIRUS),
         "post-queue: what becomes of a message carrying a virus, which was answered 250 "
@@ -172,9 +205,9 @@ class Settings:
     )  # fmt: skip
     smtp_command_timeout_s: float = setting(
         300.0, parse.seconds,
-        "how long a session may wait before its next command, and for a message's data once "
-        "DATA is sent (RFC 5321 4.5.3.2); then `421 4.4.2` and the connection closes. Time "
-        "spent scanning does not count",
+        "how long a session may wait before its next command (RFC 5321 4.5.3.2); then `421 "
+        "4.4.2` and the connection closes. The DATA phase has its own clock "
+        "(`MAILSCAN_SMTP_DATA_IDLE_TIMEOUT_S`); time spent scanning does not count",
     )  # fmt: skip
     smtp_session_timeout_s: float = setting(
         1800.0, parse.seconds,
