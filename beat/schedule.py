@@ -27,4 +27,5 @@ def schedule(settings: Settings) -> dict[str, Any]:
         "autoscale": _every("beat.tasks.autoscale", stats_s),
         "check-spools": _every("beat.tasks.check_spools", stats_s),
         "crashdump-retention": _every("beat.tasks.crashdump_retention", 3600.0),
+        "message-log-retention": _every("beat.tasks.message_log_retention", 3600.0),
     }

@@ -122,3 +122,20 @@ def autoscale() -> dict[str, Any]:
         return {"enabled": False}
     client = _redis(settings)
     return {pool: autoscaler.step(app, client, pool, settings) for pool in POOLS}
+
+
+@app.task(name="beat.tasks.message_log_retention")
+def message_log_retention() -> int:
+    """Forget the message log's outcomes older than ``MAILSCAN_MESSAGE_LOG_DAYS``."""
+    # Here, not at the top: the scan pools import this module too, and need no database.
+    from mailserver.messagelog.store import MessageStore
+
+    settings = current_settings()
+    store = MessageStore.from_settings(settings)
+    try:
+        gone = store.prune(time.time() - settings.message_log_days * 86400)
+    finally:
+        store.close()
+    if gone:
+        log.info("message log retention removed %d outcomes", gone)
+    return gone

@@ -63,7 +63,7 @@ def message(body: str) -> bytes:
     mail = EmailMessage()
     mail["From"], mail["To"], mail["Subject"] = "alice@example.test", "bob@example.test", "x"
     mail.set_content(f"{body} {time.time_ns()}")
-    return mail.as_bytes()
+    return mail.as_bytes(policy=mail.policy.clone(linesep="\r\n"))  # CRLF, as on the wire
 
 
 def recovery_s(settings: Settings, crashes: CrashStore, fault: str) -> tuple[float, float]:

@@ -8,7 +8,7 @@ from typing import Any
 from celery import Celery
 from kombu import Queue
 
-from tasks.redisauth import client_url
+from tasks.redisauth import celery_transport_options, celery_url
 from tasks.settings import Settings, current_settings
 from tasks.transport import use_in_workers
 from tasks.wire.keys import HEALTH_TASKS, OPS_QUEUE, POOLS, QUEUES, SCAN_TASKS
@@ -22,8 +22,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     routes |= {HEALTH_TASKS[pool]: {"queue": pool} for pool in POOLS}
     routes |= {"tasks.ops.*": {"queue": OPS_QUEUE}, "beat.*": {"queue": OPS_QUEUE}}
     return {
-        "broker_url": client_url(settings),
-        "result_backend": client_url(settings),
+        # Under Sentinel: kombu's and Celery's sentinel transports, which ask the sentinels
+        # for the primary again after a lost connection.
+        "broker_url": celery_url(settings),
+        "result_backend": celery_url(settings),
+        "result_backend_transport_options": celery_transport_options(settings),
         # msgpack carries raw bytes; pickle would let anyone who can write to Redis run code.
         "task_serializer": "msgpack",
         "result_serializer": "msgpack",
@@ -47,7 +50,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         # An unacknowledged job comes back after this; it must be far above any hard limit or
         # a slow job would run twice.
-        "broker_transport_options": {"visibility_timeout": _visibility_timeout_s(settings)},
+        "broker_transport_options": {
+            "visibility_timeout": _visibility_timeout_s(settings),
+            **celery_transport_options(settings),
+        },
         # After a lost broker connection the running jobs are redelivered; cancel the old
         # copies rather than run every job twice.
         "worker_cancel_long_running_tasks_on_connection_loss": True,

@@ -7,11 +7,15 @@
     ├── ScanError              a plugin could not produce a verdict
     │   ├── BackendUnavailable the daemon behind a plugin refused, dropped or timed out
     │   └── BackendProtocol    the daemon answered something we cannot read
+    ├── BannedPart             a part of a message matches a banned-attachment rule (a verdict)
     ├── SpoolWriteFailed       a staged spool entry could not be made durable (no 250 for it)
     ├── SpoolEntryCorrupt      a spool entry's envelope cannot be read
     ├── DeliveryError          the message could not be handed on (4xx or 5xx)
     │   └── RecipientsRefused  the next hop refused some recipients; the others have it
     ├── NotQuarantined         no quarantined message has this id (also a LookupError)
+    ├── MessageLogUnavailable  the message log's database cannot be read (a search, a show)
+    ├── NotLogged              the message log has no outcome for this id (also a LookupError)
+    ├── MilterProtocolError    an MTA sent the milter front a packet it cannot read
     ├── StackError             a service of the local system could not start
     └── UploadFailed           a crash report did not reach the vendor's endpoint
 
@@ -54,6 +58,17 @@ class BackendProtocol(ScanError):
     """The scanner daemon answered, but not in a form we understand."""
 
 
+class BannedPart(MailscanError):
+    """A part of a message, at ``path`` (archive members after a slash), matches the
+    banned-attachment ``rule``. Not a failure: the ``banned`` engine turns it into its
+    verdict, and it ends the look at the first match."""
+
+    def __init__(self, path: str, rule: str) -> None:
+        super().__init__(f"{path}: {rule}")
+        self.path = path
+        self.rule = rule
+
+
 class SpoolWriteFailed(MailscanError):
     """A staged entry could not be made durable: nobody may be told 250 for it."""
 
@@ -84,6 +99,20 @@ class RecipientsRefused(DeliveryError):
 
 class NotQuarantined(MailscanError, LookupError):
     """No quarantined message has this id (or the id is not an id at all)."""
+
+
+class MessageLogUnavailable(MailscanError):
+    """The message log's database did not answer a search; the front's writes wait for it
+    in their journal instead (mailserver/messagelog/writer.py)."""
+
+
+class NotLogged(MailscanError, LookupError):
+    """The message log has no outcome for this spool id."""
+
+
+class MilterProtocolError(MailscanError):
+    """A milter packet that is malformed, too large, or out of place: the milter front
+    closes that connection, and the MTA applies its ``milter_default_action``."""
 
 
 class StackError(MailscanError):

@@ -1,5 +1,11 @@
 """How every client reaches Redis, and how its address is shown to people.
 
+Redis is one server named by ``MAILSCAN_REDIS_URL``, or runs under Sentinel
+(``MAILSCAN_REDIS_SENTINELS``): then every client asks the sentinels for the current primary
+and asks again whenever its connection fails, so it finds the new primary after a failover.
+``connect``, ``connect_async`` and ``celery_url`` with ``celery_transport_options`` are the
+only ways in: every client of mailscan is made by one of them.
+
 ``MAILSCAN_REDIS_URL`` may carry the password (``redis://:PASSWORD@host:6379/0``). When it
 carries none, the password is read from ``MAILSCAN_REDIS_PASSWORD_FILE`` (default
 ``<var>/redis/password``), where ``mailscan up`` keeps the one it made for its own Redis; no
@@ -15,6 +21,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import redis
+import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.sentinel import Sentinel
 
 from tasks.errors import ConfigError
 from tasks.wire.keys import ENV_PREFIX
@@ -23,6 +32,8 @@ if TYPE_CHECKING:  # settings show URLs through masked() below
     from tasks.settings import Settings
 
 MASK = "***"
+# A sentinel that does not answer is skipped for the next one: never wait on it long.
+SENTINEL_TIMEOUTS = {"socket_connect_timeout": 1.0, "socket_timeout": 2.0}
 
 
 def password(settings: Settings) -> str:
@@ -49,8 +60,74 @@ def client_url(settings: Settings) -> str:
 
 
 def connect(settings: Settings, **options: Any) -> redis.Redis:
-    """A client of this deployment's Redis; ``options`` as for ``redis.Redis``."""
-    return redis.Redis.from_url(client_url(settings), **options)
+    """A client of this deployment's Redis (of its current primary under Sentinel);
+    ``options`` as for ``redis.Redis``."""
+    if not settings.redis_sentinels:
+        return redis.Redis.from_url(client_url(settings), **options)
+    sentinels = sentinel(settings, **options)
+    return sentinels.master_for(settings.redis_master, redis_class=redis.Redis)
+
+
+def connect_async(settings: Settings, **options: Any) -> aioredis.Redis:
+    """``connect`` for asyncio."""
+    if not settings.redis_sentinels:
+        return aioredis.Redis.from_url(client_url(settings), **options)
+    sentinels = AsyncSentinel(
+        _addresses(settings), sentinel_kwargs=sentinel_options(settings),
+        **_primary_options(settings), **options,
+    )  # fmt: skip
+    return sentinels.master_for(settings.redis_master, redis_class=aioredis.Redis)
+
+
+def sentinel(settings: Settings, **options: Any) -> Sentinel:
+    """The sentinels of this deployment; ``options`` for the connections to the primary."""
+    return Sentinel(
+        _addresses(settings), sentinel_kwargs=sentinel_options(settings),
+        **_primary_options(settings), **options,
+    )  # fmt: skip
+
+
+def sentinel_options(settings: Settings) -> dict[str, Any]:
+    """How a client talks to a sentinel: with the Redis password, and short timeouts."""
+    secret = password(settings)
+    return {**SENTINEL_TIMEOUTS, **({"password": secret} if secret else {})}
+
+
+def celery_url(settings: Settings) -> str:
+    """The broker and result backend URL: the Redis URL, or every sentinel as kombu's and
+    Celery's sentinel transports take them (``sentinel://...;sentinel://...``)."""
+    if not settings.redis_sentinels:
+        return client_url(settings)
+    secret = password(settings)
+    auth = f":{quote(secret, safe='')}@" if secret else ""
+    db = database(settings.redis_url)
+    hosts = [_netloc(s.host, s.port) for s in settings.redis_sentinels]
+    return ";".join(f"sentinel://{auth}{host}/{db}" for host in hosts)
+
+
+def celery_transport_options(settings: Settings) -> dict[str, Any]:
+    """What the sentinel transports need besides the URL; nothing for a plain Redis."""
+    if not settings.redis_sentinels:
+        return {}
+    return {"master_name": settings.redis_master, "sentinel_kwargs": sentinel_options(settings)}
+
+
+def database(url: str) -> int:
+    path = urlsplit(url).path.strip("/")
+    return int(path) if path.isdigit() else 0
+
+
+def _addresses(settings: Settings) -> list[tuple[str, int]]:
+    return [(s.host, s.port) for s in settings.redis_sentinels]
+
+
+def _primary_options(settings: Settings) -> dict[str, Any]:
+    secret = password(settings)
+    return {"db": database(settings.redis_url), **({"password": secret} if secret else {})}
+
+
+def _netloc(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def with_password(url: str, secret: str) -> str:

@@ -219,12 +219,15 @@ def _describe(error: BaseException) -> str:
 
 
 def combine(pool: str, verdicts: list[Verdict]) -> Status:
-    """Infected (or spam) if any engine says so; unknown if any engine failed and none found
-    anything: one engine's "clean" does not vouch for another that could not look."""
+    """Infected (or spam) if any engine says so, else banned if the banned-attachment engine
+    says so; unknown if any engine failed and none found anything: one engine's "clean" does
+    not vouch for another that could not look."""
     statuses = {v.status for v in verdicts}
     positive = "infected" if pool == AV_POOL else "spam"
     if positive in statuses:
         return positive
+    if "banned" in statuses:
+        return "banned"
     if "error" in statuses:
         return "error"
     if pool == AV_POOL:

@@ -7,7 +7,7 @@ import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import ip_address
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 Mode = Literal["pre-queue", "post-queue"]
 FailurePolicy = Literal["tempfail", "quarantine", "deliver-tagged", "backup-engine"]
 MODES = ("pre-queue", "post-queue")
+POST_QUEUE_VIRUS = ("quarantine", "discard")
 FAILURE_POLICIES = ("tempfail", "quarantine", "deliver-tagged")
 CHAOS_ACTIONS = (
     "freeze-python", "freeze-c", "segfault", "abort", "exit", "leak", "raise", "huge-error",
@@ -24,10 +25,11 @@ CHAOS_ACTIONS = (
 # no plugin (the SMTP front) refuses a bad name at start without loading any plugin code.
 # tasks/plugins/__init__.py maps the same names to their classes (a test holds them equal).
 PLUGIN_POOLS = {
-    "clamav": ("av",), "command": ("av",), "builtin": ("av",), "spamassassin": ("spam",),
-    "stub": ("av", "spam"), "chaos": ("av", "spam"),
+    "clamav": ("av",), "command": ("av",), "builtin": ("av",), "banned": ("av",),
+    "spamassassin": ("spam",), "stub": ("av", "spam"), "chaos": ("av", "spam"),
 }  # fmt: skip
 DELIVERIES = ("maildir", "relay")
+LOCAL_REDIS = ("single", "sentinel")
 ASSIST_PROMPTS = ("immediate", "next-start")
 
 
@@ -106,9 +108,86 @@ def endpoint(text: str) -> Endpoint:
     return Endpoint(host=host.strip("[]"), port=port(number))
 
 
+def endpoint_or_off(text: str) -> Endpoint | None:
+    if text == "off":
+        return None
+    try:
+        return endpoint(text)
+    except ValueError:
+        raise ValueError("must be HOST:PORT, unix:/path/to/socket or off") from None
+
+
+Network = IPv4Network | IPv6Network
+# One label of a domain name: letters, digits and inner hyphens (RFC 1035 and 1123).
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def networks(text: str) -> tuple[Network, ...]:
+    """Comma-separated networks in CIDR notation or single addresses, IPv4 or IPv6."""
+    found = []
+    for item in optional_names(text):
+        try:
+            found.append(ip_network(item))
+        except ValueError:
+            raise ValueError(
+                f"{item!r} is not a network: give CIDR such as 192.0.2.0/24 (no host bits "
+                "set) or a single address such as 192.0.2.7 or ::1"
+            ) from None
+    if not found:
+        raise ValueError("must list at least one network or address")
+    return tuple(found)
+
+
+def networks_or_none(text: str) -> tuple[Network, ...]:
+    """``networks``, or ``none`` for no network at all."""
+    return () if text.strip().lower() == "none" else networks(text)
+
+
+def domains(text: str) -> tuple[str, ...]:
+    """Comma-separated domain names, lower-cased and in ASCII (IDNA); a leading dot stands
+    for every subdomain of the name."""
+    return tuple(_domain(item) for item in optional_names(text))
+
+
+def _domain(item: str) -> str:
+    dot, name = ("." if item.startswith(".") else ""), item.removeprefix(".").rstrip(".")
+    try:
+        name = name.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        name = ""
+    labels = name.split(".")
+    if not name or len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(f"{item!r} is not a domain name (e.g. example.com, or .example.com)")
+    return dot + name
+
+
 def redis_url(text: str) -> str:
     if urlsplit(text).scheme not in ("redis", "rediss", "unix"):
         raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return text
+
+
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
+
+
+def database_url(text: str) -> str:
+    """Empty (SQLite under the var folder), ``sqlite:///PATH`` or ``postgresql://...``."""
+    if text and urlsplit(text).scheme not in DATABASE_SCHEMES:
+        raise ValueError("must be a postgresql:// or sqlite:/// URL")
+    return text
+
+
+def sentinels(text: str) -> tuple[Endpoint, ...]:
+    """``HOST:PORT,HOST:PORT,...``; empty: no sentinels (the URL names Redis itself)."""
+    found = tuple(endpoint(item.strip()) for item in text.split(",") if item.strip())
+    if any(e.socket_path for e in found):
+        raise ValueError("must be HOST:PORT of each sentinel, comma-separated")
+    return found
+
+
+def master_name(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", text):
+        raise ValueError("must be the name the sentinels monitor (letters, digits, . _ -)")
     return text
 
 
@@ -121,6 +200,10 @@ def header_text(text: str) -> str:
 
 def optional_score(text: str) -> float | None:
     return float(text) if text.strip() else None
+
+
+def optional_path(text: str) -> Path | None:
+    return Path(text) if text.strip() else None
 
 
 def boolean(text: str) -> bool:
@@ -185,6 +268,28 @@ def chaos(text: str) -> tuple[tuple[str, str], ...]:
             raise ValueError(f"{item}: the trigger is 'marker' or a fraction from 0 to 1")
         faults.append((action, trigger))
     return tuple(faults)
+
+
+_EXTENSION = re.compile(r"[a-z0-9_$~#!-]{1,32}")
+_CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*")
+
+
+def extensions(text: str) -> tuple[str, ...]:
+    """Comma-separated file name extensions, with or without their dot; empty: none."""
+    found = tuple(item.lower().lstrip(".") for item in optional_names(text))
+    for item in found:
+        if not _EXTENSION.fullmatch(item):
+            raise ValueError(f"{item!r} is not a file name extension (e.g. exe, .scr)")
+    return found
+
+
+def content_types(text: str) -> tuple[str, ...]:
+    """Comma-separated content types such as application/x-dosexec; empty: none."""
+    found = tuple(item.lower() for item in optional_names(text))
+    for item in found:
+        if not _CONTENT_TYPE.fullmatch(item):
+            raise ValueError(f"{item!r} is not a content type (e.g. application/x-dosexec)")
+    return found
 
 
 def command_line(text: str) -> tuple[str, ...]:

@@ -17,6 +17,8 @@ errors Celery ignores, and ends the worker ("Unrecoverable error"). A connection
 the jobs stay in Redis's unacked index, and come back after the visibility timeout as any
 job of a lost consumer does. A late ack of such a channel gets the same answer.
 
+The Sentinel transport gets the same two changes: its channel fails the same way.
+
 Only the workers use it (``celeryd_init``): elsewhere the broker URL would then name this
 class instead of ``redis://``, and Flower tells the broker's kind by that name. ``rediss://``
 keeps kombu's own transport everywhere, whose TLS set-up depends on the URL's scheme.
@@ -31,7 +33,9 @@ from celery import signals
 from kombu.transport import redis as kombu_redis
 
 
-class Channel(kombu_redis.Channel):
+class SharedClient:
+    """The two changes, for kombu's Redis channel and its Sentinel channel alike."""
+
     _shared_client: Any = None
 
     def _create_client(self, asynchronous: bool = False) -> Any:
@@ -49,8 +53,23 @@ class Channel(kombu_redis.Channel):
         return super()._get_pool(asynchronous=asynchronous)
 
 
+class Channel(SharedClient, kombu_redis.Channel):
+    pass
+
+
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+
+class SentinelChannel(SharedClient, kombu_redis.SentinelChannel):
+    pass
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    """Under Sentinel (``sentinel://``): the pool it makes asks the sentinels for the primary
+    at every new connection, so a worker follows a failover without a restart."""
+
+    Channel = SentinelChannel
 
 
 def use_in_workers() -> None:
@@ -59,5 +78,10 @@ def use_in_workers() -> None:
 
 
 def _in_worker(conf: Any, **_: Any) -> None:
-    if str(conf.broker_url).startswith("redis://") and not conf.broker_transport:
+    if conf.broker_transport:
+        return
+    url = str(conf.broker_url)
+    if url.startswith("redis://"):
         conf.broker_transport = f"{__name__}:Transport"
+    elif url.startswith("sentinel://"):
+        conf.broker_transport = f"{__name__}:SentinelTransport"

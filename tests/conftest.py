@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import smtplib
 import socket
@@ -63,6 +64,8 @@ TEST_ENV = {
     "MAILSCAN_COMMAND_SCANNER": f"clamscan --no-summary -d {TEST_ROOT / 'var' / 'clamd' / 'db'} -",
     "MAILSCAN_SCAN_DEADLINE_S": "30",
     "MAILSCAN_REDRIVE_INTERVAL_S": "1",
+    # Its default port is one for every stack and front: the milter tests give it their own.
+    "MAILSCAN_MILTER": "off",
 }
 
 
@@ -147,9 +150,15 @@ def send(message: EmailMessage | bytes, port: int, rcpts: list[str] | None = Non
         client.mail("alice@example.test")
         for rcpt in rcpts:
             client.rcpt(rcpt)
-        raw = message if isinstance(message, bytes) else message.as_bytes()
-        code, text = client.data(raw)
+        code, text = client.data(on_the_wire(message))
         return Reply(code, text.decode())
+
+
+def on_the_wire(message: EmailMessage | bytes) -> bytes:
+    """The message with CRLF line ends, as an MTA sends a message it stored with LF ones
+    (smtplib sends bytes as they are, and the front refuses a bare LF)."""
+    raw = message if isinstance(message, bytes) else message.as_bytes()
+    return re.sub(rb"\r?\n", b"\r\n", raw)
 
 
 def make_message(body: str = "", attachment: bytes | None = None, **headers: str) -> EmailMessage:
@@ -222,6 +231,36 @@ def fs(fault_env) -> Settings:
 def faults(fs, fault_env) -> Iterator[Stack]:
     """A stack of its own with the chaos plugin in the av pool and short time limits."""
     yield from running_stack(fs, fault_env)
+
+
+@pytest.fixture(scope="session")
+def ha_env() -> dict[str, str]:
+    from tests.sentinel_stack import HA_SETTINGS, OFFSET
+
+    return stack_env("sentinel", OFFSET, **HA_SETTINGS)
+
+
+@pytest.fixture(scope="session")
+def hs(ha_env) -> Settings:
+    return load_settings(ha_env)
+
+
+@pytest.fixture(scope="session")
+def ha(hs, ha_env) -> Iterator[Stack]:
+    """A whole stack on Redis under Sentinel (tests/sentinel_stack.py)."""
+    from tests.sentinel_stack import start_ha
+
+    yield from start_ha(hs, ha_env)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator:
+    """A private PostgreSQL cluster on a loopback test port (tests/pg_cluster.py)."""
+    from tests.pg_cluster import removed, started_cluster
+
+    cluster = started_cluster(port(15432))
+    yield cluster
+    removed(cluster)
 
 
 def probe_pools_now(settings: Settings) -> None:

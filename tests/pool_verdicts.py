@@ -18,3 +18,12 @@ def spam_verdict(status: Status = "ham", score: float = 1.0, **pool: Any) -> Poo
     rules = ("GTUBE",) if status == "spam" else ()
     engine = EngineVerdict("spamassassin", status, score=score, threshold=5.0, rules=rules)
     return PoolVerdict("spam", status, (engine,), **pool)
+
+
+def banned_verdict(part: str, rule: str) -> PoolVerdict:
+    """The av pool's verdict when clamd found nothing and the banned engine refused ``part``."""
+    engines = (
+        EngineVerdict("clamav", "clean"),
+        EngineVerdict("banned", "banned", rules=(rule,), part=part),
+    )
+    return PoolVerdict("av", "banned", engines)

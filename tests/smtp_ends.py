@@ -14,6 +14,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     content: bytes
+    mail_options: list[str] = field(default_factory=list)
 
     @property
     def bounce(self) -> bool:
@@ -24,9 +25,11 @@ class Received:
 @dataclass
 class NextHop:
     """The SMTP server behind a relay-mode front: keeps what it takes, and answers each
-    recipient in ``refuse`` with its reply instead."""
+    recipient in ``refuse`` with its reply instead. It offers SMTPUTF8 only when told, at
+    its start or by ``offer_smtputf8`` (from the next connection on)."""
 
     port: int
+    smtputf8: bool = False
     refuse: dict[str, str] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     controller: Controller | None = None
@@ -39,13 +42,27 @@ class NextHop:
 
     async def handle_DATA(self, server, session, envelope):
         self.received.append(
-            Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+            Received(
+                envelope.mail_from,
+                list(envelope.rcpt_tos),
+                envelope.original_content,
+                list(envelope.mail_options),
+            )
         )
         return "250 OK"
 
     def start(self) -> None:
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        # aiosmtpd's Controller would offer SMTPUTF8 unless told not to.
+        self.controller = Controller(
+            self, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=self.smtputf8
+        )
         self.controller.start()
+
+    def offer_smtputf8(self, offered: bool) -> None:
+        assert self.controller is not None
+        self.smtputf8 = offered
+        # The controller builds a server from these for every connection.
+        self.controller.SMTP_kwargs["enable_SMTPUTF8"] = offered
 
     def stop(self) -> None:
         if self.controller:
@@ -62,11 +79,15 @@ class NextHop:
 
 
 def raw_smtp(
-    port_: int, mail_from: bytes, message: bytes, rcpts: tuple[bytes, ...] = (b"bob@example.test",)
+    port_: int,
+    mail_from: bytes,
+    message: bytes,
+    rcpts: tuple[bytes, ...] = (b"bob@example.test",),
+    mail_params: bytes = b"",
 ) -> list[bytes]:
     """One SMTP transaction written byte for byte (smtplib refuses 8-bit commands); the
-    server's replies, one per command."""
-    commands = [b"EHLO client.example.test", b"MAIL FROM:<" + mail_from + b">",
+    server's replies, one per command. Every command must be taken."""
+    commands = [b"EHLO client.example.test", b"MAIL FROM:<" + mail_from + b">" + mail_params,
                 *(b"RCPT TO:<" + rcpt + b">" for rcpt in rcpts), b"DATA"]  # fmt: skip
     with socket.create_connection(("127.0.0.1", port_), timeout=60) as sock:
         reader = sock.makefile("rb")
@@ -78,6 +99,36 @@ def raw_smtp(
         replies.append(_reply(reader))
         sock.sendall(b"QUIT\r\n")
     return replies
+
+
+class RawSession:
+    """One SMTP session written byte for byte, for what smtplib refuses to send: each
+    command's reply as the server wrote it."""
+
+    def __init__(self, port_: int, timeout_s: float = 60.0) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port_), timeout=timeout_s)
+        self.reader = self.sock.makefile("rb")
+        self.greeting = _reply(self.reader)
+
+    def __enter__(self) -> RawSession:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.reader.close()
+        self.sock.close()
+
+    def command(self, line: bytes) -> bytes:
+        self.sock.sendall(line + b"\r\n")
+        return _reply(self.reader)
+
+    def message(self, content: bytes) -> bytes:
+        """DATA, then ``content`` (CRLF line ends, no line of a lone dot) once the server
+        says 354: the reply to the data, or the refusal of DATA."""
+        go_ahead = self.command(b"DATA")
+        if not go_ahead.startswith(b"354"):
+            return go_ahead
+        self.sock.sendall(content + b"\r\n.\r\n")
+        return _reply(self.reader)
 
 
 def _reply(reader) -> bytes:

@@ -3,6 +3,7 @@ Docker engine, that it holds together and agrees with the settings mailscan acce
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
@@ -25,6 +26,9 @@ SERVICES = {
 MAILSCAN_SERVICES = {
     "mailserver", "av-worker", "spam-worker", "ops-worker", "beat", "flower", "console",
 }  # fmt: skip
+# Redis under Sentinel, the profile ha, and what compose.yaml's header says to put in .env.
+HA_SERVICES = {"redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"}
+HA_ENV = {"MAILSCAN_REDIS_SENTINELS": "sentinel-1:26379,sentinel-2:26379,sentinel-3:26379"}
 WORKERS = {"av-worker": ("av", "clamd"), "spam-worker": ("spam", "spamd")}
 MAILSERVER_FOLDERS = ("spool_dir", "maildir", "quarantine_dir")
 
@@ -35,24 +39,28 @@ _VARIABLE = re.compile(r"\$\$|\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?
 DOT_ENV = {"REDIS_PASSWORD": "redis-from-dot-env", "FLOWER_PASSWORD": "flower-from-dot-env"}
 
 
-def _value(variable: re.Match[str]) -> str:
-    if variable[0] == "$$":
-        return "$"
-    if variable["op"] and "?" in variable["op"]:
-        return DOT_ENV[variable["name"]]
-    return variable["arg"] or ""
-
-
-def interpolate(value: Any) -> Any:
+def interpolate(value: Any, env: dict[str, str] | None = None) -> Any:
     """What compose makes of a value when only the required variables are set (to the
-    values of DOT_ENV): the defaults of the others."""
-    if isinstance(value, str):
-        return _VARIABLE.sub(_value, value)
-    if isinstance(value, list):
-        return [interpolate(v) for v in value]
-    if isinstance(value, dict):
-        return {k: interpolate(v) for k, v in value.items()}
-    return value
+    values of DOT_ENV), and those of ``env``: the defaults of the others."""
+    known = {**DOT_ENV, **(env or {})}
+
+    def value_of(variable: re.Match[str]) -> str:
+        if variable[0] == "$$":
+            return "$"
+        if variable["op"] and "?" in variable["op"]:
+            return DOT_ENV[variable["name"]]
+        return known.get(variable["name"]) or variable["arg"] or ""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return _VARIABLE.sub(value_of, value)
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        return value
+
+    return walk(value)
 
 
 @pytest.fixture(scope="module")
@@ -120,11 +128,11 @@ def compose_command() -> list[str]:
     return [standalone]
 
 
-def compose_config(**variables: str) -> subprocess.CompletedProcess:
+def compose_config(*options: str, **variables: str) -> subprocess.CompletedProcess:
     """`compose config` with these variables set, and no other of those in DOT_ENV."""
     env = {k: v for k, v in os.environ.items() if k not in DOT_ENV}
     return subprocess.run(
-        [*compose_command(), "-f", str(COMPOSE), "config", "-q"],
+        [*compose_command(), "-f", str(COMPOSE), *options, "config", "-q"],
         capture_output=True,
         text=True,
         check=False,
@@ -132,6 +140,35 @@ def compose_config(**variables: str) -> subprocess.CompletedProcess:
         timeout=60,
         env={**env, **variables},
     )
+
+
+def compose_rendered(**variables: str) -> dict[str, Any]:
+    """The file as compose makes it with these variables set."""
+    env = {k: v for k, v in os.environ.items() if k not in DOT_ENV}
+    result = subprocess.run(
+        [*compose_command(), "-f", str(COMPOSE), "config"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        timeout=60,
+        env={**env, **variables},
+    )
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def published_ports(service: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(host address, host port, container port) of each published port, from the short
+    syntax compose 1 writes or the long one compose 2 writes."""
+    found = []
+    for entry in service.get("ports", []):
+        if isinstance(entry, dict):
+            found.append((entry.get("host_ip", ""), str(entry["published"]), str(entry["target"])))
+        else:
+            parts = str(entry).partition("/")[0].rsplit(":", 2)  # [HOST_IP:]PUBLISHED:TARGET
+            found.append(tuple(["", *parts][-3:]))
+    return found
 
 
 def test_docker_compose_accepts_the_file() -> None:
@@ -246,7 +283,32 @@ def test_mailserver_listens_where_it_is_published(services: dict[str, Any]) -> N
     settings = settings_of(services["mailserver"])
     assert settings.smtp_host == "0.0.0.0", "a front on loopback is unreachable through the port"
     published = [str(p) for p in services["mailserver"].get("ports", [])]
-    assert f"2525:{settings.smtp_port}" in published, published
+    assert [p.rpartition(":")[2] for p in published] == [str(settings.smtp_port)], published
+
+
+def test_smtp_is_published_on_this_hosts_loopback_unless_told_otherwise(
+    services: dict[str, Any],
+) -> None:
+    assert [str(p) for p in services["mailserver"]["ports"]] == ["127.0.0.1:2525:2525"]
+    rendered = compose_rendered(**DOT_ENV, SMTP_PUBLISH="0.0.0.0:25")
+    assert published_ports(rendered["services"]["mailserver"]) == [("0.0.0.0", "25", "2525")]
+
+
+def test_the_fronts_allow_list_takes_this_host_and_the_docker_networks_only(
+    services: dict[str, Any],
+) -> None:
+    """A client of the port published on loopback reaches the container from a Docker
+    network's gateway; nobody from elsewhere is taken, and relay mode would start."""
+    from mailserver.front.access import AccessPolicy, check_exposure
+
+    settings = settings_of(services["mailserver"])
+    assert settings.smtp_allow_networks is not None, "set explicitly, as relay mode needs"
+    policy = AccessPolicy.from_settings(settings)
+    for inside in ("127.0.0.1", "::1", "172.17.0.1", "172.18.0.1", "192.168.16.1"):
+        assert policy.allows_client((inside, 1)), inside
+    for outside in ("203.0.113.5", "198.51.100.7", "2001:db8::5", "8.8.8.8"):
+        assert not policy.allows_client((outside, 1)), outside
+    check_exposure(dataclasses.replace(settings, delivery="relay"))
 
 
 def test_flower_is_published_on_loopback_only(services: dict[str, Any]) -> None:
@@ -317,3 +379,66 @@ def test_pools_read_big_messages_from_the_fronts_spool_volume(
     assert mounts(services[name]).get(spool) == mounts(services["mailserver"])[spool]
     read_only = [v for v in services[name]["volumes"] if isinstance(v, str) and spool in v]
     assert [v.endswith(":ro") for v in read_only] == [True], f"{name}: mount it read-only"
+
+
+def test_docker_compose_accepts_the_ha_profile() -> None:
+    result = compose_config("--profile", "ha", **DOT_ENV, **HA_ENV)
+    assert result.returncode == 0, f"docker compose rejects the profile ha:\n{result.stderr}"
+
+
+def test_the_header_says_how_to_turn_the_ha_profile_on(text: str) -> None:
+    assert "COMPOSE_PROFILES=ha" in text
+    assert "{}={}".format(*next(iter(HA_ENV.items()))) in text
+
+
+def test_ha_services_run_only_in_the_ha_profile(services: dict[str, Any]) -> None:
+    assert services.keys() >= HA_SERVICES, f"missing: {HA_SERVICES - services.keys()}"
+    for name, service in services.items():
+        expected = ["ha"] if name in HA_SERVICES else None
+        assert service.get("profiles") == expected, name
+
+
+def test_the_replica_follows_the_primary_with_the_password(services: dict[str, Any]) -> None:
+    replica = argv(services["redis-replica"])
+    assert option(replica, "--replicaof") == "redis", replica
+    assert replica[replica.index("--replicaof") + 2] == "6379", replica
+    for name in ("redis", "redis-replica"):  # either may be the primary after a failover
+        args = argv(services[name])
+        assert option(args, "--requirepass") == DOT_ENV["REDIS_PASSWORD"], name
+        assert option(args, "--masterauth") == DOT_ENV["REDIS_PASSWORD"], name
+        assert option(args, "--appendonly") == "yes", name
+        assert option(args, "--maxmemory-policy") == "noeviction", name
+        assert option(args, "--replica-announce-ip") == name, "announced by a name that resolves"
+    assert mounts(services["redis-replica"]) != mounts(services["redis"]), "a volume of its own"
+
+
+def sentinel_config(service: dict[str, Any]) -> list[str]:
+    """The config a sentinel writes at its first start, as its shell writes it."""
+    script = argv(service)[-1]
+    return [line for line in re.findall(r"""^\s*['"](.*?)['"] \\$""", script, re.MULTILINE)]
+
+
+@pytest.mark.parametrize("name", ["sentinel-1", "sentinel-2", "sentinel-3"])
+def test_sentinels_watch_the_primary_under_the_name_mailscan_asks_for(
+    services: dict[str, Any], name: str
+) -> None:
+    config = sentinel_config(services[name])
+    master = settings_of(services["mailserver"]).redis_master
+    assert f"sentinel monitor {master} redis 6379 2" in config, config
+    assert 'requirepass \\"$REDIS_PASSWORD\\"' in config, "clients must give the password"
+    assert f'sentinel auth-pass {master} \\"$REDIS_PASSWORD\\"' in config, config
+    assert "port 26379" in config
+    assert environment(services[name])["REDIS_PASSWORD"] == DOT_ENV["REDIS_PASSWORD"]
+    assert DOT_ENV["REDIS_PASSWORD"] not in argv(services[name]), "password on a command line"
+    assert services[name]["volumes"] == [f"{name}:/data"], "what it learnt must survive it"
+
+
+@pytest.mark.parametrize("name", sorted(MAILSCAN_SERVICES))
+def test_under_ha_every_mailscan_service_asks_the_sentinels(text: str, name: str) -> None:
+    services = interpolate(yaml.safe_load(text), HA_ENV)["services"]
+    settings = settings_of(services[name])
+    assert [(s.host, s.port) for s in settings.redis_sentinels] == [
+        (sentinel, 26379) for sentinel in ("sentinel-1", "sentinel-2", "sentinel-3")
+    ]
+    assert all(s.host in services for s in settings.redis_sentinels)
+    assert settings_of(interpolate(yaml.safe_load(text))["services"][name]).redis_sentinels == ()

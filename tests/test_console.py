@@ -74,13 +74,10 @@ def quarantined(cs: Settings, test_id: str) -> str:
 def test_the_first_administrator_is_added_with_the_command_and_can_log_in(console, console_env,
                                                                           cs):  # fmt: skip
     cs.console_users_file.unlink(missing_ok=True)
-    page = httpx.get(f"{BASE}/login").text
-    assert "mailscan console adduser NAME" in page  # no default password: how to add one
     said = add_admin(console_env)
     assert "administrator 'admin' saved" in said
     assert oct(cs.console_users_file.stat().st_mode & 0o777) == "0o600"
     assert PASSWORD not in cs.console_users_file.read_text()
-    assert "mailscan console adduser" not in httpx.get(f"{BASE}/login").text
     with httpx.Client(base_url=BASE) as client:
         token = csrf_token(client.get("/login").text)
         answer = client.post("/login", data={"name": ADMIN, "password": PASSWORD,

@@ -96,6 +96,8 @@ def test_recording_an_outcome_never_fails_the_mail_flow_when_redis_is_away(caplo
         ("deliver", "spam, tagged", "spam"),
         ("quarantine", "spam score 9.0", "spam"),
         ("reject", "virus Eicar-Signature", "virus"),
+        ("reject", "banned a.zip/b.exe (extension .exe)", "banned"),
+        ("quarantine", "banned invoice.pdf.exe (double extension .pdf.exe)", "banned"),
         ("deliver", "spam scan failed", "failed"),
         ("quarantine", "unscannable", "failed"),
         ("tempfail", "virus scan failed", "tempfail"),

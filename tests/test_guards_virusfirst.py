@@ -1,5 +1,5 @@
-"""The virus-first guard: a spam job whose message the av pool found infected is answered
-without the spam engine; any other spam job is scanned."""
+"""The virus-first guard: a spam job whose message the av pool found infected (or with a
+banned attachment) is answered without the spam engine; any other spam job is scanned."""
 
 import pytest
 
@@ -24,10 +24,11 @@ def scan_after_av(pool_process, ref, av_status):
     return pool_process.scan(ref, ids["spam"])
 
 
-def test_a_spam_job_of_an_infected_message_is_not_scanned(pool_process):
+@pytest.mark.parametrize("av_status", ["infected", "banned"])
+def test_a_spam_job_of_an_infected_or_banned_message_is_not_scanned(pool_process, av_status):
     engine = pool_process.start("spam", VirusFirstGuard())
     ref = pool_process.store(SPAM)
-    result = scan_after_av(pool_process, ref, "infected")
+    result = scan_after_av(pool_process, ref, av_status)
     assert (result.status, details(result)) == ("skipped", [SKIPPED])
     assert engine.scans == 0
 

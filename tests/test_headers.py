@@ -1,5 +1,9 @@
 """Header lines: in the message's own line endings, folded like SpamAssassin's, and safe."""
 
+import re
+
+import pytest
+
 from mailserver.front import headers
 from mailserver.front.spool import Envelope, SpoolEntry
 from tasks.wire.verdicts import EngineVerdict, PoolVerdict
@@ -12,14 +16,51 @@ def entry(helo="mx.example.test", mail_from="alice@example.test"):
 
 def test_received_line_names_client_helo_and_spool_id():
     line = headers.received(entry(), "scanner.example.test")
-    assert line.startswith("Received: from mx.example.test ([192.0.2.7])")
-    assert "id 0123456789abcdef01234567" in line
+    assert line.startswith("Received: from mx.example.test (unknown [192.0.2.7])\r\n")
+    assert "by scanner.example.test (mailscan) with ESMTP id 0123456789abcdef01234567;" in line
+
+
+@pytest.mark.parametrize(
+    "helo",
+    ["x ([10.9.8.7])", "[10.9.8.7]", "[IPv6:2001:db8::9]", "10.9.8.7", "(x [10.9.8.7])", ""],
+)
+def test_the_first_bracketed_address_of_received_is_the_peers_whatever_the_helo(helo):
+    line = headers.received(entry(helo=helo), "scanner")
+    assert re.search(r"\[([^\]]*)\]", line).group(1) == "192.0.2.7", line
+    assert line.startswith("Received: from ")
+    assert line.split()[3] == "(unknown"
+
+
+def test_an_address_literal_helo_is_written_without_its_brackets():
+    assert headers.received(entry(helo="[10.9.8.7]"), "s").startswith(
+        "Received: from 10.9.8.7 (unknown [192.0.2.7])"
+    )
+    ipv6 = headers.received(entry(helo="[IPv6:2001:db8::9]"), "s")
+    assert ipv6.startswith("Received: from IPv6:2001:db8::9 (unknown [192.0.2.7])")
 
 
 def test_client_text_cannot_inject_header_lines():
     line = headers.received(entry(helo="evil\r\nX-Spam-Flag: NO"), "scanner")
     assert "\r\nX-Spam-Flag" not in line
-    assert "\r\n" not in headers.return_path(entry(mail_from="a@b\r\nBcc: c@d"))
+    for forged in ("a@b\r\nBcc: c@d", "a@b\nBcc: c@d", "a@b\x00\rBcc: c@d"):
+        field = headers.return_path(entry(mail_from=forged))
+        assert field == "Return-Path: <a@bBcc: c@d>", field
+
+
+def test_the_null_sender_is_an_empty_return_path():
+    assert headers.return_path(entry(mail_from="<>")) == "Return-Path: <>"
+    assert headers.return_path(entry(mail_from="")) == "Return-Path: <>"
+
+
+def test_engine_text_cannot_inject_header_lines():
+    engine = EngineVerdict("clamav", "infected", virus="Evil\r\nX-Virus-Status: Clean")
+    av = PoolVerdict("av", "infected", (engine,))
+    lines = headers.virus_headers(av)
+    assert all("\r" not in line and "\n" not in line for line in lines), lines
+    assert headers.virus_name(av) == "EvilX-Virus-Status: Clean"
+    spam = EngineVerdict("spamassassin", "spam", score=9.0, threshold=5.0, rules=("A\nB", "C"))
+    status = headers.spam_headers(PoolVerdict("spam", "spam", (spam,)))[-1]
+    assert status.endswith("tests=AB,C")
 
 
 def test_prepend_keeps_the_line_endings_of_the_message():

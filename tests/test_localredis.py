@@ -52,6 +52,9 @@ def test_status_shows_a_redis_url_with_its_password_masked(stack, settings):
     url = redisauth.with_password(settings.redis_url, secret)
     shown = mailscan("status", "--json", env={**os.environ, "MAILSCAN_REDIS_URL": url})
     assert shown.returncode == 0, shown.stderr
-    assert json.loads(shown.stdout)["redis"] == redisauth.masked(url)
+    redis = json.loads(shown.stdout)["redis"]
+    assert redis["url"] == redisauth.masked(url)
+    assert redis["primary"] == f"127.0.0.1:{urlsplit(url).port}"
+    assert redis["replicas"] == []
     assert ":***@" in redisauth.masked(url)
     assert secret not in shown.stdout + shown.stderr

@@ -5,6 +5,7 @@ from dataclasses import replace
 from mailserver.front.policy import SPAM_NOT_AWAITED, decide
 from tasks.settings import load_settings
 from tests.pool_verdicts import av_verdict as av
+from tests.pool_verdicts import banned_verdict
 from tests.pool_verdicts import spam_verdict as spam
 
 SETTINGS = load_settings({})
@@ -29,6 +30,14 @@ def test_virus_is_quarantined_when_nobody_waits():
     decision = decide(av("infected", "Eicar-Test"), spam("ham"), SETTINGS, client_waiting=False)
     assert decision.action == "quarantine"
     assert "X-Virus-Name: Eicar-Test" in decision.header_lines
+
+
+def test_virus_after_the_queue_is_dropped_when_so_set_and_never_refused():
+    dropping = replace(SETTINGS, post_queue_virus="discard")
+    decision = decide(av("infected", "Eicar-Test"), spam("ham"), dropping, client_waiting=False)
+    assert decision.action == "discard"
+    assert decision.reason == "virus Eicar-Test"
+    assert decision.reply.startswith("250")
 
 
 def test_a_failed_virus_scan_never_delivers_by_default():
@@ -67,3 +76,35 @@ def test_a_virus_quarantined_without_its_spam_verdict_says_why_it_was_not_spam_s
     assert decision.action == "quarantine"
     assert "X-Spam-Status: No, not scanned (a virus was found)" in decision.header_lines
     assert "X-Virus-Status: Infected" in decision.header_lines
+
+
+def test_a_banned_attachment_is_refused_to_a_waiting_client_naming_the_part():
+    found = banned_verdict("photos.zip/holiday.jpg", "content type application/x-dosexec")
+    decision = decide(found, SPAM_NOT_AWAITED, SETTINGS, client_waiting=True)
+    assert decision.action == "reject"
+    assert decision.reply == "550 5.7.1 Message refused: banned attachment photos.zip/holiday.jpg"
+    assert decision.reason == "banned photos.zip/holiday.jpg (content type application/x-dosexec)"
+
+
+def test_a_banned_attachment_is_quarantined_with_headers_naming_part_and_rule():
+    found = banned_verdict("Rechnung\u00e9.pdf.exe", "double extension .pdf.exe")
+    decision = decide(found, spam("ham"), SETTINGS, client_waiting=False)
+    assert decision.action == "quarantine"
+    assert "X-Virus-Status: Banned" in decision.header_lines
+    assert (
+        "X-Banned-Attachment: Rechnung\u00e9.pdf.exe (double extension .pdf.exe)"
+        in decision.header_lines
+    )
+    # A reply line is ASCII whatever the name.
+    waiting = decide(found, spam("ham"), SETTINGS, client_waiting=True)
+    assert waiting.reply.endswith("banned attachment Rechnung?.pdf.exe")
+
+
+def test_a_virus_outranks_a_banned_attachment_in_the_av_pool():
+    from tasks.plugins.base import Verdict
+    from tasks.runner import combine
+
+    banned = Verdict("banned", "banned", part="a.exe", rules=("extension .exe",))
+    assert combine("av", [Verdict("clamav", "infected", virus="Eicar"), banned]) == "infected"
+    assert combine("av", [Verdict("clamav", "error"), banned]) == "banned"
+    assert combine("av", [Verdict("clamav", "clean"), banned]) == "banned"

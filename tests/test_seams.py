@@ -1,13 +1,14 @@
 """The framework internals mailscan relies on, held in place.
 
 Five seams reach past a library's public interface: the SMTP front's aiosmtpd subclass
-(mailserver/front/server.py), the clamd client's connection and reply parsing
-(tasks/plugins/clamav.py), the kombu envelope written by hand (tasks/wire/submit.py), the
-Celery result format written by hand (tasks/wire/results.py) and the workers' Redis channel,
-which replaces two of kombu's private methods (tasks/transport.py). pyproject.toml pins each
-library to a minor version; these tests fail when an upgrade moves what the seam uses,
-before mail does. The envelope and the result format are also checked end to end against
-the real library in tests/test_submit.py and tests/test_results.py.
+(mailserver/front/smtpsession.py) and its handler's hooks (mailserver/front/smtp.py), the clamd
+client's connection and reply parsing (tasks/plugins/clamav.py), the kombu envelope written
+by hand (tasks/wire/submit.py), the Celery result format written by hand
+(tasks/wire/results.py) and the workers' Redis channel, which replaces two of kombu's
+private methods (tasks/transport.py). pyproject.toml pins each library to a minor version;
+these tests fail when an upgrade moves what the seam uses, before mail does. The envelope
+and the result format are also checked end to end against the real library in
+tests/test_submit.py and tests/test_results.py.
 """
 
 from __future__ import annotations
@@ -46,6 +47,21 @@ def test_aiosmtpd_still_reads_the_stream_and_lists_commands_as_the_subclass_expe
     # builds the command table from dir(self).
     assert "self._reader" in inspect.getsource(SMTP.connection_made)
     assert "dir(self)" in inspect.getsource(SMTP.__init__)
+
+
+def test_aiosmtpd_greets_first_thing_in_the_session_task_the_subclass_refuses_in():
+    # LenientSMTP._handle_client answers a client outside the allowed networks 554 instead
+    # of calling aiosmtpd's, which writes the 220 before it reads any command.
+    assert "self._handle_client()" in inspect.getsource(SMTP.connection_made)
+    session = inspect.getsource(SMTP._handle_client)
+    assert session.index("await self.push('220 ") < session.index("self._reader.readuntil()")
+
+
+def test_aiosmtpd_reads_smtputf8_into_the_envelope_before_the_mail_hook():
+    # ScanHandler.handle_MAIL takes a non-ASCII sender only under SMTPUTF8: it reads the
+    # parameter from the envelope, where aiosmtpd puts it before it calls the hook.
+    mail = inspect.getsource(SMTP.smtp_MAIL)
+    assert mail.index("self.envelope.smtp_utf8 = smtputf8") < mail.index("_call_handler_hook")
 
 
 @pytest.mark.parametrize("client", [ClamdNetworkSocket, ClamdUnixSocket])

@@ -102,7 +102,7 @@ def test_each_pool_has_its_own_settings_and_defaults():
     av, spam = settings.pools["av"], settings.pools["spam"]
     assert (av.soft_limit_s, spam.soft_limit_s) == (5.0, 60.0)
     assert (av.concurrency, spam.concurrency) == (2, 4)
-    assert (av.plugins, spam.plugins) == (("clamav",), ("spamassassin",))
+    assert (av.plugins, spam.plugins) == (("clamav", "banned"), ("spamassassin",))
     assert (av.failure_policy, spam.failure_policy) == ("tempfail", "deliver-tagged")
 
 
@@ -131,3 +131,23 @@ def test_with_pool_changes_one_pool_and_leaves_the_settings_it_came_from():
     assert settings.pools["av"].soft_limit_s == 60.0
     with pytest.raises(KeyError):
         settings.pools["ops"]
+
+
+def test_smtp_limits_that_contradict_each_other_are_refused_naming_both():
+    with pytest.raises(ConfigError) as caught:
+        load_settings({
+            "MAILSCAN_SMTP_MAX_CONNECTIONS": "10",
+            "MAILSCAN_SMTP_MAX_RECIPIENTS": "20000",
+            "MAILSCAN_SMTP_SESSION_TIMEOUT_S": "60",
+        })  # fmt: skip
+    text = str(caught.value)
+    assert (
+        "MAILSCAN_SMTP_MAX_CONNECTIONS_PER_CLIENT (50) must not be above "
+        "MAILSCAN_SMTP_MAX_CONNECTIONS (10)" in text
+    )
+    assert (
+        "MAILSCAN_SMTP_MAX_RECIPIENTS (20000) must not be above MAILSCAN_SMTP_MAX_COMMANDS" in text
+    )
+    assert "MAILSCAN_SMTP_COMMAND_TIMEOUT_S (300) must not be above" in text
+    with pytest.raises(ConfigError, match="MAILSCAN_SMTP_MAX_ERRORS='0': must be a whole number"):
+        load_settings({"MAILSCAN_SMTP_MAX_ERRORS": "0"})

@@ -40,7 +40,7 @@ class ScannedPipeline(Pipeline):
     def backlog(self) -> tuple[int, float]:
         return 0, 0.0
 
-    async def scan(self, entry: SpoolEntry, deadline_s: float) -> ByPool:
+    async def scan(self, entry: SpoolEntry, deadline_s: float, steps=None) -> ByPool:
         await asyncio.sleep(self.scan_s)
         self.scans_ended += 1
         if self.scan_error:
@@ -52,12 +52,12 @@ def _send(pipeline: ScannedPipeline, at_reply: Callable[[], None] = lambda: None
     async def run() -> str:
         redriver = Redriver(pipeline.spool, pipeline, 60)
         handler = ScanHandler(pipeline, pipeline.spool, redriver, post_queue=False)
-        session = SimpleNamespace(peer=("127.0.0.1", 2525), host_name="client.test")
+        session = SimpleNamespace(peer=("127.0.0.1", 2525), host_name="client.test", ssl=None)
         envelope = SimpleNamespace(
             mail_from="a@example.test", rcpt_tos=["b@example.test"],
-            original_content=b"Subject: x\r\n\r\nhello\r\n",
+            original_content=b"Subject: x\r\n\r\nhello\r\n", smtp_utf8=False,
         )  # fmt: skip
-        reply = await handler.handle_DATA(None, session, envelope)
+        reply = await hand_over(handler, session, envelope)
         at_reply()
         return reply
 
@@ -134,3 +134,12 @@ def test_a_write_that_fails_half_way_leaves_nothing_and_scans_nothing(tmp_path, 
     assert _send(pipeline) == SPOOL_FAILED
     assert pipeline.scans_ended == 0
     assert _left_in_spool(tmp_path) == []
+
+
+async def hand_over(
+    handler: ScanHandler, session: SimpleNamespace, envelope: SimpleNamespace
+) -> str:
+    """What the SMTP front does with the handler for one DATA command."""
+    message = await handler.open_message(session, envelope)
+    await message.write(envelope.original_content)
+    return await handler.handle_DATA(None, session, envelope, message)

@@ -68,6 +68,8 @@ class Sent:
     one) until a final answer."""
 
     replies: list[int] = field(default_factory=list)
+    # When each attempt started and ended (time.monotonic), reply for reply.
+    attempts: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def final(self) -> int | None:
@@ -78,10 +80,12 @@ class Sent:
 def send_until_final(raw: bytes, port: int) -> Sent:
     sent, gives_up = Sent(), time.monotonic() + SENDER_GIVES_UP_S
     while sent.final is None and time.monotonic() < gives_up:
+        started = time.monotonic()
         try:
             sent.replies.append(send(raw, port).code)
         except (OSError, smtplib.SMTPException):
             sent.replies.append(0)  # the front died under it, or refused the connection
+        sent.attempts.append((started, time.monotonic()))
         if sent.final is None:
             time.sleep(0.5)  # a retry interval, as an MTA's queue has one (shortened)
     return sent
@@ -114,12 +118,17 @@ class Supervisor:
 
 
 def run_stream(
-    mail: dict[str, bytes], port: int, steps: list[tuple[int, Callable[[], None]]], watch
+    mail: dict[str, bytes],
+    port: int,
+    steps: list[tuple[int, Callable[[], None]]],
+    watch,
+    concurrency: int = CONCURRENCY,
 ) -> tuple[dict[str, Sent], float]:
-    """Send ``mail`` at the soak's concurrency; run each step once that many messages have
-    their final answer. Returns what each sender saw and the time it all took."""
+    """Send ``mail`` at the soak's concurrency (or ``concurrency``); run each step once that
+    many messages have their final answer. Returns what each sender saw and the time it all
+    took."""
     started = time.monotonic()
-    with ThreadPoolExecutor(CONCURRENCY) as pool:
+    with ThreadPoolExecutor(concurrency) as pool:
         futures = {i: pool.submit(send_until_final, raw, port) for i, raw in mail.items()}
         for answered, step in steps:
             wait_for(lambda n=answered: watch() or finished(futures) >= n, 300, f"{answered} sent")

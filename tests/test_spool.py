@@ -16,6 +16,15 @@ def test_committed_message_survives_a_new_spool_object(tmp_path):
     assert loaded.content == b"Subject: x\r\n\r\nbody\r\n"
 
 
+def test_an_entry_a_later_release_wrote_with_more_envelope_fields_still_loads(tmp_path):
+    envelope = Envelope("a@example.test", ("b@example.test",), "127.0.0.1", "h")
+    entry = Spool(tmp_path).commit(envelope, b"Subject: x\r\n\r\nbody\r\n")
+    path = tmp_path / "queue" / entry.id
+    header, _, content = path.read_bytes().partition(b"\n")
+    path.write_bytes(header[:-1] + b', "a_field_from_later": 1}\n' + content)
+    assert Spool(tmp_path).load(entry.id).envelope == envelope
+
+
 def test_finish_forgets_and_leaves_nothing_behind(tmp_path):
     spool = Spool(tmp_path)
     entry = spool.commit(Envelope("a@x", ("b@x",)), b"x")

@@ -19,7 +19,7 @@ def report(probe_spool_id: str | None, front_at: float = NOW - 1, ok: bool = Tru
         "spool": {"dir": "/var/spool/mailscan", "id": probe_spool_id},
     }
     return {
-        "redis": "redis://127.0.0.1:6379/0",
+        "redis": {"url": "redis://127.0.0.1:6379/0", "primary": "127.0.0.1:6379", "replicas": []},
         "fronts": {"mx1": {"spool_id": "ab12", "spool_shared": True, "count": 3, "at": front_at}},
         "pools": {"av": {"queue_depth": 0, "workers": {}, "probes": {"av@mx1": probe}}},
     }
@@ -91,4 +91,20 @@ def test_beat_keeps_the_alarm_while_a_front_has_dead_letters():
     assert _dead_letters("mx1", {"dead": 0, "corrupt": 0}) is None
     assert _dead_letters("mx1", {"dead": 1, "corrupt": 0}) == (
         "mx1: 1 dead-lettered and 0 corrupt spool entries to look at"
+    )
+
+
+def test_redis_under_sentinel_names_its_primary_replicas_and_sentinels():
+    under_sentinel = report("ab12")
+    under_sentinel["redis"] = {
+        "url": "redis://127.0.0.1:6390/0", "primary": "127.0.0.1:6391",
+        "replicas": ["127.0.0.1:6390"], "sentinels": ["127.0.0.1:26390", "127.0.0.1:26391"],
+        "master_name": "mailscan",
+    }  # fmt: skip
+    assert status_lines(under_sentinel, now=NOW)[0] == (
+        "redis redis://127.0.0.1:6390/0: primary 127.0.0.1:6391, replicas 127.0.0.1:6390 "
+        "(sentinels 127.0.0.1:26390, 127.0.0.1:26391, primary named mailscan)"
+    )
+    assert status_lines(report("ab12"), now=NOW)[0].endswith(
+        "primary 127.0.0.1:6379, replicas none"
     )

@@ -102,3 +102,18 @@ def test_a_channel_whose_connection_let_go_fails_as_a_lost_connection(guard_redi
     # Nothing lost: the job waits in the unacked index for the visibility timeout.
     assert guard_redis.hlen(KEYS["unacked_key"]) == 1
     assert guard_redis.llen(QUEUE) == 0
+
+
+def test_under_sentinel_workers_use_its_twin(settings):
+    probe = (
+        "from celery import signals; from tasks.celery import app; "
+        "app.loader.import_default_modules(); "
+        "signals.celeryd_init.send(sender='probe', instance=None, conf=app.conf, options={}); "
+        "print(app.connection_for_write().as_uri())"
+    )
+    env = {"MAILSCAN_REDIS_URL": settings.redis_url, "PATH": "",
+           "MAILSCAN_REDIS_SENTINELS": "127.0.0.1:26390,127.0.0.1:26391"}  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.startswith("tasks.transport:SentinelTransport://"), out

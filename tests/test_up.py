@@ -2,7 +2,9 @@
 
 import os
 import signal
+import smtplib
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -41,14 +43,27 @@ def assert_the_redis_password_kept_secret(env: dict[str, str], printed: str) -> 
         assert secret not in log.read_text(errors="replace"), log
 
 
+def assert_starttls_with_the_self_signed_pair(env: dict[str, str], smtp_port: int, printed: str):
+    """`up --tls`: the front offers STARTTLS with the certificate it made under var/tls/,
+    whose key only its owner reads, and says so."""
+    folder = Path(env["MAILSCAN_VAR_DIR"]) / "tls"
+    assert f"STARTTLS with a self-signed certificate: {folder / 'cert.pem'}" in printed
+    assert (folder / "key.pem").stat().st_mode & 0o777 == 0o600
+    with smtplib.SMTP("127.0.0.1", smtp_port, timeout=30) as client:
+        client.starttls(context=ssl.create_default_context(cafile=folder / "cert.pem"))
+        assert client.sock.getpeercert()["subject"]  # verified against the pair made
+        assert client.noop()[0] == 250
+
+
 def test_up_runs_everything_and_leaves_nothing_behind_on_sigterm(tmp_path):
-    env = stack_env("up", OFFSET, console_port=str(port(18025) + 10 * OFFSET))
+    env = stack_env("up", OFFSET, console_port=str(port(18025) + 10 * OFFSET),
+                    milter=f"127.0.0.1:{port(17357) + 10 * OFFSET}")  # fmt: skip
     ports = [int(env[f"MAILSCAN_{name}"].rsplit(":", 1)[-1].split("/")[0])
              for name in ("SMTP_PORT", "FLOWER_PORT", "METRICS_PORT", "CONSOLE_PORT", "CLAMD",
-                          "SPAMD")]  # fmt: skip
+                          "SPAMD", "MILTER")]  # fmt: skip
     output = tmp_path / "up.out"
     with open(output, "wb") as sink:
-        command = [sys.executable, "-m", "mailserver.cli", "up"]
+        command = [sys.executable, "-m", "mailserver.cli", "up", "--tls"]
         up = subprocess.Popen(
             command, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -57,11 +72,12 @@ def test_up_runs_everything_and_leaves_nothing_behind_on_sigterm(tmp_path):
                  "mailscan up to report ready")  # fmt: skip
         text = output.read_text()
         assert "mailscan is up" in text, text
-        for service in ("SMTP front", "Flower", "av pool", "spam pool", "logs"):
+        for service in ("SMTP front", "milter", "Flower", "av pool", "spam pool", "logs"):
             assert service in text
         assert "body rules " in text  # whether spamd runs them compiled, and what to do if not
         smtp_port = int(env["MAILSCAN_SMTP_PORT"])
         assert send(make_message(X_Test_Id="up-1"), smtp_port).code == 250
+        assert_starttls_with_the_self_signed_pair(env, smtp_port, text)
         assert all(listening(port) for port in ports)
         assert_the_redis_password_kept_secret(env, output.read_text())
     finally:

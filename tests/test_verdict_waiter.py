@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from mailserver.front.verdicts import VerdictWaiter
 from mailserver.supervisor.services import control_app
@@ -42,7 +43,8 @@ async def _deaf_to_the_first_cancel(ended: asyncio.Event) -> None:
 
 def test_close_ends_a_subscriber_that_swallowed_a_cancellation():
     async def run() -> bool:
-        waiter = VerdictWaiter("redis://127.0.0.1:1/0", lambda raw: {})  # never connected
+        never_connected = aioredis.Redis.from_url("redis://127.0.0.1:1/0")
+        waiter = VerdictWaiter(never_connected, lambda raw: {})
         ended = asyncio.Event()
         waiter._reader = asyncio.create_task(_deaf_to_the_first_cancel(ended))
         await asyncio.sleep(0)
@@ -77,7 +79,7 @@ def redis_only(redis_stack) -> Settings:
 async def subscribed(settings: Settings) -> AsyncIterator[tuple[VerdictWaiter, Any]]:
     """A started waiter, decoding as the front does, and the backend that writes verdicts."""
     backend = control_app(settings).backend
-    waiter = VerdictWaiter(redisauth.client_url(settings), backend.decode_result)
+    waiter = VerdictWaiter(redisauth.connect_async(settings), backend.decode_result)
     await waiter.start()
     try:
         await _until(lambda: waiter.alive, "the subscriber to subscribe")

@@ -89,3 +89,13 @@ def test_the_helpers_policy_and_headers_read():
 
 def test_plugins_still_know_the_engine_verdict_by_its_old_name():
     assert Verdict is EngineVerdict
+
+
+def test_a_banned_verdict_keeps_its_part_and_older_records_stay_as_they_were():
+    banned = EngineVerdict("banned", "banned", rules=("extension .exe",), part="a.zip/b.exe")
+    record = banned.to_record()
+    assert record["part"] == "a.zip/b.exe"
+    assert EngineVerdict.from_record(record) == banned
+    assert "part" not in EngineVerdict("clamav", "clean").to_record()
+    pool = PoolVerdict("av", "banned", (EngineVerdict("clamav", "clean"), banned))
+    assert PoolVerdict.from_record(pool.to_record()).banned_engine() == banned

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO if args.command in ("serve", "up") else logging.WARNING,
+        level=logging.INFO if args.command in ("serve", "milter", "up") else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # aiosmtpd logs every SMTP command at INFO; one line per outcome (ours) is enough.
@@ -46,8 +47,16 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Settings come from MAILSCAN_* environment variables; see docs/settings.md.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _command(sub, "up", _up, "run the whole system locally in the foreground (Ctrl-C stops it)")
-    _command(sub, "serve", _serve, "run only the SMTP front (the workers run elsewhere)")
+    up = _command(
+        sub, "up", _up, "run the whole system locally in the foreground (Ctrl-C stops it)"
+    )
+    up.add_argument(
+        "--tls",
+        action="store_true",
+        help="offer STARTTLS with a self-signed certificate made in var/tls/ (local use)",
+    )
+    _command(sub, "serve", _serve, "run only the SMTP and milter fronts (the workers elsewhere)")
+    _command(sub, "milter", _milter, "run only the milter front, for Postfix's smtpd_milters")
     scan = _command(sub, "scan", _scan, "scan one message through the real pools")
     scan.add_argument("file", type=Path, help="the message, as an .eml file")
     scan.add_argument("--json", action="store_true", help="print the verdicts as JSON")
@@ -60,8 +69,40 @@ def _parser() -> argparse.ArgumentParser:
     scale.add_argument("processes", nargs="?", type=int, help="processes per worker")
     scale.add_argument("--autoscale", metavar="MAX,MIN", help="range of Celery's autoscaler")
     _crashdump_commands(sub)
+    _message_commands(sub)
     _console_commands(sub)
     return parser
+
+
+def _message_commands(sub: Any) -> None:
+    from mailserver.cli.messages import add_arguments
+
+    messages = _command(sub, "messages", _messages, "search the message log, newest first")
+    add_arguments(messages)
+    messages.add_argument("--json", action="store_true", help="print as JSON")
+    actions = messages.add_subparsers(dest="messages_command", metavar="ACTION")
+    show = _command(actions, "show", _message_show, "one message's whole record")
+    show.add_argument("id", help="the spool id, from 'mailscan messages'")
+    show.add_argument("--json", action="store_true", help="print as JSON")
+
+
+def _messages(settings: Settings, args: argparse.Namespace) -> int:
+    from mailserver.cli.messages import list_lines, search
+
+    found = search(settings, args)
+    if args.json:
+        print(json.dumps([record.to_json() for record in found], indent=2))
+    else:
+        print("\n".join(list_lines(found)))
+    return CLEAN
+
+
+def _message_show(settings: Settings, args: argparse.Namespace) -> int:
+    from mailserver.cli.messages import get, show_lines
+
+    record = get(settings, args.id)
+    print(json.dumps(record.to_json(), indent=2) if args.json else "\n".join(show_lines(record)))
+    return CLEAN
 
 
 def _console_commands(sub: Any) -> None:
@@ -73,12 +114,25 @@ def _console_commands(sub: Any) -> None:
     adduser.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
+    deluser = _command(
+        console_sub, "deluser", _console_deluser, "remove an administrator and end their sessions"
+    )
+    deluser.add_argument("name", help="the administrator's login name")
     _command(sub, "assist", _assist, "answer waiting crash reports in the terminal")
+
+
+def _private_files() -> None:
+    """Mail is for the service alone: what the SMTP front and the console write (spool,
+    Maildir, quarantine, dead letters, reports) is readable by this user only, 0600 files in
+    0700 folders, whatever umask the process was started with. ``mailscan up`` starts both
+    through ``serve`` and ``console serve``, which call this."""
+    os.umask(0o077)
 
 
 def _console_serve(settings: Settings, _: argparse.Namespace) -> int:
     from mailserver.console.app import serve
 
+    _private_files()
     serve(settings)
     return CLEAN
 
@@ -87,6 +141,13 @@ def _console_adduser(settings: Settings, args: argparse.Namespace) -> int:
     from mailserver.console.commands import add_user
 
     print(add_user(settings, args.name, args.password_stdin))
+    return CLEAN
+
+
+def _console_deluser(settings: Settings, args: argparse.Namespace) -> int:
+    from mailserver.console.commands import delete_user
+
+    print(delete_user(settings, args.name))
     return CLEAN
 
 
@@ -115,21 +176,26 @@ def _command(
     return command
 
 
-def _up(settings: Settings, _: argparse.Namespace) -> int:
+def _up(settings: Settings, args: argparse.Namespace) -> int:
     from mailserver.supervisor.up import run_up
 
-    return run_up(settings)
+    return run_up(settings, self_signed_tls=args.tls)
 
 
-def _serve(settings: Settings, _: argparse.Namespace) -> int:
+def _serve(settings: Settings, _: argparse.Namespace, smtp: bool = True) -> int:
     import uvloop
 
     from mailserver.front.server import serve
 
+    _private_files()
     # The front's loop turns several times for each SMTP command, thread hand-off and
     # verdict; uvloop's turns cost less than asyncio's own.
-    uvloop.run(serve(settings))
+    uvloop.run(serve(settings, smtp=smtp))
     return CLEAN
+
+
+def _milter(settings: Settings, args: argparse.Namespace) -> int:
+    return _serve(settings, args, smtp=False)
 
 
 def _scan(settings: Settings, args: argparse.Namespace) -> int:
@@ -142,7 +208,7 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
     else:
         print("\n".join(verdict_lines(results)))
     statuses = {r.status if r else "error" for r in results.values()}
-    if statuses & {"infected", "spam"}:
+    if statuses & {"infected", "banned", "spam"}:
         return FOUND
     return FAILED if "error" in statuses else CLEAN
 
@@ -193,9 +259,13 @@ def _scale(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _check_config(settings: Settings, _: argparse.Namespace) -> int:
+    from mailserver.front.access import check_exposure
+    from mailserver.front.tls import StartTLS
     from mailserver.supervisor.up import check_plugins
 
     check_plugins(settings)
+    StartTLS.from_settings(settings)
+    check_exposure(settings)  # what the SMTP front would refuse to start with
     print("configuration is valid")
     return CLEAN
 

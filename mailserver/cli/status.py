@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from mailserver.front.server import check_redis
 from tasks.celery import app
 from tasks.poolsize import pool_size
-from tasks.redisauth import masked
+from tasks.redisauth import masked, sentinel
 from tasks.settings import Settings
 from tasks.wire.fleet import json_records, probes
 from tasks.wire.keys import QUEUES, SPOOL_REPORT_KEY
@@ -35,10 +36,34 @@ def collect(settings: Settings) -> dict[str, Any]:
         if probe.get("pool") in pools:
             pools[probe["pool"]]["probes"][worker] = probe
     return {
-        "redis": masked(settings.redis_url),
+        "redis": redis_report(settings, client),
         "fronts": json_records(client, SPOOL_REPORT_KEY),
         "pools": pools,
     }
+
+
+def redis_report(settings: Settings, client: Any) -> dict[str, Any]:
+    """Where Redis runs: the URL (password masked), the current primary and its replicas,
+    and under Sentinel the sentinels that were asked."""
+    report: dict[str, Any] = {"url": masked(settings.redis_url)}
+    if settings.redis_sentinels:
+        sentinels = sentinel(settings)
+        primary = sentinels.discover_master(settings.redis_master)
+        replicas = sentinels.discover_slaves(settings.redis_master)
+        report["sentinels"] = [str(s) for s in settings.redis_sentinels]
+        report["master_name"] = settings.redis_master
+    else:
+        url = urlsplit(settings.redis_url)
+        primary = (url.hostname, url.port or 6379) if url.hostname else (url.path, 0)
+        shown = client.info("replication").values()
+        replicas = [(r["ip"], r["port"]) for r in shown if isinstance(r, dict) and "ip" in r]
+    report["primary"] = _address(*primary)
+    report["replicas"] = [_address(*replica) for replica in replicas]
+    return report
+
+
+def _address(host: str, port: int) -> str:
+    return f"{host}:{port}" if port else host
 
 
 def status_lines(report: dict[str, Any], now: float | None = None) -> list[str]:
@@ -46,7 +71,7 @@ def status_lines(report: dict[str, Any], now: float | None = None) -> list[str]:
     fronts = report.get("fronts", {})
     # The spool of each front still running: the ones every pool must see.
     spools = {h: f["spool_id"] for h, f in fronts.items() if _running(f, now) and f.get("spool_id")}
-    lines = [f"redis {report['redis']}"]
+    lines = [_redis_line(report["redis"])]
     for host, front in fronts.items():
         through = "the spool" if front.get("spool_shared", True) else "Redis"
         lines.append(f"SMTP front {host}: spool {front.get('spool_id') or '?'}, "
@@ -68,6 +93,16 @@ def status_lines(report: dict[str, Any], now: float | None = None) -> list[str]:
         for name, probe in info.get("probes", {}).items():
             lines += _probe_lines(name, probe, spools, now)
     return lines
+
+
+def _redis_line(redis: dict[str, Any]) -> str:
+    replicas = ", ".join(redis["replicas"]) or "none"
+    line = f"redis {redis['url']}: primary {redis['primary']}, replicas {replicas}"
+    if "sentinels" in redis:
+        line += (
+            f" (sentinels {', '.join(redis['sentinels'])}, primary named {redis['master_name']})"
+        )
+    return line
 
 
 def dead_letter_alarm(front: dict[str, Any]) -> str:

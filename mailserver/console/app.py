@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from pathlib import Path
 
 import uvicorn
@@ -24,9 +25,9 @@ from mailserver.console.access import action, page
 from mailserver.console.site import Console, open_console, render
 from tasks.settings import Settings
 
+log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 SESSION_COOKIE = "mailscan_console"
-SESSION_MAX_AGE_S = 12 * 3600
 SECURITY_HEADERS = [
     (b"content-security-policy",
      b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -96,8 +97,10 @@ def build_app(console: Console) -> Starlette:
             SessionMiddleware,
             secret_key=session_key.hexdigest(),
             session_cookie=SESSION_COOKIE,
-            max_age=SESSION_MAX_AGE_S,
+            # The server ends the session itself (sessions.py); the cookie need not outlive it.
+            max_age=int(console.settings.console_session_max_s),
             same_site="strict",
+            https_only=console.settings.console_secure_cookies,
         ),
     ]
     app = Starlette(routes=ROUTES, middleware=middleware,
@@ -108,13 +111,17 @@ def build_app(console: Console) -> Starlette:
 
 def serve(settings: Settings) -> None:
     """Run the console until SIGTERM or SIGINT (uvicorn handles both)."""
-    app = build_app(open_console(settings))
+    console = open_console(settings)
+    if not console.users.names():  # said here, never on the login page
+        log.warning("no console administrator yet: add one with 'mailscan console adduser NAME'")
+    app = build_app(console)
     config = uvicorn.Config(
         app,
         host=settings.console_host,
         port=settings.console_port,
         log_level="info",
         proxy_headers=False,
+        server_header=False,  # a visitor learns nothing of what serves the console
         # Event streams never end by themselves: do not wait long for them at shutdown.
         timeout_graceful_shutdown=2,
     )

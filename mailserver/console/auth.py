@@ -8,6 +8,7 @@ runs ``mailscan console adduser NAME``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -23,6 +24,9 @@ from tasks.settings import Settings
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # A wrong password costs the guesser this long, whether the user exists or not.
 FAILED_LOGIN_DELAY_S = 1.0
+# Argon2 takes a core for a while on purpose: this many at once at most, so that a flood of
+# logins waits its turn instead of taking every core from the console.
+VERIFICATIONS_AT_ONCE = 2
 _hasher = PasswordHasher()
 
 
@@ -67,6 +71,22 @@ class UserFile:
         users[name] = {"hash": _hasher.hash(password)}
         self._save(users)
 
+    def remove(self, name: str) -> None:
+        users = self._load()
+        if name not in users:
+            known = ", ".join(sorted(users)) or "none"
+            raise ConfigError(
+                f"no administrator named {name!r} in {self.path} (administrators: {known})"
+            )
+        del users[name]
+        self._save(users)
+
+    def credential(self, name: str) -> str | None:
+        """A fingerprint of the administrator's password hash (None: no such administrator).
+        A new password changes it, even the same one again: argon2 salts every hash."""
+        stored = self._load().get(name, {}).get("hash")
+        return hashlib.sha256(stored.encode()).hexdigest() if stored else None
+
     def verify(self, name: str, password: str) -> bool:
         """True if the password is right. Slow on purpose (argon2), and as slow for an
         unknown name as for a known one."""
@@ -95,9 +115,17 @@ class UserFile:
         os.rename(staging, self.path)
 
 
-async def check_login(users: UserFile, name: str, password: str) -> bool:
-    """Verify off the event loop; a failure answers only after the fixed delay."""
-    if await asyncio.to_thread(users.verify, name, password):
-        return True
-    await asyncio.sleep(FAILED_LOGIN_DELAY_S)
-    return False
+class PasswordCheck:
+    """Checks a login's password off the event loop, ``at_once`` at a time at most; a
+    wrong one is answered only after the fixed delay (which holds no slot)."""
+
+    def __init__(self, users: UserFile, at_once: int = VERIFICATIONS_AT_ONCE) -> None:
+        self.users = users
+        self._slots = asyncio.Semaphore(at_once)
+
+    async def check(self, name: str, password: str) -> bool:
+        async with self._slots:
+            right = await asyncio.to_thread(self.users.verify, name, password)
+        if not right:
+            await asyncio.sleep(FAILED_LOGIN_DELAY_S)
+        return right

@@ -1,5 +1,5 @@
-"""The console's commands: ``mailscan console adduser`` and ``serve``, and ``mailscan assist``,
-the assist dialog in a terminal for servers without a browser."""
+"""The console's commands: ``mailscan console adduser``, ``deluser`` and ``serve``, and
+``mailscan assist``, the assist dialog in a terminal for servers without a browser."""
 
 from __future__ import annotations
 
@@ -25,8 +25,20 @@ REMEMBER_ANSWERS = {"": "ask", "a": "ask", "ask": "ask", "y": "always", "always"
 
 def add_user(settings: Settings, name: str, from_stdin: bool) -> str:
     password = _password_from_stdin() if from_stdin else _password_twice()
-    UserFile(settings.console_users_file).add(name, password)
-    return f"administrator {name!r} saved in {settings.console_users_file}"
+    users = UserFile(settings.console_users_file)
+    known = name in users.names()
+    users.add(name, password)
+    said = f"administrator {name!r} saved in {settings.console_users_file}"
+    # The sessions remember the password they began with (sessions.py).
+    return said + ("; their console sessions have ended" if known else "")
+
+
+def delete_user(settings: Settings, name: str) -> str:
+    UserFile(settings.console_users_file).remove(name)
+    return (
+        f"administrator {name!r} removed from {settings.console_users_file}; "
+        "their console sessions have ended"
+    )
 
 
 def _password_from_stdin() -> str:

@@ -17,8 +17,10 @@ from starlette.templating import Jinja2Templates
 
 from mailserver.console import csrf
 from mailserver.console.assist import Assist, PendingGroup, payload_text
-from mailserver.console.auth import UserFile, console_dir, console_secret
+from mailserver.console.auth import PasswordCheck, UserFile, console_dir, console_secret
 from mailserver.console.dashboard import PoolStatus
+from mailserver.console.sessions import Sessions
+from mailserver.console.throttle import LoginThrottle
 from mailserver.front.delivery import Delivery, delivery_for
 from mailserver.front.quarantine import Quarantine
 from tasks import redisauth
@@ -38,6 +40,9 @@ class Console:
     crashes: CrashStore
     assist: Assist
     users: UserFile
+    passwords: PasswordCheck
+    sessions: Sessions
+    throttle: LoginThrottle
     quarantine: Quarantine
     delivery: Delivery
     status: PoolStatus
@@ -55,10 +60,12 @@ def open_console(settings: Settings) -> Console:
     crashes = CrashStore(client, settings.crashdump_dir)
     reports = console_dir(settings) / "reports"
     assist = Assist(settings, crashes, scrubber_for(secret), send_task, reports)
+    users = UserFile(settings.console_users_file)
+    sessions = Sessions(client, users, settings.console_session_max_s)
     return Console(
-        settings, secret, client, crashes, assist, UserFile(settings.console_users_file),
-        Quarantine(settings.quarantine_dir), delivery_for(settings), PoolStatus(settings),
-        _templates(),
+        settings, secret, client, crashes, assist, users, PasswordCheck(users), sessions,
+        LoginThrottle(client), Quarantine(settings.quarantine_dir), delivery_for(settings),
+        PoolStatus(settings), _templates(),
     )  # fmt: skip
 
 
@@ -123,7 +130,7 @@ async def render(
 ) -> Response:
     console = console_of(request)
     base = {
-        "user": request.session.get("user"),
+        "user": getattr(request.state, "user", None),
         "csrf_token": csrf.token(request),
         "flash": request.session.pop("flash", None),
         "prompt": console.settings.assist_prompt,

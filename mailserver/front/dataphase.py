@@ -1,58 +1,74 @@
-"""Reading the DATA phase in large pieces instead of one line at a time.
+"""Reading the DATA phase in large pieces, into a sink (the spool) as it arrives.
 
 aiosmtpd reads DATA with one ``readuntil(CRLF)`` per line: a 100 KB base64 attachment is
 some 1,300 awaits and joins, which made the DATA phase the largest part of the SMTP front's
 CPU per message. Here the stream is searched for ``.CRLF`` and a match is the end of the
 data only when a CRLF comes before it (or it opens the data): lines that merely end in a
-dot cost one more search, not one per line. Dot-stuffing is undone once over the whole
-message (RFC 5321 4.5.2: a line's leading dot is removed).
+dot cost one more search, not one per line. Only ``<CR><LF>.<CR><LF>`` ends the data: a
+dot between bare line ends (``<LF>.<LF>``, ``<LF>.<CR><LF>``, ``<CR><LF>.<LF>``) is content,
+and content with a bare CR or LF is refused whole (datachecks.py), so no second message
+can hide in it for a server that reads line ends more loosely (SMTP smuggling).
+
+Each piece is checked, its dot-stuffing undone (RFC 5321 4.5.2: a line's leading dot is
+removed) and handed to the sink: the session holds a piece, never the message. A message
+refused is still read to its end, so the next command is read as one, but none of it is
+kept past the refusal.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
-from dataclasses import dataclass
+from typing import Protocol
+
+from mailserver.front.datachecks import CRLF, DataChecks
+from mailserver.front.dataclock import DataClock
 
 DOT_CRLF = b".\r\n"
-CRLF = b"\r\n"
 END = CRLF + DOT_CRLF  # the lone dot line with the line end before it
+DATA_TIMED_OUT = "421 4.4.2 Timeout exceeded during DATA, closing connection"
 
 
-@dataclass
-class DataRead:
-    """The message as the client meant it, or ``too_big`` (its bytes were not kept)."""
+class MessageSink(Protocol):
+    """Where the message goes as it arrives (mailserver/front/staging.py)."""
 
-    content: bytes
-    too_big: bool = False
+    async def write(self, data: bytes) -> None: ...
 
 
-async def read_data(reader: asyncio.StreamReader, size_limit: int | None) -> DataRead:
-    """Read up to and including the lone dot line. Over ``size_limit`` the rest is drained
-    and dropped, so a client that sends too much costs time, not memory."""
-    # BytesIO grows its buffer in place and hands it over as the message without a copy: a
-    # 25 MB message is in memory once. Pieces kept in a list and joined at the end were
-    # there twice while they were joined.
-    kept = io.BytesIO()
-    size = 0  # of the data read so far, the terminator included
-    tail = b""  # its last bytes: the terminator and the CRLF before it may span pieces
+async def read_data(
+    reader: asyncio.StreamReader, sink: MessageSink, checks: DataChecks, clock: DataClock | None
+) -> str:
+    """Read up to and including the lone dot line; the refusal reply for a message that
+    broke a rule, "" for one whole in ``sink``. TimeoutError when ``clock`` runs out."""
+    tail = b""  # the data's last bytes: the terminator and the CRLF before it may span pieces
+    line_start, after_cr = True, False
     while True:
-        piece = await _next_piece(reader)
-        size += len(piece)
+        piece = await _next_piece(reader, clock)
         tail = (tail + piece[-len(END) :])[-len(END) :]
-        if _ends_data(tail):
-            kept.write(memoryview(piece)[: -len(DOT_CRLF)])
-            break
-        if size_limit and size > size_limit:
-            kept = io.BytesIO()  # too big whatever follows: keep nothing more
-        else:
-            kept.write(piece)
-    if size_limit and size - len(DOT_CRLF) > size_limit:
-        return DataRead(b"", too_big=True)
-    return DataRead(_unstuff(kept.getvalue()))
+        ended = _ends_data(tail)
+        content = piece[: -len(DOT_CRLF)] if ended else piece
+        if not checks.feed(content):
+            await sink.write(_unstuffed(content, line_start, after_cr))
+            # Checked: a LF here ends a line (it has its CR), and a CR may end a piece.
+            line_start, after_cr = content[-1:] == b"\n", content[-1:] == b"\r"
+        if ended:
+            return checks.refusal
 
 
-async def _next_piece(reader: asyncio.StreamReader) -> bytes:
+async def _next_piece(reader: asyncio.StreamReader, clock: DataClock | None) -> bytes:
+    if clock is None:
+        return await _piece(reader)
+    while True:
+        try:
+            async with asyncio.timeout_at(clock.expires_at()):
+                return await _piece(reader)
+        except TimeoutError:
+            # A piece ends at a ".CRLF" or a full buffer; bytes may have come meanwhile
+            # and moved the clock on. The wait is taken up again, the buffer untouched.
+            if clock.expired():
+                raise
+
+
+async def _piece(reader: asyncio.StreamReader) -> bytes:
     try:
         return await reader.readuntil(DOT_CRLF)
     except asyncio.LimitOverrunError as overrun:
@@ -67,9 +83,14 @@ def _ends_data(tail: bytes) -> bool:
     return tail == DOT_CRLF or tail.endswith(END)
 
 
-def _unstuff(data: bytes) -> bytes:
-    if data.startswith(b"."):
-        data = data[1:]
-    if b"\r\n." in data:  # base64 has no dot: most large messages skip this copy
-        data = data.replace(b"\r\n.", CRLF)
-    return data
+def _unstuffed(content: bytes, line_start: bool, after_cr: bool) -> bytes:
+    """``content`` without the dot that opens each of its lines; ``line_start``: it opens
+    a line, ``after_cr``: the piece before ended in the CR of a CRLF."""
+    if line_start and content[:1] == b".":
+        content = content[1:]
+    elif after_cr and content[:2] == b"\n.":
+        content = b"\n" + content[2:]
+    # A dot is found at memory speed and base64 has none: most large pieces skip the rest.
+    if b"." in content and b"\r\n." in content:
+        content = content.replace(b"\r\n.", CRLF)
+    return content

@@ -23,6 +23,7 @@ from mailserver.front import headers
 from mailserver.front.spool import Envelope, fsync_dir
 from tasks.errors import DeliveryError, RecipientsRefused
 from tasks.settings import Settings
+from tasks.wire.blobs import head_of
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,9 @@ LF_PIECE_BYTES = 1024 * 1024
 STALE_STAGING_S = 3600.0
 # What the next hop would answer for an address we cannot put into an SMTP command to it.
 UNSENDABLE = (553, "5.6.7 address not representable for the next hop")
+# Replies nobody took (a delivery whose outcome failed before it was logged) stop here.
+MAX_KEPT_REPLIES = 10_000
+NEEDS_SMTPUTF8 = (553, "5.6.7 message needs SMTPUTF8, which the next hop does not offer")
 
 
 class Delivery(Protocol):
@@ -149,6 +153,12 @@ class RelayDelivery:
 
     def __init__(self, host: str, port: int, timeout_s: float = 60.0) -> None:
         self.host, self.port, self.timeout_s = host, port, timeout_s
+        # The next hop's reply to each message, until the message log takes it.
+        self._said: dict[str, str] = {}
+
+    def reply_for(self, entry_id: str) -> str:
+        """What the next hop answered to the message's data (its queue id, usually)."""
+        return self._said.pop(entry_id, "")
 
     def deliver(
         self,
@@ -160,8 +170,10 @@ class RelayDelivery:
         top: bytes = b"",
     ) -> Path | None:
         try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as client:
+            with _NextHop(self.host, self.port, timeout=self.timeout_s) as client:
                 refused = self._send(client, envelope, top + message)
+                if client.data_reply and len(self._said) < MAX_KEPT_REPLIES:
+                    self._said[entry_id] = client.data_reply
         except smtplib.SMTPResponseException as err:
             permanent = err.smtp_code >= 500
             raise DeliveryError(f"next hop said {err.smtp_code}", permanent, err.smtp_code) from err
@@ -181,15 +193,38 @@ class RelayDelivery:
             raise DeliveryError("the sender's address cannot be sent to the next hop", True, 553)
         refused = {r: UNSENDABLE for r in envelope.rcpt_tos if not sendable(r, utf8)}
         rcpts = [r for r in envelope.rcpt_tos if r not in refused]
+        if rcpts and not utf8 and _needs_smtputf8(envelope, data):
+            # Header fields in UTF-8 that a next hop without SMTPUTF8 must not be sent
+            # (RFC 6531 3.4): refused for every recipient, a final outcome with its reason.
+            refused |= dict.fromkeys(rcpts, NEEDS_SMTPUTF8)
+            rcpts = []
         if not rcpts:
             raise RecipientsRefused(refused)
         ascii_only = all(a.isascii() for a in (envelope.mail_from, *rcpts))
-        options = [] if ascii_only else ["SMTPUTF8"]
+        # What the client declared is passed on to a next hop that takes it.
+        options = ["SMTPUTF8"] if utf8 and (envelope.smtputf8 or not ascii_only) else []
         try:
             answered = client.sendmail(envelope.mail_from, rcpts, data, mail_options=options)
         except smtplib.SMTPRecipientsRefused as err:
             raise RecipientsRefused({**refused, **_replies(err.recipients)}) from err
         return {**refused, **_replies(answered)}
+
+
+class _NextHop(smtplib.SMTP):
+    """smtplib's client, keeping the reply to DATA (``sendmail`` drops it)."""
+
+    data_reply = ""
+
+    def data(self, msg: bytes | str) -> tuple[int, bytes]:
+        code, text = super().data(msg)
+        self.data_reply = f"{code} {text.decode('utf-8', 'replace')}"
+        return code, text
+
+
+def _needs_smtputf8(envelope: Envelope, data: bytes) -> bool:
+    """The client sent the message under SMTPUTF8 and its header block is not ASCII. A
+    message sent without SMTPUTF8 keeps going as before, 8-bit header bytes and all."""
+    return envelope.smtputf8 and not head_of(data).isascii()
 
 
 def sendable(address: str, smtputf8: bool) -> bool:

@@ -11,6 +11,7 @@ import secrets
 import smtplib
 from dataclasses import dataclass
 
+from mailserver.front.fieldtext import field_text
 from mailserver.front.spool import SpoolEntry
 from tasks.wire.blobs import head_of
 
@@ -115,7 +116,7 @@ def _status(entry: SpoolEntry, failed: dict[str, Failure], hostname: str) -> byt
 
 def _line(text: str) -> str:
     """One header line's worth of ``text``: nothing may break out of its field."""
-    return re.sub(r"[\r\n]+", " ", text).encode("ascii", "replace").decode()[:500]
+    return field_text(re.sub(r"[\r\n]+", " ", text), 500).encode("ascii", "replace").decode()
 
 
 def _ended(block: bytes) -> bytes:

@@ -42,6 +42,10 @@ class Outcome:
     action: str
     reply: str
     reason: str
+    # For the message log: what the next hop answered, and the recipients that never got
+    # the message with why.
+    next_hop: str = ""
+    failed: tuple[tuple[str, str], ...] = ()
 
 
 class Handover:
@@ -79,7 +83,7 @@ class Handover:
             attempts = Attempts(decision, results, entry.envelope.rcpt_tos)
             return self._failed(entry, attempts, err, client_waiting)
         self._finish(entry, sync_first=unsynced)
-        return Outcome(decision.action, decision.reply, decision.reason)
+        return Outcome(decision.action, decision.reply, decision.reason, self._hop_said(entry))
 
     def retry(self, entry: SpoolEntry, attempts: Attempts) -> Outcome:
         """A later attempt, from the kept decision, to the recipients still waiting."""
@@ -89,7 +93,7 @@ class Handover:
         except Exception as err:
             return self._failed(entry, attempts, err, waiting=False)
         done = replace(attempts, waiting=(), delivered=(*attempts.delivered, *attempts.waiting))
-        return self._end(entry, done, decision.reason)
+        return replace(self._end(entry, done, decision.reason), next_hop=self._hop_said(entry))
 
     def expire(self, entry: SpoolEntry, attempts: Attempts | None) -> Outcome:
         """The entry's life ran out: whoever still waits for it will not get it."""
@@ -109,6 +113,10 @@ class Handover:
         delivered_to = None if self.settings.delivery == "relay" else self.settings.maildir / "new"
         self._finish(entry, sync_first=delivered_to)
 
+    def drop_answered(self, entry: SpoolEntry) -> None:
+        """Forget an entry whose MTA has our answer and acts on it (a milter's MTA)."""
+        self._finish(entry)
+
     def _carry_out(
         self,
         entry: SpoolEntry,
@@ -122,7 +130,7 @@ class Handover:
         cannot have been delivered before. Returns a folder the delivery left to fsync
         before the spool entry goes."""
         if decision.action not in ("deliver", "quarantine"):
-            return None  # reject or tempfail to a waiting client: the sender keeps it
+            return None  # reject or tempfail to a waiting client (the sender keeps it), discard
         # Our header lines go on top apart: joined, a 25 MB message would be copied for them.
         received = headers.received(entry, self.settings.hostname)
         top = headers.block_for(entry.content, [*decision.header_lines, received])
@@ -171,23 +179,29 @@ class Handover:
         """Nothing was handed on and the client waits: it hears the failure and keeps the
         message, so we keep no copy."""
         self._finish(entry)
+        failed, said = tuple(_texts(failures).items()), "; ".join(sorted(_texts(failures).values()))
         if all(failure.code >= 500 for failure in failures.values()):
-            return Outcome("reject", REFUSED, str(err))
+            return Outcome("reject", REFUSED, str(err), said, failed)
         reply = UNAVAILABLE if isinstance(err, DeliveryError) else NOT_HANDED_ON
-        return Outcome("tempfail", reply, str(err))
+        return Outcome("tempfail", reply, str(err), said, failed)
 
     def _end(self, entry: SpoolEntry, attempts: Attempts, reason: str) -> Outcome:
         """Nobody waits any more: the entry goes, to ``dead/`` if anyone never got it."""
         if attempts.failed:
             self.dead.bury(entry.id, _record(entry, attempts, reason))
             outcome = Outcome("dead-letter", "", f"{reason}; undeliverable to "
-                              f"{len(attempts.failed)} recipient(s)")  # fmt: skip
+                              f"{len(attempts.failed)} recipient(s)",
+                              failed=tuple(attempts.failed.items()))  # fmt: skip
         else:
             self.spool.finish(entry.id)
             outcome = Outcome(attempts.decision.action, "", reason)
         self.retries.remove(entry.id)  # after the entry: a crash between leaves no rescan
         self.outcomes.blob_done(entry.id)
         return outcome
+
+    def _hop_said(self, entry: SpoolEntry) -> str:
+        said = getattr(self.delivery, "reply_for", None)  # the deliveries that keep one
+        return said(entry.id) if said else ""
 
     def _notify(self, entry: SpoolEntry, failed: dict[str, Failure]) -> tuple[str, ...]:
         if not failed:

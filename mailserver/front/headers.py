@@ -6,10 +6,15 @@ from __future__ import annotations
 import email.utils
 import re
 
+from mailserver.front import envelopecheck
+from mailserver.front.fieldtext import field_text
 from mailserver.front.spool import SpoolEntry
 from tasks.wire.verdicts import PoolVerdict
 
 FOLD_AT = 76
+# An envelope address is at most 256 octets (RFC 5321 4.5.3.1.3): kept whole.
+ADDRESS_MAX = 512
+_ADDRESS_BRACKETS = re.compile(r"[<>]")
 
 
 def line_ending(content: bytes) -> bytes:
@@ -17,13 +22,24 @@ def line_ending(content: bytes) -> bytes:
 
 
 def received(entry: SpoolEntry, hostname: str) -> str:
+    """Our trace field, as Postfix writes its own: ``from HELO (unknown [PEER])``.
+
+    SpamAssassin takes the client's address from the bracketed address after the HELO name,
+    and so would a reader looking for the first one: only the peer's address is written in
+    brackets, whatever the client said in HELO. No reverse lookup is made: ``unknown`` is
+    what SpamAssassin reads as a client without a reverse name, as it did before, unless
+    the MTA in front gave the name it verified (XFORWARD). Behind such an MTA the peer is
+    its client, as it said (mailserver/front/xforward.py)."""
     env = entry.envelope
     date = email.utils.formatdate(env.received_at or None, localtime=False)
-    helo = _clean(env.helo) or "unknown"
-    peer = _clean(env.peer_ip) or "unknown"
+    peer = envelopecheck.peer_literal(env.peer_ip)
+    name = env.peer_name if envelopecheck.is_host_name(env.peer_name) else "unknown"
+    client = f"{name} [{peer}]" if peer else "unknown"
+    protocol = "ESMTPS" if env.tls else "ESMTP"  # RFC 3848
     return (
-        f"Received: from {helo} ([{peer}])\r\n"
-        f"\tby {hostname} (mailscan) with ESMTP id {entry.id};\r\n\t{date}"
+        f"Received: from {envelopecheck.received_helo(env.helo)} ({client})\r\n"
+        f"\tby {field_text(hostname)} (mailscan) with {protocol} id {field_text(entry.id)};\r\n"
+        f"\t{date}"
     )
 
 
@@ -32,18 +48,20 @@ def return_path(entry: SpoolEntry) -> str:
 
 
 def return_path_of(mail_from: str) -> str:
-    return f"Return-Path: <{_clean(mail_from)}>"
+    # aiosmtpd hands the null sender over as "<>": without its brackets, it is empty.
+    return f"Return-Path: <{_ADDRESS_BRACKETS.sub('', field_text(mail_from, ADDRESS_MAX))}>"
 
 
 def spam_headers(spam: PoolVerdict | None) -> list[str]:
     if spam is not None and spam.status == "skipped":
-        return [f"X-Spam-Status: No, not scanned ({spam.reason or 'message too large'})"]
+        why = field_text(spam.reason or "") or "message too large"
+        return [f"X-Spam-Status: No, not scanned ({why})"]
     verdict = spam.first_engine() if spam is not None else None
     if verdict is None or spam is None or spam.status == "error":
         return ["X-Spam-Status: Unknown, scan failed"]
     is_spam = spam.status == "spam"
     score, required = verdict.score or 0.0, verdict.threshold or 0.0
-    tests = ",".join(verdict.rules) or "none"
+    tests = ",".join(field_text(rule) for rule in verdict.rules) or "none"
     status = (
         f"{'Yes' if is_spam else 'No'}, score={score:.1f} required={required:.1f} tests={tests}"
     )
@@ -57,18 +75,38 @@ def spam_headers(spam: PoolVerdict | None) -> list[str]:
 def virus_headers(av: PoolVerdict | None) -> list[str]:
     if av is None:
         return ["X-Virus-Scanned: mailscan; failed (no verdict in time)", "X-Virus-Status: Unknown"]
-    engines = " ".join(f"{v.engine}={v.status}" for v in av.engines)
-    status = {"clean": "Clean", "infected": "Infected", "error": "Unknown"}[av.status]
+    engines = " ".join(field_text(f"{v.engine}={v.status}") for v in av.engines)
+    status = _VIRUS_STATUS.get(av.status, "Unknown")
     lines = [f"X-Virus-Scanned: mailscan; {engines}", f"X-Virus-Status: {status}"]
-    names = av.virus_names()
+    names = [field_text(name) for name in av.virus_names()]
     if names:
         lines.append("X-Virus-Name: " + ", ".join(names))
+    if av.banned_engine() is not None:
+        part, rule = banned_part(av)
+        lines.append(f"X-Banned-Attachment: {part} ({rule})")
     return lines
 
 
+_VIRUS_STATUS = {"clean": "Clean", "infected": "Infected", "banned": "Banned"}
+
+
+def banned_part(av: PoolVerdict) -> tuple[str, str]:
+    """The banned attachment and the rule it breaks, fit for a header field."""
+    engine = av.banned_engine()
+    part = engine.part if engine and engine.part else "unknown"
+    rule = engine.rules[0] if engine and engine.rules else "unknown"
+    return field_text(part), field_text(rule)
+
+
+def reply_text(text: str) -> str:
+    """``text`` fit for an SMTP reply line: printable ASCII, others shown as ``?``."""
+    return "".join(char if " " <= char <= "~" else "?" for char in text)
+
+
 def virus_name(av: PoolVerdict) -> str:
+    """The first virus name, fit for a header field and a reply line."""
     names = av.virus_names()
-    return names[0] if names else "unknown"
+    return field_text(names[0]) if names else "unknown"
 
 
 def prepend(content: bytes, lines: list[str]) -> bytes:
@@ -112,8 +150,3 @@ def _fold(value: str) -> str:
         out.append(piece)
         width += len(piece)
     return "".join(out)
-
-
-def _clean(text: str) -> str:
-    """Nothing from the client may break out of its header line."""
-    return re.sub(r"[\r\n\t<>]", "", text)[:200]

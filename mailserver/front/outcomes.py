@@ -34,7 +34,7 @@ from tasks.wire.keys import OUTCOMES_KEY, OUTCOMES_MINUTE_KEY
 log = logging.getLogger(__name__)
 KEEP_LATEST = 1000
 KEEP_MINUTES_S = 2 * 3600
-VERDICTS = ("clean", "spam", "virus", "failed", "tempfail")
+VERDICTS = ("clean", "spam", "virus", "banned", "failed", "tempfail")
 SUBJECT_MAX = 200
 FLUSH_EVERY_S = 0.25
 KEEP_DONE_BLOBS = 100_000
@@ -46,11 +46,14 @@ class Outcome(Protocol):
 
 
 def verdict_of(action: str, reason: str) -> str:
-    """One word for the chart: clean, spam, virus, failed (scan or next hop) or tempfail."""
+    """One word for the chart: clean, spam, virus, banned, failed (scan or next hop) or
+    tempfail."""
     if action == "tempfail":
         return "tempfail"
     if reason.startswith("virus "):
         return "virus"
+    if reason.startswith("banned "):
+        return "banned"
     if reason == "clean":
         return "clean"
     if reason.startswith("spam") and "failed" not in reason:

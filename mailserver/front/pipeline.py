@@ -16,14 +16,18 @@ from mailserver.front import headers, policy
 from mailserver.front.admission import Backlog, read_backlog
 from mailserver.front.delivery import Delivery
 from mailserver.front.handover import Handover, Outcome
+from mailserver.front.membudget import MemoryBudget
 from mailserver.front.metrics import MESSAGES
+from mailserver.front.outcomerecord import Steps, is_final, record_of
 from mailserver.front.outcomes import OutcomeLog
 from mailserver.front.policy import Decision
 from mailserver.front.quarantine import Quarantine
 from mailserver.front.retries import Attempts
 from mailserver.front.spool import Spool, SpoolEntry
 from mailserver.front.spoolsharing import SpoolSharing
+from mailserver.front.staging import FLUSH_BYTES
 from mailserver.front.verdicts import VerdictWaiter
+from mailserver.messagelog.writer import MessageLog
 from tasks.errors import SpoolWriteFailed
 from tasks.settings import Settings
 from tasks.wire import blobs
@@ -47,8 +51,11 @@ class Pipeline:
         waiter: VerdictWaiter,
         delivery: Delivery,
         quarantine: Quarantine,
+        messages: MessageLog | None = None,
     ) -> None:
         self.settings, self.app, self.spool = settings, app, spool
+        # Every final outcome, for searches (mailserver/messagelog); written by its own task.
+        self.messages = messages or MessageLog.from_settings(settings)
         self.redis, self.waiter = redis, waiter
         self.delivery, self.quarantine = delivery, quarantine
         # For the console, and the removal of finished messages' bytes; written by its own task.
@@ -58,66 +65,111 @@ class Pipeline:
         self.sharing = SpoolSharing(spool.id, settings.spool_dir, settings.health_probe_every_s)
         # Delivery, quarantine, and the end of every spool entry's life.
         self.handover = Handover(settings, spool, delivery, quarantine, self.outcomes)
+        # Messages in memory to be processed, from SMTP sessions and the redriver alike.
+        self.memory = MemoryBudget(settings.message_memory_bytes, FLUSH_BYTES)
 
     async def process(
-        self, entry: SpoolEntry, client_waiting: bool, settling: asyncio.Future[None] | None = None
+        self,
+        entry: SpoolEntry,
+        client_waiting: bool,
+        settling: asyncio.Future[None] | None = None,
+        steps: Steps | None = None,
     ) -> Outcome:
         """``settling``: the entry being made durable (``Spool.settle``) while it is scanned;
-        SpoolWriteFailed if that fails, and then nothing has been decided or delivered."""
-        if settling is None:
-            results = await self.scan(entry, self.settings.scan_deadline_s)
-        else:
-            results = await self._scan_while_settling(entry, settling)
-        decision = policy.decide(results["av"], results["spam"], self.settings, client_waiting)
+        SpoolWriteFailed if that fails, and then nothing has been decided or delivered.
+        ``steps``: the times of the steps before this one (the spool's)."""
+        steps = steps or Steps()
+        decision, results = await self.judge(entry, client_waiting, settling, steps)
         outcome = await asyncio.to_thread(
-            self._act_and_record, entry, decision, results, client_waiting
+            self._act_and_record, entry, decision, results, client_waiting, steps
         )
         log.info("message %s: %s (%s)", entry.id, outcome.action, outcome.reason)
         MESSAGES.labels(outcome.action).inc()
         return outcome
 
-    async def scan(self, entry: SpoolEntry, deadline_s: float) -> ByPool:
+    async def judge(
+        self,
+        entry: SpoolEntry,
+        client_waiting: bool,
+        settling: asyncio.Future[None] | None = None,
+        steps: Steps | None = None,
+    ) -> tuple[Decision, ByPool]:
+        """Scan and decide, without acting: ``process`` acts on the decision itself, the
+        milter front (mailserver/milter/) has the MTA act on it."""
+        steps = steps if steps is not None else Steps()
+        started = time.monotonic()
+        if settling is None:
+            results = await self.scan(entry, self.settings.scan_deadline_s, steps)
+        else:
+            results = await self._scan_while_settling(entry, settling, steps)
+        steps.took("scan", started)
+        decision = policy.decide(results["av"], results["spam"], self.settings, client_waiting)
+        return decision, results
+
+    def answered(
+        self, entry: SpoolEntry, decision: Decision, results: ByPool, steps: Steps
+    ) -> Outcome:
+        """The MTA that asked for the verdict has the answer and keeps the message (the
+        milter front): the entry's life ends here, nothing was handed on by us."""
+        outcome = Outcome(decision.action, decision.reply, decision.reason)
+        self.handover.drop_answered(entry)
+        self.outcomes.add(entry, outcome)
+        self.messages.record(record_of(entry, outcome, decision, results, steps))
+        log.info("message %s: %s (%s)", entry.id, outcome.action, outcome.reason)
+        MESSAGES.labels(outcome.action).inc()
+        return outcome
+
+    async def scan(
+        self, entry: SpoolEntry, deadline_s: float, steps: Steps | None = None
+    ) -> ByPool:
         """Both pool verdicts, or None for a pool that did not answer by the deadline. A big
         message a pool could not read from the spool is scanned again through Redis."""
         deadline = time.monotonic() + deadline_s
         spooled = self._spooled(entry)
-        results = await self._scan_once(entry, deadline, spooled)
+        steps = steps or Steps()
+        results = await self._scan_once(entry, deadline, spooled, steps)
         unread_by = _spool_unread_by(results)
         if spooled and unread_by:
             # Through Redis from now on: it costs Redis time per byte, but refuses no mail
             # for a deployment's mistake.
             how = "its job could not read a message"
             self.sharing.stop(unread_by.pool, unread_by.worker or "?", how)
-            results = await self._scan_once(entry, deadline, spooled=False)
+            results = await self._scan_once(entry, deadline, False, steps)
         return results
 
-    async def _scan_once(self, entry: SpoolEntry, deadline: float, spooled: bool) -> ByPool:
+    async def _scan_once(
+        self, entry: SpoolEntry, deadline: float, spooled: bool, steps: Steps
+    ) -> ByPool:
         top = headers.block_for(entry.content, [headers.return_path(entry), self._received(entry)])
         task_ids = job_ids(entry.id)
         for task_id in task_ids.values():
             self.waiter.expect(task_id)
+        started = time.monotonic()
         try:
             await asyncio.to_thread(self._enqueue, entry, top, task_ids, spooled)
         except BaseException:
             for task_id in task_ids.values():
                 self.waiter.forget(task_id)
             raise
-        spam = asyncio.ensure_future(self._await(task_ids[SPAM_POOL], deadline))
+        steps.took("enqueue", started)
+        enqueued = time.monotonic()
+        spam = asyncio.ensure_future(self._await(task_ids[SPAM_POOL], deadline, steps, enqueued))
         try:
-            av = await self._await(task_ids[AV_POOL], deadline)
-            if policy.virus_found(av) and not spam.done():
-                # The outcome is the virus's whatever spamd says: answer now, not after it
-                # (its job skips spamd if it has not started: tasks/guards/virusfirst.py).
-                return {AV_POOL: av, SPAM_POOL: policy.SPAM_NOT_AWAITED}
+            av = await self._await(task_ids[AV_POOL], deadline, steps, enqueued)
+            if policy.refused_by_av(av) and not spam.done():
+                # The outcome is the virus's (or the banned attachment's) whatever spamd
+                # says: answer now, not after it (its job skips spamd if it has not started:
+                # tasks/guards/virusfirst.py).
+                return {AV_POOL: av, SPAM_POOL: policy.spam_not_awaited(av)}
             return {AV_POOL: av, SPAM_POOL: await spam}
         finally:
             await _call_off(spam)  # nothing when it has its verdict
 
     async def _scan_while_settling(
-        self, entry: SpoolEntry, settling: asyncio.Future[None]
+        self, entry: SpoolEntry, settling: asyncio.Future[None], steps: Steps
     ) -> ByPool:
         # The spool's fsyncs wait for the disk while the scanners work, instead of before.
-        scanning = asyncio.ensure_future(self.scan(entry, self.settings.scan_deadline_s))
+        scanning = asyncio.ensure_future(self.scan(entry, self.settings.scan_deadline_s, steps))
         try:
             await settling
         except OSError as err:
@@ -155,7 +207,9 @@ class Pipeline:
         shared_from = self.settings.shared_spool_from_bytes if self.sharing.shared else 0
         return 0 < shared_from <= len(entry.content)
 
-    async def _await(self, task_id: str, deadline: float) -> PoolVerdict | None:
+    async def _await(
+        self, task_id: str, deadline: float, steps: Steps, enqueued: float
+    ) -> PoolVerdict | None:
         try:
             meta = await self.waiter.wait(task_id, max(0.0, deadline - time.monotonic()))
         except TimeoutError:
@@ -163,13 +217,29 @@ class Pipeline:
         if meta.get("status") != "SUCCESS":
             log.warning("scan job %s ended %s: %s", task_id, meta.get("status"), meta.get("result"))
             return None
-        return _verdict_of(task_id, meta.get("result"))
+        verdict = _verdict_of(task_id, meta.get("result"))
+        if verdict is not None:
+            # From the enqueue to the verdict, less the pool's own time: the queue, and
+            # the verdict's way back.
+            waited_ms = (time.monotonic() - enqueued) * 1000 - verdict.elapsed_ms
+            steps.ms[f"queue.{verdict.pool}"] = round(max(0.0, waited_ms), 1)
+        return verdict
 
     def _act_and_record(
-        self, entry: SpoolEntry, decision: Decision, results: ByPool, client_waiting: bool
+        self,
+        entry: SpoolEntry,
+        decision: Decision,
+        results: ByPool,
+        client_waiting: bool,
+        steps: Steps,
     ) -> Outcome:
+        started = time.monotonic()
         outcome = self._act(entry, decision, results, client_waiting)
+        if decision.action in ("deliver", "quarantine"):
+            steps.took("delivery" if decision.action == "deliver" else "quarantine", started)
         self.outcomes.add(entry, outcome)
+        if is_final(outcome, client_waiting):
+            self.messages.record(record_of(entry, outcome, decision, results, steps))
         return outcome
 
     def _act(
@@ -179,15 +249,20 @@ class Pipeline:
 
     async def retry(self, entry: SpoolEntry, attempts: Attempts) -> Outcome:
         """Deliver again from the kept decision, to the recipients still waiting: no scan."""
-        return await self._record(entry, self.handover.retry, entry, attempts)
+        return await self._record(entry, attempts, self.handover.retry, entry, attempts)
 
     async def expire(self, entry: SpoolEntry, attempts: Attempts | None) -> Outcome:
         """The entry's life ran out without a final outcome: it is dead-lettered."""
-        return await self._record(entry, self.handover.expire, entry, attempts)
+        return await self._record(entry, attempts, self.handover.expire, entry, attempts)
 
-    async def _record(self, entry: SpoolEntry, act: Callable[..., Outcome], *args: Any) -> Outcome:
+    async def _record(
+        self, entry: SpoolEntry, attempts: Attempts | None, act: Callable[..., Outcome], *args: Any
+    ) -> Outcome:
         outcome = await asyncio.to_thread(act, *args)
         self.outcomes.add(entry, outcome)
+        if is_final(outcome, client_waiting=False):
+            decision, verdicts = (attempts.decision, attempts.verdicts) if attempts else (None, {})
+            self.messages.record(record_of(entry, outcome, decision, verdicts))
         log.info("message %s: %s (%s)", entry.id, outcome.action, outcome.reason)
         MESSAGES.labels(outcome.action).inc()
         return outcome

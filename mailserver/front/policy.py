@@ -1,7 +1,8 @@
 """From two pool verdicts to one decision. Pure: no I/O, so every branch is unit-tested.
 
 A pool result is the verdict a scan job stored (tasks/wire/verdicts.py; ``status``: clean /
-infected / ham / spam / skipped / error), or None when no verdict arrived before the deadline.
+infected / banned / ham / spam / skipped / error), or None when no verdict arrived before the
+deadline.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from tasks.settings import Settings
 from tasks.wire.keys import SPAM_POOL
 from tasks.wire.verdicts import PoolVerdict
 
-Action = Literal["deliver", "quarantine", "reject", "tempfail"]
+Action = Literal["deliver", "quarantine", "discard", "reject", "tempfail"]
 PoolResult = PoolVerdict | None
 
 TEMPFAIL_REPLY = "451 4.7.1 Content scan could not finish, try again later"
 # The spam result of a message found infected: its verdict is not waited for, since a virus
 # decides the outcome alone.
 SPAM_NOT_AWAITED = PoolVerdict(SPAM_POOL, "skipped", reason="a virus was found")
+SPAM_NOT_AWAITED_BANNED = PoolVerdict(SPAM_POOL, "skipped", reason="a banned attachment")
 
 
 @dataclass(frozen=True)
@@ -32,22 +34,27 @@ class Decision:
     reason: str
     header_lines: list[str] = field(default_factory=list)
     tag_subject: bool = False
+    # Which rule of the policy made it, in the setting's own words (the message log).
+    policy: str = ""
 
 
 def decide(av: PoolResult, spam: PoolResult, settings: Settings, client_waiting: bool) -> Decision:
     """``client_waiting`` is true in pre-queue mode: a virus can then be refused outright."""
     lines = headers.virus_headers(av) + headers.spam_headers(spam)
     if virus_found(av):
-        return _virus(av, lines, client_waiting)
+        return _virus(av, lines, client_waiting, settings.post_queue_virus)
+    if av is not None and av.status == "banned":
+        return _banned(av, lines, client_waiting)
     if not client_waiting and _unscannable(av, spam):
         # Nobody to answer and retrying cannot help: an administrator has to look at it.
-        return Decision("quarantine", "250 2.0.0 Ok: quarantined", "unscannable", lines)
+        return Decision("quarantine", "250 2.0.0 Ok: quarantined", "unscannable", lines,
+                        policy="unscannable: quarantine")  # fmt: skip
     if av is None or av.status == "error":
-        failed = _failure(settings.pools["av"].failure_policy, "virus scan failed", lines)
+        failed = _failure(settings.pools["av"].failure_policy, "virus scan failed", lines, "av")
         if failed.action != "deliver":
             return failed
     if spam is None or spam.status == "error":
-        return _failure(settings.pools["spam"].failure_policy, "spam scan failed", lines)
+        return _failure(settings.pools["spam"].failure_policy, "spam scan failed", lines, "spam")
     return _spam(spam, lines, settings)
 
 
@@ -55,34 +62,65 @@ def virus_found(av: PoolResult) -> bool:
     return av is not None and av.status == "infected"
 
 
-def _virus(av: PoolVerdict, lines: list[str], client_waiting: bool) -> Decision:
+def spam_not_awaited(av: PoolVerdict) -> PoolVerdict:
+    """The spam result of a message the av verdict refused alone, saying why."""
+    return SPAM_NOT_AWAITED if av.status == "infected" else SPAM_NOT_AWAITED_BANNED
+
+
+def refused_by_av(av: PoolResult) -> bool:
+    """The av verdict settles the outcome alone: a virus or a banned attachment."""
+    return av is not None and av.status in ("infected", "banned")
+
+
+def _banned(av: PoolVerdict, lines: list[str], client_waiting: bool) -> Decision:
+    part, rule = headers.banned_part(av)
+    if client_waiting:
+        reply = f"550 5.7.1 Message refused: banned attachment {headers.reply_text(part)}"
+        return Decision("reject", reply, f"banned {part} ({rule})",
+                        policy="banned attachment: refused (pre-queue)")  # fmt: skip
+    return Decision("quarantine", "250 2.0.0 Ok: quarantined", f"banned {part} ({rule})", lines,
+                    policy="banned attachment: quarantined (post-queue)")  # fmt: skip
+
+
+def _virus(av: PoolVerdict, lines: list[str], client_waiting: bool, after: str) -> Decision:
+    """Refused while the client waits; after the queue (``after``: the setting
+    post_queue_virus) kept or dropped, never refused: its sender was answered 250 long ago,
+    and a refusal now would be a bounce, virus and all, to a sender that is usually forged."""
     name = headers.virus_name(av)
     reason = f"virus {name}"
     if client_waiting:
-        return Decision("reject", f"550 5.7.1 Message refused: virus found ({name})", reason)
-    return Decision("quarantine", "250 2.0.0 Ok: quarantined", reason, lines)
+        reply = f"550 5.7.1 Message refused: virus found ({name})"
+        return Decision("reject", reply, reason, policy="virus: refused (pre-queue)")
+    if after == "discard":
+        return Decision("discard", "250 2.0.0 Ok: discarded", reason, lines,
+                        policy="virus: discarded (post-queue)")  # fmt: skip
+    return Decision("quarantine", "250 2.0.0 Ok: quarantined", reason, lines,
+                    policy="virus: quarantined (post-queue)")  # fmt: skip
 
 
 def _unscannable(*results: PoolResult) -> bool:
     return any(result and result.unscannable for result in results)
 
 
-def _failure(policy: str, reason: str, lines: list[str]) -> Decision:
+def _failure(policy: str, reason: str, lines: list[str], pool: str) -> Decision:
+    named = f"MAILSCAN_{pool.upper()}_FAILURE_POLICY={policy}"
     if policy == "quarantine":
-        return Decision("quarantine", "250 2.0.0 Ok: quarantined", reason, lines)
+        return Decision("quarantine", "250 2.0.0 Ok: quarantined", reason, lines, policy=named)
     if policy == "deliver-tagged":
-        return Decision("deliver", "250 2.0.0 Ok: delivered", reason, lines)
+        return Decision("deliver", "250 2.0.0 Ok: delivered", reason, lines, policy=named)
     # tempfail, and backup-engine whose backup could not answer either
-    return Decision("tempfail", TEMPFAIL_REPLY, reason, lines)
+    return Decision("tempfail", TEMPFAIL_REPLY, reason, lines, policy=named)
 
 
 def _spam(spam: PoolVerdict, lines: list[str], settings: Settings) -> Decision:
     if spam.status != "spam":
-        return Decision("deliver", "250 2.0.0 Ok: delivered", "clean", lines)
+        return Decision("deliver", "250 2.0.0 Ok: delivered", "clean", lines, policy="clean")
     engine = spam.first_engine()
     score = (engine.score if engine else None) or 0.0
     limit = settings.spam_quarantine_score
     if limit is not None and score >= limit:
-        return Decision("quarantine", "250 2.0.0 Ok: quarantined", f"spam score {score:.1f}", lines)
+        reason, named = f"spam score {score:.1f}", f"MAILSCAN_SPAM_QUARANTINE_SCORE={limit:g}"
+        return Decision("quarantine", "250 2.0.0 Ok: quarantined", reason, lines, policy=named)
     tag = bool(settings.spam_subject_tag)
-    return Decision("deliver", "250 2.0.0 Ok: delivered", "spam, tagged", lines, tag)
+    named = "spam: tagged" + (" (subject too)" if tag else "")
+    return Decision("deliver", "250 2.0.0 Ok: delivered", "spam, tagged", lines, tag, named)

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from mailserver.front.metrics import MESSAGES
 from mailserver.front.pipeline import Pipeline
+from mailserver.front.retries import Attempts
 from mailserver.front.spool import Spool, SpoolEntry, boot_id
 from tasks.errors import SpoolEntryCorrupt
 
@@ -82,6 +83,12 @@ class Redriver:
         expired = Spool.age_s(entry_id) >= self.pipeline.settings.spool_max_lifetime_s
         if attempts and not expired and not attempts.due(time.time()):
             return  # its backoff is not over: not even read
+        size = await asyncio.to_thread(self.spool.size, entry_id)
+        async with self.pipeline.memory.hold(size):
+            await self._load_and_act(entry_id, attempts, expired)
+
+    async def _load_and_act(self, entry_id: str, attempts: Attempts | None, expired: bool) -> None:
+        handover = self.pipeline.handover
         try:
             entry = await asyncio.to_thread(self.spool.load, entry_id)
         except SpoolEntryCorrupt as err:

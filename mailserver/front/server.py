@@ -5,31 +5,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
-import re
 import signal
-from email._header_value_parser import get_addr_spec, get_angle_addr
-from email.errors import HeaderParseError
 
 import redis
-from aiosmtpd.smtp import MISSING, SMTP
+from aiosmtpd.smtp import SMTP
 
-from mailserver.front.dataphase import read_data
+from mailserver.front.access import AccessPolicy, check_exposure
+from mailserver.front.datachecks import DataRules
 from mailserver.front.delivery import delivery_for
+from mailserver.front.limits import SessionLimits, gate_for
 from mailserver.front.metrics import serve_metrics
 from mailserver.front.pipeline import Pipeline
 from mailserver.front.quarantine import Quarantine
 from mailserver.front.redrive import Redriver
 from mailserver.front.smtp import ScanHandler
+from mailserver.front.smtpsession import LenientSMTP
 from mailserver.front.spool import Spool
 from mailserver.front.spoolreport import SpoolReporter
+from mailserver.front.tls import StartTLS
 from mailserver.front.verdicts import VerdictWaiter
+from mailserver.milter.server import listen_milter
 from tasks import redisauth
 from tasks.celery import app
 from tasks.errors import ConfigError
-from tasks.redisauth import client_url, masked
+from tasks.redisauth import masked
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def check_redis(settings: Settings) -> redis.Redis:
 
 
 def build_pipeline(settings: Settings, client: redis.Redis) -> tuple[Pipeline, VerdictWaiter]:
-    waiter = VerdictWaiter(client_url(settings), app.backend.decode_result)
+    waiter = VerdictWaiter(redisauth.connect_async(settings), app.backend.decode_result)
     pipeline = Pipeline(
         settings,
         app,
@@ -58,15 +59,19 @@ def build_pipeline(settings: Settings, client: redis.Redis) -> tuple[Pipeline, V
     return pipeline, waiter
 
 
-async def serve(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT. Spooled mail not yet finished stays for the next start."""
+async def serve(settings: Settings, smtp: bool = True) -> None:
+    """Run until SIGTERM or SIGINT. Spooled mail not yet finished stays for the next start.
+    ``smtp``: the SMTP front listens; the milter front does unless ``MAILSCAN_MILTER=off``."""
+    if not smtp and settings.milter is None:
+        raise ConfigError("MAILSCAN_MILTER is off: the milter front has nothing to serve")
+    check_exposure(settings)
     pipeline, waiter = build_pipeline(settings, check_redis(settings))
     if cleared := pipeline.spool.clear_staging():
         log.warning("removed %d unconfirmed spool entries a stop left in tmp/", cleared)
     pipeline.handover.retries.drop_orphans(set(pipeline.spool.pending()))
     await waiter.start()
     try:
-        await _serve_until_stopped(settings, pipeline)
+        await _serve_until_stopped(settings, pipeline, smtp)
     finally:
         if not await asyncio.to_thread(pipeline.spool.drain):
             log.warning("finished spool entries not all removed: the next start re-drives them")
@@ -75,10 +80,9 @@ async def serve(settings: Settings) -> None:
         await waiter.close()
 
 
-async def _serve_until_stopped(settings: Settings, pipeline: Pipeline) -> None:
+async def _serve_until_stopped(settings: Settings, pipeline: Pipeline, smtp: bool) -> None:
     redriver = Redriver(pipeline.spool, pipeline, settings.redrive_interval_s)
-    handler = ScanHandler(pipeline, pipeline.spool, redriver, settings.mode == "post-queue")
-    server = await _listen(settings, handler)
+    servers = await _listen_all(settings, pipeline, redriver, smtp)
     try:
         reporter = SpoolReporter(
             pipeline.redis,
@@ -90,21 +94,44 @@ async def _serve_until_stopped(settings: Settings, pipeline: Pipeline) -> None:
         )
         _serve_metrics(pipeline.redis, settings, reporter)
     except BaseException:
-        server.close()
+        for server in servers:
+            server.close()
         raise
     redrive = asyncio.create_task(redriver.run(reporter), name="redriver")
     recorder = asyncio.create_task(pipeline.outcomes.run(), name="outcomes")
-    log.info(
-        "SMTP front listening on %s:%s (%s)", settings.smtp_host, settings.smtp_port, settings.mode
-    )
+    message_log = asyncio.create_task(pipeline.messages.run(), name="messagelog")
     try:
         await _until_stopped()
     finally:
-        server.close()
+        for server in servers:
+            server.close()
         redrive.cancel()
         recorder.cancel()
+        message_log.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await recorder  # writes what the last quarter second added
+        with contextlib.suppress(asyncio.CancelledError):
+            await message_log  # the journal's last lines, if the database is there
+
+
+async def _listen_all(
+    settings: Settings, pipeline: Pipeline, redriver: Redriver, smtp: bool
+) -> list[asyncio.Server]:
+    servers = []
+    try:
+        if smtp:
+            post_queue, access = settings.mode == "post-queue", AccessPolicy.from_settings(settings)
+            handler = ScanHandler(pipeline, pipeline.spool, redriver, post_queue, access)
+            servers.append(await _listen(settings, handler))
+            log.info("SMTP front listening on %s:%s (%s)", settings.smtp_host,
+                     settings.smtp_port, settings.mode)  # fmt: skip
+        if settings.milter is not None:
+            servers.append(await listen_milter(settings.milter, pipeline, redriver))
+    except BaseException:
+        for server in servers:
+            server.close()
+        raise
+    return servers
 
 
 def _serve_metrics(client: redis.Redis, settings: Settings, reporter: SpoolReporter) -> None:
@@ -115,103 +142,25 @@ def _serve_metrics(client: redis.Redis, settings: Settings, reporter: SpoolRepor
         raise ConfigError(f"cannot serve metrics on {where}: {err.strerror}") from err
 
 
-# <dot-atom@dot-atom> with a host name for the domain, then the parameters; the parser skips
-# blanks and comments after ">", so a comment there is left to the parser.
-_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_PLAIN_ADDRESS = re.compile(
-    rf"<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>[ \t]*((?:[^ \t(].*)?)",
-    re.DOTALL,
-)
-
-
-class LenientSMTP(SMTP):
-    """aiosmtpd's SMTP with four changes.
-
-    RFC 5321 limits a line to 1000 octets, but real mail carries longer ones and the MTAs
-    in front of us pass them on: a content filter that refused them would bounce legitimate
-    mail (seen in the SpamAssassin corpus). A generous bound still caps a command line; in
-    DATA the message size limit caps memory.
-
-    DATA is read in large pieces (mailserver/front/dataphase.py), not line by line.
-
-    Addresses are parsed as aiosmtpd does, a little cheaper (``_getaddr``).
-
-    Its command table is built per connection from a short listing (``__dir__``).
-    """
-
-    line_length_limit = 1024 * 1024
-
-    async def smtp_DATA(self, arg: str) -> None:
-        if await self._refuse_data(arg):
-            return
-        await self.push("354 End data with <CR><LF>.<CR><LF>")
-        try:
-            read = await read_data(self._reader, self.data_size_limit)
-        except asyncio.CancelledError:
-            self._writer.close()  # the connection went away during DATA
-            raise
-        if read.too_big:
-            self._set_post_data_state()
-            await self.push("552 Error: Too much mail data")
-            return
-        assert self.envelope is not None
-        self.envelope.content = self.envelope.original_content = read.content
-        status = await self._call_handler_hook("DATA")
-        self._set_post_data_state()
-        await self.push("250 OK" if status is MISSING else status)
-
-    def __dir__(self) -> list[str]:
-        # aiosmtpd's __init__ finds its command and AUTH methods by listing dir(self), with a
-        # getattr of every name, for each connection: a large share of a session. Only those
-        # names are looked for there, so only those are listed (once per class).
-        return _method_names(type(self))
-
-    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        # aiosmtpd's own parsing, without the typing Protocol class it defines on every call
-        # (a class created for each MAIL and RCPT). A plain <local@domain> is matched by a
-        # pattern, far cheaper than the email package's parser; anything else goes to it.
-        if not arg:
-            return "", ""
-        plain = _PLAIN_ADDRESS.fullmatch(arg)
-        if plain:
-            addr, rest = plain.groups()
-        else:
-            try:
-                parse = get_angle_addr if arg.lstrip().startswith("<") else get_addr_spec
-                address, rest = parse(arg)
-            except HeaderParseError:
-                return None, None
-            addr = address.addr_spec
-        if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
-            return None, None
-        return addr, rest
-
-    async def _refuse_data(self, arg: str) -> bool:
-        """The checks aiosmtpd makes before it accepts DATA, with its replies."""
-        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
-            return True
-        if self.envelope is None or not self.envelope.rcpt_tos:
-            await self.push("503 Error: need RCPT command")
-            return True
-        if arg:
-            await self.push("501 Syntax: DATA")
-            return True
-        return False
-
-
-@functools.cache
-def _method_names(cls: type) -> list[str]:
-    return [name for name in dir(cls) if name.startswith(("smtp_", "auth_"))]
-
-
 async def _listen(settings: Settings, handler: ScanHandler) -> asyncio.Server:
+    rules = DataRules.of(settings)
+    starttls = StartTLS.from_settings(settings)  # loaded once: a bad pair stops the start
+    limits, gate = SessionLimits.from_settings(settings), gate_for(settings)
+
     def factory() -> SMTP:
-        return LenientSMTP(
-            handler,
-            data_size_limit=settings.max_message_bytes,
-            enable_SMTPUTF8=True,
-            hostname=settings.hostname,
-            ident="mailscan ESMTP",
+        return starttls.guard(
+            LenientSMTP(
+                handler,
+                access=handler.access,
+                limits=limits,
+                gate=gate,
+                data_size_limit=settings.max_message_bytes,
+                data_rules=rules,
+                enable_SMTPUTF8=True,
+                hostname=settings.hostname,
+                ident="mailscan ESMTP",
+                tls_context=starttls.context,
+            )
         )
 
     loop = asyncio.get_running_loop()

@@ -16,8 +16,9 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import BinaryIO
 
 from tasks.errors import SpoolEntryCorrupt
 from tasks.wire.spoolfile import ID_FILE, QUEUE, STAGING, is_entry_id, read_entry, spool_id
@@ -38,6 +39,12 @@ class Envelope:
     # The host's boot id while a sender waited for this entry's final answer (pre-queue);
     # empty for an entry answered 250 when it was committed (post-queue).
     sender_waiting_boot: str = ""
+    # The client had started TLS (STARTTLS) before it sent the message.
+    tls: bool = False
+    # The client gave SMTPUTF8 on MAIL FROM: the next hop is told so (RFC 6531).
+    smtputf8: bool = False
+    # The client's name as the MTA in front verified it (XFORWARD NAME); empty: unknown.
+    peer_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,11 +91,28 @@ class Spool:
         """Write the entry under ``tmp/``: whole unless this raises (a full disk fails here),
         but neither durable nor listed until ``settle``, and never to be confirmed before."""
         entry = SpoolEntry(entry_id or new_id(), envelope, content)
-        header = json.dumps({**asdict(envelope), "rcpt_tos": list(envelope.rcpt_tos)})
-        with open(self.tmp / entry.id, "wb") as handle:
-            handle.write(header.encode() + b"\n")
+        with self.open_staged(envelope, entry.id) as handle:
             handle.write(content)  # past the buffer's size, written as it is: no copy
         return entry
+
+    def open_staged(self, envelope: Envelope, entry_id: str) -> BinaryIO:
+        """``stage`` for a message that arrives in pieces (staging.py): the file under
+        ``tmp/`` with its envelope line, open for the message to be appended."""
+        header = json.dumps({**asdict(envelope), "rcpt_tos": list(envelope.rcpt_tos)})
+        handle = open(self.tmp / entry_id, "wb")  # noqa: SIM115 - the caller closes it
+        try:
+            handle.write(header.encode() + b"\n")
+        except BaseException:
+            handle.close()
+            raise
+        return handle
+
+    def read_staged(self, entry_id: str) -> bytes:
+        """The message of an entry this front staged, settled by now or not."""
+        try:
+            return read_entry(self.tmp / entry_id)[1]
+        except FileNotFoundError:  # renamed meanwhile: tmp/ -> queue/ is the only way
+            return read_entry(self.queue / entry_id)[1]
 
     def settle(self, entry_id: str) -> None:
         """Make a staged entry durable and listed: its file fsynced, renamed into ``queue/``,
@@ -136,6 +160,10 @@ class Spool:
             raise SpoolEntryCorrupt(f"spool entry {entry_id} cannot be read: {err}") from err
         return SpoolEntry(entry_id, _envelope(entry_id, header), content)
 
+    def size(self, entry_id: str) -> int:
+        """The bytes of a settled entry's file: its message, and its envelope line."""
+        return (self.queue / entry_id).stat().st_size
+
     def finish(self, entry_id: str) -> None:
         """The message has its final outcome (delivered, quarantined, refused): forget it."""
         (self.queue / entry_id).unlink(missing_ok=True)
@@ -162,11 +190,15 @@ class Spool:
         return time.time() - spooled_at(entry_id)
 
 
+_ENVELOPE_FIELDS = tuple(field.name for field in fields(Envelope))
+
+
 def _envelope(entry_id: str, header: bytes) -> Envelope:
     try:
         fields = json.loads(header)
         fields["rcpt_tos"] = tuple(fields["rcpt_tos"])
-        envelope = Envelope(**fields)
+        # Fields a later release added are left out, so a downgrade still delivers its spool.
+        envelope = Envelope(**{key: fields[key] for key in _ENVELOPE_FIELDS if key in fields})
     except (ValueError, KeyError, TypeError) as err:  # UnicodeDecodeError is a ValueError
         raise SpoolEntryCorrupt(f"spool entry {entry_id} has no readable envelope: {err}") from err
     if (
@@ -179,7 +211,7 @@ def _envelope(entry_id: str, header: bytes) -> Envelope:
 
 
 def spooled_at(entry_id: str) -> float:
-    """The wall clock when the entry's id was made, at the end of DATA: ``new_id`` starts
+    """The wall clock when the entry's id was made, at the DATA command: ``new_id`` starts
     it with the milliseconds."""
     return int(entry_id[:12], 16) / 1000
 

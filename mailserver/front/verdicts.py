@@ -4,7 +4,8 @@ Celery's Redis result backend stores each result under ``celery-task-meta-<id>``
 it on a channel of the same name. We subscribe to the pattern once and register a future per
 job *before the job is enqueued* (``expect``): its result cannot be published before we
 listen, so no read of the key is needed on the way (two Redis round trips per message
-saved). After a lost connection every waiting key is read again, since messages published
+saved). After a lost connection (Redis restarted, or a failover to another primary) the
+subscription is made again and every waiting key is read again, since messages published
 meanwhile are gone, and a job that seems to miss its deadline gets one last read.
 
 Without the subscriber every message would wait its whole deadline, so nothing ends it but
@@ -38,8 +39,10 @@ class VerdictWaiter:
     """``expect(task_id)`` before the job is enqueued, then ``await wait(task_id, timeout_s)``
     returns the result meta of the finished job."""
 
-    def __init__(self, redis_url: str, decode: Callable[[bytes], dict[str, Any]]) -> None:
-        self._redis = aioredis.Redis.from_url(redis_url)
+    def __init__(self, client: aioredis.Redis, decode: Callable[[bytes], dict[str, Any]]) -> None:
+        # From tasks/redisauth.connect_async: under Sentinel, each new subscription asks the
+        # sentinels for the primary, so the one after a failover is made on the new one.
+        self._redis = client
         self._decode = decode
         self._futures: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None

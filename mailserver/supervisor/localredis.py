@@ -39,25 +39,44 @@ def config_path(settings: Settings) -> Path:
 
 def write_config(settings: Settings) -> Path:
     """Write redis-server's config, the password included; return its path."""
-    data = config_path(settings).parent
-    data.mkdir(parents=True, exist_ok=True)
-    port = urlsplit(settings.redis_url).port or 6379
+    path = config_path(settings)
+    write_node_config(settings, path, urlsplit(settings.redis_url).port or 6379)
+    return path
+
+
+def write_node_config(settings: Settings, path: Path, port: int, primary: int = 0) -> None:
+    """The config of one Redis of this machine, on ``port``; a replica of the one on
+    ``primary`` when given. A ``replicaof`` the file already holds is kept: Redis writes it
+    there itself when the sentinels give the node another role, and a restart must not
+    take it back."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    role = _kept_role(path) if path.exists() else []
+    if not path.exists() and primary:
+        role = [f"replicaof 127.0.0.1 {primary}"]
+    secret = quoted(ensure_password(settings))
     lines = [
         "bind 127.0.0.1",
         f"port {port}",
-        f"dir {_quoted(str(data))}",
+        f"dir {quoted(str(path.parent))}",
         # Queued jobs and crashdumps live in Redis: it must keep them across a restart and
         # never evict them to make room.
         "appendonly yes",
         "appendfsync everysec",
         'save ""',
         "maxmemory-policy noeviction",
+        # A replica (re)joining gets the data at once: there is no second one to wait for.
+        "repl-diskless-sync-delay 0",
         "daemonize no",
-        f"requirepass {_quoted(ensure_password(settings))}",
+        f"requirepass {secret}",
+        # A primary the sentinels turn into a replica must show the new primary the password.
+        f"masterauth {secret}",
+        *role,
     ]
-    path = config_path(settings)
     write_private(path, "\n".join(lines) + "\n")
-    return path
+
+
+def _kept_role(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line.startswith("replicaof ")]
 
 
 def write_private(path: Path, text: str) -> None:
@@ -70,7 +89,7 @@ def write_private(path: Path, text: str) -> None:
     os.replace(staging, path)
 
 
-def _quoted(value: str) -> str:
+def quoted(value: str) -> str:
     """A value as redis.conf reads it: in double quotes, with backslash escapes."""
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'"{escaped}"'

@@ -10,25 +10,20 @@ import os
 import secrets
 import shutil
 import socket
-import subprocess
 import sys
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from mailserver.supervisor import localredis
-from tasks import redisauth
-from tasks.errors import StackError
+from mailserver.supervisor.redisnodes import redis_services
+from mailserver.supervisor.service import Service, binary
 from tasks.plugins.clamav import ClamavPlugin
 from tasks.plugins.spamassassin import SpamassassinPlugin
 from tasks.setting_parsers import Endpoint
-from tasks.settings import Settings
+from tasks.settings import Settings, env_name
 from tasks.wire.keys import AV_POOL, OPS_QUEUE, SPAM_POOL
 
 SIGNATURES = Path(__file__).resolve().parents[2] / "tasks" / "signatures"
@@ -38,38 +33,17 @@ OFFICIAL_CLAMAV_DB = Path("/var/lib/clamav")
 # of their own: one arena (the GIL serializes them anyway) keeps its peak near one copy of
 # the message. A pool process reads a message into a buffer that grows by reallocation:
 # mapped on its own from 4 MiB, it grows without being copied and goes back to the system
-# when freed.
-FRONT_MALLOC = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=1"}
-POOL_MALLOC = {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=4194304"}
-
-
-@dataclass
-class Service:
-    """One child process: how to start it and how to know it is ready."""
-
-    name: str
-    argv: list[str]
-    ready: Callable[[], bool]
-    port: int | None = None
-    ready_timeout_s: float = 60.0
-    env: dict[str, str] = field(default_factory=dict, repr=False)
-    # Runs just before each start: files the service reads, written only when it starts.
-    before_start: Callable[[], None] | None = field(default=None, repr=False)
-    after_ready: Callable[[], None] | None = field(default=None, repr=False)
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-
-
-def binary(name: str, package: str) -> str:
-    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin")
-    if not found:
-        hint = f"install the Debian package {package} (scripts/run installs it)"
-        raise StackError(f"{name} not found: {hint}")
-    return found
+# when freed. The front reads big messages back from the spool (mailserver/front/staging.py):
+# mapped on their own too, or glibc raises its threshold after the first is freed and
+# keeps the next ones in a heap that fragments.
+MMAP_FROM_4MIB = "glibc.malloc.mmap_threshold=4194304"
+FRONT_MALLOC = {"GLIBC_TUNABLES": f"glibc.malloc.arena_max=1:{MMAP_FROM_4MIB}"}
+POOL_MALLOC = {"GLIBC_TUNABLES": MMAP_FROM_4MIB}
 
 
 def all_services(settings: Settings) -> list[Service]:
     return [
-        _redis(settings),
+        *redis_services(settings),
         _clamd(settings),
         _spamd(settings),
         _worker(settings, AV_POOL),
@@ -80,20 +54,6 @@ def all_services(settings: Settings) -> list[Service]:
         _mailserver(settings),
         _console(settings),
     ]
-
-
-def _redis(settings: Settings) -> Service:
-    # Everything, the password included, is in its config file (supervisor/localredis.py).
-    argv = [binary("redis-server", "redis-server"), str(localredis.config_path(settings))]
-
-    def ready() -> bool:
-        return bool(redisauth.connect(settings, socket_timeout=1).ping())
-
-    def configure() -> None:
-        localredis.write_config(settings)
-
-    port = urlsplit(settings.redis_url).port or 6379
-    return Service("redis", argv, ready, port=port, before_start=configure)
 
 
 def prepare_clamd(settings: Settings) -> Path:
@@ -277,10 +237,23 @@ def _mailserver(settings: Settings) -> Service:
     argv = [sys.executable, "-m", "mailserver.cli", "serve"]
 
     def ready() -> bool:
+        # 554: it answers, and refuses this host (MAILSCAN_SMTP_ALLOW_NETWORKS leaves it out).
         with socket.create_connection((settings.smtp_host, settings.smtp_port), timeout=1) as s:
-            return s.recv(3) == b"220"
+            return s.recv(3) in (b"220", b"554")
 
-    return Service("mailserver", argv, ready, port=settings.smtp_port, env=dict(FRONT_MALLOC))
+    env = {**FRONT_MALLOC, **_tls_env(settings)}
+    return Service("mailserver", argv, ready, port=settings.smtp_port, env=env)
+
+
+def _tls_env(settings: Settings) -> dict[str, str]:
+    """The certificate the front is given, also when it is not from the environment
+    (``mailscan up --tls``)."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return {}
+    return {
+        env_name("tls_cert"): str(settings.tls_cert),
+        env_name("tls_key"): str(settings.tls_key),
+    }
 
 
 def _console(settings: Settings) -> Service:

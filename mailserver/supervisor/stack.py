@@ -1,5 +1,6 @@
-"""The whole system on one machine, without Docker: Redis, clamd, spamd, both worker pools,
-beat, Flower and the SMTP front, each a child process on loopback with its own log.
+"""The whole system on one machine, without Docker: Redis (or Redis under Sentinel), clamd,
+spamd, both worker pools, beat, Flower and the SMTP front, each a child process on loopback
+with its own log.
 
 ``mailscan up`` and the integration tests start services through this one module, so what
 the tests exercise is what an administrator runs.
@@ -22,7 +23,8 @@ from tasks.errors import MailscanError, StackError
 from tasks.settings import Settings
 
 ORDER = (
-    "redis", "clamd", "spamd", "av-worker", "spam-worker", "ops-worker", "beat", "flower",
+    "redis", "redis-replica", "sentinel-1", "sentinel-2", "sentinel-3", "clamd", "spamd",
+    "av-worker", "spam-worker", "ops-worker", "beat", "flower",
     "mailserver", "console",
 )  # fmt: skip
 STOP_GRACE_S = 15.0
@@ -39,8 +41,11 @@ class Stack:
         self.services = {s.name: s for s in all_services(settings)}
         self.started: list[str] = []
 
-    def start(self, names: Iterable[str] = ORDER, progress: Callable[[str], None] = print) -> None:
-        for name in names:
+    def start(
+        self, names: Iterable[str] | None = None, progress: Callable[[str], None] = print
+    ) -> None:
+        """Start ``names``, or every service of this stack in ORDER."""
+        for name in [n for n in ORDER if n in self.services] if names is None else names:
             service = self.services[name]
             if service.port and _port_open(service.port):
                 raise StackError(f"{name}: port {service.port} is already in use on 127.0.0.1")

@@ -8,6 +8,10 @@ import threading
 import time
 from types import FrameType
 
+from mailserver.front.tls import StartTLS
+from mailserver.milter.server import postfix_name
+from mailserver.supervisor.localsentinel import primary_port, replica_port
+from mailserver.supervisor.selfsigned import is_self_signed, with_self_signed
 from mailserver.supervisor.services import node_name
 from mailserver.supervisor.spamrules import body_rules_note
 from mailserver.supervisor.stack import Stack
@@ -27,8 +31,12 @@ def check_plugins(settings: Settings) -> None:
     plugins.validate(settings)
 
 
-def run_up(settings: Settings) -> int:
+def run_up(settings: Settings, self_signed_tls: bool = False) -> int:
+    """``self_signed_tls``: the front offers STARTTLS with a certificate made in var/tls/."""
+    if self_signed_tls:
+        settings = with_self_signed(settings)
     check_plugins(settings)
+    StartTLS.from_settings(settings)  # a bad pair stops here, before anything starts
     stack = Stack(settings)
     stopping = threading.Event()
 
@@ -61,11 +69,13 @@ def summary(settings: Settings, stack: Stack) -> list[str]:
     return [
         "",
         "mailscan is up:",
-        f"  SMTP front   {settings.smtp_host}:{settings.smtp_port} ({settings.mode})",
+        f"  SMTP front   {settings.smtp_host}:{settings.smtp_port} ({settings.mode}"
+        f"{_tls_note(settings)})",
+        *_milter_lines(settings),
         f"  Flower       http://127.0.0.1:{settings.flower_port}/",
         f"  console      http://{settings.console_host}:{settings.console_port}/ "
         "(add an administrator: mailscan console adduser NAME)",
-        f"  Redis        {masked(settings.redis_url)}{_password_note(settings)}",
+        *redis_lines(settings),
         f"  clamd        {settings.clamd}",
         f"  spamd        {settings.spamd} ({body_rules_note()})",
         *(_pool_line(pool, settings) for pool in POOLS),
@@ -76,6 +86,34 @@ def summary(settings: Settings, stack: Stack) -> list[str]:
         f"Send a first test mail: see 'Send a first mail' in the README "
         f"(SMTP at {settings.smtp_host}:{settings.smtp_port}).",
         "Ctrl-C stops everything.",
+    ]
+
+
+def _milter_lines(settings: Settings) -> list[str]:
+    if settings.milter is None:
+        return []
+    return [f"  milter       {settings.milter} (Postfix: smtpd_milters = "
+            f"{postfix_name(settings.milter)})"]  # fmt: skip
+
+
+def _tls_note(settings: Settings) -> str:
+    if settings.tls_cert is None:
+        return ""
+    required = ", required" if settings.tls_required else ""
+    if is_self_signed(settings):
+        return f", STARTTLS{required} with a self-signed certificate: {settings.tls_cert}"
+    return f", STARTTLS{required} with {settings.tls_cert}"
+
+
+def redis_lines(settings: Settings) -> list[str]:
+    note = _password_note(settings)
+    if settings.local_redis != "sentinel":
+        return [f"  Redis        {masked(settings.redis_url)}{note}"]
+    sentinels = ",".join(str(s) for s in settings.redis_sentinels)
+    return [
+        f"  Redis        primary 127.0.0.1:{primary_port(settings)}, replica "
+        f"127.0.0.1:{replica_port(settings)}{note}",
+        f"  sentinels    {sentinels} (primary named {settings.redis_master})",
     ]
 
 

@@ -1,9 +1,10 @@
-"""Virus first: a spam job whose message the av pool has already found infected is answered
-without spamd.
+"""Virus first: a spam job whose message the av pool has already found infected (or with a
+banned attachment) is answered without spamd.
 
-A message with a virus is refused (or quarantined) whatever its spam score, and the SMTP
-front answers it as soon as the av verdict arrives (mailserver/front/pipeline.py). Its spam job may
-still be waiting in the queue, behind other mail in a virus outbreak: spamd's time, the
+A message with a virus or a banned attachment is refused (or quarantined) whatever its spam
+score, and the SMTP front answers it as soon as the av verdict arrives
+(mailserver/front/pipeline.py). Its spam job may still be waiting in the queue, behind other
+mail in a virus outbreak: spamd's time, the
 scarcest there is, would go to mail whose outcome is settled. The av verdict is read in the
 job's first round trip, with the message itself, so a job that finds none costs nothing more.
 """
@@ -16,6 +17,8 @@ from tasks.wire.keys import AV_POOL, RESULT_KEY_PREFIX, SPAM_POOL
 
 AV_VERDICT = "virusfirst:av"
 SKIPPED = "not scanned: the av pool found a virus"
+# The av pool's statuses that settle a message's outcome alone.
+REFUSING = ("infected", "banned")
 
 
 class VirusFirstGuard(Guard):
@@ -30,8 +33,8 @@ class VirusFirstGuard(Guard):
             return None
         meta = job.backend.decode(stored)
         result = meta.get("result") if isinstance(meta, dict) else None
-        infected = isinstance(result, dict) and result.get("status") == "infected"
-        return SKIPPED if infected else None
+        refused = isinstance(result, dict) and result.get("status") in REFUSING
+        return SKIPPED if refused else None
 
 
 def _av_job_of(job: JobContext) -> str | None:

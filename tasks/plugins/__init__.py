@@ -16,6 +16,7 @@ REGISTRY = {
     "clamav": "tasks.plugins.clamav:ClamavPlugin",
     "command": "tasks.plugins.command:CommandPlugin",
     "builtin": "tasks.plugins.builtin:BuiltinPlugin",
+    "banned": "tasks.plugins.banned:BannedPlugin",
     "spamassassin": "tasks.plugins.spamassassin:SpamassassinPlugin",
     "stub": "tasks.plugins.stub:StubPlugin",
     "chaos": "tasks.plugins.chaos:ChaosPlugin",

@@ -11,13 +11,17 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tasks.errors import ConfigError
-from tasks.setting_parsers import FAILURE_POLICIES, PLUGIN_POOLS
+from tasks.setting_parsers import FAILURE_POLICIES, PLUGIN_POOLS, Endpoint
 from tasks.settings.pools import Pools, PoolSettings
 from tasks.settings.schema import Settings
 from tasks.settings.variables import Variable, env_name, global_fields, variables
 from tasks.wire.keys import ENV_PREFIX, POOLS
+
+SENTINEL_PORT_DISTANCE = 20000
+MAX_PORT = 65535
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -54,6 +58,7 @@ def _parse(
 def _build(values: dict[Variable, Any]) -> Settings:
     top = {v.setting: value for v, value in values.items() if not v.pool}
     _place_under_var(top)
+    _name_local_sentinels(top)
     pools = {
         pool: dataclasses.replace(
             PoolSettings.defaults(pool),
@@ -72,10 +77,56 @@ def _place_under_var(values: dict[str, Any]) -> None:
             values.setdefault(declared.name, var_dir / declared.metadata["under_var"])
 
 
+def _name_local_sentinels(values: dict[str, Any]) -> None:
+    """The sentinels ``mailscan up`` starts, unless named: Redis's own convention, the data
+    port + 20000, and the two ports after it."""
+    if values.get("local_redis") != "sentinel" or values.get("redis_sentinels"):
+        return
+    url = values.get("redis_url", Settings.redis_url)
+    base = (urlsplit(url).port or 6379) + SENTINEL_PORT_DISTANCE
+    values["redis_sentinels"] = tuple(Endpoint(port=base + n) for n in range(3))
+
+
 def _check_consistency(settings: Settings) -> None:
     problems = [problem for pool in POOLS for problem in _pool_problems(pool, settings.pools[pool])]
+    problems += _smtp_problems(settings)
+    problems += _sentinel_problems(settings)
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def _smtp_problems(settings: Settings) -> list[str]:
+    """Limits of the SMTP front that contradict each other: each first one of a pair must
+    not be above the second (a message with every recipient it may have must fit in the
+    session's RCPT commands)."""
+    pairs = [
+        ("smtp_max_connections_per_client", "smtp_max_connections"),
+        ("smtp_max_recipients", "smtp_max_commands"),
+        ("smtp_command_timeout_s", "smtp_session_timeout_s"),
+    ]
+    return [
+        f"{env_name(small)} ({getattr(settings, small):g}) must not be above "
+        f"{env_name(large)} ({getattr(settings, large):g})"
+        for small, large in pairs
+        if getattr(settings, small) > getattr(settings, large)
+    ]
+
+
+def _sentinel_problems(settings: Settings) -> list[str]:
+    if not settings.redis_sentinels:
+        return []
+    problems = []
+    if urlsplit(settings.redis_url).scheme != "redis":
+        problems.append(
+            f"{env_name('redis_sentinels')} needs a redis:// {env_name('redis_url')} "
+            "(no TLS or Unix socket through sentinels)"
+        )
+    if any(s.port > MAX_PORT for s in settings.redis_sentinels):
+        problems.append(
+            f"{env_name('local_redis')}=sentinel: the sentinels' ports would pass {MAX_PORT}; "
+            f"name them in {env_name('redis_sentinels')}"
+        )
+    return problems
 
 
 def _pool_problems(pool: str, own: PoolSettings) -> list[str]:

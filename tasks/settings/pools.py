@@ -19,9 +19,10 @@ class PoolSettings:
 
     plugins: tuple[str, ...] = pool_setting(
         parse.names,
-        "the pool's engines, comma-separated, in order: av `clamav`, `command`, `builtin`, `stub` "
-        "(infected if any engine says so); spam `spamassassin`, `stub`",
-        av=("clamav",),
+        "the pool's engines, comma-separated, in order: av `clamav`, `command`, `builtin`, "
+        "`banned` (attachments by name and type), `stub` (infected if any engine says so, "
+        "else banned if `banned` says so); spam `spamassassin`, `stub`",
+        av=("clamav", "banned"),
         spam=("spamassassin",),
     )
     concurrency: int = pool_setting(

@@ -16,6 +16,20 @@ from tasks.setting_parsers import CHAOS_ACTIONS, Endpoint, Mode
 from tasks.settings.declare import computed, folder, setting
 from tasks.settings.pools import Pools
 
+# Executables and scripts that Windows runs on a double click: nobody mails them in earnest.
+BANNED_EXTENSIONS = (
+    "exe", "scr", "pif", "com", "bat", "cmd", "vbs", "vbe", "js", "jse", "wsf", "wsh", "hta",
+    "cpl", "msi", "msp", "lnk", "reg", "ps1", "jar",
+)  # fmt: skip
+# What libmagic calls Windows executables, installers and shortcuts.
+BANNED_TYPES = (
+    "application/x-dosexec",
+    "application/vnd.microsoft.portable-executable",
+    "application/x-msdownload",
+    "application/x-msi",
+    "application/x-ms-shortcut",
+)
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -36,6 +50,30 @@ class Settings:
         "its first start (mode 600) and gives it to its Redis through `var/redis/redis.conf` "
         "(mode 600), never on a command line. No file, no password",
     )
+    redis_sentinels: tuple[Endpoint, ...] = setting(
+        (), parse.sentinels,
+        "Redis under Sentinel: the sentinels as `HOST:PORT,HOST:PORT,...`. Every client "
+        "(pools, front, beat, Flower, console, the `mailscan` command) then asks them for the "
+        "current primary and finds the new one after a failover; `MAILSCAN_REDIS_URL` gives "
+        "only the password and the database number (and, for `MAILSCAN_LOCAL_REDIS=sentinel`, "
+        "the first primary's port). The sentinels take the same password as Redis. Empty: "
+        "the URL names Redis itself",
+        shown="none; with `MAILSCAN_LOCAL_REDIS=sentinel`, the Redis port + 20000, +20001, +20002",
+    )  # fmt: skip
+    redis_master: str = setting(
+        "mailscan", parse.master_name, "the primary's name, as the sentinels monitor it"
+    )
+    local_redis: str = setting(
+        "single", parse.choice(*parse.LOCAL_REDIS),
+        "what `mailscan up` starts: `single`, one Redis; `sentinel`, a primary (the URL's "
+        "port), one replica (that port + 1) and three sentinels (`MAILSCAN_REDIS_SENTINELS`), "
+        "all on loopback with the password",
+    )  # fmt: skip
+    local_sentinel_down_after_s: float = setting(
+        5.0, parse.seconds,
+        "with `MAILSCAN_LOCAL_REDIS=sentinel`: how long the primary must not answer before "
+        "the sentinels promote the replica",
+    )  # fmt: skip
     blob_ttl_s: int = setting(
         24 * 3600, parse.positive_int,
         "the longest message bytes stay in Redis for the pools; they are removed as soon as "
@@ -43,11 +81,87 @@ class Settings:
     )  # fmt: skip
     smtp_host: str = setting("127.0.0.1", str, "where the SMTP front listens", section="SMTP front")
     smtp_port: int = setting(2525, parse.port, "the SMTP front's port")
+    smtp_allow_networks: tuple[parse.Network, ...] | None = setting(
+        None, parse.networks,
+        "clients that may send mail to the SMTP front: networks (CIDR) or addresses, "
+        "comma-separated; any other client is answered `554 5.7.1` instead of the greeting, "
+        "and nothing it sends is taken. An IPv4 client of an IPv6 socket is matched as IPv4. "
+        "A relaying front (`MAILSCAN_DELIVERY=relay`) does not start when it listens beyond "
+        "loopback without this, or when this takes in every address (`0.0.0.0/0`) and "
+        "`MAILSCAN_RELAY_DOMAINS` is unset",
+        shown="`127.0.0.0/8,::1` (this host only)",
+    )  # fmt: skip
+    relay_domains: tuple[str, ...] = setting(
+        (), parse.domains,
+        "the recipient domains the SMTP front takes mail for, comma-separated: `example.com` "
+        "is that domain alone, `.example.com` every subdomain of it (list both for both); any "
+        "other recipient is refused with `554 5.7.1 Relay access denied`. Unset: every "
+        "recipient of an allowed client",
+        shown="unset",
+    )  # fmt: skip
+    xforward_networks: tuple[parse.Network, ...] = setting(
+        parse.networks("127.0.0.0/8,::1"), parse.networks_or_none,
+        "clients (an MTA in front, such as Postfix's `content_filter`) that are offered "
+        "XFORWARD and may use it to name their own client: its address and HELO then go "
+        "into our `Received` line and what SpamAssassin sees, in place of the MTA's. "
+        "Networks (CIDR) or addresses, comma-separated, or `none`; anyone else is answered "
+        "`550 5.7.0`",
+        shown="`127.0.0.0/8,::1` (this host only)",
+    )  # fmt: skip
     max_message_bytes: int = setting(
         25 * 1024 * 1024, parse.positive_int, "larger messages are refused with 552",
         shown="`26214400` (25 MiB)",
     )  # fmt: skip
+    milter: Endpoint | None = setting(
+        Endpoint(port=7357), parse.endpoint_or_off,
+        "the milter front for Postfix's `smtpd_milters` (protocol 6), as `HOST:PORT`, "
+        "`unix:/path` or `off`. `mailscan up` and `mailscan serve` start it beside the SMTP "
+        "front, `mailscan milter` alone. It answers like the pre-queue front, whatever "
+        "`MAILSCAN_MODE` says. A Unix socket is made writable by every user (Postfix runs as "
+        "its own): the folder it is in decides who reaches it",
+        shown="`127.0.0.1:7357`",
+    )  # fmt: skip
     mode: Mode = setting("pre-queue", parse.choice(*parse.MODES), "`pre-queue` or `post-queue`")
+    smtp_max_line_bytes: int = setting(
+        1024 * 1024, parse.positive_int,
+        "a message with a longer line (its CRLF included) is refused with `552 5.3.4`. RFC "
+        "5321 says 1000, but real mail carries longer lines and the MTAs in front of a filter "
+        "pass them on; a line of a megabyte is no mail, only work for the scanners",
+        shown="`1048576` (1 MiB)",
+    )  # fmt: skip
+    smtp_max_header_bytes: int = setting(
+        512 * 1024, parse.positive_int,
+        "a message whose header section is larger is refused with `552 5.3.4` (Postfix "
+        "keeps 100 KiB of it, so mail that came through one is well below)",
+        shown="`524288` (512 KiB)",
+    )  # fmt: skip
+    smtp_data_idle_timeout_s: float = setting(
+        300.0, parse.seconds,
+        "a client silent this long during DATA gets `421 4.4.2` and is disconnected (the "
+        "five minutes of RFC 5321 4.5.3.2)",
+    )  # fmt: skip
+    smtp_data_min_rate_bytes_per_s: int = setting(
+        500, parse.positive_int,
+        "during DATA every byte received gives the client 1/this seconds more, up to "
+        "`MAILSCAN_SMTP_DATA_IDLE_TIMEOUT_S` in hand (Postfix's `smtpd_min_data_rate`): a "
+        "sender this fast or faster always finishes, whatever its message's size; a slower "
+        "one runs out of time and gets `421 4.4.2`",
+    )  # fmt: skip
+    message_memory_bytes: int = setting(
+        256 * 1024 * 1024, parse.positive_int,
+        "the most bytes of messages over 256 KiB the mailserver holds in memory at once to "
+        "scan and deliver them; the others wait their turn in the spool (a pre-queue "
+        "client waits with them). Messages arrive into the spool as they are sent, so "
+        "a session holds only a buffer while its DATA arrives",
+        shown="`268435456` (256 MiB)",
+    )  # fmt: skip
+    post_queue_virus: Literal["quarantine", "discard"] = setting(
+        "quarantine", parse.choice(*parse.POST_QUEUE_VIRUS),
+        "post-queue: what becomes of a message carrying a virus, which was answered 250 "
+        "before its scan and must never become a bounce to its (usually forged) sender: "
+        "`quarantine` keeps it in the quarantine folder, `discard` drops it (the outcome is "
+        "logged and shown in the console either way)",
+    )  # fmt: skip
     scan_deadline_s: float = setting(
         60.0, parse.seconds, "how long an SMTP session waits for both verdicts"
     )
@@ -58,8 +172,51 @@ class Settings:
         "(health probes and other jobs in the queue do not count), or more jobs than this "
         "wait, instead of being accepted only to time out",
     )  # fmt: skip
+    smtp_max_recipients: int = setting(
+        1000, parse.positive_int,
+        "recipients one message may have; each further RCPT is answered `452 4.5.3 Too many "
+        "recipients` and the message goes to those accepted (the client sends the rest again)",
+    )  # fmt: skip
+    smtp_max_commands: int = setting(
+        10000, parse.positive_int,
+        "how often one session may send each of MAIL, RCPT, DATA and RSET (a client may send "
+        "many messages over one connection); past it `421 4.7.0` and the connection closes",
+    )  # fmt: skip
+    smtp_max_other_commands: int = setting(
+        100, parse.positive_int,
+        "how often one session may send each other command (EHLO, NOOP, VRFY, HELP...); past "
+        "it `421 4.7.0`. Past five unknown commands the session ends the same way",
+    )  # fmt: skip
+    smtp_max_errors: int = setting(
+        20, parse.positive_int,
+        "error replies (5xx: malformed or misplaced commands, refused recipients) a session "
+        "may have since its last message; the next error is `421 4.7.0` and the end",
+    )  # fmt: skip
+    smtp_max_connections: int = setting(
+        500, parse.positive_int,
+        "SMTP connections held at once; a further one hears `421 4.7.0 Too many connections` "
+        "instead of the greeting and is closed",
+    )  # fmt: skip
+    smtp_max_connections_per_client: int = setting(
+        50, parse.positive_int,
+        "SMTP connections held at once from one client address, the same way. Behind an MTA "
+        "(content filter, proxy) every connection comes from its address: allow its number "
+        "of SMTP processes",
+    )  # fmt: skip
+    smtp_command_timeout_s: float = setting(
+        300.0, parse.seconds,
+        "how long a session may wait before its next command (RFC 5321 4.5.3.2); then `421 "
+        "4.4.2` and the connection closes. The DATA phase has its own clock "
+        "(`MAILSCAN_SMTP_DATA_IDLE_TIMEOUT_S`); time spent scanning does not count",
+    )  # fmt: skip
+    smtp_session_timeout_s: float = setting(
+        1800.0, parse.seconds,
+        "the longest an SMTP session lasts, however busy; then `421 4.4.2` and the connection "
+        "closes (a reply the client waits for is given first)",
+    )  # fmt: skip
     hostname: str = computed(
-        lambda: os.uname().nodename, str, "used in `Received` lines and worker names",
+        lambda: os.uname().nodename, parse.header_text,
+        "used in the SMTP greeting, `Received` lines and worker names",
         shown="the machine's name",
     )  # fmt: skip
     spam_quarantine_score: float | None = setting(
@@ -69,6 +226,21 @@ class Settings:
     spam_subject_tag: str = setting(
         "", parse.header_text,
         "e.g. `[SPAM]`, put in front of the subject of spam, as it is written (one line)",
+    )  # fmt: skip
+    tls_cert: Path | None = setting(
+        None, parse.optional_path,
+        "PEM certificate (its chain after it) the SMTP front offers with STARTTLS; with "
+        "`MAILSCAN_TLS_KEY`, both or neither; TLS 1.2 or newer. Unset: no STARTTLS "
+        "(`mailscan up --tls` makes a self-signed pair in `var/tls/`)",
+        section="SMTP TLS",
+    )  # fmt: skip
+    tls_key: Path | None = setting(
+        None, parse.optional_path, "PEM private key of `MAILSCAN_TLS_CERT`, without passphrase"
+    )
+    tls_required: bool = setting(
+        False, parse.boolean,
+        "`yes`: every command but EHLO, STARTTLS, NOOP, RSET and QUIT is answered `530 5.7.0 "
+        "Must issue a STARTTLS command first` until the client has started TLS",
     )  # fmt: skip
     # Each pool's own settings, MAILSCAN_AV_* and MAILSCAN_SPAM_* (tasks/settings/pools.py).
     pools: Pools = dataclasses.field(default_factory=Pools)
@@ -110,6 +282,36 @@ class Settings:
         tuple((action, "marker") for action in CHAOS_ACTIONS), parse.chaos,
         "faults of the `chaos` plugin: `action@marker` or `action@FRACTION`, comma-separated",
         shown="every action on its marker",
+    )  # fmt: skip
+    banned_extensions: tuple[str, ...] = setting(
+        BANNED_EXTENSIONS, parse.extensions,
+        "file name extensions the `banned` engine refuses, at any depth inside archives, "
+        "comma-separated; also hidden behind another (`invoice.pdf.exe`); empty: none",
+        section="Banned attachments",
+    )  # fmt: skip
+    banned_types: tuple[str, ...] = setting(
+        BANNED_TYPES, parse.content_types,
+        "content types the `banned` engine refuses, by what the bytes are (libmagic), not by "
+        "the declared type; binary files only (text is known by its name); empty: none",
+    )  # fmt: skip
+    ban_encrypted_archives: bool = setting(
+        True, parse.boolean,
+        "`yes`: an encrypted archive (zip, 7z, rar) is refused, since no engine can see inside",
+    )  # fmt: skip
+    banned_max_archive_depth: int = setting(
+        8, parse.positive_int,
+        "archives inside archives are opened this deep; one nested deeper is refused",
+    )  # fmt: skip
+    banned_max_unpacked_bytes: int = setting(
+        64 * 1024 * 1024, parse.positive_int,
+        "the most bytes the `banned` engine unpacks from one message's archives; a message "
+        "needing more (an archive bomb) is refused",
+        shown="`67108864` (64 MiB)",
+    )  # fmt: skip
+    banned_max_archive_members: int = setting(
+        5000, parse.positive_int,
+        "the most files the `banned` engine looks at in one message's archives; a message "
+        "with more is refused",
     )  # fmt: skip
     max_attempts: int = setting(
         3, parse.positive_int,
@@ -183,6 +385,22 @@ class Settings:
     spool_alarm_age_s: float = setting(
         900.0, parse.seconds, "beat raises an alarm for mail held this long without an outcome"
     )
+    database_url: str = setting(
+        "", parse.database_url,
+        "the message log's database: `postgresql://USER:PASSWORD@HOST:PORT/NAME` for several "
+        "fronts (one database for all), or `sqlite:///PATH`. Every front, the console, beat "
+        "and the `mailscan messages` command use it",
+        shown="SQLite in `var/messagelog/messages.db`", section="Message log", mask=masked,
+    )  # fmt: skip
+    message_log_dir: Path = folder(
+        "messagelog",
+        "the SQLite message log (when no URL is set), and `journal/`: each front's outcomes "
+        "not yet in the database (written there first, so a database that is away holds up "
+        "no reply and loses no outcome)",
+    )
+    message_log_days: int = setting(
+        30, parse.positive_int, "the message log keeps outcomes this many days (beat prunes it)"
+    )
     flower_port: int = setting(
         5555, parse.port, "Flower, started by `mailscan up` on loopback", section="Operations"
     )
@@ -221,6 +439,18 @@ class Settings:
     console_users_file: Path = folder(
         "console/users.json", "administrators and their argon2 password hashes (mode 600)"
     )
+    console_session_max_s: float = setting(
+        12 * 3600.0, parse.seconds,
+        "a console session ends this long after its login, however busy; logging out, a "
+        "new password (`mailscan console adduser`) or `mailscan console deluser` end it "
+        "at once",
+        shown="`43200` (12 hours)",
+    )  # fmt: skip
+    console_secure_cookies: bool = setting(
+        False, parse.boolean,
+        "`yes`: the session cookie is marked `Secure`, sent by browsers over HTTPS only; "
+        "set it when the console is reached through a TLS proxy",
+    )  # fmt: skip
     console_secret: str = setting(
         "", parse.secret,
         "signs the session cookies and keys the address hashes of crash reports (32 "

@@ -55,3 +55,9 @@ ASSIST_STATE_KEY = "mailscan:assist:state"
 ASSIST_CHOICE_KEY = "mailscan:assist:choice"
 ASSIST_AUDIT_KEY = "mailscan:assist:audit"
 UPLOAD_TASK = "tasks.ops.upload_crash_report"
+
+# The admin console: one record per logged-in session (JSON, expiring with the session's
+# absolute lifetime), keyed by a digest of the id the cookie carries; failed logins counted
+# per client address and per name (hash: count, last), keyed by a digest of either.
+CONSOLE_SESSION_KEY = "mailscan:console:session:{digest}"
+CONSOLE_LOGIN_FAILURES_KEY = "mailscan:console:login-failures:{by}:{digest}"

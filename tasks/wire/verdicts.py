@@ -7,7 +7,8 @@ result backend:
 
     {"pool", "status", "verdicts": [engine records], "unscannable", "elapsed_ms", "worker",
      "spool_unreadable"}, an engine record being {"engine", "status", "virus", "score",
-     "threshold", "rules", "detail", "elapsed_ms", "unscannable"}.
+     "threshold", "rules", "detail", "elapsed_ms", "unscannable"}, and "part" on a
+     ``banned`` engine record: the attachment it refused (its rule is in "rules").
 
 ``to_record`` writes exactly that, so fronts and pools of the version before this one read
 what these write; ``from_record`` reads it back, ignoring keys it does not know (those of a
@@ -22,7 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Status = Literal["clean", "infected", "ham", "spam", "skipped", "error"]
+# ``banned``: an attachment matched a banned-attachment rule (av pool, the ``banned`` engine).
+Status = Literal["clean", "infected", "banned", "ham", "spam", "skipped", "error"]
 _SHAPE_ERRORS = (KeyError, TypeError, AttributeError, ValueError)
 
 
@@ -40,9 +42,11 @@ class EngineVerdict:
     elapsed_ms: float = 0.0
     # Set when the message was given up after killing or freezing this engine too often.
     unscannable: bool = False
+    # The banned attachment (archive members after a slash), on a ``banned`` verdict.
+    part: str | None = None
 
     def to_record(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "engine": self.engine,
             "status": self.status,
             "virus": self.virus,
@@ -53,6 +57,9 @@ class EngineVerdict:
             "elapsed_ms": self.elapsed_ms,
             "unscannable": self.unscannable,
         }
+        if self.part is not None:
+            record["part"] = self.part
+        return record
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> EngineVerdict:
@@ -67,6 +74,7 @@ class EngineVerdict:
                 detail=record.get("detail") or "",
                 elapsed_ms=record.get("elapsed_ms") or 0.0,
                 unscannable=bool(record.get("unscannable")),
+                part=record.get("part"),
             )
         except _SHAPE_ERRORS as err:
             raise ValueError(f"not an engine verdict: {err!r}") from err
@@ -92,6 +100,10 @@ class PoolVerdict:
 
     def virus_names(self) -> list[str]:
         return [engine.virus for engine in self.engines if engine.virus]
+
+    def banned_engine(self) -> EngineVerdict | None:
+        """The engine verdict that names a banned attachment, if any."""
+        return next((engine for engine in self.engines if engine.status == "banned"), None)
 
     def first_engine(self) -> EngineVerdict | None:
         return self.engines[0] if self.engines else None
