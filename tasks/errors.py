@@ -12,6 +12,7 @@
     ├── DeliveryError          the message could not be handed on (4xx or 5xx)
     │   └── RecipientsRefused  the next hop refused some recipients; the others have it
     ├── NotQuarantined         no quarantined message has this id (also a LookupError)
+    ├── LearnFailed            spamd's Bayes could not be taught a message
     ├── StackError             a service of the local system could not start
     └── UploadFailed           a crash report did not reach the vendor's endpoint
 
@@ -84,6 +85,12 @@ class RecipientsRefused(DeliveryError):
 
 class NotQuarantined(MailscanError, LookupError):
     """No quarantined message has this id (or the id is not an id at all)."""
+
+
+class LearnFailed(MailscanError):
+    """spamd could not be taught a message: no spam worker answered in time, spamd refused
+    (it must run with ``--allow-tell`` and let the spam pool's address in), or the message
+    is larger than spamd is given (``MAILSCAN_SPAM_MAX_BYTES``)."""
 
 
 class StackError(MailscanError):
