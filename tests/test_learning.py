@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, expect, sync_playwright
 
 from mailserver.console.learning import Teacher
 from mailserver.front.quarantine import Quarantine
@@ -29,6 +30,8 @@ from tasks.plugins.spamassassin import SpamassassinPlugin
 from tasks.settings import Settings, load_settings
 from tasks.wire.keys import SPAM_POOL
 from tests.conftest import CORPUS, maildir_messages, port, stack_env
+from tests.console_session import ADMIN, PASSWORD, add_admin
+from tests.test_console_browser import CHROMIUM_ARGS
 
 pytestmark = pytest.mark.integration
 OFFSET = 21  # ports of a stack of its own (tests/conftest.py stack_env)
@@ -196,3 +199,48 @@ def test_a_message_larger_than_spamd_is_given_is_not_sent(ls):
     teacher = Teacher(ls, app)
     with pytest.raises(LearnFailed, match="MAILSCAN_SPAM_MAX_BYTES"):
         teacher.teach("spam", b"x" * (ls.spam_max_bytes + 1))
+
+
+@pytest.fixture(scope="module")
+def console(learner, learn_env) -> str:
+    learner.start(["console"], progress=lambda _: None)
+    add_admin(learn_env)
+    return f"http://127.0.0.1:{CONSOLE_PORT}"
+
+
+@pytest.fixture(scope="module")
+def browser(console) -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium",
+                                              args=CHROMIUM_ARGS)  # fmt: skip
+        yield chromium
+        chromium.close()
+
+
+def test_release_and_learn_and_confirm_spam_in_the_console(browser, console, ls):
+    ham_id = quarantined(ls, (CORPUS / "nice" / "mime4.eml").read_bytes())
+    spam_id = quarantined(ls, (CORPUS / "spam" / "freemail1.eml").read_bytes())
+    delivered, before = len(maildir_messages(ls.maildir)), bayes(ls)
+    page = browser.new_context().new_page()
+    page.goto(f"{console}/quarantine")
+    page.fill("input[name=name]", ADMIN)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button:has-text('Log in')")
+
+    page.goto(f"{console}/quarantine/{ham_id}")
+    page.click("button:has-text('Not spam: release')")
+    expect(page.locator(".flash")).to_contain_text("learnt as ham, released and delivered")
+    page.goto(f"{console}/quarantine/{spam_id}")
+    page.click("button:has-text('Spam: confirm')")
+    expect(page.locator(".flash")).to_contain_text("learnt as spam and deleted")
+    expect(page.locator(f"a[href='/quarantine/{spam_id}']")).to_have_count(0)  # gone
+
+    after = bayes(ls)
+    assert (after["nham"], after["nspam"]) == (before["nham"] + 1, before["nspam"] + 1)
+    assert len(maildir_messages(ls.maildir)) == delivered + 1
+    page.goto(f"{console}/audit")
+    rows = page.locator("table.audit tbody tr")
+    expect(rows.nth(0)).to_contain_text("quarantine spam confirmed: learnt as spam, deleted")
+    expect(rows.nth(0)).to_contain_text(spam_id)
+    expect(rows.nth(1)).to_contain_text("quarantine not spam: learnt as ham, released")
+    expect(rows.nth(1)).to_contain_text(ADMIN)
