@@ -22,7 +22,7 @@ TOO_BIG = "552 5.3.4 Message too big for this system"
 
 @dataclass(frozen=True)
 class DataRules:
-    """The bounds of one DATA phase (tasks/settings/schema.py explains each default)."""
+    """The bounds of one DATA phase (tasks/settings/schema/front.py explains each default)."""
 
     max_line_bytes: int = 1024 * 1024
     max_header_bytes: int = 512 * 1024

@@ -1,6 +1,7 @@
 """Typed settings, read once from ``MAILSCAN_*`` environment variables and validated at start.
 
-    schema.py     Settings: every setting with its default, parser and meaning
+    schema/       Settings: every setting with its default, parser and meaning, one
+                  module per group of sections (connection, front, engines, operations)
     pools.py      PoolSettings: each pool's own, ``settings.pools["av"]``
     declare.py    how a setting is declared on its field
     variables.py  the MAILSCAN_* variables derived from the fields
