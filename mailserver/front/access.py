@@ -16,7 +16,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
 from tasks.errors import ConfigError
-from tasks.setting_parsers import Network, networks
+from tasks.network_parsers import Network, networks
 from tasks.settings import Settings, env_name
 
 log = logging.getLogger(__name__)

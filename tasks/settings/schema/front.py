@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from tasks import network_parsers as netparse
 from tasks import setting_parsers as parse
 from tasks.setting_parsers import Endpoint, Mode
 from tasks.settings.declare import computed, setting
@@ -18,8 +19,8 @@ class FrontSettings:
 
     smtp_host: str = setting("127.0.0.1", str, "where the SMTP front listens", section="SMTP front")
     smtp_port: int = setting(2525, parse.port, "the SMTP front's port")
-    smtp_allow_networks: tuple[parse.Network, ...] | None = setting(
-        None, parse.networks,
+    smtp_allow_networks: tuple[netparse.Network, ...] | None = setting(
+        None, netparse.networks,
         "clients that may send mail to the SMTP front: networks (CIDR) or addresses, "
         "comma-separated; any other client is answered `554 5.7.1` instead of the greeting, "
         "and nothing it sends is taken. An IPv4 client of an IPv6 socket is matched as IPv4. "
@@ -29,15 +30,15 @@ class FrontSettings:
         shown="`127.0.0.0/8,::1` (this host only)",
     )  # fmt: skip
     relay_domains: tuple[str, ...] = setting(
-        (), parse.domains,
+        (), netparse.domains,
         "the recipient domains the SMTP front takes mail for, comma-separated: `example.com` "
         "is that domain alone, `.example.com` every subdomain of it (list both for both); any "
         "other recipient is refused with `554 5.7.1 Relay access denied`. Unset: every "
         "recipient of an allowed client",
         shown="unset",
     )  # fmt: skip
-    xforward_networks: tuple[parse.Network, ...] = setting(
-        parse.networks("127.0.0.0/8,::1"), parse.networks_or_none,
+    xforward_networks: tuple[netparse.Network, ...] = setting(
+        netparse.networks("127.0.0.0/8,::1"), netparse.networks_or_none,
         "clients (an MTA in front, such as Postfix's `content_filter`) that are offered "
         "XFORWARD and may use it to name their own client: its address and HELO then go "
         "into our `Received` line and what SpamAssassin sees, in place of the MTA's. "
