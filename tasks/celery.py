@@ -11,15 +11,26 @@ from kombu import Queue
 from tasks.redisauth import celery_transport_options, celery_url
 from tasks.settings import Settings, current_settings
 from tasks.transport import use_in_workers
-from tasks.wire.keys import HEALTH_TASKS, OPS_QUEUE, POOLS, QUEUES, SCAN_TASKS
+from tasks.wire.keys import (
+    HEALTH_TASKS,
+    LEARN_TASK,
+    OPS_QUEUE,
+    POOLS,
+    QUEUES,
+    SCAN_TASKS,
+    SPAM_POOL,
+)  # fmt: skip
 
-app = Celery("mailscan", include=["tasks.scan", "tasks.health", "tasks.ops", "beat.tasks"])
+app = Celery(
+    "mailscan", include=["tasks.scan", "tasks.health", "tasks.learn", "tasks.ops", "beat.tasks"]
+)
 use_in_workers()
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     routes = {SCAN_TASKS[pool]: {"queue": pool} for pool in POOLS}
     routes |= {HEALTH_TASKS[pool]: {"queue": pool} for pool in POOLS}
+    routes |= {LEARN_TASK: {"queue": SPAM_POOL}}
     routes |= {"tasks.ops.*": {"queue": OPS_QUEUE}, "beat.*": {"queue": OPS_QUEUE}}
     return {
         # Under Sentinel: kombu's and Celery's sentinel transports, which ask the sentinels

@@ -16,6 +16,7 @@
     ├── MessageLogUnavailable  the message log's database cannot be read (a search, a show)
     ├── NotLogged              the message log has no outcome for this id (also a LookupError)
     ├── MilterProtocolError    an MTA sent the milter front a packet it cannot read
+    ├── LearnFailed            spamd's Bayes could not be taught a message
     ├── StackError             a service of the local system could not start
     └── UploadFailed           a crash report did not reach the vendor's endpoint
 
@@ -113,6 +114,12 @@ class NotLogged(MailscanError, LookupError):
 class MilterProtocolError(MailscanError):
     """A milter packet that is malformed, too large, or out of place: the milter front
     closes that connection, and the MTA applies its ``milter_default_action``."""
+
+
+class LearnFailed(MailscanError):
+    """spamd could not be taught a message: no spam worker answered in time, spamd refused
+    (it must run with ``--allow-tell`` and let the spam pool's address in), or the message
+    is larger than spamd is given (``MAILSCAN_SPAM_MAX_BYTES``)."""
 
 
 class StackError(MailscanError):

@@ -295,3 +295,15 @@ def content_types(text: str) -> tuple[str, ...]:
 def command_line(text: str) -> tuple[str, ...]:
     """A command and its arguments, split as a POSIX shell would."""
     return tuple(shlex.split(text))
+
+
+SA_CONFIG_LINE = re.compile(r"^[a-z_][a-z0-9_]*( .*)?$")
+
+
+def sa_config_lines(text: str) -> tuple[str, ...]:
+    """SpamAssassin configuration lines separated by ``;`` (``name value``)."""
+    lines = tuple(" ".join(line.split()) for line in text.split(";") if line.strip())
+    for line in lines:
+        if not SA_CONFIG_LINE.match(line):
+            raise ValueError(f"{line!r} is not a SpamAssassin setting (a name, then its value)")
+    return lines

@@ -19,4 +19,5 @@ if [ "${SA_UPDATE:-yes}" != no ]; then
 fi
 
 # spamd binds as root, then serves as debian-spamd (--username): it refuses to scan as root.
-exec spamd "$@"
+# Only these addresses may connect, and so learn: this container (its healthcheck) by default.
+exec spamd "--allowed-ips=${SPAMD_ALLOWED_IPS:-127.0.0.1}" "$@"

@@ -71,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     _crashdump_commands(sub)
     _message_commands(sub)
     _console_commands(sub)
+    learn = _command(sub, "learn", _learn, "teach spamd's Bayes messages as spam or ham")
+    learn.add_argument("message_class", choices=["spam", "ham"], help="what the messages are")
+    learn.add_argument("targets", nargs="+", metavar="FILE|ID",
+                       help="an .eml file, or a quarantine id: ham is then released and spam "
+                            "deleted from the quarantine, as the console's buttons do")  # fmt: skip
     return parser
 
 
@@ -155,6 +160,15 @@ def _assist(settings: Settings, _: argparse.Namespace) -> int:
     from mailserver.console.commands import open_assist, run_assist
 
     run_assist(open_assist(settings))
+    return CLEAN
+
+
+def _learn(settings: Settings, args: argparse.Namespace) -> int:
+    from mailserver.cli.learn import learn
+
+    _private_files()  # a released message may be delivered to the local Maildir
+    for line in learn(settings, args.message_class, args.targets):
+        print(line, flush=True)
     return CLEAN
 
 

@@ -57,6 +57,8 @@ ROUTES = [
     Route("/quarantine/{entry_id}", page(pages.quarantine_page)),
     Route("/quarantine/{entry_id}/release", action(pages.quarantine_release), methods=["POST"]),
     Route("/quarantine/{entry_id}/delete", action(pages.quarantine_delete), methods=["POST"]),
+    Route("/quarantine/{entry_id}/not-spam", action(pages.quarantine_not_spam), methods=["POST"]),
+    Route("/quarantine/{entry_id}/spam", action(pages.quarantine_confirm_spam), methods=["POST"]),
     Route("/audit", page(pages.audit_page)),
     Route("/assist/dialog", page(assist_views.dialog)),
     Route("/assist/answer", action(assist_views.answer), methods=["POST"]),

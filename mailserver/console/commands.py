@@ -61,7 +61,7 @@ def open_assist(settings: Settings) -> Assist:
 
 def run_assist(assist: Assist, ask: Ask = input, out: TextIO = sys.stdout) -> int:
     """Ask about each group of crashdumps waiting for an answer; return how many answered."""
-    who = f"{_login_name()} (terminal)"
+    who = f"{login_name()} (terminal)"
     answered = 0
     groups = assist.pending()
     if not groups:
@@ -107,7 +107,7 @@ def _result(state: str, count: int, report_file: object) -> str:
     return f"{count} crashdump(s) will not be sent."
 
 
-def _login_name() -> str:
+def login_name() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):

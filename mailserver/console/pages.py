@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+from collections.abc import Callable
 from typing import Any
 
 from starlette.datastructures import FormData
@@ -11,12 +13,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from mailserver.console import dashboard, quarantined
+from mailserver.console import dashboard, learning, quarantined
 from mailserver.console.access import user
 from mailserver.console.assist import DUMP_ID
 from mailserver.console.site import console_of, render
 from tasks.crashes import reports as crashreports
-from tasks.errors import DeliveryError, NotQuarantined
+from tasks.errors import DeliveryError, LearnFailed, NotQuarantined
 
 
 async def home(request: Request) -> Response:
@@ -99,6 +101,34 @@ async def quarantine_delete(request: Request, _: FormData) -> Response:
         raise HTTPException(404, "No such message in the quarantine.") from None
     await asyncio.to_thread(_audit, request, "delete", entry_id)
     return _back(request, "/quarantine", f"Message {entry_id} deleted.")
+
+
+async def quarantine_not_spam(request: Request, _: FormData) -> Response:
+    """Learn as ham and release, in one action (mailserver/console/learning.py)."""
+    console, by = console_of(request), user(request) or "?"
+    act = functools.partial(learning.not_spam, console.quarantine, console.delivery,
+                            console.teacher, console.redis)  # fmt: skip
+    return await _learn(request, lambda entry_id: act(entry_id, by))
+
+
+async def quarantine_confirm_spam(request: Request, _: FormData) -> Response:
+    """Learn as spam and delete, in one action (mailserver/console/learning.py)."""
+    console, by = console_of(request), user(request) or "?"
+    act = functools.partial(learning.confirm_spam, console.quarantine, console.teacher,
+                            console.redis)  # fmt: skip
+    return await _learn(request, lambda entry_id: act(entry_id, by))
+
+
+async def _learn(request: Request, act: Callable[[str], str]) -> Response:
+    try:
+        done = await asyncio.to_thread(act, request.path_params["entry_id"])
+    except (NotQuarantined, FileNotFoundError):
+        raise HTTPException(404, "No such message in the quarantine.") from None
+    except LearnFailed as err:
+        return _back(request, "/quarantine", f"Nothing done: spamd did not learn it: {err}")
+    except DeliveryError as err:
+        return _back(request, "/quarantine", f"Learnt as ham, not released: delivery failed: {err}")
+    return _back(request, "/quarantine", done)
 
 
 def _audit(request: Request, what: str, entry_id: str) -> None:

@@ -19,6 +19,7 @@ from mailserver.console import csrf
 from mailserver.console.assist import Assist, PendingGroup, payload_text
 from mailserver.console.auth import PasswordCheck, UserFile, console_dir, console_secret
 from mailserver.console.dashboard import PoolStatus
+from mailserver.console.learning import Teacher
 from mailserver.console.sessions import Sessions
 from mailserver.console.throttle import LoginThrottle
 from mailserver.front.delivery import Delivery, delivery_for
@@ -45,6 +46,7 @@ class Console:
     throttle: LoginThrottle
     quarantine: Quarantine
     delivery: Delivery
+    teacher: Teacher
     status: PoolStatus
     templates: Jinja2Templates
 
@@ -65,7 +67,7 @@ def open_console(settings: Settings) -> Console:
     return Console(
         settings, secret, client, crashes, assist, users, PasswordCheck(users), sessions,
         LoginThrottle(client), Quarantine(settings.quarantine_dir), delivery_for(settings),
-        PoolStatus(settings), _templates(),
+        Teacher(settings, celery_app), PoolStatus(settings), _templates(),
     )  # fmt: skip
 
 

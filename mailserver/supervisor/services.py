@@ -107,34 +107,45 @@ def _clamd(settings: Settings) -> Service:
 
 def _spamd(settings: Settings) -> Service:
     endpoint = settings.spamd
-    listen = (
-        [f"--socketpath={endpoint.socket_path}"]
-        if endpoint.socket_path
-        else [f"--listen={endpoint.host}:{endpoint.port}"]
-    )
     children = str(settings.pools[SPAM_POOL].concurrency)
     argv = [
         binary("spamd", "spamd"), "--local", "--nouser-config", "--syslog=stderr",
         f"--max-children={children}", f"--min-children={children}",
-        f"--pidfile={(settings.var_dir / 'spamd.pid').resolve()}", *listen,
+        f"--pidfile={(settings.var_dir / 'spamd.pid').resolve()}", *_spamd_clients(endpoint),
     ]  # fmt: skip
     if os.geteuid() == 0:
         # spamd will not scan as root; nobody has no home, so Bayes gets a folder of its own
         # (or every scan logs a failed auto-learn lock and nothing is learnt). The folder is
         # local: flock, not the NFS-safe lock files that spamd's children racing for Bayes
         # sometimes found gone ("locker: error accessing ...").
-        home = (settings.var_dir / "spamd-home").resolve()
+        home = spamd_home(settings)
         home.mkdir(parents=True, exist_ok=True)
         shutil.chown(home, "nobody")
         argv += [
             "--username=nobody", f"--helper-home-dir={home}",
             f"--cf=bayes_path {home}/bayes", "--cf=lock_method flock",
         ]  # fmt: skip
+    argv += [f"--cf={line}" for line in settings.spamd_config]
 
     def ready() -> bool:
         return bool(SpamassassinPlugin(settings=settings, pool=SPAM_POOL).health())
 
     return Service("spamd", argv, ready, port=endpoint.port or None, ready_timeout_s=120.0)
+
+
+def spamd_home(settings: Settings) -> Path:
+    """spamd's home when run as root (as nobody): its Bayes database is ``bayes`` in it."""
+    return (settings.var_dir / "spamd-home").resolve()
+
+
+def _spamd_clients(endpoint: Endpoint) -> list[str]:
+    """Where spamd listens and who may talk to it. The spam pool teaches Bayes (TELL,
+    tasks/learn.py), so spamd accepts learning; the local system runs every pool on this
+    host, so only loopback may connect (a socket: only who may open the file)."""
+    if endpoint.socket_path:
+        return [f"--socketpath={endpoint.socket_path}", "--allow-tell"]
+    return [f"--listen={endpoint.host}:{endpoint.port}", "--allowed-ips=127.0.0.1,::1",
+            "--allow-tell"]  # fmt: skip
 
 
 def celery_argv(*args: str) -> list[str]:

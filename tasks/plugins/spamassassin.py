@@ -1,5 +1,5 @@
-"""SpamAssassin through spamd's SYMBOLS command: aiospamc's request format and response
-parser over one blocking socket exchange."""
+"""SpamAssassin through spamd's SYMBOLS command, and its TELL command to teach Bayes:
+aiospamc's request format and response parser over one blocking socket exchange."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from aiospamc.header_values import ActionOption, Headers, MessageClassOption
 from aiospamc.incremental_parser import ParseError, ResponseParser
 from aiospamc.requests import Request
 from aiospamc.responses import Response, ResponseException
@@ -75,15 +76,14 @@ class SpamassassinPlugin(Plugin):
     pools: ClassVar[tuple[str, ...]] = ("spam",)
     _protocol: str = field(default="", init=False, repr=False)
 
-    def _request(self, verb: str, body: bytes = b"") -> Response:
-        return self.reconnecting(lambda: self._request_once(verb, body))
+    def _request(self, verb: str, body: bytes = b"", headers: Headers | None = None) -> Response:
+        request = bytes(Request(verb, headers=headers, body=body))
+        return self.reconnecting(lambda: self._request_once(request))
 
-    def _request_once(self, verb: str, body: bytes) -> Response:
+    def _request_once(self, request: bytes) -> Response:
         endpoint = self.settings.spamd
         try:
-            answer = exchange(
-                endpoint, bytes(Request(verb, body=body)), self.settings.spamd_timeout_s
-            )
+            answer = exchange(endpoint, request, self.settings.spamd_timeout_s)
         except TimeoutError as err:
             raise BackendUnavailable(f"spamd at {endpoint} timed out", True) from err
         except OSError as err:
@@ -109,6 +109,16 @@ class SpamassassinPlugin(Plugin):
         return self.verdict(
             status, started, score=spam.score, threshold=spam.threshold, rules=rules
         )
+
+    def learn(self, message: Message, message_class: str) -> bool:
+        """Teach spamd's Bayes ``message`` as ``spam`` or ``ham`` (TELL, ``Set: local``);
+        False when Bayes knew it as that class already. A message learnt as the other
+        class is forgotten there first (SpamAssassin does that itself)."""
+        headers = Headers()
+        headers.message_class = MessageClassOption(message_class)
+        headers.set_ = ActionOption(local=True)
+        response = self._request("TELL", bytes(message), headers)
+        return bool(response.headers.did_set and response.headers.did_set.local)
 
     def size_limit(self) -> int:
         return self.settings.spam_max_bytes  # as a classic content filter skips big mail

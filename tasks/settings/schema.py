@@ -253,6 +253,11 @@ class Settings:
         Endpoint(port=7830), parse.endpoint, "spamd as `HOST:PORT` or `unix:/path`"
     )
     spamd_timeout_s: float = setting(30.0, parse.seconds, "timeout for spamd")
+    spamd_config: tuple[str, ...] = setting(
+        (), parse.sa_config_lines,
+        "SpamAssassin settings for the spamd `mailscan up` starts, `;`-separated, e.g. "
+        "`bayes_min_spam_num 50; bayes_min_ham_num 50` (Bayes waits for 200 of each)",
+    )  # fmt: skip
     spam_max_bytes: int = setting(
         1024 * 1024, parse.positive_int,
         "larger messages are not spam-scanned (`X-Spam-Status: No, not scanned`)",

@@ -10,6 +10,9 @@ QUEUES = (*POOLS, OPS_QUEUE)
 
 SCAN_TASKS = {AV_POOL: "tasks.scan.av", SPAM_POOL: "tasks.scan.spam"}
 HEALTH_TASKS = {AV_POOL: "tasks.health.av", SPAM_POOL: "tasks.health.spam"}
+# Teaching spamd's Bayes a message as spam or ham; run by the spam pool, the only client
+# spamd lets learn (args: "spam" or "ham", the message bytes; result: LearnResult).
+LEARN_TASK = "tasks.learn.spamd"
 
 BLOB_KEY = "mailscan:blob:{blob_id}"
 HEALTH_KEY = "mailscan:health"

@@ -1,0 +1,99 @@
+"""Learning from mistakes: teach spamd's Bayes a message as spam or ham, through the spam
+pool (``tasks.learn``, the one client spamd lets learn), and the two quarantine actions built
+on it. The console's buttons and ``mailscan learn`` share these, and audit each action.
+
+- "Not spam: release": learn as ham, then release (deliver, and forget the entry). Nothing is
+  released when learning fails, so the button never half-works silently; plain "Release"
+  still delivers without teaching.
+- "Spam: confirm": learn as spam, then delete the entry: confirmed spam has nothing left to
+  wait for in the quarantine. Nothing is deleted when learning fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from celery import Celery
+from celery.exceptions import TimeoutError as CeleryTimeout
+
+from mailserver.console import quarantined
+from mailserver.front.delivery import Delivery
+from mailserver.front.quarantine import Quarantine
+from tasks.crashes import reports as crashreports
+from tasks.errors import DeliveryError, LearnFailed
+from tasks.settings import Settings
+from tasks.wire.keys import LEARN_TASK
+
+# A learn job queues behind the spam pool's scans; a minute covers a busy pool, and past it
+# the administrator is told rather than kept waiting.
+LEARN_WAIT_S = 60.0
+
+
+@dataclass
+class Teacher:
+    """Sends learn jobs to the spam pool and waits for their answer (blocking: the console
+    calls it off the event loop)."""
+
+    settings: Settings
+    app: Celery
+
+    def teach(self, message_class: str, message: bytes) -> bool:
+        """True when Bayes learnt it; False when it knew it as this class already."""
+        if len(message) > self.settings.spam_max_bytes:
+            raise LearnFailed(
+                f"the message is larger than spamd is given ({len(message)} bytes, "
+                f"MAILSCAN_SPAM_MAX_BYTES={self.settings.spam_max_bytes}): nothing to learn"
+            )
+        result = self.app.send_task(LEARN_TASK, args=[message_class, message])
+        try:
+            answer: dict[str, Any] = result.get(timeout=LEARN_WAIT_S)
+        except CeleryTimeout:
+            raise LearnFailed(f"no spam worker answered within {LEARN_WAIT_S:.0f} s") from None
+        finally:
+            result.forget()
+        if answer.get("error"):
+            raise LearnFailed(answer["error"])
+        return bool(answer.get("learnt"))
+
+
+def learnt_text(message_class: str, learnt: bool) -> str:
+    # spamd's answer to TELL says only whether Bayes changed: it knew the message already,
+    # or could not write its database (its log says which).
+    return f"learnt as {message_class}" if learnt else f"not new to spamd as {message_class}"
+
+
+def not_spam(
+    quarantine: Quarantine, delivery: Delivery, teacher: Teacher, audit: redis.Redis,
+    entry_id: str, by: str,
+) -> str:  # fmt: skip
+    """Learn the quarantined message as ham, then release it; what was done, in words."""
+    learnt = teacher.teach("ham", _message(quarantine, entry_id))
+    spamd = "learnt" if learnt else "nothing new"
+    try:
+        quarantined.release(quarantine, delivery, entry_id)
+    except DeliveryError:
+        crashreports.audit(audit, "quarantine not spam: learnt as ham, delivery failed", by,
+                           message=entry_id, spamd=spamd)  # fmt: skip
+        raise
+    crashreports.audit(audit, "quarantine not spam: learnt as ham, released", by,
+                       message=entry_id, spamd=spamd)  # fmt: skip
+    return f"Message {entry_id} {learnt_text('ham', learnt)}, released and delivered."
+
+
+def confirm_spam(
+    quarantine: Quarantine, teacher: Teacher, audit: redis.Redis, entry_id: str, by: str
+) -> str:
+    """Learn the quarantined message as spam, then delete it; what was done, in words."""
+    learnt = teacher.teach("spam", _message(quarantine, entry_id))
+    quarantined.remove(quarantine, entry_id)
+    spamd = "learnt" if learnt else "nothing new"
+    crashreports.audit(audit, "quarantine spam confirmed: learnt as spam, deleted", by,
+                       message=entry_id, spamd=spamd)  # fmt: skip
+    return f"Message {entry_id} {learnt_text('spam', learnt)} and deleted."
+
+
+def _message(quarantine: Quarantine, entry_id: str) -> bytes:
+    quarantined.metadata(quarantine, entry_id)  # NotQuarantined for an id that is not one
+    return (quarantine.root / f"{entry_id}.eml").read_bytes()
