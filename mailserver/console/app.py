@@ -20,7 +20,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mailserver.console import assist_views, events, login, pages
+from mailserver.console import assist_views, events, login, messagepages, pages
 from mailserver.console.access import action, page
 from mailserver.console.site import Console, open_console, render
 from tasks.settings import Settings
@@ -59,6 +59,9 @@ ROUTES = [
     Route("/quarantine/{entry_id}/delete", action(pages.quarantine_delete), methods=["POST"]),
     Route("/quarantine/{entry_id}/not-spam", action(pages.quarantine_not_spam), methods=["POST"]),
     Route("/quarantine/{entry_id}/spam", action(pages.quarantine_confirm_spam), methods=["POST"]),
+    Route("/messages", page(messagepages.message_search)),
+    Route("/messages/{spool_id}", page(messagepages.message_page)),
+    Route("/messages/{spool_id}/spam", action(messagepages.message_confirm_spam), methods=["POST"]),
     Route("/audit", page(pages.audit_page)),
     Route("/assist/dialog", page(assist_views.dialog)),
     Route("/assist/answer", action(assist_views.answer), methods=["POST"]),

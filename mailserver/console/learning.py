@@ -6,7 +6,8 @@ on it. The console's buttons and ``mailscan learn`` share these, and audit each 
   released when learning fails, so the button never half-works silently; plain "Release"
   still delivers without teaching.
 - "Spam: confirm": learn as spam, then delete the entry: confirmed spam has nothing left to
-  wait for in the quarantine. Nothing is deleted when learning fails.
+  wait for in the quarantine. Nothing is deleted when learning fails. For a delivered
+  message, from the copy the administrator uploads (its Message-ID checked).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 
 from mailserver.console import quarantined
 from mailserver.front.delivery import Delivery
+from mailserver.front.outcomerecord import message_id_of
 from mailserver.front.quarantine import Quarantine
+from mailserver.messagelog.query import normal_message_id
 from tasks.crashes import reports as crashreports
 from tasks.errors import DeliveryError, LearnFailed
 from tasks.settings import Settings
@@ -97,3 +100,19 @@ def confirm_spam(
 def _message(quarantine: Quarantine, entry_id: str) -> bytes:
     quarantined.metadata(quarantine, entry_id)  # NotQuarantined for an id that is not one
     return (quarantine.root / f"{entry_id}.eml").read_bytes()
+
+
+def confirm_delivered_spam(
+    teacher: Teacher, audit: redis.Redis, logged_message_id: str, copy: bytes,
+    spool_id: str, by: str,
+) -> str:  # fmt: skip
+    """Learn as spam a delivered message, from the copy the administrator saved from the
+    mailbox (mailscan keeps none once delivered). The copy must carry the logged message's
+    Message-ID, so a wrong file cannot teach Bayes in this message's name."""
+    copy_id = normal_message_id(message_id_of(copy))
+    if not logged_message_id or copy_id != normal_message_id(logged_message_id):
+        raise LearnFailed(f"the file is not message {spool_id} (its Message-ID differs)")
+    learnt = teacher.teach("spam", copy)
+    crashreports.audit(audit, "delivered spam confirmed: learnt as spam", by,
+                       message=spool_id, spamd="learnt" if learnt else "nothing new")  # fmt: skip
+    return f"Message {spool_id} {learnt_text('spam', learnt)}."

@@ -24,6 +24,7 @@ from mailserver.console.sessions import Sessions
 from mailserver.console.throttle import LoginThrottle
 from mailserver.front.delivery import Delivery, delivery_for
 from mailserver.front.quarantine import Quarantine
+from mailserver.messagelog.store import MessageStore
 from tasks import redisauth
 from tasks.crashes.scrub import scrubber_for
 from tasks.crashes.store import CrashStore
@@ -47,6 +48,7 @@ class Console:
     quarantine: Quarantine
     delivery: Delivery
     teacher: Teacher
+    messages: MessageStore
     status: PoolStatus
     templates: Jinja2Templates
 
@@ -67,7 +69,8 @@ def open_console(settings: Settings) -> Console:
     return Console(
         settings, secret, client, crashes, assist, users, PasswordCheck(users), sessions,
         LoginThrottle(client), Quarantine(settings.quarantine_dir), delivery_for(settings),
-        Teacher(settings, celery_app), PoolStatus(settings), _templates(),
+        Teacher(settings, celery_app), MessageStore.from_settings(settings), PoolStatus(settings),
+        _templates(),
     )  # fmt: skip
 
 
