@@ -1,4 +1,4 @@
-"""The av pool killed mid-scan behind a private Postfix, the content filter and the proxy way:
+"""The av pool killed mid-scan behind a private Postfix, each way (content filter, proxy, milter):
 a stream of mail while one pool process is killed (SIGKILL), then the whole pool (SIGKILL of
 its process group, started again by the stack). Every message is answered or deferred in
 Postfix's queue, none is lost, none passes unscanned, none arrives twice.
@@ -27,8 +27,10 @@ from tests.behind_postfix import (
     running_front,
 )
 from tests.conftest import EICAR, make_message, port, running_stack, stack_env, wait_for
+from tests.milter_front import MilterFront
 from tests.postfix_instance import PostfixInstance, running, send_via
 from tests.smtp_ends import NextHop
+from tests.test_milter_postfix import milter_main
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +43,8 @@ FILTER_PORTS = Ports(client=port(13080), scan=port(13081), back=port(13082),
                      next_hop=port(13083), metrics=port(19381))  # fmt: skip
 PROXY_PORTS = Ports(client=port(13085), scan=port(13086), back=port(13087),
                     next_hop=port(13088), metrics=port(19382))  # fmt: skip
+MILTER_CLIENT_PORT, MILTER_HOP_PORT = port(13090), port(13091)
+MILTER_N = 9  # the milter front's ports (tests/milter_front.py)
 # Unfinished mail is looked at again soon, not after the default half minute.
 FRONT_SETTINGS = {"redrive_interval_s": "2"}
 
@@ -82,6 +86,23 @@ def content_filter(pk_stack, pk_settings, pk_env):
 @pytest.fixture
 def proxy(pk_stack, pk_settings, pk_env):
     yield from _way(pk_settings, pk_env, "pk-proxy", PROXY_PORTS, PROXY_MAILSCAN, proxy_postfix)
+
+
+@pytest.fixture
+def milter(pk_stack, pk_env):
+    hop = NextHop(MILTER_HOP_PORT)
+    hop.start()
+    front = MilterFront("pk-milter", MILTER_N, base_env=pk_env, overrides=FRONT_SETTINGS)
+    front.start()
+    try:
+        instance = PostfixInstance(
+            MILTER_CLIENT_PORT, f"[127.0.0.1]:{hop.port}", milter_main(front)
+        )
+        with running(instance) as postfix:
+            yield postfix, hop
+    finally:
+        front.stop()
+        hop.stop()
 
 
 def _markers(way: str) -> dict[str, bool]:
@@ -156,9 +177,18 @@ def test_content_filter_pool_killed_mid_stream(pk_stack, content_filter):
 
 def test_proxy_pool_killed_mid_stream(pk_stack, proxy):
     postfix, hop, _ = proxy
-    markers = _markers("proxy")
+    _answered_each_once(pk_stack, postfix, hop, _markers("proxy"))
+
+
+def test_milter_pool_killed_mid_stream(pk_stack, milter):
+    postfix, hop = milter
+    _answered_each_once(pk_stack, postfix, hop, _markers("milter"))
+
+
+def _answered_each_once(stack: Stack, postfix: PostfixInstance, hop: NextHop, markers) -> None:
+    """The ways before the queue: Postfix's client hears each message's answer."""
     sent = _send_stream(postfix, markers)
-    _kill_mid_stream(pk_stack, lambda: sum(future.done() for future in sent.values()))
+    _kill_mid_stream(stack, lambda: sum(future.done() for future in sent.values()))
     replies = {m: future.result(300) for m, future in sent.items()}
     assert all(r.code in (250, 550) or 400 <= r.code < 500 for r in replies.values()), replies
     accepted = {m for m, r in replies.items() if r.code == 250}
