@@ -76,10 +76,11 @@ def proxy_postfix(ports: Ports) -> PostfixInstance:
 
 
 def front_env(settings: Settings, name: str, ports: Ports, recipe: dict[str, str],
-              **overrides: str) -> dict[str, str]:  # fmt: skip
+              base: dict[str, str] | None = None, **overrides: str) -> dict[str, str]:  # fmt: skip
+    """``base``: the environment of the stack whose Redis and pools the front uses."""
     values = {**{key: ports.fill(value) for key, value in recipe.items()}, **overrides}
     return {
-        **os.environ,
+        **(os.environ if base is None else base),
         "MAILSCAN_VAR_DIR": str(settings.var_dir / name),
         "MAILSCAN_METRICS_PORT": str(ports.metrics),
         "MAILSCAN_HOSTNAME": f"mailscan-{name}.example.test",

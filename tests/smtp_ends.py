@@ -3,6 +3,7 @@ is down on demand (aiosmtpd), and a client that writes its commands byte for byt
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from dataclasses import dataclass, field
 
@@ -26,13 +27,37 @@ class Received:
 class NextHop:
     """The SMTP server behind a relay-mode front: keeps what it takes, and answers each
     recipient in ``refuse`` with its reply instead. It offers SMTPUTF8 only when told, at
-    its start or by ``offer_smtputf8`` (from the next connection on)."""
+    its start or by ``offer_smtputf8`` (closing the connections open, as a next hop started
+    again would). ``sessions`` counts the sessions clients opened (by their EHLO or HELO);
+    ``drop_after_message`` closes each connection right after its message's 250, as a next
+    hop does whose idle timeout ends before the sender's next message."""
 
     port: int
     smtputf8: bool = False
     refuse: dict[str, str] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     controller: Controller | None = None
+    sessions: int = 0
+    drop_after_message: bool = False
+    vanish_at_data: bool = False  # keep the message, close the connection before the 250
+    quits: int = 0
+    _open: list = field(default_factory=list)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        return self._greeted(server, session, hostname, responses)
+
+    async def handle_HELO(self, server, session, envelope, hostname):
+        return self._greeted(server, session, hostname, [f"250 {server.hostname}"])[0]
+
+    async def handle_QUIT(self, server, session, envelope):
+        self.quits += 1
+        return "221 Bye"
+
+    def _greeted(self, server, session, hostname, responses):
+        session.host_name = hostname  # a handler's EHLO hook must set it itself
+        self.sessions += 1
+        self._open = [t for t in self._open if not t.is_closing()] + [server.transport]
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.refuse:
@@ -49,6 +74,12 @@ class NextHop:
                 list(envelope.mail_options),
             )
         )
+        if self.vanish_at_data:
+            server.transport.abort()
+            return "250 OK"  # nobody reads it
+        if self.drop_after_message:
+            # Runs after the 250 is written: closing flushes it first.
+            asyncio.get_running_loop().call_soon(server.transport.close)
         return "250 OK"
 
     def start(self) -> None:
@@ -63,6 +94,8 @@ class NextHop:
         self.smtputf8 = offered
         # The controller builds a server from these for every connection.
         self.controller.SMTP_kwargs["enable_SMTPUTF8"] = offered
+        for transport in self._open:
+            self.controller.loop.call_soon_threadsafe(transport.close)
 
     def stop(self) -> None:
         if self.controller:

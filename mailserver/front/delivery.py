@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mailserver.front import headers
+from mailserver.front.relaypool import RelayPool
 from mailserver.front.spool import Envelope, fsync_dir
 from tasks.errors import DeliveryError, RecipientsRefused
 from tasks.settings import Settings
@@ -58,6 +59,9 @@ class Delivery(Protocol):
         Durable on return, unless ``defer_sync``: then the folder returned (if any) must be
         fsynced before the message's spool entry goes."""
 
+    def close(self) -> None:
+        """Let go of what is kept between messages (connections to the next hop)."""
+
 
 class MaildirDelivery:
     """One Maildir for all recipients: the stand-in for the mailbox server behind us."""
@@ -81,6 +85,9 @@ class MaildirDelivery:
         if swept:
             log.warning("removed %d staging files failed Maildir writes left in tmp/", swept)
         return swept
+
+    def close(self) -> None:
+        pass  # nothing kept open between messages
 
     def delivered(self, entry_id: str) -> bool:
         name = f"{entry_id}.mailscan"
@@ -149,16 +156,21 @@ def lf_pieces(message: bytes, piece_bytes: int = LF_PIECE_BYTES) -> Iterator[byt
 
 
 class RelayDelivery:
-    """Hands the message to the next hop over SMTP, as a content filter behind an MTA does."""
+    """Hands the message to the next hop over SMTP, as a content filter behind an MTA does,
+    on connections kept open between messages (``RelayPool``)."""
 
-    def __init__(self, host: str, port: int, timeout_s: float = 60.0) -> None:
-        self.host, self.port, self.timeout_s = host, port, timeout_s
+    def __init__(self, host: str, port: int, timeout_s: float = 60.0, keep: int = 4) -> None:
+        self.host, self.port = host, port
+        self.pool = RelayPool(host, port, timeout_s, keep)
         # The next hop's reply to each message, until the message log takes it.
         self._said: dict[str, str] = {}
 
     def reply_for(self, entry_id: str) -> str:
         """What the next hop answered to the message's data (its queue id, usually)."""
         return self._said.pop(entry_id, "")
+
+    def close(self) -> None:
+        self.pool.close()
 
     def deliver(
         self,
@@ -170,19 +182,43 @@ class RelayDelivery:
         top: bytes = b"",
     ) -> Path | None:
         try:
-            with _NextHop(self.host, self.port, timeout=self.timeout_s) as client:
-                refused = self._send(client, envelope, top + message)
-                if client.data_reply and len(self._said) < MAX_KEPT_REPLIES:
-                    self._said[entry_id] = client.data_reply
+            refused, said = self._hand_on(envelope, top + message)
         except smtplib.SMTPResponseException as err:
             permanent = err.smtp_code >= 500
             raise DeliveryError(f"next hop said {err.smtp_code}", permanent, err.smtp_code) from err
         except (TimeoutError, OSError, smtplib.SMTPException) as err:
             raise DeliveryError(f"next hop {self.host}:{self.port} unreachable: {err}") from err
+        if said and len(self._said) < MAX_KEPT_REPLIES:
+            self._said[entry_id] = said
         if refused:
             # Some recipients were refused: the rest have it and must not get it again.
             raise RecipientsRefused(refused)
         return None  # the next hop has it: nothing of ours to sync
+
+    def _hand_on(self, envelope: Envelope, data: bytes) -> tuple[dict[str, tuple[int, str]], str]:
+        """Send on a kept connection; once more on a fresh one when the kept one turns out
+        closed before DATA began. After DATA began the next hop may have the message: a
+        failure then is the usual failed delivery, never sent again here."""
+        for fresh in (False, True):
+            client = self.pool.take(fresh)
+            try:
+                refused = self._send(client, envelope, data)
+            except (DeliveryError, RecipientsRefused):
+                self.pool.give_back(client)  # raised on a reply: the connection is in step
+                raise
+            except OSError as err:  # smtplib's errors are OSErrors too
+                self.pool.drop(client)
+                if fresh or not client.reused or client.data_sent or not _connection_lost(err):
+                    raise
+                log.info("next hop %s:%d closed a kept connection: sending again", *self._at)
+                continue
+            self.pool.give_back(client)
+            return refused, client.data_reply
+        raise AssertionError("unreachable: the fresh attempt returns or raises")
+
+    @property
+    def _at(self) -> tuple[str, int]:
+        return self.host, self.port
 
     @staticmethod
     def _send(client: smtplib.SMTP, envelope: Envelope, data: bytes) -> dict[str, tuple[int, str]]:
@@ -210,15 +246,11 @@ class RelayDelivery:
         return {**refused, **_replies(answered)}
 
 
-class _NextHop(smtplib.SMTP):
-    """smtplib's client, keeping the reply to DATA (``sendmail`` drops it)."""
-
-    data_reply = ""
-
-    def data(self, msg: bytes | str) -> tuple[int, bytes]:
-        code, text = super().data(msg)
-        self.data_reply = f"{code} {text.decode('utf-8', 'replace')}"
-        return code, text
+def _connection_lost(err: OSError) -> bool:
+    """The connection failed, or the next hop closed it (421), rather than refusing."""
+    if isinstance(err, smtplib.SMTPResponseException):
+        return err.smtp_code == 421
+    return not isinstance(err, smtplib.SMTPRecipientsRefused)
 
 
 def _needs_smtputf8(envelope: Envelope, data: bytes) -> bool:
@@ -248,5 +280,6 @@ def _replies(answers: dict[str, tuple[int, bytes]]) -> dict[str, tuple[int, str]
 
 def delivery_for(settings: Settings) -> Delivery:
     if settings.delivery == "relay":
-        return RelayDelivery(settings.relay.host, settings.relay.port)
+        relay = settings.relay
+        return RelayDelivery(relay.host, relay.port, keep=settings.relay_connections)
     return MaildirDelivery(settings.maildir)

@@ -75,6 +75,7 @@ async def serve(settings: Settings, smtp: bool = True) -> None:
     finally:
         if not await asyncio.to_thread(pipeline.spool.drain):
             log.warning("finished spool entries not all removed: the next start re-drives them")
+        await asyncio.to_thread(pipeline.handover.delivery.close)
         # On a failed start-up too: uvloop does not end a subscriber left to the loop's own
         # shutdown, and the process would hang instead of exiting with its one clear line.
         await waiter.close()

@@ -57,6 +57,12 @@ class OperationSettings:
         "`maildir`, or `relay` to hand mail to the next hop",
     )  # fmt: skip
     relay: Endpoint = setting(Endpoint(port=25), parse.endpoint, "next hop for `relay`")
+    relay_connections: int = setting(
+        4, parse.positive_int,
+        "connections to the next hop kept open between messages (each checked with RSET "
+        "before a message, closed after 30 s idle); more deliveries at once open their own "
+        "for the time of their message",
+    )  # fmt: skip
     # Redis's time per byte grows with the size (bench/README.md).
     shared_spool_from_bytes: int = setting(
         1024 * 1024, parse.size_or_off,
