@@ -77,6 +77,16 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.update(TEST_ENV)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # A Celery task imported at a test module's top is evaluated by collection, which
+    # configures this process's app before the stack has made Redis's password: every later
+    # use of the app would then talk to Redis without it.
+    from tasks.celery import app
+
+    if app.configured:
+        raise pytest.UsageError("a test module configured the Celery app while collected")
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     if not os.environ.get("KEEP_TEST_VAR"):
         shutil.rmtree(TEST_ROOT, ignore_errors=True)

@@ -15,7 +15,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from beat.tasks import check_spools
 from mailserver.front.quarantine import Quarantine
 from mailserver.front.spool import Envelope, SpoolEntry, new_id
 from mailserver.supervisor.stack import Stack
@@ -268,6 +267,8 @@ def test_a_corrupt_spool_entry_raises_an_alarm_on_the_dashboard(admin, settings,
     wait_for(corrupt.exists, 10, "the entry set aside in corrupt/")
     # Beat's spool check reads what the front reports (every redrive interval) and keeps the
     # alarms for the console; here it is run at once instead of on beat's schedule.
+    from beat.tasks import check_spools  # here: a task imported at collection configures Celery
+
     wait_for(lambda: any("1 corrupt" in alarm for alarm in check_spools()), 10, "beat's alarm")
     page = admin.get("/dashboard/live").text
     assert "Alarms" in page

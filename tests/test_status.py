@@ -30,7 +30,7 @@ def test_a_pool_that_sees_the_fronts_spool():
     front = "SMTP front mx1: spool ab12, 3 message(s) without an outcome"
     assert f"{front}, big messages to the pools through the spool" in lines
     assert "  av@mx1: health probe 12 s ago: clamav ClamAV 1.4" in lines
-    assert "    reads big messages from the front's spool at /var/spool/mailscan" in lines
+    assert "    reads big messages from the spool of mx1 at /var/spool/mailscan" in lines
 
 
 def test_a_pool_with_another_spool_or_none_is_named_with_the_front_it_does_not_see():
@@ -38,6 +38,14 @@ def test_a_pool_with_another_spool_or_none_is_named_with_the_front_it_does_not_s
         text = "\n".join(status_lines(report(seen), now=NOW))
         assert "does not see the spool of mx1 at /var/spool/mailscan" in text
         assert "reach it through Redis" in text
+
+
+def test_a_pool_that_sees_one_fronts_spool_and_not_anothers_names_both():
+    state = report("ab12")
+    state["fronts"]["mx2"] = {"spool_id": "ef56", "spool_shared": True, "count": 0, "at": NOW}
+    lines = status_lines(state, now=NOW)
+    assert "    reads big messages from the spool of mx1 at /var/spool/mailscan" in lines
+    assert any(line.startswith("    does not see the spool of mx2 at") for line in lines)
 
 
 def test_a_front_that_stopped_long_ago_is_not_held_against_the_pools():

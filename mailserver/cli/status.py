@@ -121,13 +121,16 @@ def _probe_lines(name: str, probe: dict[str, Any], spools: dict[str, str], now: 
         return lines
     spool = probe["spool"]
     missed = [host for host, their_id in spools.items() if their_id != spool.get("id")]
+    seen = [host for host in spools if host not in missed]
+    if seen:
+        lines.append(
+            f"    reads big messages from the spool of {', '.join(seen)} at {spool.get('dir')}"
+        )
     if missed:
         lines.append(
             f"    does not see the spool of {', '.join(missed)} at {spool.get('dir')}: "
             "big messages from there reach it through Redis"
         )
-    elif spools:
-        lines.append(f"    reads big messages from the front's spool at {spool.get('dir')}")
     return lines
 
 
