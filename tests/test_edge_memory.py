@@ -28,7 +28,7 @@ from tests.raw_client import RawClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.load]
 
-CLIENTS = int(os.environ.get("EDGE_MEMORY_CLIENTS", "100"))
+CLIENTS = int(os.environ.get("EDGE_MEMORY_CLIENTS", "60"))
 MESSAGE_BYTES = 25_000_000
 # The stream's buffer (twice its limit, and a read), the piece being checked, the staging
 # buffer and the write in flight: well under a MiB.
