@@ -15,8 +15,22 @@ from typing import Any
 
 import httpx
 
+from mailserver.supervisor.stack import Stack
+from tasks.settings import load_settings
+
 ADMIN, PASSWORD = "admin", "correct horse battery"
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@contextmanager
+def console_only(env: dict[str, str]) -> Iterator[Stack]:
+    """The console alone, on the Redis and folders ``env`` names; stopped at the end."""
+    console = Stack(load_settings(env), env)
+    try:
+        console.start(["console"], progress=lambda _: None)
+        yield console
+    finally:
+        console.stop()
 
 
 def add_admin(env: dict[str, str], name: str = ADMIN, password: str = PASSWORD) -> str:

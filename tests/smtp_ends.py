@@ -97,6 +97,13 @@ class NextHop:
         for transport in self._open:
             self.controller.loop.call_soon_threadsafe(transport.close)
 
+    def __enter__(self) -> NextHop:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         if self.controller:
             self.controller.stop()

@@ -24,7 +24,7 @@ from tasks.crashes.store import CrashStore
 from tasks.settings import Settings, load_settings
 from tasks.wire.keys import ALARMS_KEY
 from tests.conftest import find_delivered, make_message, port, send, wait_for
-from tests.console_session import ADMIN, PASSWORD, add_admin, csrf_token, logged_in
+from tests.console_session import ADMIN, PASSWORD, add_admin, console_only, csrf_token, logged_in
 
 pytestmark = pytest.mark.integration
 CONSOLE_PORT = port(18026)
@@ -43,12 +43,8 @@ def cs(console_env) -> Settings:
 
 @pytest.fixture(scope="module")
 def console(cs, console_env) -> Iterator[Stack]:
-    running = Stack(cs, console_env)
-    try:
-        running.start(["console"], progress=lambda _: None)
+    with console_only(console_env) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from mailserver.supervisor.stack import Stack
 from tasks.settings import Settings, load_settings
 from tests.conftest import EICAR, GTUBE, make_message, on_the_wire, port, wait_for
-from tests.console_session import ADMIN, PASSWORD, add_admin, logged_in
+from tests.console_session import ADMIN, PASSWORD, add_admin, console_only, logged_in
 from tests.test_console_browser import CHROMIUM_ARGS
 
 pytestmark = pytest.mark.integration
@@ -40,14 +40,10 @@ def cs(console_env) -> Settings:
 
 @pytest.fixture(scope="module")
 def console(cs, console_env) -> Iterator[Stack]:
-    running = Stack(cs, console_env)
-    try:
-        running.start(["console"], progress=lambda _: None)
+    with console_only(console_env) as running:
         if not cs.console_users_file.exists():
             add_admin(console_env)
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture

@@ -61,10 +61,8 @@ def open_front(stack, settings):
 
 @pytest.fixture(scope="module")
 def next_hop() -> Iterator[NextHop]:
-    hop = NextHop(port(12950))
-    hop.start()
-    yield hop
-    hop.stop()
+    with NextHop(port(12950)) as hop:
+        yield hop
 
 
 @pytest.fixture(scope="module")

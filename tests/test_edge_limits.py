@@ -53,10 +53,8 @@ def _front(settings: Settings, name: str, n: int, **overrides: str) -> Iterator[
 
 @pytest.fixture(scope="module")
 def next_hop() -> Iterator[NextHop]:
-    hop = NextHop(port(12910))
-    hop.start()
-    yield hop
-    hop.stop()
+    with NextHop(port(12910)) as hop:
+        yield hop
 
 
 @pytest.fixture(scope="module")

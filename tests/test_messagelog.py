@@ -30,11 +30,9 @@ STEPS = {"spool", "enqueue", "queue.av", "queue.spam", "scan.av", "scan.spam", "
 
 @pytest.fixture(scope="module")
 def next_hop() -> Iterator[NextHop]:
-    hop = NextHop(port(12970), refuse={LATER: "451 4.3.0 Mailbox busy, try later",
-                                       REFUSED: "550 5.1.1 No such user"})  # fmt: skip
-    hop.start()
-    yield hop
-    hop.stop()
+    refuse = {LATER: "451 4.3.0 Mailbox busy, try later", REFUSED: "550 5.1.1 No such user"}
+    with NextHop(port(12970), refuse=refuse) as hop:
+        yield hop
 
 
 @dataclass

@@ -38,10 +38,8 @@ def milter_main(front: MilterFront, **more: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def next_hop() -> Iterator[NextHop]:
-    hop = NextHop(port(14101))
-    hop.start()
-    yield hop
-    hop.stop()
+    with NextHop(port(14101)) as hop:
+        yield hop
 
 
 @pytest.fixture(scope="module")

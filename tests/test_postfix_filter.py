@@ -25,10 +25,8 @@ BOB = "bob@example.test"
 
 @pytest.fixture(scope="module")
 def hop() -> Iterator[NextHop]:
-    next_hop = NextHop(PORTS.next_hop)
-    next_hop.start()
-    yield next_hop
-    next_hop.stop()
+    with NextHop(PORTS.next_hop) as next_hop:
+        yield next_hop
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_a_private_postfix_relays_to_its_next_hop_and_stops_without_a_trace():
-    hop = NextHop(port(13061))
-    hop.start()
-    try:
+    with NextHop(port(13061)) as hop:
         with running(PostfixInstance(port(13060), f"[127.0.0.1]:{hop.port}")) as postfix:
             reply = send_via(postfix.port, make_message(body="through a private Postfix"))
             assert reply.code == 250
@@ -31,5 +29,3 @@ def test_a_private_postfix_relays_to_its_next_hop_and_stops_without_a_trace():
             master = Path(f"/proc/{pid_file.read_text().split()[0]}")
         assert not master.exists()
         assert not postfix.root.exists()
-    finally:
-        hop.stop()

@@ -67,15 +67,11 @@ def pk_stack(pk_settings, pk_env) -> Iterator[Stack]:
 
 
 def _way(pk_settings, pk_env, name: str, ports: Ports, recipe, postfix_of) -> Iterator:
-    hop = NextHop(ports.next_hop)
-    hop.start()
     env = front_env(pk_settings, name, ports, recipe, base=pk_env, **FRONT_SETTINGS)
-    try:
+    with NextHop(ports.next_hop) as hop:
         for _, front_settings in running_front(env):
             with running(postfix_of(ports)) as postfix:
                 yield postfix, hop, front_settings
-    finally:
-        hop.stop()
 
 
 @pytest.fixture
@@ -90,19 +86,17 @@ def proxy(pk_stack, pk_settings, pk_env):
 
 @pytest.fixture
 def milter(pk_stack, pk_env):
-    hop = NextHop(MILTER_HOP_PORT)
-    hop.start()
     front = MilterFront("pk-milter", MILTER_N, base_env=pk_env, overrides=FRONT_SETTINGS)
-    front.start()
-    try:
-        instance = PostfixInstance(
-            MILTER_CLIENT_PORT, f"[127.0.0.1]:{hop.port}", milter_main(front)
-        )
-        with running(instance) as postfix:
-            yield postfix, hop
-    finally:
-        front.stop()
-        hop.stop()
+    with NextHop(MILTER_HOP_PORT) as hop:
+        front.start()
+        try:
+            instance = PostfixInstance(
+                MILTER_CLIENT_PORT, f"[127.0.0.1]:{hop.port}", milter_main(front)
+            )
+            with running(instance) as postfix:
+                yield postfix, hop
+        finally:
+            front.stop()
 
 
 def _markers(way: str) -> dict[str, bool]:

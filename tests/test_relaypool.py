@@ -24,10 +24,8 @@ KEEP = 2  # MAILSCAN_RELAY_CONNECTIONS of the front here
 
 @pytest.fixture
 def next_hop() -> Iterator[NextHop]:
-    hop = NextHop(port(13070))
-    hop.start()
-    yield hop
-    hop.stop()
+    with NextHop(port(13070)) as hop:
+        yield hop
 
 
 @pytest.fixture

@@ -61,10 +61,8 @@ def _front(stack: Stack, settings: Settings, name: str, n: int, **overrides: str
 
 @pytest.fixture(scope="module")
 def next_hop() -> Iterator[NextHop]:
-    hop = NextHop(port(12800))
-    hop.start()
-    yield hop
-    hop.stop()
+    with NextHop(port(12800)) as hop:
+        yield hop
 
 
 @pytest.fixture(scope="module")
