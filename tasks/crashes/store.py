@@ -32,6 +32,23 @@ from tasks.wire.keys import (
 log = logging.getLogger(__name__)
 ONCE_TTL_S = 3600
 FULL_EVERY_S = 60.0
+# KEYS: once mark, window mark, record, record index, group, group index.
+# ARGV: id, record JSON, time, signature, once TTL, window TTL, group field/value pairs.
+SAVE_SCRIPT = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[5]) then return 'duplicate' end
+local full = redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[6])
+if full then
+  redis.call('SET', KEYS[3], ARGV[2])
+  redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
+  redis.call('HSET', KEYS[5], 'last_id', ARGV[1])
+end
+redis.call('HSETNX', KEYS[5], 'first_seen', ARGV[3])
+redis.call('HINCRBY', KEYS[5], 'count', 1)
+redis.call('HSET', KEYS[5], unpack(ARGV, 7))
+redis.call('ZADD', KEYS[6], ARGV[3], ARGV[4])
+if full then return 'redis' end
+return 'counted'
+"""
 
 
 class CrashStore:
@@ -43,6 +60,7 @@ class CrashStore:
         self.redis = client
         self.pending = spool_dir / "pending"
         self.full_every_s = full_every_s
+        self._save_script = client.register_script(SAVE_SCRIPT)
 
     def save(self, dump: dict[str, Any]) -> str:
         """Store the record; return "redis", "counted" (only its group counted it: a record
@@ -55,31 +73,26 @@ class CrashStore:
             return "spooled"
 
     def _to_redis(self, dump: dict[str, Any]) -> str:
-        # Celery can report one hard time limit twice: one record per job and process.
-        once = CRASHDUMP_ONCE_KEY.format(job_id=dump["job_id"], pid=dump["worker"]["pid"])
-        if not self.redis.set(once, dump["id"], nx=True, ex=ONCE_TTL_S):
-            return "duplicate"
-        full = self._first_in_window(dump)
-        group = CRASHGROUP_KEY.format(signature=dump["signature"])
-        with self.redis.pipeline(transaction=True) as pipe:
-            if full:
-                pipe.set(CRASHDUMP_KEY.format(id=dump["id"]), json.dumps(dump))
-                pipe.zadd(CRASHDUMP_INDEX, {dump["id"]: dump["ts"]})
-                pipe.hset(group, "last_id", dump["id"])
-            pipe.hsetnx(group, "first_seen", dump["ts"])
-            pipe.hincrby(group, "count", 1)
-            pipe.hset(group, mapping=_group_fields(dump))
-            pipe.zadd(CRASHGROUP_INDEX, {dump["signature"]: dump["ts"]})
-            pipe.execute()
-        return "redis" if full else "counted"
-
-    def _first_in_window(self, dump: dict[str, Any]) -> bool:
-        """Takes the window of the incident's own time, so a record drained from the local
-        spool later counts in the window it happened in."""
+        # One script, so Redis does all of it or none: a connection lost between the
+        # "once" mark and the counting would leave the spooled copy looking like a
+        # duplicate, and the incident uncounted.
         window = int(dump["ts"] // self.full_every_s)
-        key = CRASHGROUP_WINDOW_KEY.format(signature=dump["signature"], window=window)
-        ttl_s = 2 * math.ceil(self.full_every_s)
-        return bool(self.redis.set(key, dump["id"], nx=True, ex=ttl_s))
+        keys = [
+            # Celery can report one hard time limit twice: one record per job and process.
+            CRASHDUMP_ONCE_KEY.format(job_id=dump["job_id"], pid=dump["worker"]["pid"]),
+            # The window of the incident's own time, so a record drained from the local
+            # spool later counts in the window it happened in.
+            CRASHGROUP_WINDOW_KEY.format(signature=dump["signature"], window=window),
+            CRASHDUMP_KEY.format(id=dump["id"]),
+            CRASHDUMP_INDEX,
+            CRASHGROUP_KEY.format(signature=dump["signature"]),
+            CRASHGROUP_INDEX,
+        ]
+        fields = [item for pair in _group_fields(dump).items() for item in pair]
+        args = [dump["id"], json.dumps(dump), dump["ts"], dump["signature"], ONCE_TTL_S,
+                2 * math.ceil(self.full_every_s), *fields]  # fmt: skip
+        saved = self._save_script(keys=keys, args=args, client=self.redis)
+        return saved.decode() if isinstance(saved, bytes) else saved
 
     def _to_spool(self, dump: dict[str, Any]) -> None:
         self.pending.mkdir(parents=True, exist_ok=True)
