@@ -147,6 +147,7 @@ def test_recipients_outside_the_relay_domains_are_refused_at_rcpt(open_front):
 
 
 def test_mail_for_refused_recipients_only_is_never_spooled(open_front):
+    wait_for(lambda: settled(open_front), 30, "the mail of earlier tests to leave the spool")
     before = len(list((open_front.maildir / "new").iterdir()))
     with RawSession(open_front.smtp_port) as session:
         session.command(b"EHLO client.example.test")

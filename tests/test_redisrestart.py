@@ -30,7 +30,7 @@ from tests.conftest import (
 pytestmark = pytest.mark.integration
 
 OFFSET = 4  # ports of a stack of its own (tests/conftest.py stack_env)
-RESTARTS, MESSAGES, SENDERS = 5, 40, 3
+RESTARTS, MESSAGES, SENDERS = 3, 30, 3
 SENDER_GIVES_UP_S = 240.0
 # More av processes than senders: the pool has jobs in flight and a BRPOP waiting for more
 # when Redis goes away, the state in which a lost connection used to end the worker.
