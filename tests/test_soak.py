@@ -150,9 +150,18 @@ def copies_delivered(ss: Settings) -> Counter[str]:
     return copies
 
 
-def injected_faults(stack: Stack, since: int) -> Counter[str]:
+def injected_faults(stack: Stack, since: int) -> tuple[Counter[str], Counter[str]]:
+    """Faults the chaos plugin injected, by action: all of them, and those in jobs that ran
+    to their end. A job still running when Redis went away is terminated (it cannot be
+    acknowledged on a new connection) and sent again: a fault in it may end before it can
+    be seen, a freeze before its limit, or be seen all the same (a freeze in C ignores the
+    termination)."""
     log = (stack.log_dir / "av-worker.log").read_text(errors="replace")[since:]
-    return Counter(re.findall(r"chaos: injecting (\S+)", log))
+    injected = re.findall(r"\[([^\]\s]+)\]: chaos: injecting (\S+)", log)
+    cut_short = set(re.findall(r"Task \S+\[(\S+)\] cannot be acknowledged after a connection", log))
+    every = Counter(action for _, action in injected)
+    ran_out = Counter(action for job, action in injected if job not in cut_short)
+    return every, ran_out
 
 
 def chaos_dumps(ss: Settings) -> Counter[str]:
@@ -219,9 +228,16 @@ def test_soak_with_plugin_faults_front_kill_redis_restart_and_spamd_freeze(soak,
     assert [i for i in mail if copies[i] == 0] == [], "answered 250, then lost"
     assert [i for i in mail if copies[i] > 1] == [], "delivered twice"
     assert supervisor.unexpected_restarts({"mailserver", "redis"}) == []
-    faults = injected_faults(soak, log_start)
+    faults, ran_out = injected_faults(soak, log_start)
     assert sum(faults.values()) > 0
-    wait_for(lambda: chaos_dumps(ss) == expected_dumps(faults), 60, "a crashdump per fault")
+    fewest, most = expected_dumps(ran_out), expected_dumps(faults)
+    try:
+        wait_for(lambda: fewest <= chaos_dumps(ss) <= most, 60, "a crashdump per fault")
+    finally:
+        print(
+            f"\ncrashdumps by kind: {dict(chaos_dumps(ss))}, expected from the faults: "
+            f"{dict(fewest)} to {dict(most)}"
+        )
     report(sent, faults, soak_s, baseline_s, marks["first"] - started)
 
 

@@ -6,7 +6,6 @@ its marker). Without a fault to fire it answers clean (av) or ham (spam)."""
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 import random
 import signal
@@ -17,10 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, NoReturn
 
+from celery.utils.log import get_task_logger
+
 from tasks.errors import BackendUnavailable
 from tasks.plugins.base import Message, Plugin, Verdict
 
-log = logging.getLogger(__name__)
+# A task logger: in a worker's log each line names the job it came from.
+log = get_task_logger(__name__)
 LEAK_MB = 64
 HUGE_ERROR_CHARS = 1024 * 1024
 # Long enough to keep a job in flight while a test breaks something under it, well below any
