@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     status = _command(sub, "status", _status, "pools, workers, concurrency and queue depths")
     status.add_argument("--json", action="store_true", help="print as JSON")
     _command(sub, "check-config", _check_config, "validate the settings and exit")
+    _command(sub, "reload", _reload,
+             "check the policy file, then have the running front read it again")  # fmt: skip
     scale = _command(sub, "scale", _scale, "set the number of processes of a pool's workers")
     scale.add_argument("pool", choices=["av", "spam"], help="which pool")
     scale.add_argument("processes", nargs="?", type=int, help="processes per worker")
@@ -190,6 +192,13 @@ def _command(
     return command
 
 
+def _reload(settings: Settings, _: argparse.Namespace) -> int:
+    from mailserver.cli.reload import reload_front
+
+    print(reload_front(settings))
+    return CLEAN
+
+
 def _up(settings: Settings, args: argparse.Namespace) -> int:
     from mailserver.supervisor.up import run_up
 
@@ -274,12 +283,14 @@ def _scale(settings: Settings, args: argparse.Namespace) -> int:
 
 def _check_config(settings: Settings, _: argparse.Namespace) -> int:
     from mailserver.front.access import check_exposure
+    from mailserver.front.policies.loading import load_policies
     from mailserver.front.tls import StartTLS
     from mailserver.supervisor.up import check_plugins
 
     check_plugins(settings)
     StartTLS.from_settings(settings)
     check_exposure(settings)  # what the SMTP front would refuse to start with
+    load_policies(settings)
     print("configuration is valid")
     return CLEAN
 

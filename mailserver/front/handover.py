@@ -129,6 +129,8 @@ class Handover:
         """``first``: the entry was spooled by the SMTP session that waits for it, so it
         cannot have been delivered before. Returns a folder the delivery left to fsync
         before the spool entry goes."""
+        if decision.split:
+            return self._carry_out_split(entry, decision, verdicts, rcpts, first, defer_sync)
         if decision.action not in ("deliver", "quarantine"):
             return None  # reject or tempfail to a waiting client (the sender keeps it), discard
         # Our header lines go on top apart: joined, a 25 MB message would be copied for them.
@@ -136,9 +138,11 @@ class Handover:
         top = headers.block_for(entry.content, [*decision.header_lines, received])
         message = entry.content
         if decision.tag_subject:  # its Subject is in the message: tagged, it is a new copy
-            message, top = headers.tag_subject(top + message, self.settings.spam_subject_tag), b""
+            tag = decision.subject_tag or self.settings.spam_subject_tag
+            message, top = headers.tag_subject(top + message, tag), b""
         if decision.action == "quarantine":
-            self.quarantine.put(entry, top + message, decision.reason, verdicts)
+            held = entry if rcpts == entry.envelope.rcpt_tos else _for_only(entry, rcpts)
+            self.quarantine.put(held, top + message, decision.reason, verdicts)
             return None
         # The folder's fsync goes with the spool entry's removal, after the reply: the entry
         # keeps the message durable until then, and the reply does not wait for the disk.
@@ -146,6 +150,33 @@ class Handover:
         if rcpts != envelope.rcpt_tos:  # a later attempt, to those still waiting
             envelope = replace(envelope, rcpt_tos=rcpts)
         return self.delivery.deliver(entry.id, envelope, message, first, defer_sync, top=top)
+
+    def _carry_out_split(
+        self,
+        entry: SpoolEntry,
+        decision: Decision,
+        verdicts: ByPool,
+        rcpts: tuple[str, ...],
+        first: bool,
+        defer_sync: bool,
+    ) -> Path | None:
+        """Each group's own decision for those of its recipients still waiting. A group that
+        fails leaves the others done: they are not sent the message again."""
+        unsynced, refused = None, {}
+        for members, part in decision.split:
+            waiting = tuple(rcpt for rcpt in members if rcpt in rcpts)
+            if not waiting:
+                continue
+            try:
+                synced = self._carry_out(entry, part, verdicts, waiting, first, defer_sync)
+            except Exception as err:
+                failures = failures_of(entry.id, err, waiting)
+                refused |= {rcpt: (f.code, f.text) for rcpt, f in failures.items()}
+                continue
+            unsynced = synced or unsynced
+        if refused:
+            raise RecipientsRefused(refused)
+        return unsynced
 
     def _failed(
         self, entry: SpoolEntry, attempts: Attempts, err: Exception, waiting: bool
@@ -237,6 +268,11 @@ def failures_of(entry_id: str, err: Exception, rcpts: tuple[str, ...]) -> dict[s
         return dict.fromkeys(rcpts, Failure(451, f"4.3.0 local delivery failed: {err}"))
     log.error("message %s: handing on failed unexpectedly", entry_id, exc_info=err)
     return dict.fromkeys(rcpts, Failure(451, f"4.3.0 {type(err).__name__}: {err}"))
+
+
+def _for_only(entry: SpoolEntry, rcpts: tuple[str, ...]) -> SpoolEntry:
+    """The entry as seen by some of its recipients (a quarantine keeps whom it held it for)."""
+    return replace(entry, envelope=replace(entry.envelope, rcpt_tos=rcpts))
 
 
 def _expired(last_error: str) -> Failure:

@@ -52,21 +52,31 @@ def return_path_of(mail_from: str) -> str:
     return f"Return-Path: <{_ADDRESS_BRACKETS.sub('', field_text(mail_from, ADDRESS_MAX))}>"
 
 
-def spam_headers(spam: PoolVerdict | None) -> list[str]:
+def is_spam(spam: PoolVerdict, tag_score: float | None = None) -> bool:
+    """spamd's verdict, or the score against ``tag_score`` when a policy sets one."""
+    verdict = spam.first_engine()
+    if tag_score is None or verdict is None or spam.status not in ("spam", "ham"):
+        return spam.status == "spam"
+    return (verdict.score or 0.0) >= tag_score
+
+
+def spam_headers(spam: PoolVerdict | None, tag_score: float | None = None) -> list[str]:
+    """``tag_score``: the recipients' policy's spam score, shown as the required one."""
     if spam is not None and spam.status == "skipped":
         why = field_text(spam.reason or "") or "message too large"
         return [f"X-Spam-Status: No, not scanned ({why})"]
     verdict = spam.first_engine() if spam is not None else None
     if verdict is None or spam is None or spam.status == "error":
         return ["X-Spam-Status: Unknown, scan failed"]
-    is_spam = spam.status == "spam"
-    score, required = verdict.score or 0.0, verdict.threshold or 0.0
+    flagged = is_spam(spam, tag_score)
+    score = verdict.score or 0.0
+    required = tag_score if tag_score is not None else verdict.threshold or 0.0
     tests = ",".join(field_text(rule) for rule in verdict.rules) or "none"
     status = (
-        f"{'Yes' if is_spam else 'No'}, score={score:.1f} required={required:.1f} tests={tests}"
+        f"{'Yes' if flagged else 'No'}, score={score:.1f} required={required:.1f} tests={tests}"
     )
     return [
-        f"X-Spam-Flag: {'YES' if is_spam else 'NO'}",
+        f"X-Spam-Flag: {'YES' if flagged else 'NO'}",
         f"X-Spam-Score: {score:.1f}",
         "X-Spam-Status: " + _fold(status),
     ]

@@ -63,7 +63,7 @@ def record_of(
         at=time.time(),
         spool_id=entry.id,
         mail_from=envelope.mail_from,
-        recipients=_recipients(envelope, outcome),
+        recipients=_recipients(envelope, outcome, decision),
         verdict=content_verdict(results),
         action=outcome.action,
         reason=outcome.reason,
@@ -98,13 +98,22 @@ def message_id_of(content: bytes) -> str:
     return re.sub(rb"\s+", b"", found.group(1)).decode("utf-8", "replace")[:MESSAGE_ID_MAX]
 
 
-def _recipients(envelope: Envelope, outcome: Outcome) -> tuple[RecipientOutcome, ...]:
+def _recipients(
+    envelope: Envelope, outcome: Outcome, decision: Decision | None
+) -> tuple[RecipientOutcome, ...]:
     failed = dict(outcome.failed)
     usual = _RECIPIENT_OUTCOME.get(outcome.action, outcome.action)
     detail = outcome.next_hop or outcome.reply
+    # Recipients under different policies: each as its own group's decision, which names
+    # the policy.
+    own = {
+        rcpt: (_RECIPIENT_OUTCOME.get(part.action, part.action), part.policy)
+        for members, part in (decision.split if decision else ())
+        for rcpt in members
+    }
     return tuple(
         RecipientOutcome(rcpt, "failed", failed[rcpt])
         if rcpt in failed
-        else RecipientOutcome(rcpt, usual, detail)
+        else RecipientOutcome(rcpt, *own.get(rcpt, (usual, detail)))
         for rcpt in envelope.rcpt_tos
     )

@@ -20,6 +20,8 @@ from mailserver.front.membudget import MemoryBudget
 from mailserver.front.metrics import MESSAGES
 from mailserver.front.outcomerecord import Steps, is_final, record_of
 from mailserver.front.outcomes import OutcomeLog
+from mailserver.front.policies.holder import PolicyHolder
+from mailserver.front.policies.per_recipient import decide_for_recipients, refuses_banned_for_all
 from mailserver.front.policy import Decision
 from mailserver.front.quarantine import Quarantine
 from mailserver.front.retries import Attempts
@@ -52,8 +54,11 @@ class Pipeline:
         delivery: Delivery,
         quarantine: Quarantine,
         messages: MessageLog | None = None,
+        policies: PolicyHolder | None = None,
     ) -> None:
         self.settings, self.app, self.spool = settings, app, spool
+        # The policy file in force, replaced whole on a reload.
+        self.policies = policies or PolicyHolder(settings)
         # Every final outcome, for searches (mailserver/messagelog); written by its own task.
         self.messages = messages or MessageLog.from_settings(settings)
         self.redis, self.waiter = redis, waiter
@@ -103,7 +108,11 @@ class Pipeline:
         else:
             results = await self._scan_while_settling(entry, settling, steps)
         steps.took("scan", started)
-        decision = policy.decide(results["av"], results["spam"], self.settings, client_waiting)
+        envelope = entry.envelope
+        decision = decide_for_recipients(
+            results["av"], results["spam"], self.settings, self.policies.current,
+            envelope.mail_from, envelope.rcpt_tos, client_waiting,
+        )  # fmt: skip
         return decision, results
 
     def answered(
@@ -156,7 +165,7 @@ class Pipeline:
         spam = asyncio.ensure_future(self._await(task_ids[SPAM_POOL], deadline, steps, enqueued))
         try:
             av = await self._await(task_ids[AV_POOL], deadline, steps, enqueued)
-            if policy.refused_by_av(av) and not spam.done():
+            if self._settled_by_av(entry, av) and not spam.done():
                 # The outcome is the virus's (or the banned attachment's) whatever spamd
                 # says: answer now, not after it (its job skips spamd if it has not started:
                 # tasks/guards/virusfirst.py).
@@ -164,6 +173,12 @@ class Pipeline:
             return {AV_POOL: av, SPAM_POOL: await spam}
         finally:
             await _call_off(spam)  # nothing when it has its verdict
+
+    def _settled_by_av(self, entry: SpoolEntry, av: PoolVerdict | None) -> bool:
+        if not policy.refused_by_av(av):
+            return False
+        rcpts = entry.envelope.rcpt_tos
+        return policy.virus_found(av) or refuses_banned_for_all(self.policies.current, rcpts)
 
     async def _scan_while_settling(
         self, entry: SpoolEntry, settling: asyncio.Future[None], steps: Steps

@@ -67,7 +67,7 @@ class Attempts:
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> Attempts:
         """ValueError (or KeyError, TypeError) for a record that is none."""
-        kept = {**record, "decision": Decision(**record["decision"])}
+        kept = {**record, "decision": Decision.from_record(record["decision"])}
         kept["verdicts"] = from_records(record["verdicts"])
         for name in ("waiting", "delivered", "dsn"):
             kept[name] = tuple(record.get(name, ()))

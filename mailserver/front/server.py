@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Callable
 
 import redis
 from aiosmtpd.smtp import SMTP
@@ -70,9 +71,11 @@ async def serve(settings: Settings, smtp: bool = True) -> None:
         log.warning("removed %d unconfirmed spool entries a stop left in tmp/", cleared)
     pipeline.handover.retries.drop_orphans(set(pipeline.spool.pending()))
     await waiter.start()
+    pipeline.policies.write_state(error="")  # says to `mailscan reload` whom to signal
     try:
         await _serve_until_stopped(settings, pipeline, smtp)
     finally:
+        pipeline.policies.forget_state()
         if not await asyncio.to_thread(pipeline.spool.drain):
             log.warning("finished spool entries not all removed: the next start re-drives them")
         await asyncio.to_thread(pipeline.handover.delivery.close)
@@ -102,7 +105,7 @@ async def _serve_until_stopped(settings: Settings, pipeline: Pipeline, smtp: boo
     recorder = asyncio.create_task(pipeline.outcomes.run(), name="outcomes")
     message_log = asyncio.create_task(pipeline.messages.run(), name="messagelog")
     try:
-        await _until_stopped()
+        await _until_stopped(pipeline.policies.reload)
     finally:
         for server in servers:
             server.close()
@@ -174,9 +177,11 @@ async def _listen(settings: Settings, handler: ScanHandler) -> asyncio.Server:
         raise ConfigError(f"cannot listen for SMTP on {where}: {reason}") from err
 
 
-async def _until_stopped() -> None:
+async def _until_stopped(reload: Callable[[], bool]) -> None:
+    """Until SIGTERM or SIGINT; SIGHUP reloads the policy file meanwhile."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload)
     await stop.wait()

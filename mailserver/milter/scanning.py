@@ -74,7 +74,10 @@ class MessageScanner:
             return
         decision, results = judged
         packets = replies.for_decision(
-            decision, message, message.agreed, self.pipeline.settings.spam_subject_tag
+            decision,
+            message,
+            message.agreed,
+            decision.subject_tag or self.pipeline.settings.spam_subject_tag,
         )
         try:
             await send(packets)

@@ -165,6 +165,14 @@ class FrontSettings:
         "", parse.header_text,
         "e.g. `[SPAM]`, put in front of the subject of spam, as it is written (one line)",
     )  # fmt: skip
+    policy_file: Path | None = setting(
+        None, parse.optional_path,
+        "TOML file of rules per recipient domain and address: spam scores, subject tag, "
+        "banned attachments on or off, failure policies, sender allow and block lists, a "
+        "bypass (docs/policy.md). Checked at start; `mailscan reload` (or SIGHUP to the "
+        "front) reads it again without a restart. Unset: the settings here apply to every "
+        "recipient",
+    )  # fmt: skip
     tls_cert: Path | None = setting(
         None, parse.optional_path,
         "PEM certificate (its chain after it) the SMTP front offers with STARTTLS; with "
