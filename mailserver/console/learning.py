@@ -21,7 +21,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 
 from mailserver.console import quarantined
 from mailserver.front.delivery import Delivery
-from mailserver.front.outcomerecord import message_id_of
+from mailserver.front.outcomes import message_id_of
 from mailserver.front.quarantine import Quarantine
 from mailserver.messagelog.query import normal_message_id
 from tasks.crashes import reports as crashreports

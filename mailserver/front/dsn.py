@@ -47,7 +47,7 @@ def report(entry: SpoolEntry, failed: dict[str, Failure], hostname: str) -> byte
     ]
     head = (
         f"From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n"
-        f"To: <{_line(entry.envelope.mail_from)}>\r\n"
+        f"To: <{one_line(entry.envelope.mail_from)}>\r\n"
         "Subject: Undelivered Mail Returned to Sender\r\n"
         f"Date: {email.utils.formatdate()}\r\n"
         f"Message-ID: <{entry.id}.{secrets.token_hex(4)}@{hostname}>\r\n"
@@ -74,6 +74,14 @@ class DsnSender:
     def send(self, entry: SpoolEntry, failed: dict[str, Failure]) -> str:
         """What became of the DSN, for the dead letter's record: it is tried once, and a
         failure is logged, not retried (the dead letter itself raises the alarm)."""
+        said = self.to_sender(entry, report(entry, failed, self.hostname), "DSN")
+        if said == "sent":
+            log.info("message %s: DSN sent to its sender for %d recipient(s)",
+                     entry.id, len(failed))  # fmt: skip
+        return said
+
+    def to_sender(self, entry: SpoolEntry, content: bytes, what: str) -> str:
+        """Send ``content`` to the entry's envelope sender, from the empty sender; once."""
         if not due(entry):
             return "not due: empty sender"
         sender = entry.envelope.mail_from
@@ -81,11 +89,10 @@ class DsnSender:
             return "not sent: the sender's address cannot be sent to"
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as client:
-                client.sendmail("", [sender], report(entry, failed, self.hostname))
+                client.sendmail("", [sender], content)
         except (OSError, smtplib.SMTPException) as err:
-            log.warning("message %s: DSN to its sender not sent: %s", entry.id, err)
+            log.warning("message %s: %s to its sender not sent: %s", entry.id, what, err)
             return f"not sent: {err}"
-        log.info("message %s: DSN sent to its sender for %d recipient(s)", entry.id, len(failed))
         return "sent"
 
 
@@ -95,7 +102,7 @@ def _explanation(failed: dict[str, Failure], hostname: str) -> bytes:
         "",
         "Your message could not be delivered to one or more recipients.",
         "",
-        *(f"<{_line(rcpt)}>: {_line(str(failure))}" for rcpt, failure in failed.items()),
+        *(f"<{one_line(rcpt)}>: {one_line(str(failure))}" for rcpt, failure in failed.items()),
     ]
     return "\r\n".join(lines).encode("ascii", "replace") + b"\r\n"
 
@@ -105,16 +112,16 @@ def _status(entry: SpoolEntry, failed: dict[str, Failure], hostname: str) -> byt
     fields = [f"Reporting-MTA: dns; {hostname}", f"Arrival-Date: {arrival}", ""]
     for rcpt, failure in failed.items():
         fields += [
-            f"Final-Recipient: rfc822; {_line(rcpt)}",
+            f"Final-Recipient: rfc822; {one_line(rcpt)}",
             "Action: failed",
             f"Status: {failure.status}",
-            f"Diagnostic-Code: smtp; {_line(str(failure))}",
+            f"Diagnostic-Code: smtp; {one_line(str(failure))}",
             "",
         ]
     return "\r\n".join(fields).encode("ascii", "replace") + b"\r\n"
 
 
-def _line(text: str) -> str:
+def one_line(text: str) -> str:
     """One header line's worth of ``text``: nothing may break out of its field."""
     return field_text(re.sub(r"[\r\n]+", " ", text), 500).encode("ascii", "replace").decode()
 

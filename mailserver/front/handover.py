@@ -21,6 +21,7 @@ from mailserver.front.policy import Decision
 from mailserver.front.quarantine import Quarantine
 from mailserver.front.retries import Attempts, RetryStore
 from mailserver.front.spool import Spool, SpoolEntry
+from mailserver.front.virusnotice import notice
 from tasks.errors import DeliveryError, RecipientsRefused
 from tasks.settings import Settings
 from tasks.wire.verdicts import ByPool
@@ -32,6 +33,7 @@ UNAVAILABLE = "451 4.4.1 Next hop unavailable, try again later"
 NOT_HANDED_ON = "451 4.3.0 Could not hand the message on, try again later"
 EXPIRED = Failure(554, "5.4.7 delivery time expired")
 LIFETIME_OVER = "no final outcome within the spool's lifetime"
+VIRUS = "virus "  # how a virus decision's reason starts (mailserver/front/policy.py)
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,8 @@ class Handover:
             attempts = Attempts(decision, results, entry.envelope.rcpt_tos)
             return self._failed(entry, attempts, err, client_waiting)
         self._finish(entry, sync_first=unsynced)
+        if not client_waiting and decision.reason.startswith(VIRUS):
+            self._tell_sender_of_virus(entry, decision)
         return Outcome(decision.action, decision.reply, decision.reason, self._hop_said(entry))
 
     def retry(self, entry: SpoolEntry, attempts: Attempts) -> Outcome:
@@ -229,6 +233,15 @@ class Handover:
         self.retries.remove(entry.id)  # after the entry: a crash between leaves no rescan
         self.outcomes.blob_done(entry.id)
         return outcome
+
+    def _tell_sender_of_virus(self, entry: SpoolEntry, decision: Decision) -> None:
+        """Only when the setting asks for it, and only through the relay."""
+        if not self.settings.virus_sender_notice or self.dsn is None:
+            return
+        virus = decision.reason.removeprefix(VIRUS)
+        content = notice(entry, virus, decision.action, self.settings.hostname)
+        said = self.dsn.to_sender(entry, content, "virus notice")
+        log.info("message %s: virus notice to its sender: %s", entry.id, said)
 
     def _hop_said(self, entry: SpoolEntry) -> str:
         said = getattr(self.delivery, "reply_for", None)  # the deliveries that keep one

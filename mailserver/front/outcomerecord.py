@@ -5,11 +5,10 @@ handing it on did, and how long each step took (``Steps``)."""
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 
 from mailserver.front.handover import Outcome
-from mailserver.front.outcomes import subject_of
+from mailserver.front.outcomes import message_id_of, subject_of
 from mailserver.front.policy import Decision
 from mailserver.front.spool import Envelope, SpoolEntry
 from mailserver.messagelog.record import (
@@ -18,7 +17,6 @@ from mailserver.messagelog.record import (
     content_verdict,
     scan_steps,
 )
-from tasks.wire.blobs import head_of
 from tasks.wire.verdicts import ByPool, to_records
 
 # What each recipient got, by the action carried out for the message.
@@ -29,8 +27,6 @@ _RECIPIENT_OUTCOME = {
     "tempfail": "tempfail",
     "dead-letter": "delivered",  # the failed ones are named in the outcome
 }
-_MESSAGE_ID = re.compile(rb"(?im)^message-id[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)")
-MESSAGE_ID_MAX = 255
 
 
 class Steps:
@@ -89,13 +85,6 @@ def refusal_record(
     outcome = Outcome("tempfail", reply, reason)
     record = record_of(entry, outcome, None, {"av": None, "spam": None}, steps)
     return record if size is None else dataclasses.replace(record, size=size)
-
-
-def message_id_of(content: bytes) -> str:
-    found = _MESSAGE_ID.search(head_of(content))
-    if not found:
-        return ""
-    return re.sub(rb"\s+", b"", found.group(1)).decode("utf-8", "replace")[:MESSAGE_ID_MAX]
 
 
 def _recipients(

@@ -152,7 +152,16 @@ def _write(
 
 # The Subject field with its folded lines, read straight from the header block: the email
 # package's parser builds the whole header model for this one field.
+_MESSAGE_ID = re.compile(rb"(?im)^message-id[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)")
+MESSAGE_ID_MAX = 255
 _SUBJECT = re.compile(rb"(?im)^subject[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)")
+
+
+def message_id_of(content: bytes) -> str:
+    found = _MESSAGE_ID.search(head_of(content))
+    if not found:
+        return ""
+    return re.sub(rb"\s+", b"", found.group(1)).decode("utf-8", "replace")[:MESSAGE_ID_MAX]
 
 
 def subject_of(content: bytes) -> str:

@@ -41,7 +41,8 @@ def decide_for_recipients(
             if decision.action == "reject" else (members, decision)
             for (rules, members), (_, decision) in zip(groups, decided, strict=True)
         ]  # fmt: skip
-    return _combined(_one_quarantine(decided))
+    decided = _one_quarantine(decided)
+    return decided[0][1] if len(decided) == 1 else _combined(decided)
 
 
 def refuses_banned_for_all(policies: Policies, rcpts: tuple[str, ...]) -> bool:

@@ -152,6 +152,14 @@ class FrontSettings:
         "the longest an SMTP session lasts, however busy; then `421 4.4.2` and the connection "
         "closes (a reply the client waits for is given first)",
     )  # fmt: skip
+    virus_sender_notice: bool = setting(
+        False, parse.boolean,
+        "post-queue, relay delivery: `yes` sends the envelope sender of a message that "
+        "carried a virus a short notice (its recipients, the virus, its Message-ID; never "
+        "the message nor its header), from the empty sender through the relay. Off by "
+        "default: a virus's sender is usually forged, and the notice would go to an "
+        "innocent (backscatter)",
+    )  # fmt: skip
     hostname: str = computed(
         lambda: os.uname().nodename, parse.header_text,
         "used in the SMTP greeting, `Received` lines and worker names",
