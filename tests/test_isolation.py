@@ -327,6 +327,35 @@ def test_crashdumps_command_lists_and_shows_records(faults, fs, fault_env, crash
     assert "no crashdump" in missing.stderr
 
 
+def test_a_message_record_names_the_crashdumps_of_its_failures(faults, fs, fault_env, crashes):
+    """The first failure keeps its own record; a repeat in the same minute, counted in its
+    group only, points at the group's record of the same failure."""
+    for test_id in ("linked-first", "linked-repeat"):
+        body = f"Please look: {marker('raise').decode()} ({test_id})"
+        assert send(make_message(body=body, subject=test_id), fs.smtp_port).code == 451
+    [dump] = dumps_of(crashes, "exception")
+    wait_for(lambda: incidents(crashes, "exception") == 2, 30, "both incidents counted")
+    for test_id in ("linked-first", "linked-repeat"):
+        spool_id = logged_spool_id(fault_env, test_id)
+        shown = json.loads(mailscan("messages", "show", spool_id, "--json", env=fault_env).stdout)
+        assert shown["crashdumps"] == [dump["id"]], test_id
+    text = mailscan("messages", "show", spool_id, env=fault_env).stdout
+    assert f"crashdump: {dump['id']} (mailscan crashdumps show {dump['id']})" in text
+
+
+def logged_spool_id(env: dict[str, str], test_id: str) -> str:
+    """The spool id the message log gave the message with the subject ``test_id``."""
+    found: list[dict] = []
+
+    def logged() -> bool:
+        listing = mailscan("messages", "--subject", test_id, "--json", env=env)
+        found[:] = json.loads(listing.stdout or "[]")
+        return bool(found)
+
+    wait_for(logged, 30, f"{test_id} in the message log")
+    return found[0]["spool_id"]
+
+
 @pytest.mark.parametrize(
     ("limit", "jobs", "stalled_s"),
     [

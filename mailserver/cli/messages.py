@@ -11,10 +11,12 @@ from datetime import datetime
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from mailserver.messagelog.crashlinks import with_crashdumps
 from mailserver.messagelog.database import shown
 from mailserver.messagelog.query import Criteria
 from mailserver.messagelog.record import VERDICTS, MessageRecord
 from mailserver.messagelog.store import MessageStore
+from tasks.crashes.store import open_store
 from tasks.errors import MessageLogUnavailable, NotLogged
 from tasks.settings import Settings
 
@@ -68,7 +70,7 @@ def get(settings: Settings, spool_id: str) -> MessageRecord:
         store.close()
     if found is None:
         raise NotLogged(f"the message log has no message {spool_id}")
-    return found
+    return with_crashdumps(found, open_store(settings))
 
 
 def _unavailable(settings: Settings, err: SQLAlchemyError) -> MessageLogUnavailable:

@@ -22,6 +22,7 @@ from starlette.responses import RedirectResponse, Response
 from mailserver.console import learning, quarantined, sarules
 from mailserver.console.access import user
 from mailserver.console.site import console_of, render
+from mailserver.messagelog.crashlinks import with_crashdumps
 from mailserver.messagelog.query import MAX_PER_PAGE, PER_PAGE, Criteria
 from mailserver.messagelog.record import VERDICTS, MessageRecord
 from mailserver.messagelog.store import MessageStore
@@ -106,6 +107,7 @@ async def message_page(request: Request) -> Response:
         raise HTTPException(503, "The message log's database does not answer.") from None
     if record is None:
         raise HTTPException(404, "The message log has no such message.")
+    record = await asyncio.to_thread(with_crashdumps, record, console.crashes)
     book = await asyncio.to_thread(sarules.installed, console.settings.spamd_config)
     context = {"r": record, "engines": engines(record), "rules": book.hits(record.rules()),
                "timeline": timeline(record.steps_ms),

@@ -20,10 +20,12 @@ import redis
 
 from tasks import redisauth
 from tasks.settings import Settings
+from tasks.wire.jobids import parse_job_id
 from tasks.wire.keys import (
     CRASHDUMP_INDEX,
     CRASHDUMP_KEY,
     CRASHDUMP_ONCE_KEY,
+    CRASHDUMPS_OF_MESSAGE_KEY,
     CRASHGROUP_INDEX,
     CRASHGROUP_KEY,
     CRASHGROUP_WINDOW_KEY,
@@ -31,6 +33,8 @@ from tasks.wire.keys import (
 
 log = logging.getLogger(__name__)
 ONCE_TTL_S = 3600
+# As long as the message log keeps a message by default (MAILSCAN_MESSAGE_LOG_DAYS).
+MESSAGE_LINK_TTL_S = 30 * 86400
 FULL_EVERY_S = 60.0
 # KEYS: once mark, window mark, record, record index, group, group index.
 # ARGV: id, record JSON, time, signature, once TTL, window TTL, group field/value pairs.
@@ -66,11 +70,43 @@ class CrashStore:
         """Store the record; return "redis", "counted" (only its group counted it: a record
         of the same failure was kept in this window), "spooled" or "duplicate"."""
         try:
-            return self._to_redis(dump)
+            return self._stored(dump)
         except redis.RedisError as err:
             log.warning("crashdump %s kept locally, Redis unavailable: %s", dump["id"], err)
             self._to_spool(dump)
             return "spooled"
+
+    def _stored(self, dump: dict[str, Any]) -> str:
+        saved = self._to_redis(dump)
+        if saved != "duplicate":
+            self._link_to_message(dump, saved == "redis")
+        return saved
+
+    def _link_to_message(self, dump: dict[str, Any], full: bool) -> None:
+        """The message's page lists the record of its failure: its own, or, when only its
+        group counted it, the group's last full record of the same failure."""
+        job = parse_job_id(dump.get("job_id", ""))
+        if job is None:
+            return  # a health probe's, or a job not made by the front
+        record_id = dump["id"] if full else self.redis.hget(
+            CRASHGROUP_KEY.format(signature=dump["signature"]), "last_id")  # fmt: skip
+        if not record_id:
+            return
+        key = CRASHDUMPS_OF_MESSAGE_KEY.format(blob_id=job.blob_id)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.sadd(key, record_id).expire(key, MESSAGE_LINK_TTL_S).execute()
+
+    def of_message(self, blob_id: str) -> list[str]:
+        """The ids of the records still kept of failures on the message's path."""
+        ids = sorted(i.decode() for i in self.redis.smembers(
+            CRASHDUMPS_OF_MESSAGE_KEY.format(blob_id=blob_id)))  # fmt: skip
+        if not ids:
+            return []
+        with self.redis.pipeline(transaction=False) as pipe:  # one round trip for all
+            for dump_id in ids:
+                pipe.exists(CRASHDUMP_KEY.format(id=dump_id))
+            found = pipe.execute()
+        return [dump_id for dump_id, there in zip(ids, found, strict=True) if there]
 
     def _to_redis(self, dump: dict[str, Any]) -> str:
         # One script, so Redis does all of it or none: a connection lost between the
@@ -108,7 +144,7 @@ class CrashStore:
         moved = 0
         for path in sorted(self.pending.glob("*.json")) if self.pending.is_dir() else []:
             try:
-                self._to_redis(json.loads(path.read_text()))
+                self._stored(json.loads(path.read_text()))
             except redis.RedisError:
                 break
             path.unlink()

@@ -32,6 +32,8 @@ BREAKER_PROBE_KEY = "mailscan:breaker:{plugin}:probe"
 # Crashdumps: one JSON record per key, indexes by time, groups by signature.
 CRASHDUMP_KEY = "mailscan:crashdump:{id}"
 CRASHDUMP_INDEX = "mailscan:crashdumps"
+# The crashdump records of failures on a message's path (a set, by its blob id = spool id).
+CRASHDUMPS_OF_MESSAGE_KEY = "mailscan:crashdumps:message:{blob_id}"
 CRASHGROUP_KEY = "mailscan:crashgroup:{signature}"
 CRASHGROUP_INDEX = "mailscan:crashgroups"
 # Taken by the first incident of a signature in each window: only that one keeps a full record.
