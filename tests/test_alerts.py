@@ -31,7 +31,7 @@ pytestmark = pytest.mark.integration
 # own on a database of their own, so their alerts and jobs meet no other test's.
 ALERTS_DB = 5
 SMTP_PORT, WEBHOOK_PORT, SINK_PORT = (port(12525) + n for n in (150, 151, 152))
-WINDOW_S = 8.0
+WINDOW_S = 10.0  # wide enough for the burst on a busy machine
 ADMIN = "postmaster@example.test"
 
 
@@ -150,7 +150,7 @@ def test_a_banned_attachment_reaches_the_webhook_and_the_mailbox_without_the_bod
     assert notice["facts"]["recipients"] == ["bob@example.test"]
     assert notice["digest"] is False
     assert all(kind == "application/json" for kind, _ in webhook.received)
-    assert marker not in json.dumps(webhook.received[-1][1].decode())
+    assert not [body for _, body in webhook.received if marker.encode() in body]
     wait_for(lambda: mailbox.subjects("invoice.pdf.exe"), 20, "the banned alert by mail")
     [(rcpts, raw)] = [m for m in mailbox.messages if b"invoice.pdf.exe" in m[1]]
     assert rcpts == [ADMIN]
