@@ -21,7 +21,14 @@ def schedule(settings: Settings) -> dict[str, Any]:
         for pool in POOLS
     }
     stats_s = settings.stats_every_s
+    # Only where alerts go somewhere: the console reads them from the stream itself.
+    alerts = (
+        {"send-alerts": _every("beat.tasks.send_alerts", settings.alert_send_every_s)}
+        if settings.alert_webhook or settings.alert_email
+        else {}
+    )
     return {
+        **alerts,
         **probes,
         "queue-stats": _every("beat.tasks.queue_stats", stats_s),
         "autoscale": _every("beat.tasks.autoscale", stats_s),

@@ -1,5 +1,6 @@
 """The periodic maintenance tasks. They run on the ops worker (queue "ops"), each small:
-queue snapshots, crashdump retention, the spool alarm, and the backlog autoscaler."""
+queue snapshots, crashdump retention, the spool alarm, the backlog autoscaler, and the
+alerts' dispatcher."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import redis
 
 from beat import autoscaler
 from tasks import redisauth
+from tasks.alerts import dispatch
 from tasks.celery import app
 from tasks.settings import Settings, current_settings
 from tasks.wire.keys import (
@@ -112,6 +114,17 @@ def _dead_letters(host: str, report: dict[str, Any]) -> str | None:
     if not dead and not corrupt:
         return None
     return f"{host}: {dead} dead-lettered and {corrupt} corrupt spool entries to look at"
+
+
+@app.task(name="beat.tasks.send_alerts")
+def send_alerts() -> dict[str, int]:
+    """Send the alerts raised since the last run (tasks/alerts/dispatch.py)."""
+    settings = current_settings()
+    client = _redis(settings)
+    try:
+        return dispatch.run(client, settings)
+    finally:
+        client.close()
 
 
 @app.task(name="beat.tasks.autoscale")

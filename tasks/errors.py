@@ -18,7 +18,8 @@
     ├── MilterProtocolError    an MTA sent the milter front a packet it cannot read
     ├── LearnFailed            spamd's Bayes could not be taught a message
     ├── StackError             a service of the local system could not start
-    └── UploadFailed           a crash report did not reach the vendor's endpoint
+    ├── UploadFailed           a crash report did not reach the vendor's endpoint
+    └── AlertNotSent           an alert did not reach the webhook or the administrator's mailbox
 
 Celery's ``SoftTimeLimitExceeded`` is not part of this tree and is always re-raised.
 """
@@ -133,3 +134,8 @@ class UploadFailed(MailscanError):
     def __init__(self, message: str, retryable: bool = True) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+class AlertNotSent(MailscanError):
+    """An alert did not reach the webhook or the administrator's mailbox; the dispatcher
+    tries it again later (tasks/alerts/dispatch.py)."""

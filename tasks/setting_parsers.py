@@ -192,6 +192,30 @@ def assist_url(text: str) -> str:
     raise ValueError("must be an https:// URL (http:// only for a loopback host)")
 
 
+def webhook_url(text: str) -> str:
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    if parts.scheme in ("http", "https") and parts.hostname:
+        return text
+    raise ValueError("must be an http:// or https:// URL")
+
+
+def url_shown(text: str) -> str:
+    """A URL as an error quotes it: a webhook's path or query often carries its token."""
+    parts = urlsplit(text)
+    return f"{parts.scheme}://{parts.hostname}/..." if parts.hostname else "(not shown)"
+
+
+def mail_address(text: str) -> str:
+    if not text:
+        return ""
+    local, at, domain = text.rpartition("@")
+    if at and local and "." in domain and not re.search(r"[\s<>,;]", text):
+        return text
+    raise ValueError("must be one mail address, such as postmaster@example.com")
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True

@@ -19,6 +19,7 @@ from mailserver.front.quarantine import Quarantine
 from mailserver.front.spool import Envelope, SpoolEntry, new_id
 from mailserver.supervisor.stack import Stack
 from tasks import redisauth
+from tasks.alerts.events import raise_alert
 from tasks.crashes import records as crashdumps
 from tasks.crashes.store import CrashStore
 from tasks.settings import Settings, load_settings
@@ -108,7 +109,7 @@ def test_a_wrong_password_answers_slowly_and_the_same_for_an_unknown_user(admin)
 def test_every_page_and_action_without_a_session_goes_to_the_login(console, cs):
     held = quarantined(cs, "no-session")
     pages = ["/", "/dashboard/live", "/events", "/crashdumps", f"/crashdumps/{'a' * 32}",
-             "/quarantine", f"/quarantine/{held}", "/audit", "/assist/dialog",
+             "/quarantine", f"/quarantine/{held}", "/audit", "/alerts", "/assist/dialog",
              f"/reports/{'b' * 20}"]  # fmt: skip
     actions = ["/logout", f"/quarantine/{held}/release", f"/quarantine/{held}/delete",
                "/assist/answer", "/assist/later", "/assist/remember"]  # fmt: skip
@@ -269,3 +270,16 @@ def test_a_corrupt_spool_entry_raises_an_alarm_on_the_dashboard(admin, settings,
     page = admin.get("/dashboard/live").text
     assert "Alarms" in page
     assert "1 corrupt spool entries to look at" in page
+
+
+def test_the_alerts_page_lists_the_front_s_alert_and_the_newest_first(
+    admin, settings, corrupt_entry
+):
+    said = f"corrupt spool entry {corrupt_entry} set aside"
+    wait_for(lambda: said in admin.get("/alerts").text, 10, "the front's alert on the page")
+    newer = f"breaker for clamav opened after 5 failures ({time.time_ns()})"
+    raise_alert(redisauth.connect(settings), "breaker-opened", newer, plugin="clamav")
+    page = admin.get("/alerts").text
+    assert 'href="/alerts" aria-current="page"' in page
+    assert page.index(newer) < page.index(said)  # newest first
+    assert "Sent nowhere" in page  # the session's stack names no webhook and no address

@@ -63,6 +63,7 @@ ROUTES = [
     Route("/messages/{spool_id}", page(messagepages.message_page)),
     Route("/messages/{spool_id}/spam", action(messagepages.message_confirm_spam), methods=["POST"]),
     Route("/audit", page(pages.audit_page)),
+    Route("/alerts", page(pages.alerts_page)),
     Route("/assist/dialog", page(assist_views.dialog)),
     Route("/assist/answer", action(assist_views.answer), methods=["POST"]),
     Route("/assist/later", action(assist_views.later), methods=["POST"]),

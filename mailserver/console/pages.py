@@ -1,4 +1,4 @@
-"""The console's pages: dashboard, crashdumps, quarantine and the audit log."""
+"""The console's pages: dashboard, crashdumps, quarantine, the audit log and the alerts."""
 
 from __future__ import annotations
 
@@ -17,8 +17,11 @@ from mailserver.console import dashboard, learning, quarantined
 from mailserver.console.access import user
 from mailserver.console.assist import DUMP_ID
 from mailserver.console.site import console_of, render
+from tasks.alerts import events as alerts
 from tasks.crashes import reports as crashreports
 from tasks.errors import DeliveryError, LearnFailed, NotQuarantined
+
+ALERTS_SHOWN = 100
 
 
 async def home(request: Request) -> Response:
@@ -140,6 +143,17 @@ async def audit_page(request: Request) -> Response:
     console = console_of(request)
     entries = await asyncio.to_thread(crashreports.audit_log, console.redis)
     return await render(request, "audit.html", {"entries": entries})
+
+
+async def alerts_page(request: Request) -> Response:
+    """The latest alerts raised, newest first, whether or not they were sent anywhere."""
+    console = console_of(request)
+    latest = await asyncio.to_thread(alerts.latest, console.redis, ALERTS_SHOWN)
+    settings = console.settings
+    sent_to = ["the webhook"] if settings.alert_webhook else []
+    sent_to += [settings.alert_email] if settings.alert_email else []
+    context = {"alerts": latest, "sent_to": sent_to, "every_s": settings.alert_every_s}
+    return await render(request, "alerts.html", context)
 
 
 def _back(request: Request, target: str, text: str) -> Response:

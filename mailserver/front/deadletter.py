@@ -2,7 +2,7 @@
 ``dead/`` (its life ran out, or the next hop refused it for good) and ``corrupt/`` (it
 cannot be read). Each entry keeps its file as it was in the spool, beside it a JSON file
 that says why. Both folders raise an alarm while they hold anything (mailscan status, the
-metrics, the spool alarm of beat)."""
+metrics, the spool alarm of beat), and each move raises an alert for the administrator."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,19 @@ from tasks.wire.spoolfile import QUEUE, is_entry_id
 
 log = logging.getLogger(__name__)
 DEAD, CORRUPT = "dead", "corrupt"
+# (kind, summary, facts): OutcomeLog.alert, which sends it with the front's other records.
+AlertSink = Callable[[str, str, dict[str, Any]], None]
+
+
+def _no_alert(kind: str, summary: str, facts: dict[str, Any]) -> None:
+    return None
 
 
 class DeadLetters:
     """Moves spool entries out of ``queue/`` into ``dead/`` or ``corrupt/``, with a record."""
 
-    def __init__(self, spool_root: Path) -> None:
+    def __init__(self, spool_root: Path, alert: AlertSink = _no_alert) -> None:
+        self.alert = alert
         self.queue = spool_root / QUEUE
         self.dead, self.corrupt = spool_root / DEAD, spool_root / CORRUPT
         for folder in (self.dead, self.corrupt):
@@ -35,12 +43,21 @@ class DeadLetters:
         self._move(entry_id, self.dead, {"id": entry_id, "dead_at": time.time(), **record})
         log.error("spool alarm: message %s dead-lettered in %s: %s",
                   entry_id, self.dead, record.get("reason"))  # fmt: skip
+        self._alert_dead(entry_id, record)
 
     def set_aside(self, entry_id: str, reason: str) -> None:
         """Move an entry that cannot be read to ``corrupt/``."""
         self._move(entry_id, self.corrupt, {"id": entry_id, "at": time.time(), "reason": reason})
         log.error("spool alarm: corrupt spool entry %s moved to %s: %s",
                   entry_id, self.corrupt, reason)  # fmt: skip
+        summary = f"corrupt spool entry {entry_id} set aside: {reason}"
+        self.alert("spool-alarm", summary, {"id": entry_id, "reason": reason})
+
+    def _alert_dead(self, entry_id: str, record: dict[str, Any]) -> None:
+        envelope, reason = record.get("envelope") or {}, record.get("reason")
+        facts = {"id": entry_id, "reason": reason, "sender": envelope.get("mail_from"),
+                 "recipients": envelope.get("rcpt_tos")}  # fmt: skip
+        self.alert("dead-letter", f"message {entry_id} dead-lettered: {reason}", facts)
 
     def counts(self) -> dict[str, int]:
         """How many entries each folder holds (what the alarm is about)."""

@@ -64,7 +64,7 @@ class Handover:
         self.settings, self.spool, self.delivery = settings, spool, delivery
         self.quarantine, self.outcomes = quarantine, outcomes
         self.retries = RetryStore(spool.root)
-        self.dead = DeadLetters(spool.root)
+        self.dead = DeadLetters(spool.root, outcomes.alert)
         relay = settings.relay
         self.dsn = (
             DsnSender(relay.host, relay.port, settings.hostname)

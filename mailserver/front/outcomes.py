@@ -3,7 +3,8 @@ Redis list and per-minute counters by verdict. ``OutcomeLog`` gathers them and w
 one pipelined round trip every quarter of a second, however much mail flows (a round trip per
 message would cost more than the rest of the record). Recording never fails the mail flow: a
 Redis error is logged and the records of that round are dropped (the mail itself is not
-touched).
+touched). The alerts the front raises (a virus, a banned attachment, a dead letter, a corrupt
+spool entry: tasks/alerts/) go out in the same round trip.
 
 The same round trip removes the stored bytes of every message that has left the spool: no job
 needs them any more, and without it Redis would hold each message for the blob TTL (a day by
@@ -27,6 +28,7 @@ from typing import Any, Protocol
 import redis
 
 from mailserver.front.spool import SpoolEntry
+from tasks.alerts import events as alerts
 from tasks.wire.blobs import head_of
 from tasks.wire.blobs import key as blob_key
 from tasks.wire.keys import OUTCOMES_KEY, OUTCOMES_MINUTE_KEY
@@ -70,14 +72,23 @@ class OutcomeLog:
         self._items: list[str] = []
         self._counts: Counter[tuple[str, str]] = Counter()
         self._done_blobs: list[str] = []
+        self._alerts: list[tuple[str, str, dict[str, Any]]] = []
 
     def add(self, entry: SpoolEntry, outcome: Outcome) -> None:
         item, minute_key, verdict = _item(entry, outcome)
+        if verdict in ("virus", "banned"):
+            self.alert(verdict, *_found(entry, outcome, verdict))
         with self._lock:
             self._items.append(item)
             if len(self._items) > KEEP_LATEST:  # only the latest are kept in Redis anyway
                 del self._items[:-KEEP_LATEST]
             self._counts[minute_key, verdict] += 1
+
+    def alert(self, kind: str, summary: str, facts: dict[str, Any]) -> None:
+        """An alert for the administrator (tasks/alerts/events.py), sent with the records."""
+        with self._lock:
+            if len(self._alerts) < KEEP_LATEST:  # Redis away: a flood is not kept in memory
+                self._alerts.append((kind, summary, facts))
 
     def blob_done(self, blob_id: str) -> None:
         """The message has left the spool for good: its stored bytes can go."""
@@ -102,14 +113,16 @@ class OutcomeLog:
 
     def pending(self) -> bool:
         with self._lock:
-            return bool(self._items or self._done_blobs)  # counts only come with items
+            # counts only come with items
+            return bool(self._items or self._done_blobs or self._alerts)
 
     def flush(self) -> None:
         with self._lock:
             items, counts, blobs = self._items, self._counts, self._done_blobs
-            self._items, self._counts, self._done_blobs = [], Counter(), []
-        if items or blobs:
-            _write(self._client, items, counts, blobs)
+            raised = self._alerts
+            self._items, self._counts, self._done_blobs, self._alerts = [], Counter(), [], []
+        if items or blobs or raised:
+            _write(self._client, items, counts, blobs, raised)
 
 
 def _item(entry: SpoolEntry, outcome: Outcome) -> tuple[str, str, str]:
@@ -128,11 +141,33 @@ def _item(entry: SpoolEntry, outcome: Outcome) -> tuple[str, str, str]:
     return json.dumps(item), OUTCOMES_MINUTE_KEY.format(minute=int(now // 60)), verdict
 
 
+def _found(entry: SpoolEntry, outcome: Outcome, verdict: str) -> tuple[str, dict[str, Any]]:
+    """The alert of a virus or banned attachment: the name or part, and the envelope."""
+    found = outcome.reason.split(" ", 1)[1]  # "virus NAME", "banned PART (RULE)"
+    envelope = entry.envelope
+    facts = {"id": entry.id, "action": outcome.action, "sender": envelope.mail_from,
+             "recipients": envelope.rcpt_tos}  # fmt: skip
+    if verdict == "virus":
+        facts["virus"] = found
+    else:
+        facts["part"], _, rule = found.rpartition(" (")
+        facts["rule"] = rule.removesuffix(")")
+    what = "virus" if verdict == "virus" else "banned attachment"
+    summary = f"{what} {found} in {entry.id} from <{envelope.mail_from}>: {outcome.action}"
+    return summary, facts
+
+
 def _write(
-    client: redis.Redis, items: list[str], counts: Counter[tuple[str, str]], blobs: list[str]
+    client: redis.Redis,
+    items: list[str],
+    counts: Counter[tuple[str, str]],
+    blobs: list[str],
+    raised: list[tuple[str, str, dict[str, Any]]],
 ) -> None:
     try:
         with client.pipeline(transaction=False) as pipe:
+            for kind, summary, facts in raised:
+                alerts.append(pipe, kind, summary, **facts)
             if items:
                 # LPUSH of several pushes each in turn: the newest ends up first, as one by one.
                 pipe.lpush(OUTCOMES_KEY, *items).ltrim(OUTCOMES_KEY, 0, KEEP_LATEST - 1)
@@ -143,8 +178,10 @@ def _write(
             pipe.execute()
     except (redis.RedisError, OSError) as err:
         log.warning(
-            "%d outcomes not recorded for the console, %d stored messages left to their TTL: %s",
+            "%d outcomes not recorded for the console, %d alerts not raised, %d stored "
+            "messages left to their TTL: %s",
             len(items),
+            len(raised),
             len(blobs),
             err,
         )

@@ -5,7 +5,10 @@ never lost because the broker is down.
 Every incident counts in its group (same signature), but only the first of each window of
 ``full_every_s`` seconds keeps a full record: a plugin that fails on every message would
 otherwise write one record per message into a Redis that never evicts, until every write,
-mail included, fails."""
+mail included, fails.
+
+The first incident of a signature starts a new group, which raises an alert for the
+administrator (tasks/alerts/)."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from typing import Any
 import redis
 
 from tasks import redisauth
+from tasks.alerts.events import raise_alert
 from tasks.settings import Settings
 from tasks.wire.jobids import parse_job_id
 from tasks.wire.keys import (
@@ -38,20 +42,21 @@ MESSAGE_LINK_TTL_S = 30 * 86400
 FULL_EVERY_S = 60.0
 # KEYS: once mark, window mark, record, record index, group, group index.
 # ARGV: id, record JSON, time, signature, once TTL, window TTL, group field/value pairs.
+# Returns where the record went, and 1 when its group is new.
 SAVE_SCRIPT = """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[5]) then return 'duplicate' end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[5]) then return {'duplicate', 0} end
 local full = redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[6])
 if full then
   redis.call('SET', KEYS[3], ARGV[2])
   redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
   redis.call('HSET', KEYS[5], 'last_id', ARGV[1])
 end
-redis.call('HSETNX', KEYS[5], 'first_seen', ARGV[3])
+local new = redis.call('HSETNX', KEYS[5], 'first_seen', ARGV[3])
 redis.call('HINCRBY', KEYS[5], 'count', 1)
 redis.call('HSET', KEYS[5], unpack(ARGV, 7))
 redis.call('ZADD', KEYS[6], ARGV[3], ARGV[4])
-if full then return 'redis' end
-return 'counted'
+if full then return {'redis', new} end
+return {'counted', new}
 """
 
 
@@ -127,7 +132,9 @@ class CrashStore:
         fields = [item for pair in _group_fields(dump).items() for item in pair]
         args = [dump["id"], json.dumps(dump), dump["ts"], dump["signature"], ONCE_TTL_S,
                 2 * math.ceil(self.full_every_s), *fields]  # fmt: skip
-        saved = self._save_script(keys=keys, args=args, client=self.redis)
+        saved, new_group = self._save_script(keys=keys, args=args, client=self.redis)
+        if new_group:
+            _announce_group(self.redis, dump)
         return saved.decode() if isinstance(saved, bytes) else saved
 
     def _to_spool(self, dump: dict[str, Any]) -> None:
@@ -174,6 +181,14 @@ class CrashStore:
                 CRASHGROUP_KEY.format(signature=sig)).items()}  # fmt: skip
             groups.append({"signature": sig, **fields, "count": int(fields.get("count", 0))})
         return groups
+
+
+def _announce_group(client: redis.Redis, dump: dict[str, Any]) -> None:
+    plugin, kind = dump["plugin"].get("name", ""), dump["kind"]
+    exception = dump["exception"]["type"]
+    summary = f"new crash group: {plugin} in the {dump['pool']} pool, {kind} ({exception})"
+    raise_alert(client, "crash-group", summary, plugin=plugin, pool=dump["pool"],
+                exception=exception, signature=dump["signature"], crashdump=dump["id"])  # fmt: skip
 
 
 def _group_fields(dump: dict[str, Any]) -> dict[str, Any]:

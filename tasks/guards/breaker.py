@@ -5,6 +5,9 @@ for ``breaker_cooldown_s``: workers skip the plugin (the failure policy applies)
 each waiting for its own timeout. One worker at a time probes the backend while it is open
 and closes the breaker as soon as the backend answers; when the cooldown ends, the next
 scan tries for real.
+
+An opening is announced once as an alert (tasks/alerts/), and so is the closing that follows
+it, whoever closes it: the probe here, or a health probe after the cooldown ran out.
 """
 
 from __future__ import annotations
@@ -15,11 +18,17 @@ import threading
 
 from redis import Redis
 
+from tasks.alerts.events import raise_alert
 from tasks.errors import BackendProtocol, BackendUnavailable, MailscanError
 from tasks.guards.base import Guard, JobContext, Reads, ScanContext
 from tasks.plugins.base import Verdict
 from tasks.wire.fleet import is_open
-from tasks.wire.keys import BREAKER_FAILURES_KEY, BREAKER_OPEN_KEY, BREAKER_PROBE_KEY
+from tasks.wire.keys import (
+    BREAKER_ALERTED_KEY,
+    BREAKER_FAILURES_KEY,
+    BREAKER_OPEN_KEY,
+    BREAKER_PROBE_KEY,
+)
 
 log = logging.getLogger(__name__)
 PROBE_EVERY_S = 2
@@ -55,6 +64,14 @@ class BreakerGuard(Guard):
         cooldown_ms = _ms(settings.breaker_cooldown_s)
         if redis.set(BREAKER_OPEN_KEY.format(plugin=name), 1, nx=True, px=cooldown_ms):
             log.error("breaker for %s opened after %d failures", name, failures)
+            _announce_opening(redis, name, scan.job.pool, failures)
+
+
+def _announce_opening(redis: Redis, name: str, pool: str, failures: int) -> None:
+    # Once until it is closed: an open key that expired and opened again is one outage.
+    if redis.set(BREAKER_ALERTED_KEY.format(plugin=name), 1, nx=True):
+        summary = f"breaker for {name} opened after {failures} failures: its backend is down"
+        raise_alert(redis, "breaker-opened", summary, plugin=name, pool=pool, failures=failures)
 
 
 def _ms(seconds: float) -> int:
@@ -70,9 +87,17 @@ def _probe(scan: ScanContext) -> None:
     except MailscanError:
         return
     close(scan.job.redis, scan.plugin.name)
-    log.warning("breaker for %s closed: the backend answers again", scan.plugin.name)
 
 
 def close(redis: Redis, plugin: str) -> None:
-    """Close the breaker of ``plugin`` (also used by the health probes)."""
-    redis.delete(BREAKER_OPEN_KEY.format(plugin=plugin), BREAKER_FAILURES_KEY.format(plugin=plugin))
+    """Close the breaker of ``plugin`` (also used by the health probes); the first to close
+    an announced opening says so."""
+    keys = (BREAKER_OPEN_KEY, BREAKER_FAILURES_KEY)
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.delete(*(key.format(plugin=plugin) for key in keys))
+        pipe.delete(BREAKER_ALERTED_KEY.format(plugin=plugin))
+        announced = pipe.execute()[1]
+    if announced:
+        log.warning("breaker for %s closed: the backend answers again", plugin)
+        summary = f"breaker for {plugin} closed: its backend answers again"
+        raise_alert(redis, "breaker-closed", summary, plugin=plugin)

@@ -28,6 +28,9 @@ POISON_KEY = "mailscan:poison:{origin}"
 BREAKER_FAILURES_KEY = "mailscan:breaker:{plugin}:failures"
 BREAKER_OPEN_KEY = "mailscan:breaker:{plugin}:open"
 BREAKER_PROBE_KEY = "mailscan:breaker:{plugin}:probe"
+# Set when an opening of the breaker was announced as an alert; its removal announces the
+# closing (the open key itself expires with the cooldown, unannounced).
+BREAKER_ALERTED_KEY = "mailscan:breaker:{plugin}:alerted"
 
 # Crashdumps: one JSON record per key, indexes by time, groups by signature.
 CRASHDUMP_KEY = "mailscan:crashdump:{id}"
@@ -66,3 +69,13 @@ UPLOAD_TASK = "tasks.ops.upload_crash_report"
 # per client address and per name (hash: count, last), keyed by a digest of either.
 CONSOLE_SESSION_KEY = "mailscan:console:session:{digest}"
 CONSOLE_LOGIN_FAILURES_KEY = "mailscan:console:login-failures:{by}:{digest}"
+
+# Alerts for the administrator: every process appends events to a capped stream (the
+# console shows its latest); beat's dispatcher reads on from its cursor, keeps each kind's
+# rate-limit window (hash: kind -> JSON) and the notices still to send (hash: id -> JSON),
+# and runs under a lock so two runs never send the same notice.
+ALERTS_KEY = "mailscan:alerts"
+ALERTS_CURSOR_KEY = "mailscan:alerts:cursor"
+ALERTS_WINDOWS_KEY = "mailscan:alerts:windows"
+ALERTS_OUTBOX_KEY = "mailscan:alerts:outbox"
+ALERTS_LOCK_KEY = "mailscan:alerts:lock"

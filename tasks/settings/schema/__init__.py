@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from tasks.settings.schema.alerts import AlertSettings
 from tasks.settings.schema.connection import RedisSettings
 from tasks.settings.schema.engines import BANNED_EXTENSIONS, BANNED_TYPES, EngineSettings
 from tasks.settings.schema.front import FrontSettings
@@ -16,9 +17,9 @@ __all__ = ["BANNED_EXTENSIONS", "BANNED_TYPES", "Settings", "platform_assist_pro
 
 
 # A dataclass takes its bases' fields from the last base to the first: the sections come
-# in the order Redis, SMTP front, engines, operations.
+# in the order Redis, SMTP front, engines, operations, alerts.
 @dataclass(frozen=True)
-class Settings(OperationSettings, EngineSettings, FrontSettings, RedisSettings):
+class Settings(AlertSettings, OperationSettings, EngineSettings, FrontSettings, RedisSettings):
     """Everything mailscan can be told, with units in the names; the pools' own settings in
     ``pools``."""
 
