@@ -13,7 +13,7 @@ import pytest
 
 from mailserver.front.policies.holder import PolicyHolder
 from mailserver.front.policies.loading import PolicyError, load_policies
-from mailserver.front.policies.per_recipient import decide_for_recipients
+from mailserver.front.policies.per_recipient import decide_for_recipients, one_for_all
 from mailserver.front.policy import Decision
 from tasks.settings import load_settings
 from tests.pool_verdicts import av_verdict as av
@@ -154,3 +154,15 @@ def test_the_documented_example_is_a_valid_policy_file(tmp_path):
     policies = policies_of(tmp_path, example)
     assert policies.for_recipient("abuse@example.org").bypass
     assert policies.for_recipient("x@mail.example.org").spam_reject_score == 20.0
+
+
+def test_the_milter_carries_out_the_strictest_groups_decision(tmp_path):
+    policies = policies_of(tmp_path)
+    decision = decide_for_recipients(av("clean"), spam("spam", 8.0), SETTINGS, policies,
+                                     "a@example.test", ("bob@lenient.test", "ann@strict.test"),
+                                     client_waiting=True)  # fmt: skip
+    assert decision.action == "deliver"  # some recipients get it, tagged
+    held = one_for_all(decision)
+    assert held.action == "quarantine"
+    assert held.policy == "domain strict.test: spam_quarantine_score 5"
+    assert any(line.startswith("X-Spam-Flag: YES") for line in held.header_lines)

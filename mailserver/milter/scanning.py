@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from mailserver.front.outcomerecord import Steps
 from mailserver.front.pipeline import Pipeline
+from mailserver.front.policies.per_recipient import one_for_all
 from mailserver.front.policy import Decision
 from mailserver.front.redrive import Redriver
 from mailserver.front.spool import Envelope, SpoolEntry, boot_id, new_id
@@ -73,6 +74,7 @@ class MessageScanner:
         if judged is None:
             return
         decision, results = judged
+        decision = one_for_all(decision)  # the MTA carries out one outcome per message
         packets = replies.for_decision(
             decision,
             message,

@@ -45,6 +45,15 @@ def decide_for_recipients(
     return decided[0][1] if len(decided) == 1 else _combined(decided)
 
 
+def one_for_all(decision: Decision) -> Decision:
+    """For a front whose MTA carries out one outcome per message (the milter): the
+    strictest group's decision, so no recipient gets what their policy holds back."""
+    if not decision.split:
+        return decision
+    strictness = {"quarantine": 0, "discard": 1, "deliver": 2}
+    return min((part for _, part in decision.split), key=lambda d: strictness[d.action])
+
+
 def refuses_banned_for_all(policies: Policies, rcpts: tuple[str, ...]) -> bool:
     """Whether a banned attachment alone settles the message for every recipient: then the
     spam verdict need not be awaited."""
