@@ -2,6 +2,7 @@
 
     MailscanError
     ├── ConfigError            bad or missing configuration; raised at start, never mid-scan
+    │   └── PolicyError        a policy file with mistakes, one line each (at start, reload)
     ├── BlobMissing            the message bytes are gone from Redis (expired or never stored)
     │   └── SpoolUnreadable    a big message is not in the spool this pool process reads
     ├── ScanError              a plugin could not produce a verdict
@@ -31,6 +32,14 @@ class MailscanError(Exception):
 
 class ConfigError(MailscanError):
     """Configuration is invalid; the message names the variable and what is wrong."""
+
+
+class PolicyError(ConfigError):
+    """A policy file that cannot be used; ``lines`` has one line per mistake."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
 
 
 class BlobMissing(MailscanError):

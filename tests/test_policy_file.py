@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from mailserver.front.policies.holder import PolicyHolder
-from mailserver.front.policies.loading import PolicyError, load_policies
+from mailserver.front.policies.loading import load_policies
 from mailserver.front.policies.per_recipient import decide_for_recipients, one_for_all
 from mailserver.front.policy import Decision
+from tasks.errors import PolicyError
 from tasks.settings import load_settings
 from tests.pool_verdicts import av_verdict as av
 from tests.pool_verdicts import banned_verdict

@@ -31,10 +31,8 @@ from tests.sentinel_stack import (
 )
 from tests.test_soak import (
     Sent,
-    chaos_dumps,
+    await_a_crashdump_per_fault,
     copies_delivered,
-    expected_dumps,
-    injected_faults,
     run_stream,
 )
 
@@ -96,9 +94,7 @@ def test_killing_the_primary_under_a_stream_loses_and_duplicates_nothing(ha, hs)
     assert outside == {}, "a 451 outside the failover window (seconds after the kill)"
     assert watch.restarted() == [], "needed a restart to follow the failover"
     assert_pools_beat_and_console_work_on(hs, failover)
-    faults = injected_faults(ha, log_start)
-    assert sum(faults.values()) > 0, "the stream had no plugin faults"
-    wait_for(lambda: chaos_dumps(hs) == expected_dumps(faults), 60, "a crashdump per fault")
+    faults = await_a_crashdump_per_fault(ha, hs, log_start)
     report(sent, failover, stream_s, faults)
 
 

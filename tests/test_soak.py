@@ -228,17 +228,24 @@ def test_soak_with_plugin_faults_front_kill_redis_restart_and_spamd_freeze(soak,
     assert [i for i in mail if copies[i] == 0] == [], "answered 250, then lost"
     assert [i for i in mail if copies[i] > 1] == [], "delivered twice"
     assert supervisor.unexpected_restarts({"mailserver", "redis"}) == []
-    faults, ran_out = injected_faults(soak, log_start)
-    assert sum(faults.values()) > 0
+    faults = await_a_crashdump_per_fault(soak, ss, log_start)
+    report(sent, faults, soak_s, baseline_s, marks["first"] - started)
+
+
+def await_a_crashdump_per_fault(stack: Stack, settings: Settings, log_start: int) -> Counter[str]:
+    """The chaos plugin's faults since ``log_start`` of the av worker's log, once each has
+    its crashdump (those in jobs a lost connection cut short may or may not)."""
+    faults, ran_out = injected_faults(stack, log_start)
+    assert sum(faults.values()) > 0, "the stream had no plugin faults"
     fewest, most = expected_dumps(ran_out), expected_dumps(faults)
     try:
-        wait_for(lambda: fewest <= chaos_dumps(ss) <= most, 60, "a crashdump per fault")
+        wait_for(lambda: fewest <= chaos_dumps(settings) <= most, 60, "a crashdump per fault")
     finally:
         print(
-            f"\ncrashdumps by kind: {dict(chaos_dumps(ss))}, expected from the faults: "
-            f"{dict(fewest)} to {dict(most)}"
+            f"\ncrashdumps by kind: {dict(chaos_dumps(settings))}, expected from the "
+            f"faults: {dict(fewest)} to {dict(most)}"
         )
-    report(sent, faults, soak_s, baseline_s, marks["first"] - started)
+    return faults
 
 
 def report(sent: dict[str, Sent], faults: Counter[str], soak_s: float, baseline_s: float,

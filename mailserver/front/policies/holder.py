@@ -15,8 +15,9 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from mailserver.front.policies.loading import PolicyError, load_policies
+from mailserver.front.policies.loading import load_policies
 from mailserver.front.policies.rules import Policies, Rules
+from tasks.errors import PolicyError
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)

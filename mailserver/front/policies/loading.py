@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mailserver.front.policies.rules import DEFAULT, Policies, Rules
-from tasks.errors import ConfigError
+from tasks.errors import PolicyError
 from tasks.setting_parsers import FAILURE_POLICIES
 from tasks.settings import Settings
 
@@ -22,14 +22,6 @@ OFF = "off"
 _PATTERN = re.compile(r"^@?[a-z0-9._+=-]*@?[a-z0-9-]+(\.[a-z0-9-]+)*$")
 _TABLE = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
 _KEY = re.compile(r"""^\s*["']?([A-Za-z0-9_-]+)["']?\s*=""")
-
-
-class PolicyError(ConfigError):
-    """A policy file that cannot be used; ``lines`` has one line per mistake."""
-
-    def __init__(self, lines: list[str]) -> None:
-        super().__init__("\n".join(lines))
-        self.lines = lines
 
 
 def _score(value: Any) -> float | None:
