@@ -46,6 +46,12 @@ class EngineSettings:
         "SpamAssassin settings for the spamd `mailscan up` starts, `;`-separated, e.g. "
         "`bayes_min_spam_num 50; bayes_min_ham_num 50` (Bayes waits for 200 of each)",
     )  # fmt: skip
+    spamd_children: int | None = setting(
+        None, parse.positive_int,
+        "spamd children `mailscan up` starts; unset: as many as the CPUs it may use "
+        "(CPU affinity and cgroup quota), as more only make each message cost more CPU",
+        shown="the usable CPUs",
+    )  # fmt: skip
     spam_max_bytes: int = setting(
         1024 * 1024, parse.positive_int,
         "larger messages are not spam-scanned (`X-Spam-Status: No, not scanned`)",
