@@ -110,7 +110,8 @@ def plan(settings: Settings, cpus: Cpus | None = None) -> Sizing:
     spam = pools[SPAM_POOL]
     if spam.count > children.count:
         waits = spam.count - children.count
-        pools[SPAM_POOL] = Size(spam.count, f"{spam.why}; {waits} wait for a free spamd child")
+        note = f"{waits} more than spamd's children: their requests wait for a free child"
+        pools[SPAM_POOL] = Size(spam.count, f"{spam.why}; {note}")
     return Sizing(children, pools)
 
 

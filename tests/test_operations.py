@@ -156,7 +156,7 @@ def test_status_says_how_many_spamd_children_and_pool_processes_and_why(stack, s
         f"  spamd: {cpus} children ({cpus} usable CPUs; MAILSCAN_SPAMD_CHILDREN unset)",
         f"  av pool: {cpus} processes ({cpus} usable CPUs; MAILSCAN_AV_CONCURRENCY unset)",
         f"  spam pool: {cpus + 1} processes (MAILSCAN_SPAM_CONCURRENCY={cpus + 1}; "
-        "1 wait for a free spamd child)",
+        "1 more than spamd's children: their requests wait for a free child)",
     ):
         assert line in status.stdout.splitlines(), status.stdout
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tasks.settings import load_settings
-from tasks.sizing import Cpus, cgroup_quota, own_cpu_max_files, plan, usable_cpus
+from tasks.sizing import Cpus, Size, cgroup_quota, own_cpu_max_files, plan, usable_cpus
 
 TWO = Cpus(2, "2 usable CPUs")
 
@@ -86,8 +86,10 @@ def test_settings_override_and_a_wider_spam_pool_says_its_jobs_wait():
     sized = plan(load_settings(environ), TWO)
     assert sized.spamd_children.count == 2
     assert sized.pools["av"].why == "MAILSCAN_AV_CONCURRENCY=6"
-    assert sized.pools["spam"] == type(sized.pools["spam"])(
-        4, "MAILSCAN_SPAM_CONCURRENCY=4; 2 wait for a free spamd child"
+    assert sized.pools["spam"] == Size(
+        4,
+        "MAILSCAN_SPAM_CONCURRENCY=4; 2 more than spamd's children: their requests wait for a "
+        "free child",
     )
 
 
