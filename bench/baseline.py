@@ -22,6 +22,7 @@ from loguru import logger
 
 from bench.load import Answer, Work
 from tasks.plugins.clamav import clamd_client
+from tasks.plugins.truncation import truncate
 from tasks.settings import Settings
 
 logger.disable("aiospamc")  # one INFO line per request otherwise
@@ -64,10 +65,9 @@ def _spamd_client(settings: Settings) -> tuple[asyncio.AbstractEventLoop, Client
 
 
 def spamd_status(settings: Settings, message: bytes) -> str:
-    if len(message) > settings.spam_max_bytes:
-        return "skipped"  # as the spamassassin plugin does
+    given = truncate(message, settings.spam_max_bytes)  # as the spamassassin plugin does
     loop, client = _spamd_client(settings)
-    response = loop.run_until_complete(client.request(Request("SYMBOLS", body=message)))
+    response = loop.run_until_complete(client.request(Request("SYMBOLS", body=given)))
     spam = response.headers.get("Spam")
     if spam is None:
         return "error"

@@ -84,3 +84,23 @@ def test_subject_tag_is_added_once_and_only_in_the_header():
     assert tagged.startswith(b"Subject: [SPAM] offer\r\n")
     assert tagged.endswith(b"\r\nSubject: body line\r\n")
     assert headers.tag_subject(b"From: a@b\n\nbody\n", "[SPAM]").startswith(b"Subject: [SPAM]\n")
+
+
+def test_spam_status_says_when_spamassassin_saw_the_head_of_the_message_alone():
+    engine = EngineVerdict("spamassassin", "spam", score=1000.0, threshold=5.0, rules=("GTUBE",),
+                           scanned_bytes=511_980, message_bytes=2_300_000)  # fmt: skip
+    status = headers.spam_headers(PoolVerdict("spam", "spam", (engine,)))[-1]
+    assert status.replace(",\r\n\t", ",") == (
+        "X-Spam-Status: Yes, score=1000.0 required=5.0 tests=GTUBE "
+        "(first 511980 bytes of 2300000 scanned)"
+    )
+    whole = EngineVerdict("spamassassin", "ham", score=0.0, threshold=5.0)
+    assert "scanned" not in headers.spam_headers(PoolVerdict("spam", "ham", (whole,)))[-1]
+
+
+def test_a_skipped_spam_scan_says_why_in_its_own_words():
+    engine = EngineVerdict(
+        "spamassassin", "skipped", detail="not scanned: the av pool found a virus"
+    )
+    status = headers.spam_headers(PoolVerdict("spam", "skipped", (engine,)))
+    assert status == ["X-Spam-Status: No, not scanned (the av pool found a virus)"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import time
 import urllib.error
@@ -16,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from beat import autoscaler
 from mailserver.supervisor.services import control_app, flower_credentials
 from mailserver.supervisor.stack import Stack
-from tasks import poolsize, redisauth
+from tasks import poolsize, redisauth, sizing
 from tasks.plugins.chaos import marker
 from tasks.settings import Settings, load_settings
 from tasks.wire.keys import SPOOL_REPORT_KEY
@@ -145,6 +146,21 @@ def test_status_shows_each_pools_engines_and_that_it_reads_the_fronts_spool(stac
     assert probed["spool"]["id"] == spool_id
 
 
+def test_status_says_how_many_spamd_children_and_pool_processes_and_why(stack, settings):
+    cpus = sizing.this_machine().count  # the test stack sets none of these counts
+    wider = {**os.environ, "MAILSCAN_SPAM_CONCURRENCY": str(cpus + 1)}
+    status = mailscan("status", env=wider)
+    assert status.returncode == 0, status.stderr
+    assert "sizes `mailscan up` chooses on this host:" in status.stdout
+    for line in (
+        f"  spamd: {cpus} children ({cpus} usable CPUs; MAILSCAN_SPAMD_CHILDREN unset)",
+        f"  av pool: {cpus} processes ({cpus} usable CPUs; MAILSCAN_AV_CONCURRENCY unset)",
+        f"  spam pool: {cpus + 1} processes (MAILSCAN_SPAM_CONCURRENCY={cpus + 1}; "
+        "1 more than spamd's children: their requests wait for a free child)",
+    ):
+        assert line in status.stdout.splitlines(), status.stdout
+
+
 def test_backlog_autoscaler_grows_then_shrinks_the_pool(faults, fs):
     app, client = control_app(fs), redisauth.connect(fs)
     node = f"av@{fs.hostname}"
@@ -183,7 +199,7 @@ def test_backlog_autoscaler_grows_then_shrinks_the_pool(faults, fs):
     # Steps come faster than the pool reaps a shrunk process: none may shrink it below its
     # minimum on a report that still lists that process (it once left no process at all).
     assert min(sizes) >= fs.pools["av"].scale_min, "\n".join(dict.fromkeys(steps))
-    poolsize.resize(app, node, fs.pools["av"].scale_min, fs.pools["av"].concurrency)
+    poolsize.resize(app, node, fs.pools["av"].scale_min, sizing.plan(fs).pools["av"].count)
 
 
 def _answered_idle(app, node: str) -> bool:

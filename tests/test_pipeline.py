@@ -5,6 +5,7 @@ import io
 import json
 import os
 import random
+import re
 import signal
 import time
 import zipfile
@@ -88,15 +89,49 @@ def test_message_bodies_never_reach_redis_append_only_file(stack, settings):
     assert marker.encode() not in logged().replace(f"subject-{marker}".encode(), b"")
 
 
-def test_mail_over_the_spam_size_limit_is_delivered_unscanned_by_spamd(stack, settings):
-    big = "x" * 76 + "\n"
-    body = big * (settings.spam_max_bytes // len(big) + 10)
-    reply = send(make_message(body=body, X_Test_Id="big-1"), settings.smtp_port)
-    assert reply.code == 250
-    [delivered] = find_delivered(settings.maildir, b"X-Test-Id: big-1")
+def spam_status(head: str) -> str:
+    """The X-Spam-Status field, unfolded."""
+    field = re.search(r"^X-Spam-Status: (.*(?:\n\t.*)*)", head, re.MULTILINE)
+    assert field, head
+    return field[1].replace(",\n\t", ",")
+
+
+def scanned_share(status: str) -> tuple[int, int]:
+    """What ``(first N bytes of M scanned)`` at the end of X-Spam-Status says: N, M."""
+    found = re.search(r"\(first (\d+) bytes of (\d+) scanned\)$", status)
+    assert found, status
+    return int(found[1]), int(found[2])
+
+
+def test_a_big_message_is_spam_scanned_on_its_head_and_says_so(stack, settings):
+    # GTUBE in the first part, then an attachment of noise four times the limit.
+    noise = random.Random(11).randbytes(settings.spam_max_bytes * 3)
+    message = make_message(body=GTUBE, attachment=noise, X_Test_Id="big-gtube-1").as_bytes()
+    assert send(message, settings.smtp_port).code == 250
+    [delivered] = find_delivered(settings.maildir, b"X-Test-Id: big-gtube-1")
     head = header_block(delivered)
-    assert "X-Spam-Status: No, not scanned (message too large)" in head
-    assert "X-Virus-Status: Clean" in head
+    assert "X-Spam-Flag: YES" in head
+    status = spam_status(head)
+    assert status.startswith("Yes,"), status
+    assert "GTUBE" in status
+    scanned, size = scanned_share(status)
+    assert scanned <= settings.spam_max_bytes < len(message) <= size
+    assert "X-Virus-Status: Clean" in head  # the av pool still scans the whole of it
+
+
+def test_spam_past_spamassassins_share_of_a_big_message_is_not_seen_and_it_says_so(stack, settings):
+    # A first text part larger than the limit; GTUBE only in the second, past the cut.
+    filler = "".join(f"line {n} of a long but ordinary report\n" for n in range(20_000))
+    assert len(filler) > settings.spam_max_bytes
+    message = make_message(body=filler, X_Test_Id="late-gtube-1")
+    message.add_attachment(GTUBE, disposition="inline")
+    assert send(message.as_bytes(), settings.smtp_port).code == 250
+    [delivered] = find_delivered(settings.maildir, b"X-Test-Id: late-gtube-1")
+    status = spam_status(header_block(delivered))
+    assert status.startswith("No,"), status
+    assert "GTUBE" not in status
+    scanned, size = scanned_share(status)
+    assert scanned <= settings.spam_max_bytes < size
 
 
 def test_a_big_message_reaches_the_pools_through_the_spool_not_through_redis(stack, settings):
@@ -124,21 +159,6 @@ def test_a_message_without_headers_is_scanned_like_any_other(stack, settings, si
     [delivered] = find_delivered(settings.maildir, marker.encode())
     assert "X-Virus-Status: Clean" in header_block(delivered)
     assert send(b"\r\n" + EICAR + b"\r\n", settings.smtp_port).code == 550
-
-
-def test_a_job_over_every_engines_size_limit_is_answered_without_reading_the_message(
-    stack, settings
-):
-    from tasks import runner
-    from tasks.celery import app
-
-    # No blob is stored under this id: reading it would fail the job (BlobMissing).
-    ref = {"blob": "unread" + "0" * 18, "size": settings.spam_max_bytes + 1, "digest": "0" * 64}
-    result = runner.scan("spam", ref, settings, "unread-job", "test@host", app.backend)
-    assert result.status == "skipped"
-    [verdict] = result.engines
-    assert verdict.engine == "spamassassin"
-    assert verdict.detail == f"larger than {settings.spam_max_bytes} bytes"
 
 
 def test_a_job_whose_message_is_gone_ends_as_not_scanned_without_failing(stack, settings):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks import sizing
 from tests.conftest import make_message, port, send, stack_env, wait_for
 
 pytestmark = pytest.mark.integration
@@ -75,6 +76,10 @@ def test_up_runs_everything_and_leaves_nothing_behind_on_sigterm(tmp_path):
         for service in ("SMTP front", "milter", "Flower", "av pool", "spam pool", "logs"):
             assert service in text
         assert "body rules " in text  # whether spamd runs them compiled, and what to do if not
+        cpus = sizing.this_machine().count  # how many spamd children and processes, and why
+        assert f"{cpus} children ({cpus} usable CPUs; MAILSCAN_SPAMD_CHILDREN unset;" in text
+        assert (f"{cpus} processes (as many as spamd's children; MAILSCAN_SPAM_CONCURRENCY "
+                "unset), plugins spamassassin") in text  # fmt: skip
         smtp_port = int(env["MAILSCAN_SMTP_PORT"])
         assert send(make_message(X_Test_Id="up-1"), smtp_port).code == 250
         assert_starttls_with_the_self_signed_pair(env, smtp_port, text)

@@ -99,3 +99,15 @@ def test_a_banned_verdict_keeps_its_part_and_older_records_stay_as_they_were():
     assert "part" not in EngineVerdict("clamav", "clean").to_record()
     pool = PoolVerdict("av", "banned", (EngineVerdict("clamav", "clean"), banned))
     assert PoolVerdict.from_record(pool.to_record()).banned_engine() == banned
+
+
+def test_a_truncated_scan_keeps_how_much_was_scanned_and_others_stay_as_they_were():
+    spamd = EngineVerdict("spamassassin", "spam", score=9.0, threshold=5.0,
+                          scanned_bytes=511_000, message_bytes=2_300_000)  # fmt: skip
+    record = spamd.to_record()
+    assert (record["scanned_bytes"], record["message_bytes"]) == (511_000, 2_300_000)
+    assert EngineVerdict.from_record(record) == spamd
+    assert spamd.truncated
+    whole = EngineVerdict("spamassassin", "ham", score=0.1, threshold=5.0)
+    assert "scanned_bytes" not in whole.to_record()
+    assert not whole.truncated

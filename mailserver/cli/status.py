@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mailserver.front.server import check_redis
+from tasks import sizing
 from tasks.celery import app
 from tasks.poolsize import pool_size
 from tasks.redisauth import masked, sentinel
@@ -39,6 +40,9 @@ def collect(settings: Settings) -> dict[str, Any]:
         "redis": redis_report(settings, client),
         "fronts": json_records(client, SPOOL_REPORT_KEY),
         "pools": pools,
+        # Worked out again here: the same settings on the same machine give what `mailscan
+        # up` chose; the workers' own lines below say what they run now.
+        "sizing": sizing.plan(settings).lines(),
     }
 
 
@@ -81,6 +85,7 @@ def status_lines(report: dict[str, Any], now: float | None = None) -> list[str]:
             lines.append(_subscriber_line(front["verdict_subscriber"]))
         if alarm := dead_letter_alarm(front):
             lines.append(f"  ALARM: {alarm}")
+    lines += _sizing_lines(report.get("sizing", []))
     for pool, info in report["pools"].items():
         workers = info["workers"]
         lines.append(f"pool {pool}: {len(workers)} worker(s), {info['queue_depth']} job(s) queued")
@@ -93,6 +98,12 @@ def status_lines(report: dict[str, Any], now: float | None = None) -> list[str]:
         for name, probe in info.get("probes", {}).items():
             lines += _probe_lines(name, probe, spools, now)
     return lines
+
+
+def _sizing_lines(sizing: list[str]) -> list[str]:
+    if not sizing:
+        return []
+    return ["sizes `mailscan up` chooses on this host:", *(f"  {line}" for line in sizing)]
 
 
 def _redis_line(redis: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ import re
 from mailserver.front import envelopecheck
 from mailserver.front.fieldtext import field_text
 from mailserver.front.spool import SpoolEntry
-from tasks.wire.verdicts import PoolVerdict
+from tasks.wire.verdicts import EngineVerdict, PoolVerdict
 
 FOLD_AT = 76
 # An envelope address is at most 256 octets (RFC 5321 4.5.3.1.3): kept whole.
@@ -63,7 +63,10 @@ def is_spam(spam: PoolVerdict, tag_score: float | None = None) -> bool:
 def spam_headers(spam: PoolVerdict | None, tag_score: float | None = None) -> list[str]:
     """``tag_score``: the recipients' policy's spam score, shown as the required one."""
     if spam is not None and spam.status == "skipped":
-        why = field_text(spam.reason or "") or "message too large"
+        # Spam is never skipped for its size (it is truncated): a skip says its own reason.
+        engine = spam.first_engine()
+        detail = engine.detail.removeprefix("not scanned: ") if engine else ""
+        why = field_text(spam.reason or detail) or "skipped"
         return [f"X-Spam-Status: No, not scanned ({why})"]
     verdict = spam.first_engine() if spam is not None else None
     if verdict is None or spam is None or spam.status == "error":
@@ -74,12 +77,20 @@ def spam_headers(spam: PoolVerdict | None, tag_score: float | None = None) -> li
     tests = ",".join(field_text(rule) for rule in verdict.rules) or "none"
     status = (
         f"{'Yes' if flagged else 'No'}, score={score:.1f} required={required:.1f} tests={tests}"
+        f"{_truncation_note(verdict)}"
     )
     return [
         f"X-Spam-Flag: {'YES' if flagged else 'NO'}",
         f"X-Spam-Score: {score:.1f}",
         "X-Spam-Status: " + _fold(status),
     ]
+
+
+def _truncation_note(verdict: EngineVerdict) -> str:
+    """Said when SpamAssassin saw the head of the message alone (MAILSCAN_SPAM_MAX_BYTES)."""
+    if not verdict.truncated:
+        return ""
+    return f" (first {verdict.scanned_bytes} bytes of {verdict.message_bytes} scanned)"
 
 
 def virus_headers(av: PoolVerdict | None) -> list[str]:

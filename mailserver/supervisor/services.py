@@ -20,6 +20,7 @@ from kombu.exceptions import OperationalError
 
 from mailserver.supervisor.redisnodes import redis_services
 from mailserver.supervisor.service import Service, binary
+from tasks import sizing
 from tasks.plugins.clamav import ClamavPlugin
 from tasks.plugins.spamassassin import SpamassassinPlugin
 from tasks.setting_parsers import Endpoint
@@ -107,7 +108,7 @@ def _clamd(settings: Settings) -> Service:
 
 def _spamd(settings: Settings) -> Service:
     endpoint = settings.spamd
-    children = str(settings.pools[SPAM_POOL].concurrency)
+    children = str(sizing.plan(settings).spamd_children.count)
     argv = [
         binary("spamd", "spamd"), "--local", "--nouser-config", "--syslog=stderr",
         f"--max-children={children}", f"--min-children={children}",
@@ -164,7 +165,7 @@ def worker_argv(settings: Settings, pool: str) -> list[str]:
             "--pool", "prefork", "-l", "INFO",
         )  # fmt: skip
     own = settings.pools[pool]
-    concurrency, max_tasks = own.concurrency, own.max_tasks_per_child
+    concurrency, max_tasks = sizing.plan(settings).pools[pool].count, own.max_tasks_per_child
     max_memory_kb = own.max_memory_per_child_mb * 1024
     # One mechanism per pool: Celery's autoscaler, or a fixed size that `mailscan scale` and
     # the backlog autoscaler change (Celery refuses pool_grow while its autoscaler runs).

@@ -15,10 +15,11 @@ from mailserver.supervisor.selfsigned import is_self_signed, with_self_signed
 from mailserver.supervisor.services import node_name
 from mailserver.supervisor.spamrules import body_rules_note
 from mailserver.supervisor.stack import Stack
-from tasks import plugins
+from tasks import plugins, sizing
 from tasks.errors import StackError
 from tasks.redisauth import masked, password, url_password
 from tasks.settings import Settings
+from tasks.sizing import Sizing
 from tasks.wire.keys import POOLS
 
 SUPERVISE_EVERY_S = 2.0
@@ -57,15 +58,24 @@ def run_up(settings: Settings, self_signed_tls: bool = False) -> int:
     return 0
 
 
-def _pool_line(pool: str, settings: Settings) -> str:
-    own = settings.pools[pool]
+def _pool_line(pool: str, settings: Settings, sized: Sizing) -> str:
+    own, size = settings.pools[pool], sized.pools[pool]
     return (
-        f"  {pool + ' pool':<13}{node_name(pool, settings)}, concurrency {own.concurrency}, "
-        f"plugins {','.join(own.plugins)}"
+        f"  {pool + ' pool':<13}{node_name(pool, settings)}, {size.count} processes "
+        f"({size.why}), plugins {','.join(own.plugins)}"
+    )
+
+
+def _spamd_line(settings: Settings, sized: Sizing) -> str:
+    children = sized.spamd_children
+    return (
+        f"  spamd        {settings.spamd}, {children.count} children ({children.why}; "
+        f"{body_rules_note()})"
     )
 
 
 def summary(settings: Settings, stack: Stack) -> list[str]:
+    sized = sizing.plan(settings)
     return [
         "",
         "mailscan is up:",
@@ -77,8 +87,8 @@ def summary(settings: Settings, stack: Stack) -> list[str]:
         "(add an administrator: mailscan console adduser NAME)",
         *redis_lines(settings),
         f"  clamd        {settings.clamd}",
-        f"  spamd        {settings.spamd} ({body_rules_note()})",
-        *(_pool_line(pool, settings) for pool in POOLS),
+        _spamd_line(settings, sized),
+        *(_pool_line(pool, settings, sized) for pool in POOLS),
         f"  ops worker   {node_name('ops', settings)} (beat's tasks, crash report uploads)",
         f"  Maildir      {settings.maildir}",
         f"  quarantine   {settings.quarantine_dir}",

@@ -16,6 +16,7 @@ from loguru import logger
 
 from tasks.errors import BackendProtocol, BackendUnavailable
 from tasks.plugins.base import Message, Plugin, Verdict
+from tasks.plugins.truncation import truncate
 from tasks.setting_parsers import Endpoint
 
 RECEIVE_BYTES = 64 * 1024
@@ -97,18 +98,20 @@ class SpamassassinPlugin(Plugin):
 
     def scan(self, message: Message) -> Verdict:
         started = time.perf_counter()
-        if len(message) > self.size_limit():
-            return self.too_large(started)
-        response = self._request("SYMBOLS", message)
+        given = truncate(message, self.settings.spam_max_bytes)
+        response = self._request("SYMBOLS", given)
         self._protocol = f"spamd, protocol SPAMD/{response.version}"
         spam = response.headers.get("Spam")
         if spam is None:
             raise BackendProtocol("spamd answered without a Spam header")
         rules = tuple(r.strip() for r in bytes(response.body).decode().split(",") if r.strip())
         status = "spam" if spam.value else "ham"
+        # A truncated message says so: its verdict is on the head of it alone.
+        cut = {"scanned_bytes": len(given), "message_bytes": len(message)}
         return self.verdict(
-            status, started, score=spam.score, threshold=spam.threshold, rules=rules
-        )
+            status, started, score=spam.score, threshold=spam.threshold, rules=rules,
+            **(cut if len(given) < len(message) else {}),
+        )  # fmt: skip
 
     def learn(self, message: Message, message_class: str) -> bool:
         """Teach spamd's Bayes ``message`` as ``spam`` or ``ham`` (TELL, ``Set: local``);
@@ -119,9 +122,6 @@ class SpamassassinPlugin(Plugin):
         headers.set_ = ActionOption(local=True)
         response = self._request("TELL", bytes(message), headers)
         return bool(response.headers.did_set and response.headers.did_set.local)
-
-    def size_limit(self) -> int:
-        return self.settings.spam_max_bytes  # as a classic content filter skips big mail
 
     def health(self) -> str:
         self._request("PING")

@@ -25,11 +25,14 @@ class PoolSettings:
         av=("clamav", "banned"),
         spam=("spamassassin",),
     )
-    concurrency: int = pool_setting(
+    # Unset: sized by the machine when `mailscan up` starts the pool (tasks/sizing.py).
+    concurrency: int | None = pool_setting(
         parse.positive_int,
-        "pool processes per worker (`mailscan up` also runs that many spamd children)",
-        av=2,
-        spam=2,
+        "pool processes per worker; unset: av as many as the usable CPUs, spam as many as "
+        "spamd's children (`MAILSCAN_SPAMD_CHILDREN`); spam jobs beyond spamd's children "
+        "wait for a free child",
+        av=None,
+        spam=None,
     )
     failure_policy: FailurePolicy = pool_setting(
         parse.choice(*FAILURE_POLICIES, "backup-engine"),

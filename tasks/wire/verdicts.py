@@ -8,7 +8,9 @@ result backend:
     {"pool", "status", "verdicts": [engine records], "unscannable", "elapsed_ms", "worker",
      "spool_unreadable"}, an engine record being {"engine", "status", "virus", "score",
      "threshold", "rules", "detail", "elapsed_ms", "unscannable"}, and "part" on a
-     ``banned`` engine record: the attachment it refused (its rule is in "rules").
+     ``banned`` engine record: the attachment it refused (its rule is in "rules"), and
+     "scanned_bytes" and "message_bytes" on the record of an engine given the head of the
+     message alone (spamassassin, over ``MAILSCAN_SPAM_MAX_BYTES``).
 
 ``to_record`` writes exactly that, so fronts and pools of the version before this one read
 what these write; ``from_record`` reads it back, ignoring keys it does not know (those of a
@@ -44,6 +46,13 @@ class EngineVerdict:
     unscannable: bool = False
     # The banned attachment (archive members after a slash), on a ``banned`` verdict.
     part: str | None = None
+    # Set when the engine was given the head of the message alone: how much of how much.
+    scanned_bytes: int | None = None
+    message_bytes: int | None = None
+
+    @property
+    def truncated(self) -> bool:
+        return self.scanned_bytes is not None
 
     def to_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -59,6 +68,9 @@ class EngineVerdict:
         }
         if self.part is not None:
             record["part"] = self.part
+        if self.truncated:
+            record["scanned_bytes"] = self.scanned_bytes
+            record["message_bytes"] = self.message_bytes
         return record
 
     @classmethod
@@ -75,6 +87,8 @@ class EngineVerdict:
                 elapsed_ms=record.get("elapsed_ms") or 0.0,
                 unscannable=bool(record.get("unscannable")),
                 part=record.get("part"),
+                scanned_bytes=record.get("scanned_bytes"),
+                message_bytes=record.get("message_bytes"),
             )
         except _SHAPE_ERRORS as err:
             raise ValueError(f"not an engine verdict: {err!r}") from err

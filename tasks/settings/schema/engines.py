@@ -46,9 +46,19 @@ class EngineSettings:
         "SpamAssassin settings for the spamd `mailscan up` starts, `;`-separated, e.g. "
         "`bayes_min_spam_num 50; bayes_min_ham_num 50` (Bayes waits for 200 of each)",
     )  # fmt: skip
+    spamd_children: int | None = setting(
+        None, parse.positive_int,
+        "spamd children `mailscan up` starts; unset: as many as the CPUs it may use "
+        "(CPU affinity and cgroup quota), as more only make each message cost more CPU",
+        shown="the usable CPUs",
+    )  # fmt: skip
+    # As spamc's default --max-size (500 KiB) and amavisd-new's share for SpamAssassin.
     spam_max_bytes: int = setting(
-        1024 * 1024, parse.positive_int,
-        "larger messages are not spam-scanned (`X-Spam-Status: No, not scanned`)",
+        512_000, parse.positive_int,
+        "the most SpamAssassin is given of a message: a larger one is cut after its last "
+        "whole MIME part that fits (else at a line end), its header block kept, and its "
+        "`X-Spam-Status` ends `(first N bytes of M scanned)`; mail is never skipped for "
+        "size. Also the largest message `mailscan learn` and the console teach",
     )  # fmt: skip
     command_scanner: tuple[str, ...] = setting(
         (), parse.command_line,
