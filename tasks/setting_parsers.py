@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from tasks.attachments.names import EXTENSION
+
 Mode = Literal["pre-queue", "post-queue"]
 FailurePolicy = Literal["tempfail", "quarantine", "deliver-tagged", "backup-engine"]
 MODES = ("pre-queue", "post-queue")
@@ -250,7 +252,6 @@ def chaos(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(faults)
 
 
-_EXTENSION = re.compile(r"[a-z0-9_$~#!-]{1,32}")
 _CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*")
 
 
@@ -258,7 +259,7 @@ def extensions(text: str) -> tuple[str, ...]:
     """Comma-separated file name extensions, with or without their dot; empty: none."""
     found = tuple(item.lower().lstrip(".") for item in optional_names(text))
     for item in found:
-        if not _EXTENSION.fullmatch(item):
+        if not EXTENSION.fullmatch(item):
             raise ValueError(f"{item!r} is not a file name extension (e.g. exe, .scr)")
     return found
 

@@ -20,10 +20,31 @@ def spam_verdict(status: Status = "ham", score: float = 1.0, **pool: Any) -> Poo
     return PoolVerdict("spam", status, (engine,), **pool)
 
 
-def banned_verdict(part: str, rule: str) -> PoolVerdict:
-    """The av pool's verdict when clamd found nothing and the banned engine refused ``part``."""
+def banned_verdict(
+    part: str, rule: str, names: tuple[str, ...] = (), by_name: bool = False, cut: bool = False
+) -> PoolVerdict:
+    """The av pool's verdict when clamd found nothing and the banned engine refused ``part``
+    (``by_name``: by its extension alone, having seen ``names``)."""
     engines = (
         EngineVerdict("clamav", "clean"),
-        EngineVerdict("banned", "banned", rules=(rule,), part=part),
+        EngineVerdict(
+            "banned",
+            "banned",
+            rules=(rule,),
+            part=part,
+            names=names,
+            names_cut=cut,
+            banned_by_name=by_name,
+        ),
     )
     return PoolVerdict("av", "banned", engines)
+
+
+def names_verdict(*names: str, cut: bool = False) -> PoolVerdict:
+    """The av pool's verdict when neither clamd nor the banned engine (global list) refused
+    anything, the banned engine having seen ``names``."""
+    engines = (
+        EngineVerdict("clamav", "clean"),
+        EngineVerdict("banned", "clean", names=names, names_cut=cut),
+    )
+    return PoolVerdict("av", "clean", engines)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +26,7 @@ from tests.attachment_samples import (
     zipped,
 )
 from tests.conftest import POOLS, find_delivered, port, send, stack_env, wait_for
+from tests.test_policy_front import logged_record
 
 pytestmark = pytest.mark.integration
 
@@ -150,3 +152,65 @@ def test_post_queue_quarantines_with_headers_naming_part_and_rule(post_queue):
     assert meta["reason"] == "banned invoice.pdf.exe (double extension .pdf.exe)"
     assert meta["verdicts"]["av"]["status"] == "banned"
     assert find_delivered(post_queue.maildir, marker.encode()) == []
+
+
+POLICY_PORT = port(12525) + 112
+LISTS = """
+[domain."adds.test"]
+banned_extensions = { add = ["iso"] }
+
+[domain."only.test"]
+banned_extensions = { only = ["js"] }
+"""
+
+
+@pytest.fixture(scope="module")
+def with_lists(banned) -> Iterator[dict[str, str]]:
+    """A pre-queue front whose policy file extends the list for one domain, replaces it for
+    another; on the pools of ``banned``."""
+    env = _env("banned-lists", POLICY_PORT)
+    path = Path(env["MAILSCAN_VAR_DIR"]) / "policy.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(LISTS)
+    env = {**env, "MAILSCAN_POLICY_FILE": str(path)}
+    front = Stack(load_settings(env), env)
+    try:
+        front.start(["mailserver"], progress=lambda _: None)
+        yield env
+    finally:
+        front.stop()
+
+
+def test_a_domain_that_adds_iso_refuses_disk_iso_and_others_get_it(with_lists):
+    settings = load_settings(with_lists)
+    disk = with_attachment("disk.iso", b"an image", X_Test_Id=f"iso-{time.time_ns()}")
+    refused = send(disk, POLICY_PORT, ["ann@adds.test"])
+    assert (refused.code, refused.text) == (
+        550,
+        "5.7.1 Message refused: banned attachment disk.iso",
+    )
+    marker = f"iso-split-{time.time_ns()}"
+    disk = with_attachment("disk.iso", b"an image", X_Test_Id=marker)
+    reply = send(disk, POLICY_PORT, ["ann@adds.test", "bob@example.test"])
+    assert reply.code == 250
+    assert reply.text.startswith("2.0.0 Ok: 1 quarantined; 1 delivered"), reply.text
+    wait_for(lambda: find_delivered(settings.maildir, marker.encode()), 30, "the delivery")
+    [delivered] = find_delivered(settings.maildir, marker.encode())
+    assert b"X-Banned-Attachment" not in delivered
+    [held] = [p for p in settings.quarantine_dir.glob("*.eml") if marker.encode() in p.read_bytes()]
+    assert b"X-Banned-Attachment: disk.iso (banned_extensions add .iso)" in held.read_bytes()
+    logged = logged_record(with_lists, reply.text.rsplit(" ", 1)[1])
+    details = {r["address"]: r["detail"] for r in logged["recipients"]}
+    assert details["ann@adds.test"].startswith(
+        "domain adds.test: banned attachment (banned_extensions add .iso)"
+    )
+
+
+def test_an_exe_passes_where_the_list_is_only_js(with_lists):
+    marker = f"only-js-{time.time_ns()}"
+    tool = with_attachment("tool.exe", b"not a real program", X_Test_Id=marker)
+    assert send(tool, POLICY_PORT, ["carl@only.test"]).code == 250
+    settings = load_settings(with_lists)
+    wait_for(lambda: find_delivered(settings.maildir, marker.encode()), 30, "the delivery")
+    tool = with_attachment("tool.exe", b"not a real program")
+    assert send(tool, POLICY_PORT, ["dan@example.test"]).code == 550

@@ -4,17 +4,21 @@ bytes, archives at any depth, encryption) and that hostile archives end within i
 from __future__ import annotations
 
 import base64
+import io
 import time
 import tracemalloc
+import zipfile
 
 import pytest
 
 from tasks.attachments import inspection
 from tasks.attachments.inspection import Inspector, Rules, attachments
 from tasks.attachments.names import name_rule
+from tasks.attachments.seen import MAX_NAMES
 from tasks.errors import ConfigError
 from tasks.plugins.banned import BannedPlugin
 from tasks.settings import load_settings
+from tasks.wire.verdicts import EngineVerdict
 from tests.attachment_samples import (
     PDF,
     PNG,
@@ -240,3 +244,70 @@ def test_bad_settings_fail_at_start_with_one_clear_line():
 
 def test_the_banned_engine_is_in_the_av_pool_by_default():
     assert DEFAULTS.pools["av"].plugins == ("clamav", "banned")
+
+
+def _with_files(*files: tuple[str, bytes]) -> bytes:
+    message = with_attachment(*files[0])
+    for name, data in files[1:]:
+        message.add_attachment(data, maintype="application", subtype="octet-stream", filename=name)
+    return message.as_bytes()
+
+
+def test_every_verdict_lists_the_first_name_of_each_extension_seen():
+    message = _with_files(
+        ("disk.iso", b"x"),
+        ("report.pdf", PDF),
+        ("bundle.zip", zipped("other.iso", b"x")),
+        ("notes", b"no extension"),
+    )
+    verdict = BannedPlugin(settings=DEFAULTS).scan(message)
+    assert verdict.status == "clean"
+    assert verdict.names == ("disk.iso", "report.pdf", "bundle.zip")
+    assert not verdict.names_cut
+    kept = EngineVerdict.from_record(verdict.to_record())
+    assert (kept.names, kept.names_cut, kept.banned_by_name) == (verdict.names, False, False)
+
+
+def test_a_ban_by_name_keeps_looking_so_the_names_are_complete():
+    message = _with_files(
+        ("invoice.pdf.exe", b"x"),
+        ("tools.zip", zipped("run.js", b"x")),
+        ("disk.iso", b"x"),
+    )
+    verdict = BannedPlugin(settings=DEFAULTS).scan(message)
+    assert refused(verdict) == ("invoice.pdf.exe", "double extension .pdf.exe")
+    assert verdict.banned_by_name
+    assert verdict.names == ("invoice.pdf.exe", "tools.zip", "tools.zip/run.js", "disk.iso")
+    assert EngineVerdict.from_record(verdict.to_record()).banned_by_name
+
+
+def test_a_ban_by_type_or_structure_after_a_ban_by_name_ends_the_look_and_stands():
+    message = _with_files(
+        ("setup.exe", b"x"),
+        ("salaries.zip", encrypted_zip("salaries.xlsx", b"figures")),
+        ("disk.iso", b"x"),
+    )
+    verdict = BannedPlugin(settings=DEFAULTS).scan(message)
+    assert refused(verdict) == ("salaries.zip", "encrypted archive")
+    assert not verdict.banned_by_name
+    clsid = "readme.txt.{3050F4D8-98B5-11CF-BB82-00AA00BDCE0B}"
+    verdict = BannedPlugin(settings=DEFAULTS).scan(_with_files(("a.exe", b"x"), (clsid, b"x")))
+    assert refused(verdict) == (clsid, "Windows class id name")
+    assert not verdict.banned_by_name
+
+
+def test_the_names_are_bounded_and_say_when_they_were_cut():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for index in range(MAX_NAMES + 50):
+            archive.writestr(f"file.x{index}", b"x")
+            archive.writestr(f"copy{index}.txt", b"x")  # one extension: one name
+    verdict = scan("many.zip", buffer.getvalue())
+    assert verdict.status == "clean"
+    assert len(verdict.names) == MAX_NAMES
+    assert verdict.names_cut
+    assert verdict.names[:3] == ("many.zip", "many.zip/file.x0", "many.zip/copy0.txt")
+    long_name = "a" * 5000 + ".pdf.iso"
+    verdict = scan("disk.zip", zipped(long_name, b"x"))
+    assert verdict.names[1].endswith("aaa.pdf.iso")
+    assert len(verdict.names[1]) < 300

@@ -11,14 +11,20 @@ from pathlib import Path
 
 import pytest
 
+from mailserver.front.policies.banned_names import UNJUDGED
 from mailserver.front.policies.holder import PolicyHolder
 from mailserver.front.policies.loading import load_policies
-from mailserver.front.policies.per_recipient import decide_for_recipients, one_for_all
+from mailserver.front.policies.per_recipient import (
+    decide_for_recipients,
+    one_for_all,
+    refuses_banned_for_all,
+)
+from mailserver.front.policies.rules import ExtensionList
 from mailserver.front.policy import Decision
 from tasks.errors import PolicyError
 from tasks.settings import load_settings
 from tests.pool_verdicts import av_verdict as av
-from tests.pool_verdicts import banned_verdict
+from tests.pool_verdicts import banned_verdict, names_verdict
 from tests.pool_verdicts import spam_verdict as spam
 
 SETTINGS = load_settings({})
@@ -167,3 +173,134 @@ def test_the_milter_carries_out_the_strictest_groups_decision(tmp_path):
     assert held.action == "quarantine"
     assert held.policy == "domain strict.test: spam_quarantine_score 5"
     assert any(line.startswith("X-Spam-Flag: YES") for line in held.header_lines)
+
+
+LISTS = """
+[domain."adds.test"]
+banned_extensions = { add = ["iso", ".IMG"] }
+
+[domain."only.test"]
+banned_extensions = { only = ["js"] }
+
+[domain."global.test"]
+spam_quarantine_score = 15
+"""
+
+
+def test_a_section_extends_or_replaces_the_banned_extensions(tmp_path):
+    text = "[default]\nbanned_extensions = { only = [] }\n" + LISTS
+    policies = policies_of(tmp_path, text)
+    assert policies.for_recipient("x@adds.test").banned_extensions == ExtensionList(
+        "add", ("iso", "img")
+    )
+    added = policies.for_recipient("x@adds.test").banned_extensions.applied_to(["exe"])
+    assert added == {"iso", "img", "exe"}
+    only = policies.for_recipient("ann@mail.only.test").banned_extensions
+    assert only == ExtensionList("only", ("js",))
+    assert only.applied_to(SETTINGS.banned_extensions) == {"js"}
+    # A section that does not say takes its parent's list.
+    assert policies.for_recipient("x@global.test").banned_extensions == ExtensionList("only", ())
+    assert policies_of(tmp_path, LISTS).default.banned_extensions is None
+
+
+def test_every_mistake_in_a_banned_extension_list_is_named_with_its_line(tmp_path):
+    broken = """[domain."a.test"]
+banned_extensions = ["iso"]
+[domain."b.test"]
+banned_extensions = { extend = ["iso"] }
+[domain."c.test"]
+banned_extensions = { add = "iso" }
+[domain."d.test"]
+banned_extensions = { only = ["exe", "bad name"] }
+[domain."e.test"]
+banned_extensions = { add = ["iso"], only = ["js"] }
+[domain."f.test".banned_extensions]
+replace = ["js"]
+"""
+    with pytest.raises(PolicyError) as raised:
+        policies_of(tmp_path, broken)
+    lines = raised.value.lines
+    assert len(lines) == 6, lines
+    expected = [
+        'line 2: [domain."a.test"] banned_extensions: must be { add = ["iso", "img"] } or',
+        "line 4: [domain.\"b.test\"] banned_extensions: unknown sub-key 'extend'",
+        'line 6: [domain."c.test"] banned_extensions: add must be a list of extensions',
+        'line 8: [domain."d.test"] banned_extensions: only: not a file name extension',
+        'line 10: [domain."e.test"] banned_extensions: add or only, not both',
+        "line 11: [domain.\"f.test\"] banned_extensions: unknown sub-key 'replace'",
+    ]
+    for line, said in zip(lines, expected, strict=True):
+        assert said in line, line
+
+
+def _by_rcpt(decision: Decision) -> dict[str, Decision]:
+    return {rcpt: part for members, part in decision.split for rcpt in members}
+
+
+def test_an_added_extension_refuses_for_its_section_only(tmp_path):
+    policies = policies_of(tmp_path, LISTS)
+    av_said = names_verdict("report.pdf", "disk.iso")
+    alone = decide_for_recipients(av_said, spam("ham", 0.0), SETTINGS, policies,
+                                  "a@example.test", ("ann@adds.test",), True)  # fmt: skip
+    assert alone.reply == "550 5.7.1 Message refused: banned attachment disk.iso"
+    assert alone.policy == (
+        "domain adds.test: banned attachment (banned_extensions add .iso): refused (pre-queue)"
+    )
+    both = decide_for_recipients(av_said, spam("ham", 0.0), SETTINGS, policies, "a@example.test",
+                                 ("ann@adds.test", "bob@other.test"), True)  # fmt: skip
+    assert both.reply == "250 2.0.0 Ok: 1 quarantined; 1 delivered"
+    held, passed = _by_rcpt(both)["ann@adds.test"], _by_rcpt(both)["bob@other.test"]
+    assert "X-Banned-Attachment: disk.iso (banned_extensions add .iso)" in held.header_lines
+    assert held.reason == "banned disk.iso (banned_extensions add .iso)"
+    assert (passed.action, passed.reason) == ("deliver", "clean")
+    assert not any(line.startswith("X-Banned") for line in passed.header_lines)
+    hidden = names_verdict("invoice.pdf.iso")
+    double = decide_for_recipients(hidden, spam("ham", 0.0), SETTINGS, policies, "a@example.test",
+                                   ("ann@adds.test",), True)  # fmt: skip
+    assert double.reason.endswith("(banned_extensions add .iso (double extension .pdf.iso))")
+
+
+def test_a_replaced_list_lets_through_what_only_the_global_list_bans(tmp_path):
+    policies = policies_of(tmp_path, LISTS)
+    exe = banned_verdict("tool.exe", "extension .exe", names=("tool.exe",), by_name=True)
+    decided = decide_for_recipients(exe, spam("ham", 0.0), SETTINGS, policies, "a@example.test",
+                                    ("ann@only.test", "bob@global.test"), True)  # fmt: skip
+    assert decided.reply == "250 2.0.0 Ok: 1 delivered; 1 quarantined"
+    assert _by_rcpt(decided)["ann@only.test"].reason == "clean"
+    assert _by_rcpt(decided)["bob@global.test"].reason == "banned tool.exe (extension .exe)"
+    js = banned_verdict("tool.exe", "extension .exe", names=("tool.exe", "a.zip/run.js"),
+                        by_name=True)  # fmt: skip
+    alone = decide_for_recipients(js, spam("ham", 0.0), SETTINGS, policies, "a@example.test",
+                                  ("ann@only.test",), True)  # fmt: skip
+    assert alone.reply == "550 5.7.1 Message refused: banned attachment a.zip/run.js"
+    assert "banned_extensions only .js" in alone.policy
+
+
+def test_a_ban_not_by_name_stands_whatever_the_sections_list(tmp_path):
+    policies = policies_of(tmp_path, LISTS)
+    for av_said in (
+        banned_verdict("salaries.zip", "encrypted archive", names=("salaries.zip",)),
+        banned_verdict("tool.exe", "extension .exe"),  # a pool that lists no names
+    ):
+        decided = decide_for_recipients(av_said, spam("ham", 0.0), SETTINGS, policies,
+                                        "a@example.test", ("ann@only.test",), True)  # fmt: skip
+        assert decided.action == "reject", av_said
+
+
+def test_a_cut_list_of_names_is_refused_where_a_section_has_its_own_list(tmp_path):
+    policies = policies_of(tmp_path, LISTS)
+    cut = names_verdict("report.pdf", cut=True)
+    decided = decide_for_recipients(cut, spam("ham", 0.0), SETTINGS, policies, "a@example.test",
+                                    ("ann@only.test", "bob@global.test"), True)  # fmt: skip
+    assert _by_rcpt(decided)["ann@only.test"].reason.startswith(f"banned {UNJUDGED}")
+    assert _by_rcpt(decided)["bob@global.test"].action == "deliver"
+
+
+def test_spam_is_awaited_unless_every_section_refuses_the_attachment(tmp_path):
+    policies = policies_of(tmp_path, LISTS)
+    exe = banned_verdict("tool.exe", "extension .exe", names=("tool.exe",), by_name=True)
+    assert refuses_banned_for_all(exe, SETTINGS, policies, ("a@global.test", "b@x.test"))
+    assert not refuses_banned_for_all(exe, SETTINGS, policies, ("a@global.test", "b@only.test"))
+    iso = names_verdict("disk.iso")
+    assert not refuses_banned_for_all(iso, SETTINGS, policies, ("a@x.test",))
+    assert refuses_banned_for_all(iso, SETTINGS, policies, ("a@adds.test",))

@@ -178,7 +178,8 @@ class Pipeline:
         if not policy.refused_by_av(av):
             return False
         rcpts = entry.envelope.rcpt_tos
-        return policy.virus_found(av) or refuses_banned_for_all(self.policies.current, rcpts)
+        policies = self.policies.current
+        return policy.virus_found(av) or refuses_banned_for_all(av, self.settings, policies, rcpts)
 
     async def _scan_while_settling(
         self, entry: SpoolEntry, settling: asyncio.Future[None], steps: Steps

@@ -98,9 +98,9 @@ def _banned(av: PoolVerdict, lines: list[str], client_waiting: bool) -> Decision
     if client_waiting:
         reply = f"550 5.7.1 Message refused: banned attachment {headers.reply_text(part)}"
         return Decision("reject", reply, f"banned {part} ({rule})",
-                        policy="banned attachment: refused (pre-queue)")  # fmt: skip
+                        policy=f"banned attachment ({rule}): refused (pre-queue)")  # fmt: skip
     return Decision("quarantine", "250 2.0.0 Ok: quarantined", f"banned {part} ({rule})", lines,
-                    policy="banned attachment: quarantined (post-queue)")  # fmt: skip
+                    policy=f"banned attachment ({rule}): quarantined (post-queue)")  # fmt: skip
 
 
 def _virus(av: PoolVerdict, lines: list[str], client_waiting: bool, after: str) -> Decision:

@@ -1,6 +1,9 @@
 """The attachments of a message held against the banned-attachment rules: each part that is
 a file, and every member of its archives, to a bounded depth, number of files and number of
-unpacked bytes. The first part that breaks a rule ends the look (BannedPart).
+unpacked bytes. The first part that breaks a rule other than its name's extension ends the
+look (BannedPart); a part banned by its extension alone is noted and the look goes on, so the
+file names seen (seen.py) are complete for a policy section that judges them with a list of
+its own.
 
 What the bytes are is asked of libmagic on their first ``HEAD_BYTES`` (unless they are
 text: banned types are binary, scripts are known by their names); an archive member is
@@ -22,7 +25,8 @@ from dataclasses import dataclass
 from email.message import Message as MimePart
 
 from tasks.attachments import archives
-from tasks.attachments.names import name_rule
+from tasks.attachments.names import class_id_rule, extension_rule
+from tasks.attachments.seen import NamesSeen
 from tasks.errors import BannedPart
 from tasks.settings import Settings
 
@@ -76,11 +80,13 @@ class Rules:
         )
 
 
-class _Budget:
-    """What one message's archives may still cost: unpacked bytes and files looked at."""
+class _Look:
+    """One message's look: what its archives may still cost (unpacked bytes, files looked
+    at) and the file names seen so far."""
 
-    def __init__(self, rules: Rules) -> None:
+    def __init__(self, rules: Rules, seen: NamesSeen) -> None:
         self.rules = rules
+        self.seen = seen
         self.bytes_left = rules.max_unpacked_bytes
         self.members_left = rules.max_members
 
@@ -97,27 +103,34 @@ class _Budget:
 
 
 class Inspector:
-    """``check(message)`` raises BannedPart for the first part that breaks a rule.
-    ``type_of`` names the content type of a file's first bytes (libmagic)."""
+    """``check(message)`` raises BannedPart for the first part that breaks a rule other than
+    its extension, and otherwise returns the file names seen and the first part banned by
+    its extension. ``type_of`` names the content type of a file's first bytes (libmagic)."""
 
     def __init__(self, rules: Rules, type_of: Callable[[bytes], str]) -> None:
         self.rules = rules
         self.type_of = type_of
 
-    def check(self, message: bytes) -> None:
+    def check(self, message: bytes) -> NamesSeen:
+        seen = NamesSeen()
         if not _ATTACHMENT_SIGNS.search(message):
-            return
-        budget = _Budget(self.rules)
+            return seen
+        look = _Look(self.rules, seen)
         for path, name, data in attachments(message):
-            self._check_name(path, name)
+            self._check_name(path, name, seen)
             kind = self._check_bytes(path, name, data[:HEAD_BYTES])
             if kind:
-                self._archive(kind, path, data, 0, budget)
+                self._archive(kind, path, data, 0, look)
+        return seen
 
-    def _check_name(self, path: str, name: str) -> None:
-        rule = name_rule(name, self.rules.extensions)
+    def _check_name(self, path: str, name: str, seen: NamesSeen) -> None:
+        rule = class_id_rule(name)
         if rule:
             raise BannedPart(path, rule)
+        seen.saw(path, name)
+        rule = extension_rule(name, self.rules.extensions)
+        if rule:
+            seen.banned(path, rule)
 
     def _check_bytes(self, path: str, name: str, head: bytes) -> str | None:
         """Refuse a banned type; else the kind of archive the bytes are, or None."""
@@ -129,21 +142,19 @@ class Inspector:
         extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
         return ARCHIVE_EXTENSIONS.get(extension) if content_type == UNKNOWN_TYPE else None
 
-    def _archive(self, kind: str, path: str, data: bytes, depth: int, budget: _Budget) -> None:
+    def _archive(self, kind: str, path: str, data: bytes, depth: int, look: _Look) -> None:
         if depth >= self.rules.max_depth:
             raise BannedPart(path, f"archives nested deeper than {self.rules.max_depth}")
         try:
-            for member in archives.members(kind, path, data, budget.bytes_left):
-                self._member(member, path, depth + 1, budget)
+            for member in archives.members(kind, path, data, look.bytes_left):
+                self._member(member, path, depth + 1, look)
         except archives.UNREADABLE as err:
             raise BannedPart(path, f"unreadable {kind} archive") from err
 
-    def _member(
-        self, member: archives.Member, archive_path: str, depth: int, budget: _Budget
-    ) -> None:
+    def _member(self, member: archives.Member, archive_path: str, depth: int, look: _Look) -> None:
         path = f"{archive_path}/{_clean(member.name)}"
-        budget.member(path)
-        self._check_name(path, member.name)
+        look.member(path)
+        self._check_name(path, member.name, look.seen)
         if member.encrypted:
             if self.rules.ban_encrypted:
                 raise BannedPart(archive_path, "encrypted archive")
@@ -151,15 +162,15 @@ class Inspector:
         head = member.read(HEAD_BYTES)
         if head is None:
             return  # a rar member: its name was all there was to see
-        budget.charge(path, len(head))
+        look.charge(path, len(head))
         kind = self._check_bytes(path, member.name, head)
         if not kind:
             return
         data = head
         if len(head) == HEAD_BYTES:
-            data = member.read(budget.bytes_left + len(head) + 1) or b""
-            budget.charge(path, len(data) - len(head))
-        self._archive(kind, path, data, depth, budget)
+            data = member.read(look.bytes_left + len(head) + 1) or b""
+            look.charge(path, len(data) - len(head))
+        self._archive(kind, path, data, depth, look)
 
 
 def attachments(message: bytes) -> Iterator[tuple[str, str, bytes]]:

@@ -2,7 +2,9 @@
 archives, have a banned name or are a banned type by their bytes (tasks/attachments/).
 
 Pure Python and libmagic, no daemon. Its verdict ``banned`` names the part and the rule;
-mail without attachments costs one pattern search over its bytes."""
+every verdict also lists the file names seen, so the front can judge them again with a
+policy section's own extension list. Mail without attachments costs one pattern search
+over its bytes."""
 
 from __future__ import annotations
 
@@ -33,12 +35,18 @@ class BannedPlugin(Plugin):
     def scan(self, message: Message) -> Verdict:
         started = time.perf_counter()
         try:
-            self._inspector.check(bytes(message))
+            seen = self._inspector.check(bytes(message))
         except BannedPart as found:
             return self.verdict(
                 "banned", started, part=found.path, rules=(found.rule,), detail=str(found)[:500]
             )
-        return self.verdict("clean", started)
+        names = {"names": tuple(seen.names), "names_cut": seen.cut}
+        ban = seen.first_ban
+        if ban is None:
+            return self.verdict("clean", started, **names)
+        detail = f"{ban.path}: {ban.rule}"[:500]
+        return self.verdict("banned", started, part=ban.path, rules=(ban.rule,), detail=detail,
+                            banned_by_name=True, **names)  # fmt: skip
 
     def health(self) -> str:
         return f"libmagic {magic.version()}"

@@ -8,9 +8,11 @@ result backend:
     {"pool", "status", "verdicts": [engine records], "unscannable", "elapsed_ms", "worker",
      "spool_unreadable"}, an engine record being {"engine", "status", "virus", "score",
      "threshold", "rules", "detail", "elapsed_ms", "unscannable"}, and "part" on a
-     ``banned`` engine record: the attachment it refused (its rule is in "rules"), and
-     "scanned_bytes" and "message_bytes" on the record of an engine given the head of the
-     message alone (spamassassin, over ``MAILSCAN_SPAM_MAX_BYTES``).
+     ``banned`` engine record: the attachment it refused (its rule is in "rules"); the
+     ``banned`` engine also writes "names" (file names it saw), "names_cut" and
+     "banned_by_name" when they say something; "scanned_bytes" and "message_bytes" on the
+     record of an engine given the head of the message alone (spamassassin, over
+     ``MAILSCAN_SPAM_MAX_BYTES``).
 
 ``to_record`` writes exactly that, so fronts and pools of the version before this one read
 what these write; ``from_record`` reads it back, ignoring keys it does not know (those of a
@@ -46,6 +48,14 @@ class EngineVerdict:
     unscannable: bool = False
     # The banned attachment (archive members after a slash), on a ``banned`` verdict.
     part: str | None = None
+    # The ``banned`` engine's file names: for each extension it saw, the first attachment or
+    # archive member path that has it, in the order seen; a policy section's own extension
+    # list judges them again. ``names_cut``: there were more than a verdict carries.
+    names: tuple[str, ...] = ()
+    names_cut: bool = False
+    # The ban rests on file names alone (an extension of the global list), so a section's
+    # own list may undo it; any other ban (a type, encryption, a bound) stands for all.
+    banned_by_name: bool = False
     # Set when the engine was given the head of the message alone: how much of how much.
     scanned_bytes: int | None = None
     message_bytes: int | None = None
@@ -71,6 +81,12 @@ class EngineVerdict:
         if self.truncated:
             record["scanned_bytes"] = self.scanned_bytes
             record["message_bytes"] = self.message_bytes
+        if self.names:
+            record["names"] = list(self.names)
+        if self.names_cut:
+            record["names_cut"] = True
+        if self.banned_by_name:
+            record["banned_by_name"] = True
         return record
 
     @classmethod
@@ -89,6 +105,9 @@ class EngineVerdict:
                 part=record.get("part"),
                 scanned_bytes=record.get("scanned_bytes"),
                 message_bytes=record.get("message_bytes"),
+                names=tuple(record.get("names") or ()),
+                names_cut=bool(record.get("names_cut")),
+                banned_by_name=bool(record.get("banned_by_name")),
             )
         except _SHAPE_ERRORS as err:
             raise ValueError(f"not an engine verdict: {err!r}") from err

@@ -13,7 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mailserver.front.policies.rules import DEFAULT, Policies, Rules
+from mailserver.front.policies.rules import DEFAULT, ExtensionList, Policies, Rules
+from tasks.attachments.names import EXTENSION
 from tasks.errors import PolicyError
 from tasks.setting_parsers import FAILURE_POLICIES
 from tasks.settings import Settings
@@ -44,6 +45,25 @@ def _banned(value: Any) -> bool:
     return value == "on"
 
 
+def _extension_list(value: Any) -> ExtensionList:
+    shape = 'must be { add = ["iso", "img"] } or { only = ["exe", "js"] }'
+    if not isinstance(value, dict) or not value:
+        raise ValueError(f"{shape}, not {value!r}")
+    unknown = [key for key in value if key not in ("add", "only")]
+    if unknown:
+        raise ValueError(f"unknown sub-key {', '.join(map(repr, unknown))} (known: add, only)")
+    if len(value) > 1:
+        raise ValueError("add or only, not both: add extends the global list, only replaces it")
+    ((how, items),) = value.items()
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise ValueError(f'{how} must be a list of extensions, e.g. ["iso", "img"]')
+    extensions = tuple(item.lower().lstrip(".") for item in items)
+    bad = [item for item in extensions if not EXTENSION.fullmatch(item)]
+    if bad:
+        raise ValueError(f"{how}: not a file name extension: {', '.join(map(repr, bad))}")
+    return ExtensionList(how, extensions)
+
+
 def _one_line(value: Any) -> str:
     if not isinstance(value, str) or any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise ValueError("must be one line of text")
@@ -71,6 +91,7 @@ KEYS: dict[str, Callable[[Any], Any]] = {
     "spam_reject_score": _score,
     "subject_tag": _one_line,
     "banned": _banned,
+    "banned_extensions": _extension_list,
     "av_failure_policy": _failure_policy,
     "spam_failure_policy": _failure_policy,
     "allow_senders": _senders,
@@ -164,7 +185,11 @@ class _Reader:
         return replace(parent, name=name, **values)
 
     def _problem(self, where: tuple[str, ...], key: str | None, what: str) -> None:
-        line = self.lines.get((where, key)) or self.lines.get((where, None))
+        # A key's line; for a key written as a table of its own ([default.banned_extensions])
+        # that table's; else the section's.
+        own_table = ((*where, key), None) if key else (where, None)
+        line = self.lines.get((where, key)) or self.lines.get(own_table)
+        line = line or self.lines.get((where, None))
         at = f", line {line}" if line else ""
         section = where[0] + "".join(f'."{part}"' for part in where[1:])
         named = f"[{section}]" + (f" {key}" if key else "")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from mailserver.front.policies.banned_names import as_section_sees_it
 from mailserver.front.policies.rules import DEFAULT, Policies, Rules
 from mailserver.front.policy import Decision, PoolResult, decide
 from tasks.settings import Settings
@@ -54,10 +55,19 @@ def one_for_all(decision: Decision) -> Decision:
     return min((part for _, part in decision.split), key=lambda d: strictness[d.action])
 
 
-def refuses_banned_for_all(policies: Policies, rcpts: tuple[str, ...]) -> bool:
-    """Whether a banned attachment alone settles the message for every recipient: then the
-    spam verdict need not be awaited."""
-    return all(rules.banned and not rules.bypass for rules, _ in policies.groups(rcpts))
+def refuses_banned_for_all(
+    av: PoolResult, settings: Settings, policies: Policies, rcpts: tuple[str, ...]
+) -> bool:
+    """Whether a banned attachment alone settles the message for every recipient (each
+    judging with its own extension list): then the spam verdict need not be awaited."""
+    return all(
+        rules.banned and not rules.bypass and _judged(av, settings, rules).status == "banned"
+        for rules, _ in policies.groups(rcpts)
+    )
+
+
+def _judged(av: PoolResult, settings: Settings, rules: Rules) -> PoolResult:
+    return as_section_sees_it(av, rules, settings.banned_extensions)
 
 
 def _decide(
@@ -68,7 +78,7 @@ def _decide(
     sender: str,
     client_waiting: bool,
 ) -> Decision:
-    decision = decide(av, spam, settings, client_waiting, rules, sender)
+    decision = decide(_judged(av, settings, rules), spam, settings, client_waiting, rules, sender)
     if rules.name == DEFAULT:
         return decision
     return replace(decision, policy=f"{rules.name}: {decision.policy}")

@@ -6,10 +6,29 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from tasks.settings import Settings
 
 DEFAULT = "default"
+
+
+@dataclass(frozen=True, repr=False)
+class ExtensionList:
+    """A section's own banned file name extensions: ``add`` extends the global list
+    (``MAILSCAN_BANNED_EXTENSIONS``), ``only`` replaces it."""
+
+    how: Literal["add", "only"]
+    extensions: tuple[str, ...]
+
+    def applied_to(self, global_list: Iterable[str]) -> frozenset[str]:
+        if self.how == "only":
+            return frozenset(self.extensions)
+        return frozenset(global_list) | frozenset(self.extensions)
+
+    def __repr__(self) -> str:
+        # How a reload's log shows it: "add .iso .img".
+        return " ".join([self.how, *(f".{ext}" for ext in self.extensions)])
 
 
 @dataclass(frozen=True)
@@ -29,6 +48,7 @@ class Rules:
     allow_senders: tuple[str, ...] = ()  # never spam (viruses are refused all the same)
     block_senders: tuple[str, ...] = ()  # refused as from a blocked sender
     bypass: bool = False  # no spam and no banned-attachment check; viruses still count
+    banned_extensions: ExtensionList | None = None  # None: the global list
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Rules:

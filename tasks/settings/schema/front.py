@@ -176,7 +176,8 @@ class FrontSettings:
     policy_file: Path | None = setting(
         None, parse.optional_path,
         "TOML file of rules per recipient domain and address: spam scores, subject tag, "
-        "banned attachments on or off, failure policies, sender allow and block lists, a "
+        "banned attachments on or off and their extension list, failure policies, sender "
+        "allow and block lists, a "
         "bypass (docs/policy.md). Checked at start; `mailscan reload` (or SIGHUP to the "
         "front) reads it again without a restart. Unset: the settings here apply to every "
         "recipient",
