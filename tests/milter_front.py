@@ -11,7 +11,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tasks import redisauth
 from tasks.settings import Settings, load_settings
+from tasks.wire.keys import SPOOL_REPORT_KEY
 from tests.conftest import TEST_ROOT, port, wait_for
 
 
@@ -71,6 +73,9 @@ class MilterFront:
             self.process.terminate()
             self.process.wait(30)
         self.process = None
+        # Gone for good: the stack it shared no longer lists its spool (mailscan status).
+        settings = load_settings(self.env)
+        redisauth.connect(settings).hdel(SPOOL_REPORT_KEY, settings.hostname)
 
     def answers(self) -> bool:
         family = socket.AF_UNIX if isinstance(self.where, Path) else socket.AF_INET
