@@ -39,3 +39,12 @@ def test_a_spam_job_is_scanned_unless_the_av_pool_found_a_virus(pool_process, av
     ref = pool_process.store(SPAM)
     assert scan_after_av(pool_process, ref, av_status).status == "spam"
     assert engine.scans == 1
+
+
+def test_a_banned_message_is_scanned_when_a_recipients_policy_may_let_it_pass(pool_process):
+    engine = pool_process.start("spam", VirusFirstGuard())
+    ref = {**pool_process.store(SPAM), "ban_may_pass": True}
+    assert scan_after_av(pool_process, ref, "banned").status == "spam"
+    assert engine.scans == 1
+    infected = {**pool_process.store(SPAM + b"again\r\n"), "ban_may_pass": True}
+    assert scan_after_av(pool_process, infected, "infected").status == "skipped"

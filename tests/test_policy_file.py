@@ -15,6 +15,7 @@ from mailserver.front.policies.banned_names import UNJUDGED
 from mailserver.front.policies.holder import PolicyHolder
 from mailserver.front.policies.loading import load_policies
 from mailserver.front.policies.per_recipient import (
+    bans_settle_for_all,
     decide_for_recipients,
     one_for_all,
     refuses_banned_for_all,
@@ -304,3 +305,10 @@ def test_spam_is_awaited_unless_every_section_refuses_the_attachment(tmp_path):
     iso = names_verdict("disk.iso")
     assert not refuses_banned_for_all(iso, SETTINGS, policies, ("a@x.test",))
     assert refuses_banned_for_all(iso, SETTINGS, policies, ("a@adds.test",))
+
+
+def test_the_spam_job_may_skip_spamd_on_a_ban_only_when_no_policy_lets_one_pass(tmp_path):
+    policies = policies_of(tmp_path)
+    assert bans_settle_for_all(policies, ("ann@strict.test", "x@other.test"))
+    assert not bans_settle_for_all(policies, ("ann@strict.test", "bob@lenient.test"))
+    assert not bans_settle_for_all(policies, ("boss@strict.test",))  # a bypass

@@ -21,7 +21,11 @@ from mailserver.front.metrics import MESSAGES
 from mailserver.front.outcomerecord import Steps, is_final, record_of
 from mailserver.front.outcomes import OutcomeLog
 from mailserver.front.policies.holder import PolicyHolder
-from mailserver.front.policies.per_recipient import decide_for_recipients, refuses_banned_for_all
+from mailserver.front.policies.per_recipient import (
+    bans_settle_for_all,
+    decide_for_recipients,
+    refuses_banned_for_all,
+)
 from mailserver.front.policy import Decision
 from mailserver.front.quarantine import Quarantine
 from mailserver.front.retries import Attempts
@@ -211,9 +215,10 @@ class Pipeline:
         content = blobs.content_key(entry.content)
         origin = blobs.whole_digest(entry.content, content)
         ttl_s = self.settings.blob_ttl_s
+        ban_may_pass = not bans_settle_for_all(self.policies.current, entry.envelope.rcpt_tos)
         submit(
             self.app, self.redis, entry.id, entry.content, ttl_s, origin, task_ids, content,
-            top=top, spooled=spooled,
+            top=top, spooled=spooled, ban_may_pass=ban_may_pass,
         )  # fmt: skip
 
     def _spooled(self, entry: SpoolEntry) -> bool:

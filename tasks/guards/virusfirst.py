@@ -17,8 +17,6 @@ from tasks.wire.keys import AV_POOL, RESULT_KEY_PREFIX, SPAM_POOL
 
 AV_VERDICT = "virusfirst:av"
 SKIPPED = "not scanned: the av pool found a virus"
-# The av pool's statuses that settle a message's outcome alone.
-REFUSING = ("infected", "banned")
 
 
 class VirusFirstGuard(Guard):
@@ -33,7 +31,10 @@ class VirusFirstGuard(Guard):
             return None
         meta = job.backend.decode(stored)
         result = meta.get("result") if isinstance(meta, dict) else None
-        refused = isinstance(result, dict) and result.get("status") in REFUSING
+        status = result.get("status") if isinstance(result, dict) else None
+        # A recipient's policy may let the banned attachment through: its verdict still
+        # needs the spam score.
+        refused = status == "infected" or (status == "banned" and not job.ref.get("ban_may_pass"))
         return SKIPPED if refused else None
 
 

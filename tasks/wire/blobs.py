@@ -45,6 +45,9 @@ class BlobRef(TypedDict, total=False):
     packing: str  # how the stored bytes are packed: raw or zlib
     # The spool entry whose message follows the stored bytes (the front's header lines).
     spool: str
+    # Some recipient's policy may let a banned attachment through (a section with banned
+    # off, a bypass or its own extension list): the spam verdict is then still needed.
+    ban_may_pass: bool
 
 
 # The blank line after the header block; at the very start, a line end alone is one.

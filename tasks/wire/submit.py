@@ -35,12 +35,15 @@ def submit(
     content: str = "",
     top: bytes = b"",
     spooled: bool = False,
+    ban_may_pass: bool = False,
 ) -> dict[str, str]:
     """Store the message and enqueue its jobs (ids from ``job_ids``, made here unless the
     caller made them to listen for the results first); return the job id per pool.
     The pools scan ``top + data``: ``top``, header lines the front puts in front.
     ``content``: the message's ``blobs.content_key`` when the caller has it. ``spooled``: the
-    pools read ``data`` from spool entry ``blob_id``; only ``top`` goes to Redis."""
+    pools read ``data`` from spool entry ``blob_id``; only ``top`` goes to Redis.
+    ``ban_may_pass``: a banned attachment does not settle the message for every recipient
+    (the spam job then runs even when the av pool found one)."""
     if spooled:  # stored raw: the pools append the spool's bytes to it
         stored, packing = top, blobs.RAW
         ref = blobs.reference(blob_id, data, origin, content, packing, top)
@@ -49,6 +52,8 @@ def submit(
         whole = top + data  # no copy without a top: CPython returns data itself
         stored, packing = blobs.pack(whole)
         ref = blobs.reference(blob_id, whole, origin, content, packing)
+    if ban_may_pass:
+        ref["ban_may_pass"] = True
     task_ids = task_ids or job_ids(blob_id)
     with redis.pipeline(transaction=False) as pipe:
         # The blob first: a worker that pops a job finds its message already stored.

@@ -55,6 +55,15 @@ def one_for_all(decision: Decision) -> Decision:
     return min((part for _, part in decision.split), key=lambda d: strictness[d.action])
 
 
+def bans_settle_for_all(policies: Policies, rcpts: tuple[str, ...]) -> bool:
+    """Whether any banned attachment the av pool finds refuses the message for every
+    recipient, their policies unseen by the pool: then the spam job may skip spamd."""
+    return all(
+        rules.banned and not rules.bypass and rules.banned_extensions is None
+        for rules, _ in policies.groups(rcpts)
+    )
+
+
 def refuses_banned_for_all(
     av: PoolResult, settings: Settings, policies: Policies, rcpts: tuple[str, ...]
 ) -> bool:
