@@ -110,8 +110,10 @@ def guard_redis() -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def pool_process(guard_redis, tmp_path, monkeypatch) -> PoolProcess:
-    """A pool process with an empty Redis; ``start`` gives it its guards."""
+def pool_process(stack, guard_redis, tmp_path, monkeypatch) -> PoolProcess:
+    """A pool process with an empty Redis; ``start`` gives it its guards. Its verdicts go
+    to Celery's result backend, the session stack's Redis: running, with its password made,
+    before the first job configures the Celery app (once per process)."""
     from tasks import runner
 
     guard_redis.flushdb()
