@@ -17,7 +17,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from mailserver.milter import codec
-from tests.conftest import EICAR, GTUBE, make_message, wait_for
+from tests.conftest import EICAR, GTUBE, TEST_ROOT, make_message, wait_for
 from tests.milter_client import MilterClient
 from tests.milter_front import MilterFront
 
@@ -28,7 +28,11 @@ SMALL_LIMIT = 200_000
 
 @pytest.fixture(scope="module")
 def tcp_milter(stack) -> Iterator[MilterFront]:
-    front = MilterFront("milter-tcp", 0, overrides={"spam_subject_tag": "[SPAM]"})
+    """Tags spam; with a policy that quarantines it for one domain only."""
+    policy = TEST_ROOT / "milter-policy.toml"
+    policy.write_text('[domain."strict.test"]\nspam_quarantine_score = 5\n')
+    front = MilterFront("milter-tcp", 0, overrides={"spam_subject_tag": "[SPAM]",
+                                                    "policy_file": str(policy)})  # fmt: skip
     front.start()
     yield front
     front.stop()
@@ -116,6 +120,21 @@ def test_spam_over_the_quarantine_score_goes_to_the_mtas_hold_queue(unix_milter)
     assert len(held) == 1
     assert "spam score" in held[0].text
     assert replies.headers()["X-Spam-Flag"] == " YES"
+
+
+def test_recipients_under_different_policies_get_the_strictest_outcome(tcp_milter):
+    """Postfix carries out one outcome per message: held for all when one domain's policy
+    holds it."""
+    with MilterClient(tcp_milter.where) as mta:
+        mta.negotiate()
+        mta.envelope(rcpts=("bob@example.test", "ann@strict.test"))
+        mta.message(make_message(body=GTUBE).as_bytes())
+        replies = mta.end()
+    assert replies.final is not None
+    assert replies.final.command == codec.ACCEPT
+    held = [e for e in replies.edits if e.command == codec.QUARANTINE]
+    assert len(held) == 1
+    assert "spam score" in held[0].text
 
 
 def test_a_message_over_the_size_limit_is_refused_552(unix_milter):
