@@ -312,3 +312,12 @@ def test_the_spam_job_may_skip_spamd_on_a_ban_only_when_no_policy_lets_one_pass(
     assert bans_settle_for_all(policies, ("ann@strict.test", "x@other.test"))
     assert not bans_settle_for_all(policies, ("ann@strict.test", "bob@lenient.test"))
     assert not bans_settle_for_all(policies, ("boss@strict.test",))  # a bypass
+
+
+def test_a_virus_gets_one_decision_whatever_the_recipients_policies(tmp_path):
+    policies = policies_of(tmp_path)
+    rcpts = ("ann@strict.test", "bob@lenient.test", "boss@strict.test")
+    virus, dropping = av("infected", "Eicar-Test"), replace(SETTINGS, post_queue_virus="discard")
+    after = decide_for_recipients(virus, spam("ham", 0.0), dropping, policies, "a@example.test",
+                                  rcpts, client_waiting=False)  # fmt: skip
+    assert (after.action, after.reason, after.split) == ("discard", "virus Eicar-Test", ())

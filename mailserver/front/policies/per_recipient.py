@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from mailserver.front.policies.banned_names import as_section_sees_it
 from mailserver.front.policies.rules import DEFAULT, Policies, Rules
-from mailserver.front.policy import Decision, PoolResult, decide
+from mailserver.front.policy import Decision, PoolResult, decide, virus_found
 from tasks.settings import Settings
 
 ACCEPTED = {"deliver": "delivered", "quarantine": "quarantined", "discard": "discarded"}
@@ -26,6 +26,8 @@ def decide_for_recipients(
     rcpts: tuple[str, ...],
     client_waiting: bool,
 ) -> Decision:
+    if virus_found(av):  # no section changes what becomes of a virus: one decision
+        return decide(av, spam, settings, client_waiting, policies.default, sender)
     groups = policies.groups(rcpts) or [(policies.default, rcpts)]
     decided = [(members, _decide(av, spam, settings, rules, sender, client_waiting))
                for rules, members in groups]  # fmt: skip
