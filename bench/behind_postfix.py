@@ -3,7 +3,7 @@ milter front (``smtpd_milters``) and Debian's amavisd-new as Postfix's ``content
 
     apt-get install --no-install-recommends amavisd-new      # once
     .venv/bin/python -m bench.behind_postfix [--corpora generated,sa-public]
-        [--concurrency 2,4] [--messages 100] [--rounds 3] [--keep-var]
+        [--concurrency 2,4] [--messages 100] [--rounds 4] [--keep-var]
 
 One Postfix (tests/postfix_instance.py: its own folder, loopback ports, never the machine's
 own) has two smtpds for clients: one with the README's milter lines, handing each message to
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shlex
 import sys
 import time
@@ -78,7 +79,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=listed(whole(1, 32)), default=[2, 4])
     parser.add_argument("--corpora", type=listed(str), default=list(CORPORA))
     parser.add_argument("--messages", type=whole(1), default=100, help="per block")
-    parser.add_argument("--rounds", type=whole(1), default=3, help="blocks of each path")
+    parser.add_argument("--rounds", type=whole(1), default=4, help="blocks of each path")
     parser.add_argument("--keep-var", action="store_true", help="keep the stack's folder and logs")
     args = parser.parse_args()
     unknown = set(args.corpora) - set(CORPORA)
@@ -123,6 +124,7 @@ def _block(
     work = smtp_work(bench, messages, paths.ports[path])
     taken_before, _ = read_count(paths.count_file)
     cpu_before = cpu.cpu_by_service(bench.stack, bench.other_groups)
+    others = cpu.foreign_scanners(bench.stack)
     started = time.time()
     run = asyncio.run(closed_loop(prefix, work, len(messages), clients, len(messages) * 10.0))
     due = taken_before + sum(
@@ -130,6 +132,7 @@ def _block(
     )
     taken, last_at = _await_next_hop(paths.count_file, due)
     used = cpu.cpu_delta(cpu_before, cpu.cpu_by_service(bench.stack, bench.other_groups))
+    others = max(others, cpu.foreign_scanners(bench.stack))
     left = paths.await_empty_queue()
     arrived = taken - taken_before
     wall_s = max(last_at - started, run.wall_s) if arrived else run.wall_s
@@ -145,6 +148,8 @@ def _block(
         "msg_per_s": arrived / wall_s,
         "replies": dict(Counter(r.answer.reply for r in run.records).most_common(6)),
         "cpu_ms_per_msg": {group: s * 1000 / sent for group, s in used.items()},
+        "others": others,
+        "load_1m": os.getloadavg()[0],
     }
 
 
@@ -178,7 +183,14 @@ def report(blocks: list[dict[str, Any]]) -> str:
         mine = [b for b in blocks if (b["corpus"], b["clients"]) == (name, clients)]
         lines.append(_row(name, clients, mine))
     missing = [b for b in blocks if b["arrived"] != b["due"] or b["left_in_queue"]]
-    lines += ["", f"Blocks with mail missing at the next hop or left queued: {len(missing)}"]
+    loads = [b["load_1m"] for b in blocks]
+    lines += [
+        "",
+        f"Blocks with mail missing at the next hop or left queued: {len(missing)}. "
+        f"Foreign scanners (spamd, clamd, Celery of other stacks): at most "
+        f"{max(b['others'] for b in blocks)}; load average at block ends "
+        f"{min(loads):.1f}-{max(loads):.1f}.",
+    ]
     return "\n".join(lines)
 
 
