@@ -52,7 +52,8 @@ def main() -> None:
         amavisd = binary("amavisd", "amavisd-new")
     except StackError:
         sys.exit("amavisd not found: apt-get install --no-install-recommends amavisd-new")
-    results: dict[str, Any] = {"command": shlex.join(sys.argv), "blocks": []}
+    command = shlex.join(["python", "-m", "bench.behind_postfix", *sys.argv[1:]])
+    results: dict[str, Any] = {"command": command, "blocks": []}
     for clients in args.concurrency:
         with running(Plan(f"real c={clients}", clients), keep_var=args.keep_var) as bench:
             paths = start_paths(bench, clients, lambda *a: amavisd_service(bench, amavisd, *a))
