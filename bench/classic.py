@@ -85,25 +85,46 @@ def _start_classic(bench: BenchStack, amavisd: str, children: int) -> None:
     """amavisd and its next hop as services of the bench's stack: started, measured and
     stopped like the others."""
     ports = pick_ports()
-    home = bench.settings.var_dir / "amavisd"
-    conf = write_conf(home, bench, ports["classic"], ports["next hop"], children)
     hop = [sys.executable, "-m", "bench.nexthop", str(ports["next hop"])]
     services = {
         NEXT_HOP: Service(NEXT_HOP, hop, listening(ports["next hop"]), ports["next hop"]),
-        CLASSIC: Service(
-            CLASSIC,
-            [amavisd, "-c", str(conf), "foreground"],
-            listening(ports["classic"]),
-            ports["classic"],
-            ready_timeout_s=180.0,  # it compiles SpamAssassin's rules before it listens
-        ),
+        CLASSIC: amavisd_service(bench, amavisd, ports["classic"], ports["next hop"], children),
     }
     bench.stack.services.update(services)
     bench.stack.start(services, progress=say)
     bench.other_smtp[CLASSIC] = ports["classic"]
 
 
-def write_conf(home: Path, bench: BenchStack, port: int, next_hop: int, children: int) -> Path:
+def amavisd_service(
+    bench: BenchStack,
+    amavisd: str,
+    port: int,
+    next_hop: int,
+    children: int,
+    virus_destiny: str = "D_REJECT",
+) -> Service:
+    """amavisd on ``port``, handing what it passes to ``next_hop``; its home in the stack's
+    folder. ``virus_destiny``: D_REJECT before the queue, D_DISCARD behind Postfix's
+    ``content_filter`` (a refusal there becomes a bounce)."""
+    home = bench.settings.var_dir / "amavisd"
+    conf = write_conf(home, bench, port, next_hop, children, virus_destiny)
+    return Service(
+        CLASSIC,
+        [amavisd, "-c", str(conf), "foreground"],
+        listening(port),
+        port,
+        ready_timeout_s=180.0,  # it compiles SpamAssassin's rules before it listens
+    )
+
+
+def write_conf(
+    home: Path,
+    bench: BenchStack,
+    port: int,
+    next_hop: int,
+    children: int,
+    virus_destiny: str = "D_REJECT",
+) -> Path:
     """amavisd's configuration and its home (owned by its user when we are root)."""
     for folder in ("tmp", "db", "var"):
         (home / folder).mkdir(parents=True, exist_ok=True)
@@ -124,6 +145,7 @@ def write_conf(home: Path, bench: BenchStack, port: int, next_hop: int, children
             next_hop=next_hop,
             clamd=clamd.socket_path or f"{clamd.host}:{clamd.port}",
             spam_max_bytes=bench.settings.spam_max_bytes,
+            virus_destiny=virus_destiny,
         )
     )
     return conf
@@ -148,7 +170,7 @@ $enable_db = 0; $enable_zmq = 0; $nanny_details_level = 0;
 $enable_dkim_verification = 0; $enable_dkim_signing = 0;
 $sa_local_tests_only = 1; $sa_mail_body_size_limit = {spam_max_bytes};
 $sa_tag_level_deflt = -999; $sa_tag2_level_deflt = 5.0; $sa_kill_level_deflt = 9999;
-$final_virus_destiny = D_REJECT; $final_banned_destiny = D_PASS;
+$final_virus_destiny = {virus_destiny}; $final_banned_destiny = D_PASS;
 $final_spam_destiny = D_PASS; $final_bad_header_destiny = D_PASS;
 $virus_quarantine_method = undef; $spam_quarantine_method = undef;
 $banned_files_quarantine_method = undef; $bad_header_quarantine_method = undef;

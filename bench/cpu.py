@@ -60,9 +60,10 @@ def _groups(stack: Stack) -> dict[int, str]:
     return {s.process.pid: n for n, s in stack.services.items() if s.process}
 
 
-def cpu_by_service(stack: Stack) -> dict[str, float]:
-    """CPU seconds used so far by each running service and by this process."""
-    groups = _groups(stack)
+def cpu_by_service(stack: Stack, others: dict[int, str] | None = None) -> dict[str, float]:
+    """CPU seconds used so far by each running service, by the process groups ``others``
+    names (a private Postfix: its master leads its own group) and by this process."""
+    groups = _groups(stack) | (others or {})
     used = dict.fromkeys(groups.values(), 0.0)
     for proc in _stats():
         if proc.pgid in groups:

@@ -211,9 +211,10 @@ def run_measured(
 ) -> tuple[Run, dict[str, float], int]:
     """The run, the CPU seconds each service used meanwhile, and the most foreign scanners
     seen before or after."""
-    before, others = cpu.cpu_by_service(bench.stack), cpu.foreign_scanners(bench.stack)
+    before = cpu.cpu_by_service(bench.stack, bench.other_groups)
+    others = cpu.foreign_scanners(bench.stack)
     run = asyncio.run(load)
-    used = cpu.cpu_delta(before, cpu.cpu_by_service(bench.stack))
+    used = cpu.cpu_delta(before, cpu.cpu_by_service(bench.stack, bench.other_groups))
     return run, used, max(others, cpu.foreign_scanners(bench.stack))
 
 

@@ -39,6 +39,13 @@ PORTS = {
     "console": 28025,
     "classic": 20024,  # bench/classic.py: a classic content filter and its next hop
     "next hop": 20025,
+    # bench/behind_postfix.py: a private Postfix's two smtpds for clients, its reinjection
+    # smtpd, and a milter front of its own.
+    "postfix milter": 20026,
+    "postfix filter": 20027,
+    "reinjection": 20028,
+    "milter": 27357,
+    "milter metrics": 29126,
 }
 
 
@@ -57,6 +64,8 @@ class BenchStack:
     # Other SMTP servers beside mailscan's front, loaded as paths of their own by name (a
     # classic content filter: bench/classic.py).
     other_smtp: dict[str, int] = field(default_factory=dict)
+    # Process groups measured beside the stack's services, by leader pid (a private Postfix).
+    other_groups: dict[int, str] = field(default_factory=dict)
 
     @property
     def smtp(self) -> tuple[str, int]:
@@ -149,6 +158,7 @@ def _environment(var_dir: Path, ports: dict[str, int], plan: Plan) -> dict[str, 
         "MAILSCAN_METRICS_PORT": str(ports["metrics"]),
         "MAILSCAN_CONSOLE_PORT": str(ports["console"]),
         "MAILSCAN_MODE": "pre-queue",
+        "MAILSCAN_MILTER": "off",  # bench/behind_postfix.py starts one of its own
         "MAILSCAN_DELIVERY": "maildir",
         "MAILSCAN_AV_PLUGINS": plugins or "clamav",
         "MAILSCAN_SPAM_PLUGINS": plugins or "spamassassin",
