@@ -21,7 +21,7 @@ from mailserver.front.policy import Decision
 from mailserver.front.quarantine import Quarantine
 from mailserver.front.retries import Attempts, RetryStore
 from mailserver.front.spool import Spool, SpoolEntry
-from mailserver.front.virusnotice import notice
+from mailserver.front.virusnotice import tell_sender_of_virus
 from tasks.errors import DeliveryError, RecipientsRefused
 from tasks.settings import Settings
 from tasks.wire.verdicts import ByPool
@@ -33,7 +33,6 @@ UNAVAILABLE = "451 4.4.1 Next hop unavailable, try again later"
 NOT_HANDED_ON = "451 4.3.0 Could not hand the message on, try again later"
 EXPIRED = Failure(554, "5.4.7 delivery time expired")
 LIFETIME_OVER = "no final outcome within the spool's lifetime"
-VIRUS = "virus "  # how a virus decision's reason starts (mailserver/front/policy.py)
 
 
 @dataclass(frozen=True)
@@ -85,8 +84,8 @@ class Handover:
             attempts = Attempts(decision, results, entry.envelope.rcpt_tos)
             return self._failed(entry, attempts, err, client_waiting)
         self._finish(entry, sync_first=unsynced)
-        if not client_waiting and decision.reason.startswith(VIRUS):
-            self._tell_sender_of_virus(entry, decision)
+        if not client_waiting and self.settings.virus_sender_notice and self.dsn is not None:
+            tell_sender_of_virus(self.dsn, entry, decision, self.settings.hostname)
         return Outcome(decision.action, decision.reply, decision.reason, self._hop_said(entry))
 
     def retry(self, entry: SpoolEntry, attempts: Attempts) -> Outcome:
@@ -145,7 +144,8 @@ class Handover:
             tag = decision.subject_tag or self.settings.spam_subject_tag
             message, top = headers.tag_subject(top + message, tag), b""
         if decision.action == "quarantine":
-            held = entry if rcpts == entry.envelope.rcpt_tos else _for_only(entry, rcpts)
+            # The quarantine keeps whom it held the message for.
+            held = replace(entry, envelope=replace(entry.envelope, rcpt_tos=rcpts))
             self.quarantine.put(held, top + message, decision.reason, verdicts)
             return None
         # The folder's fsync goes with the spool entry's removal, after the reply: the entry
@@ -234,15 +234,6 @@ class Handover:
         self.outcomes.blob_done(entry.id)
         return outcome
 
-    def _tell_sender_of_virus(self, entry: SpoolEntry, decision: Decision) -> None:
-        """Only when the setting asks for it, and only through the relay."""
-        if not self.settings.virus_sender_notice or self.dsn is None:
-            return
-        virus = decision.reason.removeprefix(VIRUS)
-        content = notice(entry, virus, decision.action, self.settings.hostname)
-        said = self.dsn.to_sender(entry, content, "virus notice")
-        log.info("message %s: virus notice to its sender: %s", entry.id, said)
-
     def _hop_said(self, entry: SpoolEntry) -> str:
         said = getattr(self.delivery, "reply_for", None)  # the deliveries that keep one
         return said(entry.id) if said else ""
@@ -281,11 +272,6 @@ def failures_of(entry_id: str, err: Exception, rcpts: tuple[str, ...]) -> dict[s
         return dict.fromkeys(rcpts, Failure(451, f"4.3.0 local delivery failed: {err}"))
     log.error("message %s: handing on failed unexpectedly", entry_id, exc_info=err)
     return dict.fromkeys(rcpts, Failure(451, f"4.3.0 {type(err).__name__}: {err}"))
-
-
-def _for_only(entry: SpoolEntry, rcpts: tuple[str, ...]) -> SpoolEntry:
-    """The entry as seen by some of its recipients (a quarantine keeps whom it held it for)."""
-    return replace(entry, envelope=replace(entry.envelope, rcpt_tos=rcpts))
 
 
 def _expired(last_error: str) -> Failure:

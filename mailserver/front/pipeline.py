@@ -24,7 +24,7 @@ from mailserver.front.policies.holder import PolicyHolder
 from mailserver.front.policies.per_recipient import (
     bans_settle_for_all,
     decide_for_recipients,
-    refuses_banned_for_all,
+    settled_by_av,
 )
 from mailserver.front.policy import Decision
 from mailserver.front.quarantine import Quarantine
@@ -32,7 +32,7 @@ from mailserver.front.retries import Attempts
 from mailserver.front.spool import Spool, SpoolEntry
 from mailserver.front.spoolsharing import SpoolSharing
 from mailserver.front.staging import FLUSH_BYTES
-from mailserver.front.verdicts import VerdictWaiter
+from mailserver.front.verdicts import VerdictWaiter, verdict_of
 from mailserver.messagelog.writer import MessageLog
 from tasks.errors import SpoolWriteFailed
 from tasks.settings import Settings
@@ -169,7 +169,8 @@ class Pipeline:
         spam = asyncio.ensure_future(self._await(task_ids[SPAM_POOL], deadline, steps, enqueued))
         try:
             av = await self._await(task_ids[AV_POOL], deadline, steps, enqueued)
-            if self._settled_by_av(entry, av) and not spam.done():
+            rcpts = entry.envelope.rcpt_tos
+            if settled_by_av(av, self.settings, self.policies.current, rcpts) and not spam.done():
                 # The outcome is the virus's (or the banned attachment's) whatever spamd
                 # says: answer now, not after it (its job skips spamd if it has not started:
                 # tasks/guards/virusfirst.py).
@@ -177,13 +178,6 @@ class Pipeline:
             return {AV_POOL: av, SPAM_POOL: await spam}
         finally:
             await _call_off(spam)  # nothing when it has its verdict
-
-    def _settled_by_av(self, entry: SpoolEntry, av: PoolVerdict | None) -> bool:
-        if not policy.refused_by_av(av):
-            return False
-        rcpts = entry.envelope.rcpt_tos
-        policies = self.policies.current
-        return policy.virus_found(av) or refuses_banned_for_all(av, self.settings, policies, rcpts)
 
     async def _scan_while_settling(
         self, entry: SpoolEntry, settling: asyncio.Future[None], steps: Steps
@@ -238,7 +232,7 @@ class Pipeline:
         if meta.get("status") != "SUCCESS":
             log.warning("scan job %s ended %s: %s", task_id, meta.get("status"), meta.get("result"))
             return None
-        verdict = _verdict_of(task_id, meta.get("result"))
+        verdict = verdict_of(task_id, meta.get("result"))
         if verdict is not None:
             # From the enqueue to the verdict, less the pool's own time: the queue, and
             # the verdict's way back.
@@ -295,16 +289,6 @@ class Pipeline:
 def _spool_unread_by(results: ByPool) -> PoolVerdict | None:
     """The verdict of a pool that could not read the message from the spool, if any."""
     return next((r for r in results.values() if r and r.spool_unreadable), None)
-
-
-def _verdict_of(task_id: str, result: Any) -> PoolVerdict | None:
-    """The job's stored result, decoded once here: the rest of the front reads a
-    PoolVerdict. One that is no verdict counts as none (the failure policy decides)."""
-    try:
-        return PoolVerdict.from_record(result)
-    except ValueError as err:
-        log.error("scan job %s stored no verdict: %s", task_id, err)
-        return None
 
 
 async def _call_off(scanning: asyncio.Future[Any]) -> None:

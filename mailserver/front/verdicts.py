@@ -27,6 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tasks.wire.keys import RESULT_KEY_PREFIX
+from tasks.wire.verdicts import PoolVerdict
 
 log = logging.getLogger(__name__)
 RECONNECT_DELAY_S = 0.5
@@ -143,3 +144,13 @@ class VerdictWaiter:
 def _backoff_s(failed_in_a_row: int) -> float:
     """Soon after a subscription ends; less and less often while subscribing fails."""
     return min(RECONNECT_DELAY_S * 2 ** max(0, failed_in_a_row - 1), RECONNECT_DELAY_MAX_S)
+
+
+def verdict_of(task_id: str, result: Any) -> PoolVerdict | None:
+    """The job's stored result, decoded once here: the rest of the front reads a
+    PoolVerdict. One that is no verdict counts as none (the failure policy decides)."""
+    try:
+        return PoolVerdict.from_record(result)
+    except ValueError as err:
+        log.error("scan job %s stored no verdict: %s", task_id, err)
+        return None

@@ -6,13 +6,29 @@ virus may have forged, and must carry nothing of what it was sent."""
 from __future__ import annotations
 
 import email.utils
+import logging
 import secrets
 
-from mailserver.front.dsn import one_line
+from mailserver.front.dsn import DsnSender, one_line
 from mailserver.front.outcomes import message_id_of
+from mailserver.front.policy import Decision
 from mailserver.front.spool import SpoolEntry
 
+log = logging.getLogger(__name__)
 FATES = {"quarantine": "kept in quarantine", "discard": "discarded"}
+VIRUS = "virus "  # how a virus decision's reason starts (mailserver/front/policy.py)
+
+
+def tell_sender_of_virus(
+    dsn: DsnSender, entry: SpoolEntry, decision: Decision, hostname: str
+) -> None:
+    """After the queue, when the setting asks for it: a decision on a virus tells the
+    sender, through the relay, from the empty sender."""
+    if not decision.reason.startswith(VIRUS):
+        return
+    virus = decision.reason.removeprefix(VIRUS)
+    said = dsn.to_sender(entry, notice(entry, virus, decision.action, hostname), "virus notice")
+    log.info("message %s: virus notice to its sender: %s", entry.id, said)
 
 
 def notice(entry: SpoolEntry, virus: str, action: str, hostname: str) -> bytes:

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from mailserver.front.policies.banned_names import as_section_sees_it
 from mailserver.front.policies.rules import DEFAULT, Policies, Rules
-from mailserver.front.policy import Decision, PoolResult, decide, virus_found
+from mailserver.front.policy import Decision, PoolResult, decide, refused_by_av, virus_found
 from tasks.settings import Settings
 
 ACCEPTED = {"deliver": "delivered", "quarantine": "quarantined", "discard": "discarded"}
@@ -64,6 +64,16 @@ def bans_settle_for_all(policies: Policies, rcpts: tuple[str, ...]) -> bool:
         rules.banned and not rules.bypass and rules.banned_extensions is None
         for rules, _ in policies.groups(rcpts)
     )
+
+
+def settled_by_av(
+    av: PoolResult, settings: Settings, policies: Policies, rcpts: tuple[str, ...]
+) -> bool:
+    """Whether the av verdict alone settles the message: a virus, or a banned attachment
+    every recipient's policy refuses. The spam verdict is then not awaited."""
+    if not refused_by_av(av):
+        return False
+    return virus_found(av) or refuses_banned_for_all(av, settings, policies, rcpts)
 
 
 def refuses_banned_for_all(
