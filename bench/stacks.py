@@ -52,7 +52,8 @@ PORTS = {
 @dataclass(frozen=True)
 class Plan:
     name: str  # "real c=2", "glue"
-    concurrency: int  # pool processes per pool (and spamd children)
+    # Pool processes per pool and spamd children; None: as ``mailscan up`` sizes them.
+    concurrency: int | None
     glue: bool = False  # stub plugins, no clamd or spamd
 
 
@@ -146,25 +147,31 @@ def _environment(var_dir: Path, ports: dict[str, int], plan: Plan) -> dict[str, 
         say(f"ignoring inherited {', '.join(inherited)}")
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     plugins = "stub" if plan.glue else ""
-    return env | {
-        "MAILSCAN_VAR_DIR": str(var_dir),
-        "MAILSCAN_REDIS_URL": f"redis://{LOOPBACK}:{ports['redis']}/0",
-        "MAILSCAN_CLAMD": f"{LOOPBACK}:{ports['clamd']}",
-        "MAILSCAN_SPAMD": f"{LOOPBACK}:{ports['spamd']}",
-        "MAILSCAN_SMTP_HOST": LOOPBACK,
-        "MAILSCAN_SMTP_PORT": str(ports["smtp"]),
-        "MAILSCAN_FLOWER_PORT": str(ports["flower"]),
-        "MAILSCAN_METRICS_HOST": LOOPBACK,
-        "MAILSCAN_METRICS_PORT": str(ports["metrics"]),
-        "MAILSCAN_CONSOLE_PORT": str(ports["console"]),
-        "MAILSCAN_MODE": "pre-queue",
-        "MAILSCAN_MILTER": "off",  # bench/behind_postfix.py starts one of its own
-        "MAILSCAN_DELIVERY": "maildir",
-        "MAILSCAN_AV_PLUGINS": plugins or "clamav",
-        "MAILSCAN_SPAM_PLUGINS": plugins or "spamassassin",
+    sized = {} if plan.concurrency is None else {
         "MAILSCAN_AV_CONCURRENCY": str(plan.concurrency),
         "MAILSCAN_SPAM_CONCURRENCY": str(plan.concurrency),
-    }
+    }  # fmt: skip
+    return (
+        env
+        | sized
+        | {
+            "MAILSCAN_VAR_DIR": str(var_dir),
+            "MAILSCAN_REDIS_URL": f"redis://{LOOPBACK}:{ports['redis']}/0",
+            "MAILSCAN_CLAMD": f"{LOOPBACK}:{ports['clamd']}",
+            "MAILSCAN_SPAMD": f"{LOOPBACK}:{ports['spamd']}",
+            "MAILSCAN_SMTP_HOST": LOOPBACK,
+            "MAILSCAN_SMTP_PORT": str(ports["smtp"]),
+            "MAILSCAN_FLOWER_PORT": str(ports["flower"]),
+            "MAILSCAN_METRICS_HOST": LOOPBACK,
+            "MAILSCAN_METRICS_PORT": str(ports["metrics"]),
+            "MAILSCAN_CONSOLE_PORT": str(ports["console"]),
+            "MAILSCAN_MODE": "pre-queue",
+            "MAILSCAN_MILTER": "off",  # bench/behind_postfix.py starts one of its own
+            "MAILSCAN_DELIVERY": "maildir",
+            "MAILSCAN_AV_PLUGINS": plugins or "clamav",
+            "MAILSCAN_SPAM_PLUGINS": plugins or "spamassassin",
+        }
+    )
 
 
 def listening(port: int) -> Callable[[], bool]:

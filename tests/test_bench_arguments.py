@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
         ("bench.recovery --soak-messages 0", "argument --soak-messages: 0 is out of range"),
         ("bench.suite --concurrency 2,x", "argument --concurrency: 'x' is not a whole number"),
         ("bench.suite --concurrency 0", "argument --concurrency: 0 is out of range: from 1 to 32"),
-        ("bench.classic --blocks 0", "argument --blocks: 0 is out of range: at least 1"),
+        ("bench.classic --rounds 0", "argument --rounds: 0 is out of range: at least 1"),
     ],
 )
 def test_a_bench_refuses_a_value_out_of_range_in_one_line(command: str, refusal: str) -> None:
