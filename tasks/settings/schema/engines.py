@@ -58,7 +58,7 @@ class EngineSettings:
         "the most SpamAssassin is given of a message: a larger one is cut after its last "
         "whole MIME part that fits (else at a line end), its header block kept, and its "
         "`X-Spam-Status` ends `(first N bytes of M scanned)`; mail is never skipped for "
-        "size. Also the largest message `mailscan learn` and the console teach",
+        "size. Learning (`mailscan learn`, the console) teaches Bayes the same head",
     )  # fmt: skip
     command_scanner: tuple[str, ...] = setting(
         (), parse.command_line,
