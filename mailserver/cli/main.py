@@ -265,19 +265,9 @@ def _crash_show(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _scale(settings: Settings, args: argparse.Namespace) -> int:
-    from mailserver.cli import scale
+    from mailserver.cli.scale import scale_lines
 
-    if args.autoscale:
-        most, _, least = args.autoscale.partition(",")
-        if not (most.isdigit() and least.isdigit()):
-            raise MailscanError("--autoscale takes MAX,MIN, e.g. --autoscale 8,2")
-        answers = scale.autoscale(settings, args.pool, int(most), int(least))
-        print("\n".join(f"{name}: {reply.get('ok')}" for name, reply in answers.items()))
-        return CLEAN
-    if args.processes is None or args.processes < 1:
-        raise MailscanError("give the number of processes (1 or more), or --autoscale MAX,MIN")
-    sizes = scale.scale(settings, args.pool, args.processes)
-    print("\n".join(f"{name}: {size} processes" for name, size in sizes.items()))
+    print("\n".join(scale_lines(settings, args.pool, args.processes, args.autoscale)))
     return CLEAN
 
 
