@@ -52,9 +52,11 @@ class Sizing:
         """One line each, e.g. ``spam pool: 2 processes (2 usable CPUs; ... unset)``."""
         children = self.spamd_children
         lines = [f"spamd: {children.count} children ({children.why})"]
-        return lines + [
-            f"{pool} pool: {size.count} processes ({size.why})" for pool, size in self.pools.items()
-        ]
+        return lines + [self.pool_line(pool) for pool in self.pools]
+
+    def pool_line(self, pool: str) -> str:
+        size = self.pools[pool]
+        return f"{pool} pool: {size.count} processes ({size.why})"
 
 
 def cgroup_quota(quota_file: Path) -> float | None:

@@ -47,7 +47,7 @@ class EngineSettings:
         "`bayes_min_spam_num 50; bayes_min_ham_num 50` (Bayes waits for 200 of each)",
     )  # fmt: skip
     spamd_children: int | None = setting(
-        None, parse.positive_int,
+        None, parse.optional_positive_int,
         "spamd children `mailscan up` starts; unset: as many as the CPUs it may use "
         "(CPU affinity and cgroup quota), as more only make each message cost more CPU",
         shown="the usable CPUs",
