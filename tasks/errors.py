@@ -129,7 +129,7 @@ class MilterProtocolError(MailscanError):
 class LearnFailed(MailscanError):
     """spamd could not be taught a message: no spam worker answered in time, spamd refused
     (it must run with ``--allow-tell`` and let the spam pool's address in), or the message
-    is larger than spamd is given (``MAILSCAN_SPAM_MAX_BYTES``)."""
+    is larger than the mail mailscan accepts (``MAILSCAN_MAX_MESSAGE_BYTES``)."""
 
 
 class StackError(MailscanError):

@@ -54,6 +54,11 @@ def positive_int(text: str) -> int:
     return value
 
 
+def optional_positive_int(text: str) -> int | None:
+    # Empty is unset, as compose's `${VAR:-}` passes a variable .env does not set.
+    return positive_int(text) if text.strip() else None
+
+
 def size_or_off(text: str) -> int:
     value = int(text)
     if value < 0:

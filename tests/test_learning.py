@@ -6,31 +6,35 @@ was learnt (``sa-learn --dump magic``), and a message's score moves once Bayes k
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, expect, sync_playwright
 
-from mailserver.console.learning import Teacher
+from mailserver.front.outcomes import message_id_of
 from mailserver.front.quarantine import Quarantine
 from mailserver.front.spool import Envelope, SpoolEntry, new_id
+from mailserver.messagelog.record import MessageRecord, RecipientOutcome
+from mailserver.messagelog.store import MessageStore
 from mailserver.supervisor.services import spamd_home
 from mailserver.supervisor.stack import Stack
 from tasks import redisauth
-from tasks.celery import app
 from tasks.crashes.reports import audit_log
-from tasks.errors import LearnFailed
 from tasks.plugins.spamassassin import SpamassassinPlugin
+from tasks.plugins.truncation import truncate
 from tasks.settings import Settings, load_settings
 from tasks.wire.keys import SPAM_POOL
-from tests.conftest import CORPUS, maildir_messages, port, stack_env
-from tests.console_session import ADMIN, PASSWORD, add_admin
+from tests.conftest import CORPUS, maildir_messages, make_message, on_the_wire, port, stack_env
+from tests.console_session import ADMIN, PASSWORD, add_admin, csrf_token, logged_in
 from tests.test_console_browser import CHROMIUM_ARGS
 
 pytestmark = pytest.mark.integration
@@ -39,6 +43,7 @@ CONSOLE_PORT = port(18041)
 LEARN_SETTINGS = {
     "spamd_config": "bayes_min_spam_num 10; bayes_min_ham_num 10; bayes_auto_learn 0",
     "console_port": str(CONSOLE_PORT),
+    "max_message_bytes": "2000000",  # the cap of what is learnt, small enough to upload past
 }
 # A ham, and a spam that Bayes trained on the rest finds neutral (it scores under 5).
 HAM_TARGET = CORPUS / "nice" / "005.eml"
@@ -195,10 +200,28 @@ def test_an_unknown_id_or_file_is_one_clear_line(learner, learn_env):
     assert "no-such.eml: No such file or directory" in missing.stderr
 
 
-def test_a_message_larger_than_spamd_is_given_is_not_sent(ls):
-    teacher = Teacher(ls, app)
-    with pytest.raises(LearnFailed, match="MAILSCAN_SPAM_MAX_BYTES"):
-        teacher.teach("spam", b"x" * (ls.spam_max_bytes + 1))
+def large_spam(size: int) -> bytes:
+    """A new spam of at least ``size`` bytes: a short text, then a large attachment."""
+    text, filler = f"Cheap pills, order today ({time.time_ns()}).", random.randbytes(size)
+    return on_the_wire(make_message(body=text, attachment=filler))
+
+
+def test_a_large_file_is_learnt_as_the_head_a_scan_sees_and_one_past_the_cap_is_not(
+    learner, ls, learn_env, tmp_path
+):
+    message, large, huge = large_spam(ls.spam_max_bytes), tmp_path / "l.eml", tmp_path / "h.eml"
+    large.write_bytes(message)
+    huge.write_bytes(b"x" * 2_000_001)
+    head, before = truncate(message, ls.spam_max_bytes), bayes(ls)
+    said = f"learnt as spam (first {len(head)} of {len(message)} bytes, as scanned)"
+    assert learnt(mailscan(learn_env, "learn", "spam", str(large))) == {str(large): said}
+    assert bayes(ls)["nspam"] == before["nspam"] + 1
+    refused = mailscan(learn_env, "learn", "spam", str(huge))
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        f"mailscan: {huge}: the file is larger than the mail mailscan accepts (2000001 bytes, "
+        "MAILSCAN_MAX_MESSAGE_BYTES=2000000): nothing to learn"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +267,33 @@ def test_release_and_learn_and_confirm_spam_in_the_console(browser, console, ls)
     expect(rows.nth(0)).to_contain_text(spam_id)
     expect(rows.nth(1)).to_contain_text("quarantine not spam: learnt as ham, released")
     expect(rows.nth(1)).to_contain_text(ADMIN)
+
+
+def delivered(ls: Settings, message: bytes) -> str:
+    """A delivered message in the message log, as the front records it; its spool id."""
+    spool_id, outcome = new_id(), RecipientOutcome("dave@example.test", "delivered")
+    record = MessageRecord(at=time.time(), spool_id=spool_id, mail_from="carol@example.test",
+                           recipients=(outcome,), verdict="clean", action="deliver",
+                           reason="clean", message_id=message_id_of(message))  # fmt: skip
+    MessageStore.from_settings(ls).insert([record])
+    return spool_id
+
+
+def uploaded(admin: httpx.Client, spool_id: str, copy: bytes) -> str:
+    """ "Spam: confirm" on the message's page with ``copy``; the page it comes back to."""
+    token = {"csrf_token": csrf_token(admin.get(f"/messages/{spool_id}").text)}
+    files = {"message": ("copy.eml", copy, "message/rfc822")}
+    return admin.post(f"/messages/{spool_id}/spam", data=token, files=files).text
+
+
+def test_the_console_learns_a_large_delivered_copy_and_refuses_one_past_the_cap(console, ls):
+    message = large_spam(ls.spam_max_bytes)
+    spool_id, head = delivered(ls, message), truncate(message, ls.spam_max_bytes)
+    admin = logged_in(console)
+    page = uploaded(admin, spool_id, message + b"x" * (2_000_001 - len(message)))
+    assert "Nothing done: spamd did not learn it: the file is larger than the mail" in page
+    assert "MAILSCAN_MAX_MESSAGE_BYTES=2000000" in page
+    page = uploaded(admin, spool_id, message)
+    admin.close()
+    said = f"learnt as spam (first {len(head)} of {len(message)} bytes, as scanned)"
+    assert f"Message {spool_id} {said}." in page

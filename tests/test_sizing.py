@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tasks.settings import load_settings
-from tasks.sizing import Cpus, Size, cgroup_quota, own_cpu_max_files, plan, usable_cpus
+from tasks.sizing import Cpus, Size, cgroup_quota, own_quota_files, plan, usable_cpus
 
 TWO = Cpus(2, "2 usable CPUs")
 
@@ -30,6 +30,17 @@ def test_a_missing_cpu_max_file_is_no_quota(tmp_path):
     assert cgroup_quota(tmp_path / "cpu.max") is None
 
 
+@pytest.mark.parametrize(
+    ("quota", "period", "cpus"),
+    [("150000\n", "100000\n", 1.5), ("-1\n", "100000\n", None), ("50000", None, None),
+     ("junk", "100000", None)],
+)  # fmt: skip
+def test_a_cgroup_v1_quota_is_its_cfs_quota_over_its_period(tmp_path, quota, period, cpus):
+    if period is not None:
+        cpu_max(tmp_path, period, "cpu.cfs_period_us")
+    assert cgroup_quota(cpu_max(tmp_path, quota, "cpu.cfs_quota_us")) == cpus
+
+
 def test_without_a_quota_the_affinity_counts(tmp_path):
     cpus = usable_cpus(4, [cpu_max(tmp_path, "max 100000"), tmp_path / "absent"])
     assert cpus == Cpus(4, "4 usable CPUs")
@@ -37,7 +48,21 @@ def test_without_a_quota_the_affinity_counts(tmp_path):
 
 def test_a_quota_below_the_affinity_lowers_the_count_rounded_up(tmp_path):
     cpus = usable_cpus(8, [cpu_max(tmp_path, "250000 100000")])
-    assert cpus == Cpus(3, "3 usable CPUs: a cgroup quota of 2.5 CPUs")
+    assert cpus == Cpus(3, "3 usable CPUs: a cgroup v2 quota of 2.5 CPUs")
+
+
+def test_a_cgroup_v1_quota_lowers_the_count_and_the_start_up_lines_say_so(tmp_path):
+    v1 = tmp_path / "cpu,cpuacct"
+    v1.mkdir()
+    cpu_max(v1, "150000\n", "cpu.cfs_quota_us")
+    cpu_max(v1, "100000\n", "cpu.cfs_period_us")
+    files = [cpu_max(tmp_path, "max 100000"), v1 / "cpu.cfs_quota_us"]
+    cpus = usable_cpus(8, files)
+    assert cpus == Cpus(2, "2 usable CPUs: a cgroup v1 quota of 1.5 CPUs")
+    assert plan(load_settings({}), cpus).lines()[0] == (
+        "spamd: 2 children (2 usable CPUs: a cgroup v1 quota of 1.5 CPUs; "
+        "MAILSCAN_SPAMD_CHILDREN unset)"
+    )
 
 
 def test_the_smallest_quota_of_the_cgroups_above_counts(tmp_path):
@@ -54,14 +79,29 @@ def test_a_quota_above_the_affinity_changes_nothing(tmp_path):
 
 
 def test_the_cpu_max_files_are_those_of_the_own_cgroup_and_above(tmp_path):
-    proc = cpu_max(tmp_path, "1:cpu:/\n0::/system.slice/mail.service\n", "cgroup")
-    files = own_cpu_max_files(proc)
+    proc = cpu_max(tmp_path, "4:memory:/x\n0::/system.slice/mail.service\n", "cgroup")
+    files = own_quota_files(proc)
     assert [str(f) for f in files] == [
         "/sys/fs/cgroup/system.slice/mail.service/cpu.max",
         "/sys/fs/cgroup/system.slice/cpu.max",
         "/sys/fs/cgroup/cpu.max",
     ]
-    assert own_cpu_max_files(cpu_max(tmp_path, "4:memory:/x\n", "v1")) == []
+    assert own_quota_files(cpu_max(tmp_path, "4:memory:/x\n", "v1")) == []
+    assert own_quota_files(tmp_path / "absent") == []
+
+
+def test_the_v1_quota_files_are_those_of_the_cpu_hierarchy_and_above(tmp_path):
+    proc = cpu_max(tmp_path, "5:cpu,cpuacct:/docker/c0ffee\n4:memory:/docker/c0ffee\n", "v1")
+    assert [str(f) for f in own_quota_files(proc)] == [
+        "/sys/fs/cgroup/cpu,cpuacct/docker/c0ffee/cpu.cfs_quota_us",
+        "/sys/fs/cgroup/cpu,cpuacct/docker/cpu.cfs_quota_us",
+        "/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us",
+        "/sys/fs/cgroup/cpu/docker/c0ffee/cpu.cfs_quota_us",
+        "/sys/fs/cgroup/cpu/docker/cpu.cfs_quota_us",
+        "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+    ]
+    only_cpu = cpu_max(tmp_path, "2:cpu:/\n1:name=systemd:/init.scope\n", "only")
+    assert [str(f) for f in own_quota_files(only_cpu)] == ["/sys/fs/cgroup/cpu/cpu.cfs_quota_us"]
 
 
 def test_by_default_every_count_is_the_usable_cpus_and_says_so():

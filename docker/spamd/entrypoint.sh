@@ -18,6 +18,14 @@ if [ "${SA_UPDATE:-yes}" != no ]; then
     fi
 fi
 
+# Children as mailscan sizes them (spamd-children), all started at once as `mailscan up`
+# starts them, so none is forked under load. Options given as arguments come after, and win.
+children=$(spamd-children)
+why="the CPUs this container may use; MAILSCAN_SPAMD_CHILDREN unset"
+if [ -n "${MAILSCAN_SPAMD_CHILDREN:-}" ]; then why="MAILSCAN_SPAMD_CHILDREN=$children"; fi
+echo "spamd: $children children ($why)" >&2
+
 # spamd binds as root, then serves as debian-spamd (--username): it refuses to scan as root.
 # Only these addresses may connect, and so learn: this container (its healthcheck) by default.
-exec spamd "--allowed-ips=${SPAMD_ALLOWED_IPS:-127.0.0.1}" "$@"
+exec spamd "--allowed-ips=${SPAMD_ALLOWED_IPS:-127.0.0.1}" \
+    "--min-children=$children" "--max-children=$children" "$@"

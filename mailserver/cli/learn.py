@@ -15,7 +15,7 @@ from mailserver.front.delivery import delivery_for
 from mailserver.front.quarantine import Quarantine
 from mailserver.front.server import check_redis
 from tasks.celery import app
-from tasks.errors import MailscanError, NotQuarantined
+from tasks.errors import LearnFailed, MailscanError, NotQuarantined
 from tasks.settings import Settings
 
 
@@ -36,8 +36,11 @@ def learn(settings: Settings, message_class: str, targets: list[str]) -> Iterato
             except NotQuarantined:
                 raise MailscanError(f"{target}: no such message in the quarantine") from None
             continue
-        learnt = teacher.teach(message_class, _read(Path(target)))
-        yield f"{target}: {learning.learnt_text(message_class, learnt)}"
+        try:
+            lesson = teacher.teach(message_class, _read(Path(target)))
+        except LearnFailed as err:  # of many files, the one it was
+            raise LearnFailed(f"{target}: {err}") from None
+        yield f"{target}: {lesson.text()}"
 
 
 def _read(path: Path) -> bytes:

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 from kombu.exceptions import OperationalError
@@ -70,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     scale.add_argument("pool", choices=["av", "spam"], help="which pool")
     scale.add_argument("processes", nargs="?", type=int, help="processes per worker")
     scale.add_argument("--autoscale", metavar="MAX,MIN", help="range of Celery's autoscaler")
+    pool = _command(sub, "pool", _pool, "run one pool's worker here, sized as `mailscan up` does")
+    pool.add_argument("pool", choices=["av", "spam"], help="which pool")
     _crashdump_commands(sub)
     _message_commands(sub)
     _console_commands(sub)
@@ -265,20 +267,16 @@ def _crash_show(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _scale(settings: Settings, args: argparse.Namespace) -> int:
-    from mailserver.cli import scale
+    from mailserver.cli.scale import scale_lines
 
-    if args.autoscale:
-        most, _, least = args.autoscale.partition(",")
-        if not (most.isdigit() and least.isdigit()):
-            raise MailscanError("--autoscale takes MAX,MIN, e.g. --autoscale 8,2")
-        answers = scale.autoscale(settings, args.pool, int(most), int(least))
-        print("\n".join(f"{name}: {reply.get('ok')}" for name, reply in answers.items()))
-        return CLEAN
-    if args.processes is None or args.processes < 1:
-        raise MailscanError("give the number of processes (1 or more), or --autoscale MAX,MIN")
-    sizes = scale.scale(settings, args.pool, args.processes)
-    print("\n".join(f"{name}: {size} processes" for name, size in sizes.items()))
+    print("\n".join(scale_lines(settings, args.pool, args.processes, args.autoscale)))
     return CLEAN
+
+
+def _pool(settings: Settings, args: argparse.Namespace) -> NoReturn:
+    from mailserver.cli.pool import run_pool
+
+    run_pool(settings, args.pool)
 
 
 def _check_config(settings: Settings, _: argparse.Namespace) -> int:

@@ -13,6 +13,23 @@ from tasks.poolsize import SETTLE_S, resize, workers_of
 from tasks.settings import Settings, env_name
 
 
+def scale_lines(
+    settings: Settings, pool: str, processes: int | None, autoscale_range: str | None
+) -> list[str]:
+    """What ``mailscan scale POOL [PROCESSES] [--autoscale MAX,MIN]`` does, one line per
+    worker."""
+    if autoscale_range:
+        most, _, least = autoscale_range.partition(",")
+        if not (most.isdigit() and least.isdigit()):
+            raise MailscanError("--autoscale takes MAX,MIN, e.g. --autoscale 8,2")
+        answers = autoscale(settings, pool, int(most), int(least))
+        return [f"{name}: {reply.get('ok')}" for name, reply in answers.items()]
+    if processes is None or processes < 1:
+        raise MailscanError("give the number of processes (1 or more), or --autoscale MAX,MIN")
+    sizes = scale(settings, pool, processes)
+    return [f"{name}: {size} processes" for name, size in sizes.items()]
+
+
 def scale(settings: Settings, pool: str, processes: int) -> dict[str, int]:
     """Set every worker of ``pool`` to ``processes``; return what each worker then reports."""
     check_redis(settings)

@@ -42,12 +42,15 @@ class Teacher:
     settings: Settings
     app: Celery
 
-    def teach(self, message_class: str, message: bytes) -> bool:
-        """True when Bayes learnt it; False when it knew it as this class already."""
-        if len(message) > self.settings.spam_max_bytes:
+    def teach(self, message_class: str, message: bytes) -> Lesson:
+        """What spamd's Bayes made of ``message``: the pool teaches it the head a scan gives
+        spamd. A message larger than mailscan accepts as mail (``MAILSCAN_MAX_MESSAGE_BYTES``)
+        is no mail mailscan scans: it raises LearnFailed and is not sent."""
+        cap = self.settings.max_message_bytes
+        if len(message) > cap:
             raise LearnFailed(
-                f"the message is larger than spamd is given ({len(message)} bytes, "
-                f"MAILSCAN_SPAM_MAX_BYTES={self.settings.spam_max_bytes}): nothing to learn"
+                f"the file is larger than the mail mailscan accepts ({len(message)} bytes, "
+                f"MAILSCAN_MAX_MESSAGE_BYTES={cap}): nothing to learn"
             )
         result = self.app.send_task(LEARN_TASK, args=[message_class, message])
         try:
@@ -58,13 +61,33 @@ class Teacher:
             result.forget()
         if answer.get("error"):
             raise LearnFailed(answer["error"])
-        return bool(answer.get("learnt"))
+        learnt_bytes = int(answer.get("learnt_bytes", len(message)))
+        return Lesson(message_class, bool(answer.get("learnt")), learnt_bytes, len(message))
 
 
-def learnt_text(message_class: str, learnt: bool) -> str:
-    # spamd's answer to TELL says only whether Bayes changed: it knew the message already,
-    # or could not write its database (its log says which).
-    return f"learnt as {message_class}" if learnt else f"not new to spamd as {message_class}"
+@dataclass(frozen=True)
+class Lesson:
+    """What spamd's Bayes made of a message taught as ``message_class``: whether it learnt
+    it, and how many of its bytes it was given."""
+
+    message_class: str
+    learnt: bool
+    learnt_bytes: int
+    message_bytes: int
+
+    def text(self) -> str:
+        """In words, e.g. ``learnt as spam (first 511990 of 2000000 bytes, as scanned)``."""
+        # spamd's answer to TELL says only whether Bayes changed: it knew the message already,
+        # or could not write its database (its log says which).
+        said = "learnt as" if self.learnt else "not new to spamd as"
+        if self.learnt_bytes < self.message_bytes:
+            part = f"first {self.learnt_bytes} of {self.message_bytes} bytes, as scanned"
+            return f"{said} {self.message_class} ({part})"
+        return f"{said} {self.message_class}"
+
+    def audited(self) -> str:
+        """What the audit log keeps of it."""
+        return "learnt" if self.learnt else "nothing new"
 
 
 def not_spam(
@@ -72,8 +95,8 @@ def not_spam(
     entry_id: str, by: str,
 ) -> str:  # fmt: skip
     """Learn the quarantined message as ham, then release it; what was done, in words."""
-    learnt = teacher.teach("ham", _message(quarantine, entry_id))
-    spamd = "learnt" if learnt else "nothing new"
+    lesson = teacher.teach("ham", _message(quarantine, entry_id))
+    spamd = lesson.audited()
     try:
         quarantined.release(quarantine, delivery, entry_id)
     except DeliveryError:
@@ -82,19 +105,19 @@ def not_spam(
         raise
     crashreports.audit(audit, "quarantine not spam: learnt as ham, released", by,
                        message=entry_id, spamd=spamd)  # fmt: skip
-    return f"Message {entry_id} {learnt_text('ham', learnt)}, released and delivered."
+    return f"Message {entry_id} {lesson.text()}, released and delivered."
 
 
 def confirm_spam(
     quarantine: Quarantine, teacher: Teacher, audit: redis.Redis, entry_id: str, by: str
 ) -> str:
     """Learn the quarantined message as spam, then delete it; what was done, in words."""
-    learnt = teacher.teach("spam", _message(quarantine, entry_id))
+    lesson = teacher.teach("spam", _message(quarantine, entry_id))
     quarantined.remove(quarantine, entry_id)
-    spamd = "learnt" if learnt else "nothing new"
+    spamd = lesson.audited()
     crashreports.audit(audit, "quarantine spam confirmed: learnt as spam, deleted", by,
                        message=entry_id, spamd=spamd)  # fmt: skip
-    return f"Message {entry_id} {learnt_text('spam', learnt)} and deleted."
+    return f"Message {entry_id} {lesson.text()} and deleted."
 
 
 def _message(quarantine: Quarantine, entry_id: str) -> bytes:
@@ -112,7 +135,7 @@ def confirm_delivered_spam(
     copy_id = normal_message_id(message_id_of(copy))
     if not logged_message_id or copy_id != normal_message_id(logged_message_id):
         raise LearnFailed(f"the file is not message {spool_id} (its Message-ID differs)")
-    learnt = teacher.teach("spam", copy)
+    lesson = teacher.teach("spam", copy)
     crashreports.audit(audit, "delivered spam confirmed: learnt as spam", by,
-                       message=spool_id, spamd="learnt" if learnt else "nothing new")  # fmt: skip
-    return f"Message {spool_id} {learnt_text('spam', learnt)}."
+                       message=spool_id, spamd=lesson.audited())  # fmt: skip
+    return f"Message {spool_id} {lesson.text()}."

@@ -151,7 +151,8 @@ async def message_confirm_spam(request: Request, form: FormData) -> Response:
     upload = form.get("message")
     if not isinstance(upload, UploadFile):
         return _back(request, spool_id, "Nothing done: choose the message's file first.")
-    copy = await upload.read(console.settings.spam_max_bytes + 1)
+    # One byte past the cap is enough for the teacher to refuse it, and no more is read.
+    copy = await upload.read(console.settings.max_message_bytes + 1)
     act = functools.partial(learning.confirm_delivered_spam, console.teacher, console.redis,
                             record.message_id, copy, spool_id, user(request) or "?")  # fmt: skip
     try:

@@ -1,11 +1,15 @@
 """What SpamAssassin is given of a message larger than its limit: the head of it, as spamc and
 amavisd-new give theirs. The header block and the first parts carry what spam rules look
-at; the cut falls where the rest still parses: after the last whole MIME part that fits
-(the multipart then closed with its closing delimiter), else at the end of a line."""
+at; the cut falls where the rest still parses: after the last whole MIME part that fits, at
+any depth, else at the end of a line inside a part. Every multipart open at the cut is then
+closed with its closing delimiter, innermost first, so a parser finds nothing to mend."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import Message as Headers
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
@@ -20,7 +24,7 @@ def truncate(message: Message, limit: int) -> Message:
     if len(message) <= limit:
         return message
     body_at = _body_start(message)
-    boundary = _boundary(message[:body_at]) if 0 < body_at <= limit else None
+    boundary = _boundary(_headers(message[:body_at])) if 0 < body_at <= limit else None
     if boundary is not None:
         cut = _cut_multipart(message, boundary, body_at, limit)
         if cut is not None:
@@ -36,37 +40,132 @@ def _body_start(message: Message) -> int:
     return found.end() if found else 0
 
 
-def _boundary(head: Message) -> bytes | None:
-    """The boundary of a top-level multipart, as its Content-Type says (folded or quoted)."""
-    parsed = BytesHeaderParser(policy=compat32).parsebytes(head)
-    if parsed.get_content_maintype() != "multipart":
+def _boundary(headers: Headers) -> bytes | None:
+    """The boundary of a multipart, as its Content-Type says (folded or quoted)."""
+    if headers.get_content_maintype() != "multipart":
         return None
-    boundary = parsed.get_boundary()
+    boundary = headers.get_boundary()
     return boundary.encode("ascii", "replace") if boundary else None
 
 
+def _headers(head: Message) -> Headers:
+    return BytesHeaderParser(policy=compat32).parsebytes(head)
+
+
+@dataclass(frozen=True)
+class _Cut:
+    """Where the message may be cut, what closes it there, and whether every part before
+    the cut is whole (a cut before a delimiter line) or the last one is cut at a line end."""
+
+    at: int
+    closing: bytes
+    whole: bool
+
+
 def _cut_multipart(message: Message, boundary: bytes, body_at: int, limit: int) -> Message | None:
-    """The parts before the last delimiter line that leaves room to close the multipart, then
-    its closing delimiter; failing that (the first part alone is too large), the first part
-    cut at a line end and closed. None when not even that fits."""
+    """The message up to the last cut before a delimiter line that leaves room to close the
+    multiparts open there; failing that (the first part alone is too large), up to the last
+    line end inside a part that leaves that room. None when no cut fits."""
     eol = b"\r\n" if b"\r\n" in message[:body_at] else b"\n"
-    closing = b"--" + boundary + b"--" + eol
-    room = limit - len(closing)
-    starts = _delimiter_lines(message, boundary, body_at, room)
-    if len(starts) >= 2:  # the first delimiter opens the first part: nothing whole before it
-        return message[: starts[-1]] + closing
-    if starts:
-        line_end = _line_end_before(message, room)
-        if line_end > starts[0]:
-            return message[:line_end] + closing
+    best: dict[bool, _Cut] = {}
+    for cut in _cuts(message, _Walk(boundary, eol), body_at, limit):
+        if cut.at + len(cut.closing) <= limit:
+            best[cut.whole] = cut
+    chosen = best.get(True) or best.get(False)
+    return None if chosen is None else message[: chosen.at] + chosen.closing
+
+
+def _cuts(message: Message, walk: _Walk, body_at: int, limit: int) -> Iterator[_Cut]:
+    """Each cut the lines starting before ``limit`` offer, in order, until the top-level
+    multipart closes."""
+    start = body_at
+    while start < limit and walk.open:
+        newline = message.find(b"\n", start)
+        end = len(message) if newline < 0 else newline + 1
+        cut = walk.read(message, start, end)
+        if cut is not None:
+            yield cut
+        start = end
+
+
+@dataclass
+class _Open:
+    """A multipart open where the walk is. Until its first delimiter line it has no part,
+    and closing it there leaves a multipart a parser finds no start of."""
+
+    boundary: bytes
+    started: bool = False
+
+
+class _Walk:
+    """The multiparts open as the message is read line by line, and the cut each line
+    offers: before a delimiter line, or after a line of a part's body."""
+
+    def __init__(self, top: bytes, eol: bytes) -> None:
+        self.open = [_Open(top)]
+        self.eol = eol
+        self.header_from: int | None = None  # where the part's header block started, in one
+        self._opened()
+
+    def read(self, message: Message, start: int, end: int) -> _Cut | None:
+        """Take the line ``message[start:end]``; the cut it offers, if any."""
+        if self.header_from is not None:
+            body_follows = self._read_header(message, start, end)
+            return _Cut(end, self.closing, False) if body_follows else None
+        line = message[start:end]
+        found = _delimiter(line, self.open)
+        cuttable = all(multipart.started for multipart in self.open)
+        if found is None:
+            # A line without its line end is the last of a message: nothing to cut after.
+            return _Cut(end, self.closing, False) if cuttable and line.endswith(b"\n") else None
+        cut = _Cut(start, self.closing, True) if cuttable else None
+        self._delimited(*found, end)
+        return cut
+
+    def _delimited(self, index: int, closes: bool, end: int) -> None:
+        # A delimiter of an outer multipart ends the inner ones too, as parsers read it.
+        del self.open[index + 1 :]
+        if closes:
+            del self.open[index]
+        else:
+            self.open[index].started = True
+            self.header_from = end
+        self._opened()
+
+    def _read_header(self, message: Message, start: int, end: int) -> bool:
+        """Take a line of a part's header block; True when it ends that of a leaf part,
+        whose body follows."""
+        if message[start:end] not in (b"\r\n", b"\n"):
+            return False
+        headers = _headers(message[self.header_from : end])
+        self.header_from = None
+        boundary = _boundary(headers)
+        if boundary is not None:
+            self.open.append(_Open(boundary))
+            self._opened()
+        elif headers.get_content_type() == "message/rfc822":
+            self.header_from = end  # the enclosed message's own header block follows
+        return self.header_from is None and boundary is None
+
+    def _opened(self) -> None:
+        # Innermost first: each closing delimiter ends its multipart inside the outer's part.
+        self.closing = b"".join(
+            b"--" + multipart.boundary + b"--" + self.eol for multipart in reversed(self.open)
+        )
+
+
+def _delimiter(line: Message, open_: list[_Open]) -> tuple[int, bool] | None:
+    """Which open multipart ``line`` is a delimiter of (innermost first), and whether it is
+    the closing one: ``--boundary``, ``--`` after it when closing, then only white space
+    (RFC 2046); None for a line of content."""
+    if not line.startswith(b"--"):
+        return None
+    bare = line.rstrip(b" \t\r\n")
+    for index in range(len(open_) - 1, -1, -1):
+        dash = b"--" + open_[index].boundary
+        if bare in (dash, dash + b"--"):
+            return index, bare != dash
     return None
-
-
-def _delimiter_lines(message: Message, boundary: bytes, body_at: int, room: int) -> list[int]:
-    """Where each delimiter line of ``boundary`` starts, up to ``room``: a line that starts
-    with ``--boundary`` (a delimiter may have trailing text and white space, RFC 2046)."""
-    delimiter = re.compile(rb"^--" + re.escape(boundary), re.MULTILINE)
-    return [found.start() for found in delimiter.finditer(message, body_at, room)]
 
 
 def _line_end_before(message: Message, limit: int) -> int:

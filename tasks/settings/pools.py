@@ -25,9 +25,10 @@ class PoolSettings:
         av=("clamav", "banned"),
         spam=("spamassassin",),
     )
-    # Unset: sized by the machine when `mailscan up` starts the pool (tasks/sizing.py).
+    # Unset or empty: sized by the machine when `mailscan up` or `mailscan pool` starts the
+    # pool (tasks/sizing.py).
     concurrency: int | None = pool_setting(
-        parse.positive_int,
+        parse.optional_positive_int,
         "pool processes per worker; unset: av as many as the usable CPUs, spam as many as "
         "spamd's children (`MAILSCAN_SPAMD_CHILDREN`); spam jobs beyond spamd's children "
         "wait for a free child",

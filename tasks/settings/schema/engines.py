@@ -47,7 +47,7 @@ class EngineSettings:
         "`bayes_min_spam_num 50; bayes_min_ham_num 50` (Bayes waits for 200 of each)",
     )  # fmt: skip
     spamd_children: int | None = setting(
-        None, parse.positive_int,
+        None, parse.optional_positive_int,
         "spamd children `mailscan up` starts; unset: as many as the CPUs it may use "
         "(CPU affinity and cgroup quota), as more only make each message cost more CPU",
         shown="the usable CPUs",
@@ -58,7 +58,7 @@ class EngineSettings:
         "the most SpamAssassin is given of a message: a larger one is cut after its last "
         "whole MIME part that fits (else at a line end), its header block kept, and its "
         "`X-Spam-Status` ends `(first N bytes of M scanned)`; mail is never skipped for "
-        "size. Also the largest message `mailscan learn` and the console teach",
+        "size. Learning (`mailscan learn`, the console) teaches Bayes the same head",
     )  # fmt: skip
     command_scanner: tuple[str, ...] = setting(
         (), parse.command_line,

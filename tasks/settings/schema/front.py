@@ -47,7 +47,9 @@ class FrontSettings:
         shown="`127.0.0.0/8,::1` (this host only)",
     )  # fmt: skip
     max_message_bytes: int = setting(
-        25 * 1024 * 1024, parse.positive_int, "larger messages are refused with 552",
+        25 * 1024 * 1024, parse.positive_int,
+        "larger messages are refused with 552; also the largest file `mailscan learn` and "
+        "the console's upload of a delivered message take to teach Bayes",
         shown="`26214400` (25 MiB)",
     )  # fmt: skip
     milter: Endpoint | None = setting(
