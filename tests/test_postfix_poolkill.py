@@ -52,8 +52,12 @@ FRONT_SETTINGS = {"redrive_interval_s": "2"}
 @pytest.fixture(scope="module")
 def pk_env() -> dict[str, str]:
     # Every av scan takes its time (the chaos plugin's "slow"), so that the kills find
-    # scans in the pool, not an idle pool between messages.
-    return stack_env("poolkill", OFFSET, av_plugins="chaos,clamav", chaos="slow@1")
+    # scans in the pool, not an idle pool between messages. The jobs the killed pool had
+    # taken are not given back: their messages wait for the scan deadline, then are
+    # deferred (or tempfailed) and come again; a short one keeps the wait short.
+    return stack_env(
+        "poolkill", OFFSET, av_plugins="chaos,clamav", chaos="slow@1", scan_deadline_s="10"
+    )
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,7 @@ RR_SETTINGS = {
     "av_concurrency": "4",
     # A job taken when Redis went away comes back only after the visibility timeout; the
     # front tempfails its message at the deadline and the sender sends it again.
-    "scan_deadline_s": "20",
+    "scan_deadline_s": "10",
 }
 
 
