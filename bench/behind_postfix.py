@@ -32,7 +32,7 @@ from typing import Any
 from bench import cpu
 from bench.amavisd import amavisd_service
 from bench.arguments import listed, whole
-from bench.classic import SA_PUBLIC, samples_of
+from bench.classic import check_corpora, samples_of
 from bench.load import closed_loop, say
 from bench.nexthop import read_count
 from bench.phases import smtp_work
@@ -90,11 +90,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--rounds", type=whole(1), default=4, help="blocks of each path")
     parser.add_argument("--keep-var", action="store_true", help="keep the stack's folder and logs")
     args = parser.parse_args()
-    unknown = set(args.corpora) - set(CORPORA)
-    if unknown:
-        parser.error(f"unknown corpus {', '.join(sorted(unknown))}: {', '.join(CORPORA)}")
-    if "sa-public" in args.corpora and not SA_PUBLIC.is_dir():
-        parser.error(f"no sa-public corpus at {SA_PUBLIC}")
+    check_corpora(parser, args.corpora)
     return args
 
 

@@ -74,12 +74,17 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--rounds", type=whole(1), default=3, help="turns of the three paths")
     parser.add_argument("--keep-var", action="store_true", help="keep the stack's folder and logs")
     args = parser.parse_args()
-    unknown = set(args.corpora) - set(CORPORA)
+    check_corpora(parser, args.corpora)
+    return args
+
+
+def check_corpora(parser: argparse.ArgumentParser, corpora: list[str]) -> None:
+    """An unknown corpus, or sa-public where it is missing: one line, before any stack."""
+    unknown = set(corpora) - set(CORPORA)
     if unknown:
         parser.error(f"unknown corpus {', '.join(sorted(unknown))}: {', '.join(CORPORA)}")
-    if "sa-public" in args.corpora and not SA_PUBLIC.is_dir():
+    if "sa-public" in corpora and not SA_PUBLIC.is_dir():
         parser.error(f"no sa-public corpus at {SA_PUBLIC}")
-    return args
 
 
 def samples_of(name: str, count: int) -> list[corpus.Sample]:

@@ -87,10 +87,8 @@ def usable_cpus(affinity: int, quota_files: Iterable[Path]) -> Cpus:
     allows fewer. A fractional quota counts as the next whole CPU: a child more than the
     quota's whole CPUs uses the fraction, where one fewer would leave it idle."""
     quotas = [(q, path) for path in quota_files if (q := cgroup_quota(path)) is not None]
-    if not quotas:
-        return Cpus(affinity, f"{affinity} usable CPUs")
-    quota, path = min(quotas)
-    if math.ceil(quota) >= affinity:
+    quota, path = min(quotas, default=(float(affinity), None))
+    if path is None or math.ceil(quota) >= affinity:
         return Cpus(affinity, f"{affinity} usable CPUs")
     count = max(1, math.ceil(quota))
     version = "v1" if path.name == V1_QUOTA else "v2"
