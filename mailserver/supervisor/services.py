@@ -106,6 +106,13 @@ def _clamd(settings: Settings) -> Service:
     return Service("clamd", argv, ready, port=settings.clamd.port or None, ready_timeout_s=timeout)
 
 
+# spamd copies its whole configuration back after every connection, in case the connection
+# loaded a user's own settings; run with --nouser-config none does, and this plugin keeps the
+# copy for the connections that did (its own comment says more).
+KEEP_CONFIG_PLUGIN = "Mailscan::KeepConfig"
+KEEP_CONFIG_FILE = Path(__file__).resolve().parent / "spamassassin" / "KeepConfig.pm"
+
+
 def _spamd(settings: Settings) -> Service:
     endpoint = settings.spamd
     children = str(sizing.plan(settings).spamd_children.count)
@@ -126,6 +133,7 @@ def _spamd(settings: Settings) -> Service:
             "--username=nobody", f"--helper-home-dir={home}",
             f"--cf=bayes_path {home}/bayes", "--cf=lock_method flock",
         ]  # fmt: skip
+    argv += [f"--cf=loadplugin {KEEP_CONFIG_PLUGIN} {KEEP_CONFIG_FILE}"]
     argv += [f"--cf={line}" for line in settings.spamd_config]
 
     def ready() -> bool:
