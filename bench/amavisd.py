@@ -65,7 +65,7 @@ def write_conf(
         CONF.format(
             home=home,
             user=user,
-            children="" if children is None else f"{children}",
+            children="" if children is None else f"$max_servers = {children};",
             loopback=LOOPBACK,
             port=port,
             next_hop=next_hop,
