@@ -7,7 +7,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from celery import Celery
@@ -29,7 +28,6 @@ from mailserver.front.policies.per_recipient import (
 )
 from mailserver.front.policy import Decision
 from mailserver.front.quarantine import Quarantine
-from mailserver.front.resend import JobResender
 from mailserver.front.retries import Attempts
 from mailserver.front.spool import Spool, SpoolEntry
 from mailserver.front.spoolsharing import SpoolSharing
@@ -68,7 +66,6 @@ class Pipeline:
         # Every final outcome, for searches (mailserver/messagelog); written by its own task.
         self.messages = messages or MessageLog.from_settings(settings)
         self.redis, self.waiter = redis, waiter
-        self.resender = JobResender(waiter)  # jobs Redis may have lost while they ran
         self.delivery, self.quarantine = delivery, quarantine
         # For the console, and the removal of finished messages' bytes; written by its own task.
         self.outcomes = OutcomeLog(redis)
@@ -156,20 +153,18 @@ class Pipeline:
     async def _scan_once(
         self, entry: SpoolEntry, deadline: float, spooled: bool, steps: Steps
     ) -> ByPool:
-        ours = [headers.return_path(entry), headers.received(entry, self.settings.hostname)]
-        top = headers.block_for(entry.content, ours)
+        top = headers.block_for(entry.content, [headers.return_path(entry), self._received(entry)])
         task_ids = job_ids(entry.id)
         for task_id in task_ids.values():
             self.waiter.expect(task_id)
-        started, enqueue = time.monotonic(), partial(self._enqueue, entry, top, task_ids, spooled)
+        started = time.monotonic()
         try:
-            await asyncio.to_thread(enqueue)
+            await asyncio.to_thread(self._enqueue, entry, top, task_ids, spooled)
         except BaseException:
             for task_id in task_ids.values():
                 self.waiter.forget(task_id)
             raise
         steps.took("enqueue", started)
-        self.resender.expect(task_ids.values(), enqueue)  # again if Redis loses the jobs
         enqueued = time.monotonic()
         spam = asyncio.ensure_future(self._await(task_ids[SPAM_POOL], deadline, steps, enqueued))
         try:
@@ -183,7 +178,6 @@ class Pipeline:
             return {AV_POOL: av, SPAM_POOL: await spam}
         finally:
             await _call_off(spam)  # nothing when it has its verdict
-            self.resender.done(task_ids.values())
 
     async def _scan_while_settling(
         self, entry: SpoolEntry, settling: asyncio.Future[None], steps: Steps
@@ -287,6 +281,9 @@ class Pipeline:
         log.info("message %s: %s (%s)", entry.id, outcome.action, outcome.reason)
         MESSAGES.labels(outcome.action).inc()
         return outcome
+
+    def _received(self, entry: SpoolEntry) -> str:
+        return headers.received(entry, self.settings.hostname)
 
 
 def _spool_unread_by(results: ByPool) -> PoolVerdict | None:
