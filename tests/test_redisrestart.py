@@ -37,8 +37,9 @@ SENDER_GIVES_UP_S = 240.0
 RR_SETTINGS = {
     **FAULT_SETTINGS,
     "av_concurrency": "4",
-    # A job taken when Redis went away comes back only after the visibility timeout; the
-    # front tempfails its message at the deadline and the sender sends it again.
+    # A job taken when Redis went away is submitted again by the front once Redis is back
+    # (mailserver/front/resend.py); a short deadline still answers a message whose second
+    # submission failed too, and its sender sends it again.
     "scan_deadline_s": "10",
 }
 

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from celery import Celery
@@ -28,6 +29,7 @@ from mailserver.front.policies.per_recipient import (
 )
 from mailserver.front.policy import Decision
 from mailserver.front.quarantine import Quarantine
+from mailserver.front.resend import JobResender
 from mailserver.front.retries import Attempts
 from mailserver.front.spool import Spool, SpoolEntry
 from mailserver.front.spoolsharing import SpoolSharing
@@ -66,6 +68,7 @@ class Pipeline:
         # Every final outcome, for searches (mailserver/messagelog); written by its own task.
         self.messages = messages or MessageLog.from_settings(settings)
         self.redis, self.waiter = redis, waiter
+        self.resender = JobResender(waiter, redis)  # jobs Redis may have lost while they ran
         self.delivery, self.quarantine = delivery, quarantine
         # For the console, and the removal of finished messages' bytes; written by its own task.
         self.outcomes = OutcomeLog(redis)
@@ -153,18 +156,20 @@ class Pipeline:
     async def _scan_once(
         self, entry: SpoolEntry, deadline: float, spooled: bool, steps: Steps
     ) -> ByPool:
-        top = headers.block_for(entry.content, [headers.return_path(entry), self._received(entry)])
+        ours = [headers.return_path(entry), headers.received(entry, self.settings.hostname)]
+        top = headers.block_for(entry.content, ours)
         task_ids = job_ids(entry.id)
         for task_id in task_ids.values():
             self.waiter.expect(task_id)
-        started = time.monotonic()
+        started, enqueue = time.monotonic(), partial(self._enqueue, entry, top, task_ids, spooled)
         try:
-            await asyncio.to_thread(self._enqueue, entry, top, task_ids, spooled)
+            await asyncio.to_thread(enqueue)
         except BaseException:
             for task_id in task_ids.values():
                 self.waiter.forget(task_id)
             raise
         steps.took("enqueue", started)
+        self.resender.expect(task_ids.values(), entry.id, enqueue)  # again if Redis loses the jobs
         enqueued = time.monotonic()
         spam = asyncio.ensure_future(self._await(task_ids[SPAM_POOL], deadline, steps, enqueued))
         try:
@@ -178,6 +183,7 @@ class Pipeline:
             return {AV_POOL: av, SPAM_POOL: await spam}
         finally:
             await _call_off(spam)  # nothing when it has its verdict
+            self.resender.done(task_ids.values())
 
     async def _scan_while_settling(
         self, entry: SpoolEntry, settling: asyncio.Future[None], steps: Steps
@@ -281,9 +287,6 @@ class Pipeline:
         log.info("message %s: %s (%s)", entry.id, outcome.action, outcome.reason)
         MESSAGES.labels(outcome.action).inc()
         return outcome
-
-    def _received(self, entry: SpoolEntry) -> str:
-        return headers.received(entry, self.settings.hostname)
 
 
 def _spool_unread_by(results: ByPool) -> PoolVerdict | None:

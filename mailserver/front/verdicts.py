@@ -6,7 +6,9 @@ job *before the job is enqueued* (``expect``): its result cannot be published be
 listen, so no read of the key is needed on the way (two Redis round trips per message
 saved). After a lost connection (Redis restarted, or a failover to another primary) the
 subscription is made again and every waiting key is read again, since messages published
-meanwhile are gone, and a job that seems to miss its deadline gets one last read.
+meanwhile are gone, and a job that seems to miss its deadline gets one last read. Jobs
+still without a result then are handed to ``resend`` (mailserver/front/resend.py): a pool
+may have lost them with its own connection.
 
 Without the subscriber every message would wait its whole deadline, so nothing ends it but
 ``close``: an unexpected failure is logged with its traceback and the subscriber starts
@@ -48,6 +50,9 @@ class VerdictWaiter:
         self._futures: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._subscribed = False
+        self._lost_once = False
+        # Called on a thread with the jobs still waiting after a lost connection.
+        self.resend: Callable[[list[str]], int] | None = None
 
     @property
     def alive(self) -> bool:
@@ -125,7 +130,7 @@ class VerdictWaiter:
             except Exception:
                 log.exception("verdict subscriber failed; starting it again")
             failed_in_a_row = 0 if self._subscribed else failed_in_a_row + 1
-            self._subscribed = False
+            self._subscribed, self._lost_once = False, True
             await asyncio.sleep(_backoff_s(failed_in_a_row))
 
     async def _listen(self) -> None:
@@ -134,11 +139,17 @@ class VerdictWaiter:
             self._subscribed = True
             for task_id in list(self._futures):
                 await self._check_stored(task_id)
+            await self._resend_waiting()
             async for message in pubsub.listen():
                 if message["type"] == "pmessage":
                     # A channel name is anyone's bytes: one that is no job's id matches none.
                     channel = message["channel"].decode(errors="replace")
                     self._resolve(channel.removeprefix(RESULT_KEY_PREFIX), message["data"])
+
+    async def _resend_waiting(self) -> None:
+        waiting = [task_id for task_id, future in self._futures.items() if not future.done()]
+        if self._lost_once and waiting and self.resend is not None:
+            await asyncio.to_thread(self.resend, waiting)
 
 
 def _backoff_s(failed_in_a_row: int) -> float:
