@@ -17,7 +17,9 @@ errors Celery ignores, and ends the worker ("Unrecoverable error"). A connection
 the jobs stay in Redis's unacked index, and come back after the visibility timeout as any
 job of a lost consumer does. A late ack of such a channel gets the same answer.
 
-The Sentinel transport gets the same two changes: its channel fails the same way.
+The Sentinel transport gets the same two changes: its channel fails the same way. Both note
+who took each job, so that a worker killed whole gets its jobs back when it starts again
+(tasks/takenjobs.py).
 
 Only the workers use it (``celeryd_init``): elsewhere the broker URL would then name this
 class instead of ``redis://``, and Flower tells the broker's kind by that name. ``rediss://``
@@ -31,6 +33,8 @@ from typing import Any
 import redis
 from celery import signals
 from kombu.transport import redis as kombu_redis
+
+from tasks.takenjobs import TakenQoS, note_takers_in_workers
 
 
 class SharedClient:
@@ -54,7 +58,7 @@ class SharedClient:
 
 
 class Channel(SharedClient, kombu_redis.Channel):
-    pass
+    QoS = TakenQoS  # notes who took each job (tasks/takenjobs.py)
 
 
 class Transport(kombu_redis.Transport):
@@ -62,7 +66,7 @@ class Transport(kombu_redis.Transport):
 
 
 class SentinelChannel(SharedClient, kombu_redis.SentinelChannel):
-    pass
+    QoS = TakenQoS
 
 
 class SentinelTransport(kombu_redis.SentinelTransport):
@@ -73,8 +77,10 @@ class SentinelTransport(kombu_redis.SentinelTransport):
 
 
 def use_in_workers() -> None:
-    """From now on, a worker started in this process uses this transport."""
+    """From now on, a worker started in this process uses this transport, and puts back
+    the jobs its earlier start took and never finished."""
     signals.celeryd_init.connect(_in_worker, weak=False)
+    note_takers_in_workers()
 
 
 def _in_worker(conf: Any, **_: Any) -> None:

@@ -52,9 +52,9 @@ FRONT_SETTINGS = {"redrive_interval_s": "2"}
 @pytest.fixture(scope="module")
 def pk_env() -> dict[str, str]:
     # Every av scan takes its time (the chaos plugin's "slow"), so that the kills find
-    # scans in the pool, not an idle pool between messages. The jobs the killed pool had
-    # taken are not given back: their messages wait for the scan deadline, then are
-    # deferred (or tempfailed) and come again; a short one keeps the wait short.
+    # scans in the pool, not an idle pool between messages. The pool started again takes
+    # back the jobs it had taken (tasks/takenjobs.py); a short deadline keeps the wait short
+    # for a message whose job the killed pool process had not yet handed back.
     return stack_env(
         "poolkill", OFFSET, av_plugins="chaos,clamav", chaos="slow@1", scan_deadline_s="10"
     )
