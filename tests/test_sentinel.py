@@ -72,6 +72,7 @@ def in_window(sent: Sent, failover: Failover) -> list[tuple[int, float, float]]:
 
 
 def test_killing_the_primary_under_a_stream_loses_and_duplicates_nothing(ha, hs):
+    both_nodes_up(ha, hs)  # a node an earlier test killed is back before the watch starts
     watch, marks = ServiceWatch(ha), {}
     log_start = (ha.log_dir / "av-worker.log").stat().st_size
 
