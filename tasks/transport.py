@@ -32,6 +32,7 @@ from typing import Any
 
 import redis
 from celery import signals
+from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 
 from tasks.takenjobs import TakenQoS, note_takers_in_workers
@@ -83,11 +84,16 @@ def use_in_workers() -> None:
     note_takers_in_workers()
 
 
+OURS = {"redis": f"{__name__}:Transport", "sentinel": f"{__name__}:SentinelTransport"}
+
+
 def _in_worker(conf: Any, **_: Any) -> None:
     if conf.broker_transport:
         return
-    url = str(conf.broker_url)
-    if url.startswith("redis://"):
-        conf.broker_transport = f"{__name__}:Transport"
-    elif url.startswith("sentinel://"):
-        conf.broker_transport = f"{__name__}:SentinelTransport"
+    scheme = str(conf.broker_url).partition("://")[0]
+    if scheme in OURS:
+        conf.broker_transport = OURS[scheme]
+        # A broker URL with alternates (one per sentinel) is parsed again at each switch
+        # to the next one, and the scheme then names the transport: kombu's own, which
+        # ends the worker at the next lost connection, unless the scheme names ours.
+        TRANSPORT_ALIASES.update(OURS)

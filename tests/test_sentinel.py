@@ -32,6 +32,7 @@ from tests.sentinel_stack import (
 from tests.test_soak import (
     Sent,
     await_a_crashdump_per_fault,
+    chaos_dumps,
     copies_delivered,
     run_stream,
 )
@@ -75,6 +76,7 @@ def test_killing_the_primary_under_a_stream_loses_and_duplicates_nothing(ha, hs)
     both_nodes_up(ha, hs)  # a node an earlier test killed is back before the watch starts
     watch, marks = ServiceWatch(ha), {}
     log_start = (ha.log_dir / "av-worker.log").stat().st_size
+    dumps_before = chaos_dumps(hs)  # the client tests' faults, when they ran first
 
     def kill() -> None:
         marks["failover"] = kill_primary(ha, hs)
@@ -95,7 +97,7 @@ def test_killing_the_primary_under_a_stream_loses_and_duplicates_nothing(ha, hs)
     assert outside == {}, "a 451 outside the failover window (seconds after the kill)"
     assert watch.restarted() == [], "needed a restart to follow the failover"
     assert_pools_beat_and_console_work_on(hs, failover)
-    faults = await_a_crashdump_per_fault(ha, hs, log_start)
+    faults = await_a_crashdump_per_fault(ha, hs, log_start, dumps_before)
     report(sent, failover, stream_s, faults)
 
 

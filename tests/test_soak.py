@@ -232,19 +232,25 @@ def test_soak_with_plugin_faults_front_kill_redis_restart_and_spamd_freeze(soak,
     report(sent, faults, soak_s, baseline_s, marks["first"] - started)
 
 
-def await_a_crashdump_per_fault(stack: Stack, settings: Settings, log_start: int) -> Counter[str]:
+def await_a_crashdump_per_fault(
+    stack: Stack, settings: Settings, log_start: int, before: Counter[str] | None = None
+) -> Counter[str]:
     """The chaos plugin's faults since ``log_start`` of the av worker's log, once each has
-    its crashdump (those in jobs a lost connection cut short may or may not)."""
+    its crashdump (those in jobs a lost connection cut short may or may not). ``before``:
+    the store's chaos dumps when the log was at ``log_start`` (earlier tests' on a shared
+    stack)."""
     faults, ran_out = injected_faults(stack, log_start)
     assert sum(faults.values()) > 0, "the stream had no plugin faults"
     fewest, most = expected_dumps(ran_out), expected_dumps(faults)
+
+    def since() -> Counter[str]:
+        return chaos_dumps(settings) - (before or Counter())
+
     try:
-        wait_for(lambda: fewest <= chaos_dumps(settings) <= most, 60, "a crashdump per fault")
+        wait_for(lambda: fewest <= since() <= most, 60, "a crashdump per fault")
     finally:
-        print(
-            f"\ncrashdumps by kind: {dict(chaos_dumps(settings))}, expected from the "
-            f"faults: {dict(fewest)} to {dict(most)}"
-        )
+        print(f"\ncrashdumps by kind: {dict(since())}, expected from the faults: "
+              f"{dict(fewest)} to {dict(most)}")  # fmt: skip
     return faults
 
 

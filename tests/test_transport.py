@@ -105,15 +105,22 @@ def test_a_channel_whose_connection_let_go_fails_as_a_lost_connection(guard_redi
 
 
 def test_under_sentinel_workers_use_its_twin(settings):
+    """Also after switching to another sentinel's address, as a worker does when the one
+    it used does not answer: kombu parses that address again, and its own transport ended
+    the worker at the next lost connection."""
     probe = (
         "from celery import signals; from tasks.celery import app; "
         "app.loader.import_default_modules(); "
         "signals.celeryd_init.send(sender='probe', instance=None, conf=app.conf, options={}); "
-        "print(app.connection_for_write().as_uri())"
+        "conn = app.connection_for_read(); print(conn.as_uri()); "
+        "conn.switch(conn.alt[1]); print(type(conn.transport)); "
+        "conn.switch(conn.alt[0]); print(type(conn.transport))"
     )
     env = {"MAILSCAN_REDIS_URL": settings.redis_url, "PATH": "",
            "MAILSCAN_REDIS_SENTINELS": "127.0.0.1:26390,127.0.0.1:26391"}  # fmt: skip
     out = subprocess.run(
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
     ).stdout
-    assert out.startswith("tasks.transport:SentinelTransport://"), out
+    first, *switched = out.splitlines()
+    assert first.startswith("tasks.transport:SentinelTransport://"), out
+    assert switched == ["<class 'tasks.transport.SentinelTransport'>"] * 2, out
