@@ -25,7 +25,7 @@ from tasks.wire.submit import submit
 from tests.conftest import BACKENDS, POOLS, make_message, send, stack_env, wait_for
 
 OFFSET = 7  # ports of a stack of its own (tests/conftest.py stack_env)
-CLIENTS, LOAD_S = 6, 20.0
+CLIENTS, LOAD_S = 6, 12.0
 
 
 class CountingRead:

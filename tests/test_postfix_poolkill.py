@@ -35,9 +35,9 @@ from tests.test_milter_postfix import milter_main
 pytestmark = pytest.mark.integration
 
 OFFSET = 9  # ports of a stack of its own (tests/conftest.py stack_env)
-MESSAGES = 20
+MESSAGES = 12
 SENDERS = 3
-KILL_ONE_AT, KILL_ALL_AT = 5, 11  # messages through when each kill comes
+KILL_ONE_AT, KILL_ALL_AT = 3, 7  # messages through when each kill comes
 BOB = "bob@example.test"
 FILTER_PORTS = Ports(client=port(13080), scan=port(13081), back=port(13082),
                      next_hop=port(13083), metrics=port(19381))  # fmt: skip

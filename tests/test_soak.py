@@ -32,7 +32,7 @@ from tests.conftest import (
 
 pytestmark = pytest.mark.integration
 
-SOAK_MESSAGES, BASELINE_MESSAGES, CONCURRENCY = 500, 100, 8
+SOAK_MESSAGES, BASELINE_MESSAGES, CONCURRENCY = 300, 60, 8
 SOAK_CHAOS = (
     "segfault@0.01,abort@0.005,exit@0.005,raise@0.01,drop-connection@0.01,leak@0.01,"
     "freeze-python@0.004,freeze-c@0.002"
@@ -43,7 +43,7 @@ DUMP_KIND = {
     "drop-connection": "connection", "freeze-python": "freeze", "freeze-c": "freeze",
 }  # fmt: skip
 # Answered messages at which each fault of the stack is injected.
-KILL_FRONT_AT, RESTART_REDIS_AT, FREEZE_SPAMD_AT = 100, 220, 340
+KILL_FRONT_AT, RESTART_REDIS_AT, FREEZE_SPAMD_AT = 60, 130, 200
 SENDER_GIVES_UP_S = 600.0  # a real MTA keeps trying for days; the soak's mail is done by then
 
 

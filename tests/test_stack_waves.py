@@ -1,6 +1,7 @@
 """The stack starts services that need nothing of each other at once (clamd and spamd, the
 pools), and every other one only when those before it are ready: what an administrator
-notices as a shorter `mailscan up`, never a front that starts before its pools."""
+notices as a shorter `mailscan up`, never a front that starts before its pools. It stops
+them in the reverse order, those of one set at once."""
 
 from __future__ import annotations
 
@@ -67,3 +68,33 @@ def test_the_front_starts_only_when_both_pools_are_ready(stack: Stack) -> None:
     assert events[:2] == ["spawn av-worker", "spawn spam-worker"]
     assert events[-1] == "spawn mailserver"
     assert set(events[2:4]) == {"ready av-worker", "ready spam-worker"}
+
+
+def test_both_pools_stop_at_once_after_the_front_and_before_redis(stack: Stack, tmp_path) -> None:
+    """Each pool takes a moment to finish on SIGTERM, as a pool finishing its jobs does: they
+    are told at once and finish side by side, after the front has gone and before Redis is
+    told."""
+    events = tmp_path / "events"
+
+    def service(name: str, finishing_s: float) -> Service:
+        listening = tmp_path / f"{name}.listening"  # its trap is set: ready to be told
+        script = (
+            f"trap 'echo {name}:told >> {events}; sleep {finishing_s}; "
+            f"echo {name}:gone >> {events}; exit 0' TERM; touch {listening}; "
+            "while :; do sleep 0.05; done"
+        )
+        return Service(name, ["sh", "-c", script], listening.exists, ready_timeout_s=5.0)
+
+    stack.services = {
+        "redis": service("redis", 0),
+        "av-worker": service("av-worker", 0.5),
+        "spam-worker": service("spam-worker", 0.5),
+        "mailserver": service("mailserver", 0),
+    }
+    stack.start(progress=lambda _: None)
+    stack.stop()
+    seen = events.read_text().split()
+    assert seen[:2] == ["mailserver:told", "mailserver:gone"]
+    assert set(seen[2:4]) == {"av-worker:told", "spam-worker:told"}, "one pool after the other"
+    assert set(seen[4:6]) == {"av-worker:gone", "spam-worker:gone"}
+    assert seen[6:] == ["redis:told", "redis:gone"]

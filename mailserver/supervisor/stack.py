@@ -47,7 +47,8 @@ def waves(names: list[str]) -> list[list[str]]:
 
 
 class Stack:
-    """Starts services in order, waits until each is ready, stops them in reverse."""
+    """Starts services in order, waits until each is ready, stops them in reverse; those of
+    one TOGETHER set start and stop at once."""
 
     def __init__(self, settings: Settings, env: dict[str, str] | None = None) -> None:
         self.settings = settings
@@ -115,9 +116,13 @@ class Stack:
         return process.pid
 
     def stop(self, names: Iterable[str] | None = None) -> None:
-        for name in reversed([n for n in self.started if names is None or n in names]):
-            _terminate(self.services[name].process)
-            self.services[name].process = None
+        """Stop ``names``, or every service started, in the reverse of their start order;
+        those of one TOGETHER set at once (each pool finishing its jobs, say)."""
+        chosen = [n for n in self.started if names is None or n in names]
+        for wave in reversed(waves(chosen)):
+            _terminate([self.services[name].process for name in wave])
+            for name in wave:
+                self.services[name].process = None
 
     def restart(self, name: str) -> None:
         self.stop([name])
@@ -142,18 +147,20 @@ class Stack:
         ]
 
 
-def _terminate(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
+def _terminate(processes: list[subprocess.Popen[bytes] | None]) -> None:
+    running = [p for p in processes if p is not None and p.poll() is None]
     # Each service leads its own process group: the group holds its pool children too.
-    _signal_group(process.pid, signal.SIGTERM)
-    try:
-        process.wait(STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        _signal_group(process.pid, signal.SIGKILL)
-        process.wait(5)
-    else:
-        _signal_group(process.pid, signal.SIGKILL)  # anything the leader left behind
+    for process in running:
+        _signal_group(process.pid, signal.SIGTERM)
+    grace_ends = time.monotonic() + STOP_GRACE_S
+    for process in running:
+        try:
+            process.wait(max(0.0, grace_ends - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(process.pid, signal.SIGKILL)
+            process.wait(5)
+        else:
+            _signal_group(process.pid, signal.SIGKILL)  # anything the leader left behind
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
