@@ -66,7 +66,7 @@ def _taken_then_killed(url: str, node: str, count: int) -> None:
         taker.wait(10)
 
 
-def test_a_restarted_worker_puts_back_only_what_its_earlier_start_took(guard_redis):
+def test_a_restarted_worker_puts_back_only_what_its_earlier_start_took(guard_redis, monkeypatch):
     guard_redis.flushdb()
     url = _url(guard_redis)
     with Connection(url, transport=Transport, transport_options=KEYS) as conn:
@@ -75,7 +75,7 @@ def test_a_restarted_worker_puts_back_only_what_its_earlier_start_took(guard_red
         _taken_then_killed(url, "spam@here", 1)  # another worker, maybe alive
         assert guard_redis.hlen(KEYS["unacked_key"]) == 3
         assert guard_redis.llen(QUEUE) == 0
-        Taker.node = "av@here"  # this process: the same worker started again
+        monkeypatch.setattr(Taker, "node", "av@here")  # this process: the worker started again
         assert conn.default_channel.qos.put_back_earlier_starts("av@here") == 2
         assert guard_redis.llen(QUEUE) == 2
         assert guard_redis.hlen(KEYS["unacked_key"]) == 1
@@ -88,9 +88,9 @@ def test_a_restarted_worker_puts_back_only_what_its_earlier_start_took(guard_red
     assert [v.split()[0] for v in guard_redis.hvals(TAKERS)] == [b"spam@here"]
 
 
-def test_the_taker_leaves_with_the_job_on_ack_and_on_reject(guard_redis):
+def test_the_taker_leaves_with_the_job_on_ack_and_on_reject(guard_redis, monkeypatch):
     guard_redis.flushdb()
-    Taker.node = "av@here"
+    monkeypatch.setattr(Taker, "node", "av@here")
     with Connection(_url(guard_redis), transport=Transport, transport_options=KEYS) as conn:
         _publish(conn, 3)
         queue = conn.SimpleQueue(Queue(QUEUE, routing_key=QUEUE))
