@@ -83,3 +83,25 @@ def test_mailscan_up_prints_the_primary_the_replica_and_the_sentinels(tmp_path):
     assert lines[1] == (
         "  sentinels    127.0.0.1:26390,127.0.0.1:26391,127.0.0.1:26392 (primary named mailscan)"
     )
+
+
+def test_a_primary_killed_and_failed_over_starts_again_as_the_new_primarys_replica(
+    tmp_path, monkeypatch
+):
+    """Killed, it could not write its new role into its file; the sentinels say who the
+    primary is now, so it does not come back as a second primary until one of them looks."""
+    settings = ha_settings(tmp_path)
+    for service in redis_services(settings):
+        service.before_start()
+    primary = localredis.config_path(settings)
+    assert "replicaof" not in primary.read_text()
+    monkeypatch.setattr(localsentinel, "elected_primary_port", lambda _: 6391)
+    for service in redis_services(settings):
+        service.before_start()
+    assert "replicaof 127.0.0.1 6391" in primary.read_text().splitlines()
+    replica = localsentinel.replica_config_path(settings).read_text().splitlines()
+    assert not [line for line in replica if line.startswith("replicaof")], "6391 is the primary"
+    monkeypatch.setattr(localsentinel, "elected_primary_port", lambda _: 0)  # none answers
+    for service in redis_services(settings):
+        service.before_start()
+    assert "replicaof 127.0.0.1 6391" in primary.read_text().splitlines(), "the file's role kept"

@@ -44,15 +44,22 @@ def write_config(settings: Settings) -> Path:
     return path
 
 
-def write_node_config(settings: Settings, path: Path, port: int, primary: int = 0) -> None:
+def write_node_config(
+    settings: Settings, path: Path, port: int, primary: int = 0, elected: int = 0
+) -> None:
     """The config of one Redis of this machine, on ``port``; a replica of the one on
     ``primary`` when given. A ``replicaof`` the file already holds is kept: Redis writes it
     there itself when the sentinels give the node another role, and a restart must not
-    take it back."""
+    take it back. ``elected``: the primary the sentinels name now, when they answer; that
+    one starts as the primary, any other as its replica (a primary killed and failed over
+    comes back as a replica at once, not as a second primary until a sentinel looks at it
+    again)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     role = _kept_role(path) if path.exists() else []
     if not path.exists() and primary:
         role = [f"replicaof 127.0.0.1 {primary}"]
+    if elected:
+        role = [] if elected == port else [f"replicaof 127.0.0.1 {elected}"]
     secret = quoted(ensure_password(settings))
     lines = [
         "bind 127.0.0.1",

@@ -14,12 +14,15 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import redis
+
 from mailserver.supervisor.localredis import (
     ensure_password,
     quoted,
     write_node_config,
     write_private,
 )
+from tasks import redisauth
 from tasks.settings import Settings
 
 QUORUM = 2  # of three sentinels: one may be down and a failover still happens
@@ -46,8 +49,20 @@ def sentinel_config_path(settings: Settings, index: int) -> Path:
 
 def write_replica_config(settings: Settings) -> Path:
     path = replica_config_path(settings)
-    write_node_config(settings, path, replica_port(settings), primary=primary_port(settings))
+    write_node_config(
+        settings, path, replica_port(settings), primary=primary_port(settings),
+        elected=elected_primary_port(settings),
+    )  # fmt: skip
     return path
+
+
+def elected_primary_port(settings: Settings) -> int:
+    """The port of the primary the sentinels name now; 0 when none answers (the first
+    start: they start after the nodes)."""
+    try:
+        return redisauth.sentinel(settings).discover_master(settings.redis_master)[1]
+    except (redis.RedisError, OSError):
+        return 0
 
 
 def write_sentinel_config(settings: Settings, index: int) -> Path:

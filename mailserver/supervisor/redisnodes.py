@@ -46,7 +46,10 @@ def node_client(settings: Settings, port: int) -> redis.Redis:
 
 def _primary_config(settings: Settings) -> Path:
     path = localredis.config_path(settings)
-    localredis.write_node_config(settings, path, localsentinel.primary_port(settings))
+    elected = localsentinel.elected_primary_port(settings)  # after a failover: not this one
+    localredis.write_node_config(
+        settings, path, localsentinel.primary_port(settings), elected=elected
+    )
     return path
 
 
