@@ -154,14 +154,35 @@ def strings_of(value: Any) -> list[str]:
 
 def leaks(report: dict, secrets: Secrets, claimed_only: bool) -> list[str]:
     """The secrets found in the report. With ``claimed_only``, those written in a form the
-    scrubber claims, and not part of a secret it cannot know (the same word may be both)."""
+    scrubber claims, and not part of a secret it cannot know (the same word may be both):
+    bare words run together once the spaces are gone, and may spell a claimed one."""
     texts = [canonical(s) for s in strings_of(report)]
     unknowable = [p.needle for p in secrets.planted if not p.claimed]
-    looked_for = [
-        p for p in secrets.planted
-        if not claimed_only or (p.claimed and not any(p.needle in u for u in unknowable))
-    ]  # fmt: skip
-    return [f"{p.kind} {p.needle!r}" for p in looked_for if any(p.needle in t for t in texts)]
+    if not claimed_only:
+        return [f"{p.kind} {p.needle!r}" for p in secrets.planted if _in(p.needle, texts, [])]
+    looked_for = [p for p in secrets.planted if p.claimed]
+    return [f"{p.kind} {p.needle!r}" for p in looked_for if _in(p.needle, texts, unknowable)]
+
+
+def _in(needle: str, texts: list[str], unknowable: list[str]) -> bool:
+    """Whether ``needle`` is in one of ``texts`` somewhere that overlaps no unknowable word."""
+    return any(_found_outside(needle, text, unknowable) for text in texts)
+
+
+def _found_outside(needle: str, text: str, unknowable: list[str]) -> bool:
+    covered = [False] * len(text)
+    for word in unknowable:
+        for start in _starts(word, text):
+            covered[start : start + len(word)] = [True] * len(word)
+    return any(not any(covered[s : s + len(needle)]) for s in _starts(needle, text))
+
+
+def _starts(needle: str, text: str) -> list[int]:
+    found, start = [], text.find(needle)
+    while needle and start != -1:
+        found.append(start)
+        start = text.find(needle, start + 1)
+    return found
 
 
 @settings(

@@ -227,3 +227,12 @@ def test_what_helps_the_vendor_is_kept():
         "RuntimeError: chaos: injected plugin failure at 10:00:00 (python 3.11.2)\n"
     )
     assert SCRUB.text(traceback) == traceback
+
+
+def test_an_address_folded_in_the_repr_of_a_repr_is_masked():
+    """A traceback's repr of an exception's arguments doubles the backslashes of a folded
+    header line: the local part must not stay behind."""
+    text = "RuntimeError: (\"{'rcpt': 'h0000000@\\\\r\\\\n g0000000.example.test'}\",)"
+    scrubbed = SCRUB.text(text)
+    assert "h0000000" not in scrubbed
+    assert re.search(r"\[email-[0-9a-f]{12}\]", scrubbed)

@@ -33,8 +33,9 @@ _AT = (
     r"(?:@|\uff20|\ufe6b|%(?:25)*40|&#0*64;?|&#x0*40;?|&commat;"
     r"|\\+x40|\\+u0040|\\+U00000040|\\+100|\\+N\{COMMERCIAL AT\})"
 )
-# Around the "@": a line break (folded header, wrapped text), in plain or escaped form.
-_GAP = r"(?:[ \t]|\r?\n|\\r|\\n|\\t|" + _SOFT_BREAK + r"){0,6}"
+# Around the "@": a line break (folded header, wrapped text), in plain or escaped form (once
+# or more: the repr of a repr doubles the backslashes).
+_GAP = r"(?:[ \t]|\r?\n|\\+r|\\+n|\\+t|" + _SOFT_BREAK + r"){0,6}"
 _LABEL = r"(?:[\w-]|" + _SOFT_BREAK + r")+"
 _DOMAIN = r"(?:\[[^\]\s]{1,64}\]|" + _LABEL + r"(?:[.\uff0e\u3002]" + _LABEL + r")*)"
 EMAIL = re.compile(rf"{_LOCAL}(?:{_GAP}{_AT}{_GAP}{_DOMAIN})+", re.IGNORECASE)
